@@ -1,0 +1,1 @@
+"""Measured latency tables (``*.json``), installed with the package; see :mod:`nas.latency`."""

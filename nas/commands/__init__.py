@@ -1,0 +1,1 @@
+"""Handlers of the ``nas`` subcommands (one module per command group)."""

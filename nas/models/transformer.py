@@ -1,0 +1,268 @@
+"""BERT-style encoder and Llama-style decoder blocks with per-layer shapes.
+
+One implementation serves the supernet, the derived subnet and ONNX export:
+
+* every layer has its own head count and FFN width (:class:`LayerDims`), so a
+  derived subnet is physically smaller;
+* a :class:`ModelControl` passed to ``forward`` carries what the supernet
+  searches: a soft head mask and neuron mask per layer, a keep gate per layer
+  (gated residual: ``y = g·block(x) + (1-g)·x``) and a weight transform per
+  linear group (a mixture of fake-quantized copies). Without a control the
+  model is a plain transformer.
+
+Parameter names (the safetensors keys of a saved subnet)::
+
+    embed.word.weight  embed.position.weight  embed.token_type.weight  embed.norm.{weight,bias}
+    layers.{k}.attn.{q,k,v,o}.{weight,bias}   layers.{k}.attn_norm.*
+    layers.{k}.ffn.{up,down[,gate]}.{weight,bias}   layers.{k}.ffn_norm.*
+    final_norm.weight                                      (llama only)
+
+``k`` counts kept layers; the original index of each is in ``LayerDims.index``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas.models.dims import LayerDims, ModelDims
+
+WeightFn = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class LayerControl:
+    """What the supernet imposes on one layer for one forward pass."""
+
+    head_mask: Tensor | None = None  # (num_heads,) in [0, 1]
+    neuron_mask: Tensor | None = None  # (intermediate,) in [0, 1]
+    gate: Tensor | None = None  # scalar in [0, 1]: weight of keeping the layer
+    attn_weight: WeightFn | None = None  # transform of q/k/v/o weights (fake quant)
+    ffn_weight: WeightFn | None = None  # transform of FFN weights (fake quant)
+
+
+@dataclass
+class ModelControl:
+    """Per-forward supernet state: one :class:`LayerControl` per layer."""
+
+    layers: list[LayerControl] = field(default_factory=list)
+    embed_weight: WeightFn | None = None  # transform of the word-embedding table
+
+
+def _w(linear: nn.Linear, fn: WeightFn | None) -> Tensor:
+    return linear.weight if fn is None else fn(linear.weight)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        var = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(var + self.eps))
+
+
+def _norm(dims: ModelDims) -> nn.Module:
+    if dims.family == "llama":
+        return RMSNorm(dims.hidden, dims.norm_eps)
+    return nn.LayerNorm(dims.hidden, eps=dims.norm_eps)
+
+
+def rotary(dims: ModelDims, seq_len: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Cosine and sine tables of rotary position embeddings, shape (T, head_dim)."""
+    d = dims.head_dim
+    inv_freq = 1.0 / (dims.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64, device=device).float() / d))
+    pos = torch.arange(seq_len, device=device).float()
+    freqs = torch.outer(pos, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head (or grouped-query) self-attention with ``num_heads`` heads kept."""
+
+    def __init__(self, dims: ModelDims, num_heads: int) -> None:
+        super().__init__()
+        self.dims = dims
+        self.num_heads = num_heads
+        self.num_kv = num_heads // dims.group_size
+        d = dims.head_dim
+        self.q = nn.Linear(dims.hidden, num_heads * d, bias=dims.attn_bias)
+        self.k = nn.Linear(dims.hidden, self.num_kv * d, bias=dims.attn_bias)
+        self.v = nn.Linear(dims.hidden, self.num_kv * d, bias=dims.attn_bias)
+        self.o = nn.Linear(num_heads * d, dims.hidden, bias=dims.o_bias)
+
+    def context(
+        self,
+        x: Tensor,
+        bias: Tensor,
+        rope: tuple[Tensor, Tensor] | None,
+        weight_fn: WeightFn | None = None,
+    ) -> Tensor:
+        """Per-head attention output before the output projection, (B, H, T, D)."""
+        b, t, _ = x.shape
+        d = self.dims.head_dim
+        q = F.linear(x, _w(self.q, weight_fn), self.q.bias).view(b, t, self.num_heads, d).transpose(1, 2)
+        k = F.linear(x, _w(self.k, weight_fn), self.k.bias).view(b, t, self.num_kv, d).transpose(1, 2)
+        v = F.linear(x, _w(self.v, weight_fn), self.v.bias).view(b, t, self.num_kv, d).transpose(1, 2)
+        if rope is not None:
+            cos, sin = rope
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+        if self.num_kv != self.num_heads:
+            k = k.repeat_interleave(self.dims.group_size, dim=1)
+            v = v.repeat_interleave(self.dims.group_size, dim=1)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(d) + bias
+        probs = torch.softmax(scores, dim=-1)
+        return torch.matmul(probs, v)
+
+    def project(self, ctx: Tensor, weight_fn: WeightFn | None = None) -> Tensor:
+        b, _, t, _ = ctx.shape
+        merged = ctx.transpose(1, 2).reshape(b, t, self.num_heads * self.dims.head_dim)
+        return F.linear(merged, _w(self.o, weight_fn), self.o.bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        bias: Tensor,
+        rope: tuple[Tensor, Tensor] | None = None,
+        head_mask: Tensor | None = None,
+        weight_fn: WeightFn | None = None,
+    ) -> Tensor:
+        ctx = self.context(x, bias, rope, weight_fn)
+        if head_mask is not None:
+            ctx = ctx * head_mask.view(1, -1, 1, 1)
+        return self.project(ctx, weight_fn)
+
+
+class FFN(nn.Module):
+    """GELU MLP (bert) or gated SiLU MLP (llama) with ``intermediate`` neurons kept."""
+
+    def __init__(self, dims: ModelDims, intermediate: int) -> None:
+        super().__init__()
+        self.gated = dims.family == "llama"
+        self.intermediate = intermediate
+        if self.gated:
+            self.gate = nn.Linear(dims.hidden, intermediate, bias=dims.mlp_bias)
+        self.up = nn.Linear(dims.hidden, intermediate, bias=dims.mlp_bias)
+        self.down = nn.Linear(intermediate, dims.hidden, bias=dims.mlp_bias)
+
+    def activations(self, x: Tensor, weight_fn: WeightFn | None = None) -> Tensor:
+        """Neuron activations that feed ``down``, shape (B, T, intermediate)."""
+        up = F.linear(x, _w(self.up, weight_fn), self.up.bias)
+        if self.gated:
+            return F.silu(F.linear(x, _w(self.gate, weight_fn), self.gate.bias)) * up
+        return F.gelu(up)
+
+    def forward(self, x: Tensor, neuron_mask: Tensor | None = None, weight_fn: WeightFn | None = None) -> Tensor:
+        h = self.activations(x, weight_fn)
+        if neuron_mask is not None:
+            h = h * neuron_mask
+        return F.linear(h, _w(self.down, weight_fn), self.down.bias)
+
+
+class Block(nn.Module):
+    """One transformer layer: post-LN (bert) or pre-norm (llama)."""
+
+    def __init__(self, dims: ModelDims, layer: LayerDims) -> None:
+        super().__init__()
+        self.pre_norm = dims.family == "llama"
+        self.attn = Attention(dims, layer.num_heads)
+        self.attn_norm = _norm(dims)
+        self.ffn = FFN(dims, layer.intermediate)
+        self.ffn_norm = _norm(dims)
+
+    def forward(
+        self, x: Tensor, bias: Tensor, rope: tuple[Tensor, Tensor] | None, ctl: LayerControl | None = None
+    ) -> Tensor:
+        ctl = ctl or LayerControl()
+        if self.pre_norm:
+            h = x + self.attn(self.attn_norm(x), bias, rope, ctl.head_mask, ctl.attn_weight)
+            y = h + self.ffn(self.ffn_norm(h), ctl.neuron_mask, ctl.ffn_weight)
+        else:
+            h = self.attn_norm(x + self.attn(x, bias, rope, ctl.head_mask, ctl.attn_weight))
+            y = self.ffn_norm(h + self.ffn(h, ctl.neuron_mask, ctl.ffn_weight))
+        if ctl.gate is not None:
+            y = ctl.gate * y + (1.0 - ctl.gate) * x
+        return y
+
+
+class Embeddings(nn.Module):
+    def __init__(self, dims: ModelDims) -> None:
+        super().__init__()
+        self.bert = dims.family == "bert"
+        self.word = nn.Embedding(dims.vocab_size, dims.hidden)
+        if self.bert:
+            self.position = nn.Embedding(dims.max_positions, dims.hidden)
+            self.token_type = nn.Embedding(max(dims.type_vocab_size, 1), dims.hidden)
+            self.norm = nn.LayerNorm(dims.hidden, eps=dims.norm_eps)
+
+    def forward(self, input_ids: Tensor, weight_fn: WeightFn | None = None) -> Tensor:
+        word = self.word.weight if weight_fn is None else weight_fn(self.word.weight)
+        x = F.embedding(input_ids, word)
+        if self.bert:
+            t = input_ids.shape[1]
+            x = self.norm(x + self.position.weight[:t].unsqueeze(0) + self.token_type.weight[0])
+        return x
+
+
+def attention_bias(dims: ModelDims, attention_mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Additive attention bias (B, 1, T|1, T): padding, plus causality for llama."""
+    neg = torch.finfo(dtype).min
+    pad = (1.0 - attention_mask[:, None, None, :].to(dtype)) * neg
+    if dims.family != "llama":
+        return pad
+    t = attention_mask.shape[1]
+    causal = torch.triu(torch.full((t, t), neg, dtype=dtype, device=attention_mask.device), diagonal=1)
+    return torch.clamp(pad + causal, min=neg)
+
+
+class TransformerModel(nn.Module):
+    """Embeddings + kept layers (+ final norm for llama); returns the last hidden state.
+
+    Args:
+        dims: shapes of the original model.
+        layers: shapes of each kept layer, in order; ``None`` keeps every layer whole.
+    """
+
+    def __init__(self, dims: ModelDims, layers: Sequence[LayerDims] | None = None) -> None:
+        super().__init__()
+        self.dims = dims
+        if layers is None:
+            layers = [LayerDims(i, dims.num_heads, dims.intermediate) for i in range(dims.num_layers)]
+        self.layer_dims = tuple(layers)
+        self.embed = Embeddings(dims)
+        self.layers = nn.ModuleList(Block(dims, ld) for ld in self.layer_dims)
+        self.final_norm = RMSNorm(dims.hidden, dims.norm_eps) if dims.family == "llama" else None
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, control: ModelControl | None = None
+    ) -> Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        x = self.embed(input_ids, control.embed_weight if control else None)
+        bias = attention_bias(self.dims, attention_mask, x.dtype)
+        rope = rotary(self.dims, input_ids.shape[1], x.device) if self.dims.family == "llama" else None
+        for i, block in enumerate(self.layers):
+            x = block(x, bias, rope, control.layers[i] if control else None)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x
+
+
+def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """Sentence embedding: mean of token states over non-padding tokens (sentence-transformers)."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)

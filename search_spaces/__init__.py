@@ -1,0 +1,1 @@
+"""Declarative search spaces (``*.yaml``), installed with the package; see :mod:`nas.spaces.loader`."""
