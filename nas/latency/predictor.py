@@ -1,0 +1,142 @@
+"""Pure latency and size predictors over a latency table.
+
+For an architecture with kept layers K::
+
+    raw(arch) = overhead + embed[b_E] + rest + Σ_{i∈K} (attn[h_i, a_i] + ffn[f_i, m_i])
+    latency_ms(arch) = scale · raw(arch) + per_layer_ms · |K| + constant_ms
+
+where ``scale``, ``per_layer_ms`` and ``constant_ms`` are the table's fitted
+calibration (defaults 1, 0, 0). Under the supernet's independent categorical
+distributions the expectation is linear, so::
+
+    E[LAT] = scale·(overhead + rest + Σ_b p_E(b)·embed[b])
+             + Σ_i p_keep,i · (scale·(Σ_{h,a} p_h p_a attn[h,a] + Σ_{f,m} p_f p_m ffn[f,m]) + per_layer_ms)
+             + constant_ms
+
+which :func:`expected_latency` evaluates in torch, differentiable in the probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from nas.latency.table import OVERHEAD, REST, LatencyTable, attn_key, embed_key, ffn_key
+from nas.spaces.choice import layer_label
+from nas.spaces.space import SearchSpace
+from nas.supernet.quant import weight_bytes
+
+
+def _cal(table: LatencyTable) -> tuple[float, float, float]:
+    c = table.calibration or {}
+    return float(c.get("scale", 1.0)), float(c.get("per_layer_ms", 0.0)), float(c.get("constant_ms", 0.0))
+
+
+def raw_latency_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int]) -> float:
+    """Plain sum of table entries for ``arch`` (no calibration)."""
+    v = space.value
+    total = table.ms(OVERHEAD) + table.ms(REST) + table.ms(embed_key(v(arch, "embed.bits")))
+    for i in space.kept_layers(arch):
+        total += table.ms(attn_key(v(arch, layer_label(i, "heads")), v(arch, layer_label(i, "attn.bits"))))
+        total += table.ms(ffn_key(v(arch, layer_label(i, "ffn")), v(arch, layer_label(i, "ffn.bits"))))
+    return total
+
+
+def latency_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int]) -> float:
+    """Calibrated predicted latency of one concrete architecture, in ms."""
+    scale, per_layer, const = _cal(table)
+    return scale * raw_latency_ms(table, space, arch) + per_layer * len(space.kept_layers(arch)) + const
+
+
+class Predictor:
+    """A table bound to a space, with its entries laid out as tensors per label.
+
+    Raises:
+        LatencyTableError: at construction, if the table was built for another
+            space or misses an entry (naming the key).
+    """
+
+    def __init__(self, table: LatencyTable, space: SearchSpace) -> None:
+        table.check_space(space)
+        self.table, self.space = table, space
+        self.scale, self.per_layer, self.constant = _cal(table)
+        o = space.options
+        self.embed = torch.tensor([table.ms(embed_key(b)) for b in o("embed.bits")])
+        self.fixed = table.ms(OVERHEAD) + table.ms(REST)
+        self.attn: list[Tensor] = []
+        self.ffn: list[Tensor] = []
+        for i in range(space.dims.num_layers):
+            L = lambda w: layer_label(i, w)  # noqa: E731
+            self.attn.append(torch.tensor([[table.ms(attn_key(h, b)) for b in o(L("attn.bits"))] for h in o(L("heads"))]))
+            self.ffn.append(torch.tensor([[table.ms(ffn_key(f, b)) for b in o(L("ffn.bits"))] for f in o(L("ffn"))]))
+
+    def latency_ms(self, arch: Mapping[str, int]) -> float:
+        return latency_ms(self.table, self.space, arch)
+
+    def expected_latency(self, probs: Mapping[str, Tensor]) -> Tensor:
+        """E[LAT] in ms under per-label probabilities (see module docstring); differentiable."""
+        s = self.scale
+        p = lambda label: _probs(probs, self.space, label)  # noqa: E731
+        total = s * (self.fixed + (p("embed.bits") * self.embed).sum()) + self.constant
+        for i in range(self.space.dims.num_layers):
+            L = lambda w: layer_label(i, w)  # noqa: E731
+            attn = p(L("heads")) @ self.attn[i] @ p(L("attn.bits"))
+            ffn = p(L("ffn")) @ self.ffn[i] @ p(L("ffn.bits"))
+            keep_opts = self.space.options(L("keep"))
+            p_keep = p(L("keep"))[keep_opts.index(1)] if 1 in keep_opts else torch.tensor(0.0)
+            total = total + p_keep * (s * (attn + ffn) + self.per_layer)
+        return total
+
+    def min_latency_ms(self) -> float:
+        """The lowest predicted latency any architecture of the space can reach."""
+        s = self.scale
+        n = self.space.dims.num_layers
+        cost = [s * (float(self.attn[i].min()) + float(self.ffn[i].min())) + self.per_layer for i in range(n)]
+        # Layers that cannot be skipped are paid for; if all can be, one layer is still kept.
+        forced = [cost[i] for i in range(n) if 0 not in self.space.options(layer_label(i, "keep"))]
+        layers = sum(forced) if forced else min(cost)
+        return s * (self.fixed + float(self.embed.min())) + self.constant + layers
+
+
+def _probs(probs: Mapping[str, Tensor], space: SearchSpace, label: str) -> Tensor:
+    if label in probs:
+        return probs[label]
+    return torch.ones(len(space.options(label)))
+
+
+def expected_latency(table: LatencyTable, space: SearchSpace, probs: Mapping[str, Tensor]) -> Tensor:
+    """E[LAT] in ms (see :class:`Predictor`; build one to reuse across steps)."""
+    return Predictor(table, space).expected_latency(probs)
+
+
+def size_bytes(space: SearchSpace, arch: Mapping[str, int]) -> int:
+    """Bytes of the derived subnet at its chosen bit-widths (scales included), from shapes alone.
+
+    Equals ``derive(net, arch).size().bytes``.
+    """
+    d, v = space.dims, space.value
+    total = weight_bytes((d.vocab_size, d.hidden), v(arch, "embed.bits"))
+    fp32 = 0
+    if d.family == "bert":
+        fp32 += d.max_positions * d.hidden + max(d.type_vocab_size, 1) * d.hidden + 2 * d.hidden
+    else:
+        fp32 += d.hidden  # final norm
+    for i in space.kept_layers(arch):
+        h, f = v(arch, layer_label(i, "heads")), v(arch, layer_label(i, "ffn"))
+        a_bits, f_bits = v(arch, layer_label(i, "attn.bits")), v(arch, layer_label(i, "ffn.bits"))
+        q, kv = h * d.head_dim, h // d.group_size * d.head_dim
+        for shape in ((q, d.hidden), (kv, d.hidden), (kv, d.hidden), (d.hidden, q)):
+            total += weight_bytes(shape, a_bits)
+        if d.attn_bias:
+            fp32 += q + 2 * kv
+        if d.o_bias:
+            fp32 += d.hidden
+        mats = [(f, d.hidden), (d.hidden, f)] + ([(f, d.hidden)] if d.family == "llama" else [])
+        for shape in mats:
+            total += weight_bytes(shape, f_bits)
+        if d.mlp_bias:
+            fp32 += f * (len(mats) - 1) + d.hidden
+        fp32 += (4 if d.family == "bert" else 2) * d.hidden  # two LayerNorms (w, b) or two RMSNorms (w)
+    return total + 4 * fp32

@@ -1,0 +1,1 @@
+"""Search service: Ray Tune trials writing to an Optuna study; Pareto queries."""

@@ -1,0 +1,21 @@
+"""The contract between a finished trial and everything that reads it (pareto, export).
+
+Study: created with directions ``DIRECTIONS`` for objectives ``OBJECTIVES``
+(values in that order). Optuna parameter names are the search hyperparameters
+(``target_fraction``, ``loss``, ``lambda0``, ...). Each COMPLETE trial carries
+these user attributes (JSON-serialisable):
+"""
+
+OBJECTIVES = ("quality", "latency_ms", "size_mb")
+DIRECTIONS = ("maximize", "minimize", "minimize")
+
+ARCH = "arch"  # {label: choice} of the chosen subnet
+ARCH_SUMMARY = "arch_summary"  # nas.spaces.format_arch(...)
+CONFIG = "config"  # trainers.SearchConfig.to_dict() of the trial
+METRICS = "metrics"  # SearchResult.to_dict() minus history/arch (quality_before/after, latency, size, ...)
+HISTORY = "history"  # a thinned list of per-step details dicts
+SUBNET_DIR = "subnet_dir"  # absolute path of the saved subnet (Subnet.save: model.safetensors + subnet.json)
+SUBNET_SHA256 = "subnet_sha256"  # sha256 of model.safetensors, checked before export
+SPACE = "space"  # {"name", "hash"}
+LATENCY_TABLE = "latency_table"  # {"id", "path", "space_hash", "device_fingerprint"}
+NAS_VERSION = "nas_version"

@@ -1,0 +1,130 @@
+"""The configuration of one search trial: frozen, validated, round-trips through a dict.
+
+The full dict is stored with every trial so a trial can be re-run or exported
+from the study database alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from nas.errors import ConfigError
+
+LOSSES = ("hinge", "fbnet", "linear")
+TASKS = ("wordnet-nouns", "wordnet-embed")
+TAU_SCHEDULES = ("exponential", "linear", "constant")
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything one ``search_once`` needs.
+
+    Attributes:
+        space: search-space name or YAML path.
+        task: ``wordnet-nouns`` (26-way lexicographer-file classification of
+            noun glosses) or ``wordnet-embed`` (cosine fidelity of pooled
+            embeddings to the teacher's).
+        latency_table: latency-table name (shipped) or path.
+        target_ms / target_fraction: the latency budget T, absolute or as a
+            fraction of the full model's table latency (exactly one is set).
+        loss: latency penalty form: ``hinge`` (``task + λ·max(0, E[LAT]−T)/T``),
+            ``fbnet`` (``task·α·(log E[LAT])^β``), ``linear`` (``task + λ·E[LAT]/T``).
+        lambda0: initial penalty weight λ; ``dual_lr`` its dual-ascent step
+            (0 keeps λ fixed).
+        alpha, beta: FBNet multiplicative penalty constants.
+        size_weight, size_target_mb: optional hinge penalty on expected size.
+        tau_schedule, tau0, tau_min: Gumbel temperature schedule (see nas.supernet.gumbel.tau).
+        hard: straight-through (one-hot forward) sampling instead of soft.
+        steps: architecture-search steps (each = one weight step on the train
+            split + one architecture step on the held-out split, FBNet 80/20).
+        warmup_steps: weight-only steps before architecture steps start.
+        batch_size, max_length: batch and token length of training batches.
+        weight_lr, arch_lr: learning rates of weights and architecture logits.
+        kd_temperature, kd_hidden_weight: distillation temperature and
+            hidden-state MSE weight.
+        finetune_steps, finetune_lr: distillation fine-tuning of the derived subnet.
+        max_train, max_eval: caps on examples used (None: all).
+        seed: everything random (sampling, data order, Gumbel noise).
+    """
+
+    space: str = "minilm-l6"
+    task: str = "wordnet-nouns"
+    latency_table: str = "minilm-l6.onnxruntime-cpu.t1.b1.s128"
+    target_ms: float | None = None
+    target_fraction: float | None = 0.5
+    loss: str = "hinge"
+    lambda0: float = 1.0
+    dual_lr: float = 0.5
+    alpha: float = 0.2
+    beta: float = 0.6
+    size_weight: float = 0.0
+    size_target_mb: float | None = None
+    tau_schedule: str = "exponential"
+    tau0: float = 5.0
+    tau_min: float = 0.2
+    hard: bool = True
+    steps: int = 300
+    warmup_steps: int = 50
+    batch_size: int = 32
+    max_length: int = 64
+    weight_lr: float = 5e-5
+    arch_lr: float = 5e-3
+    kd_temperature: float = 2.0
+    kd_hidden_weight: float = 0.0
+    finetune_steps: int = 300
+    finetune_lr: float = 5e-5
+    max_train: int | None = None
+    max_eval: int | None = None
+    seed: int = 0
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        def bad(field: str, why: str) -> ConfigError:
+            return ConfigError(f"{field}: {why}")
+
+        if self.loss not in LOSSES:
+            raise bad("loss", f"unknown loss form {self.loss!r}; known: {', '.join(LOSSES)}")
+        if self.task not in TASKS:
+            raise bad("task", f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if self.tau_schedule not in TAU_SCHEDULES:
+            raise bad("tau_schedule", f"unknown schedule {self.tau_schedule!r}; known: {', '.join(TAU_SCHEDULES)}")
+        if (self.target_ms is None) == (self.target_fraction is None):
+            raise bad("target_ms", "set exactly one of target_ms and target_fraction")
+        if self.target_ms is not None and not self.target_ms > 0:
+            raise bad("target_ms", f"must be > 0, got {self.target_ms}")
+        if self.target_fraction is not None and not 0 < self.target_fraction <= 1:
+            raise bad("target_fraction", f"must be in (0, 1], got {self.target_fraction}")
+        for f in ("steps", "batch_size", "max_length"):
+            if int(getattr(self, f)) <= 0:
+                raise bad(f, f"must be positive, got {getattr(self, f)}")
+        for f in ("warmup_steps", "finetune_steps", "lambda0", "dual_lr", "size_weight"):
+            if getattr(self, f) < 0:
+                raise bad(f, f"must be >= 0, got {getattr(self, f)}")
+        for f in ("weight_lr", "arch_lr", "tau0", "tau_min", "kd_temperature"):
+            if not getattr(self, f) > 0:
+                raise bad(f, f"must be > 0, got {getattr(self, f)}")
+        if self.version != CONFIG_VERSION:
+            raise bad("version", f"unknown config version {self.version}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
+        """Build from a dict, naming the first unknown field or bad type."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"search config: expected a mapping, got {type(d).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown field; allowed: {', '.join(sorted(fields))}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"search config: {e}") from None
+
+    def replace(self, **changes: Any) -> "SearchConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,55 @@
+"""What one search trial returns."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class SearchResult:
+    """The outcome of :func:`trainers.search_once`.
+
+    Attributes:
+        arch: the chosen architecture ``{label: choice}`` (after the feasibility rule).
+        arch_summary: its one-line summary (``nas.spaces.format_arch``).
+        latency_ms: the table's predicted latency of ``arch``.
+        target_ms: the budget T the search ran against.
+        feasible: ``latency_ms <= target_ms``; ``argmax_latency_ms`` is what the
+            raw argmax had before the feasibility rule was applied.
+        size_bytes, params: of the derived subnet at its chosen bit-widths.
+        metric: ``accuracy`` or ``cosine``; ``quality_before``/``quality_after``
+            its value on the test split before/after fine-tuning;
+            ``teacher_quality`` the teacher's.
+        history: one details dict per logged step (step, tau, task loss,
+            E[LAT], λ, penalty, ...).
+        phase_seconds: wall time of each phase (teacher, search, derive, finetune, eval).
+        subnet: the fine-tuned :class:`nas.supernet.Subnet` (not serialised by ``to_dict``).
+    """
+
+    arch: dict[str, int]
+    arch_summary: str
+    latency_ms: float
+    target_ms: float
+    feasible: bool
+    argmax_latency_ms: float
+    size_bytes: int
+    params: int
+    metric: str
+    quality_before: float
+    quality_after: float
+    teacher_quality: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    subnet: Any = field(default=None, repr=False)
+
+    @property
+    def size_mb(self) -> float:
+        return self.size_bytes / 1e6
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "subnet"}
+        d["size_mb"] = self.size_mb
+        return d
