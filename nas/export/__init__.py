@@ -1,0 +1,13 @@
+"""Export a chosen trial: safetensors + transformers folder + ONNX fp32 + per-layer quantized ONNX, verified.
+
+``import nas.export`` is light; ONNX, onnxruntime, Optuna and transformers are
+imported by the functions that use them.
+
+Example:
+    >>> from nas.export import export_trial
+    >>> export_trial(study="minilm_cpu", storage="sqlite:///study.db", max_latency_ms=5.0, out="exported")  # doctest: +SKIP
+"""
+
+from nas.export.export import export_trial, reverify, verify_export
+
+__all__ = ["export_trial", "reverify", "verify_export"]
