@@ -40,7 +40,7 @@ def _log(log: TextIO | None, msg: str) -> None:
         print(f"export: {msg}", file=log, flush=True)
 
 
-def _check_options(shapes: Sequence[tuple[int, int]], tolerance: float, min_cosine: float, max_metric_drop: float,
+def _check_options(shapes: Sequence[tuple[int, int]], tolerance: float, min_cosine: float, metric_tolerance: float,
                    latency_tolerance: float | None) -> list[tuple[int, int]]:
     shapes = [tuple(int(x) for x in s) for s in shapes]
     if len(set(shapes)) < 3:
@@ -52,8 +52,8 @@ def _check_options(shapes: Sequence[tuple[int, int]], tolerance: float, min_cosi
         raise ConfigError(f"tolerance: must be > 0, got {tolerance}")
     if not 0 < min_cosine <= 1:
         raise ConfigError(f"min_cosine: must be in (0, 1], got {min_cosine}")
-    if max_metric_drop < 0:
-        raise ConfigError(f"max_metric_drop: must be >= 0, got {max_metric_drop}")
+    if metric_tolerance < 0:
+        raise ConfigError(f"metric_tolerance: must be >= 0, got {metric_tolerance}")
     if latency_tolerance is not None and not latency_tolerance > 0:
         raise ConfigError(f"latency_tolerance: must be > 0, got {latency_tolerance}")
     return shapes  # type: ignore[return-value]
@@ -100,7 +100,7 @@ def verify_export(
     shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
     tolerance: float = 1e-4,
     min_cosine: float = 0.999,
-    max_metric_drop: float = 1.0,
+    metric_tolerance: float = 1.0,
     latency_table: Any = None,
     latency_tolerance: float | None = None,
     log: TextIO | None = None,
@@ -112,7 +112,7 @@ def verify_export(
         shapes: batch×sequence shapes for the parity and cosine checks (≥ 3).
         tolerance: max abs diff allowed between fp32 ONNX (and HF) and the PyTorch subnet.
         min_cosine: min cosine between the quantized ONNX and the fake-quantized subnet.
-        max_metric_drop: points of task metric the quantized ONNX may lose.
+        metric_tolerance: points the quantized ONNX's task metric may differ from the subnet's.
         latency_table: a :class:`~nas.latency.LatencyTable` to re-measure against (None: skip).
         latency_tolerance: relative bound on measured vs predicted latency (None: report only).
 
@@ -124,7 +124,7 @@ def verify_export(
     from nas.supernet.derive import load_subnet
 
     directory = Path(directory)
-    shapes = _check_options(shapes, tolerance, min_cosine, max_metric_drop, latency_tolerance)
+    shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)
     subnet = load_subnet(directory)
     dims = subnet.space.dims
     too_long = [t for _, t in shapes if t > dims.max_positions]
@@ -148,7 +148,7 @@ def verify_export(
     checks.append(V.check_cosine(fq, quant, vocab, shapes=shapes, min_cosine=min_cosine))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     name, metric = teacher_fidelity(subnet.space)
-    checks.append(V.check_metric(metric, name, subnet, quant, max_drop=max_metric_drop))
+    checks.append(V.check_metric(metric, name, subnet, quant, tolerance_points=metric_tolerance))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     if latency_table is not None:
         from nas.latency import latency_ms
@@ -196,7 +196,7 @@ def export_trial(
     shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
     tolerance: float = 1e-4,
     min_cosine: float = 0.999,
-    max_metric_drop: float = 1.0,
+    metric_tolerance: float = 1.0,
     measure_latency: bool = True,
     latency_tolerance: float | None = None,
     log: TextIO | None = None,
@@ -214,7 +214,7 @@ def export_trial(
         max_latency_ms: the highest-quality front point whose predicted latency fits.
         best_quality: the highest-quality front point.
         force: replace an existing ``out``.
-        shapes, tolerance, min_cosine, max_metric_drop, latency_tolerance: see :func:`verify_export`.
+        shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance: see :func:`verify_export`.
         measure_latency: re-measure ``model.quant.onnx`` with the trial's latency table.
         log: a stream for progress lines (e.g. ``sys.stderr``).
 
@@ -237,7 +237,7 @@ def export_trial(
     from nas.export.trial import choose_trial, load_trial_subnet
     from nas.search import attrs as A
 
-    shapes = _check_options(shapes, tolerance, min_cosine, max_metric_drop, latency_tolerance)
+    shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)
     out = Path(out).expanduser().absolute()
     if out.exists() and not force:
         raise ConfigError(f"out: {out} exists; pass --force (force=True) to replace it")
@@ -255,7 +255,7 @@ def export_trial(
     try:
         written = write_artifacts(subnet, tmp, log=log)
         checks = verify_export(tmp, shapes=shapes, tolerance=tolerance, min_cosine=min_cosine,
-                               max_metric_drop=max_metric_drop, latency_table=table,
+                               metric_tolerance=metric_tolerance, latency_table=table,
                                latency_tolerance=latency_tolerance, log=log)
         rule = ({"trial": trial} if trial is not None else
                 {"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {"best_quality": True})

@@ -79,7 +79,7 @@ def quantize(fp32_path: str | Path, out_path: str | Path, bits: Mapping[str, int
         if int8:
             root = logging.getLogger()
             level = root.level
-            root.setLevel(logging.WARNING)  # quantize_dynamic logs advice on the root logger
+            root.setLevel(logging.ERROR)  # quantize_dynamic logs advice on the root logger
             try:
                 quantize_dynamic(
                     str(stage), str(Path(tmp) / "q8.onnx"), nodes_to_quantize=int8,

@@ -7,7 +7,7 @@
   ``model.quant.onnx`` and of the fake-quantized PyTorch subnet, over every
   sequence of every shape, ≥ ``min_cosine``;
 * ``metric_quant`` – the task metric of ``model.quant.onnx`` within
-  ``max_metric_drop`` points of the PyTorch subnet's, on the evaluation inputs;
+  ``metric_tolerance`` points of the PyTorch subnet's, on the evaluation inputs;
 * ``latency`` – ``model.quant.onnx`` re-measured with the latency table's
   protocol (threads, batch, sequence, warm-up, rounds × repeats; median and
   IQR) next to the table's prediction; it fails only when a tolerance is given.
@@ -139,15 +139,16 @@ def check_cosine(model: torch.nn.Module, sess, vocab: int, *, shapes: Sequence[t
 Metric = Callable[[Callable[[Tensor, Tensor], Tensor]], float]
 
 
-def check_metric(metric: Metric, name: str, model: torch.nn.Module, sess, *, max_drop: float = 1.0) -> Check:
-    """``metric`` (in points, higher is better) of the quantized ONNX within ``max_drop`` of the PyTorch subnet's."""
+def check_metric(metric: Metric, name: str, model: torch.nn.Module, sess, *, tolerance_points: float = 1.0) -> Check:
+    """``metric`` (in points) of the quantized ONNX within ``tolerance_points`` of the PyTorch subnet's."""
     with torch.no_grad():
         ref = float(metric(lambda ids, mask: model(ids, mask)))
     got = float(metric(lambda ids, mask: torch.from_numpy(run(sess, ids, mask))))
-    drop = ref - got
-    ok = drop <= max_drop
-    return Check("metric_quant", ok, drop, max_drop,
-                 f"{name}: PyTorch {ref:.3f}, quantized ONNX {got:.3f} (drop {drop:.3f} {'<=' if ok else '>'} {max_drop:g})",
+    diff = got - ref
+    ok = abs(diff) <= tolerance_points
+    return Check("metric_quant", ok, diff, tolerance_points,
+                 f"{name}: PyTorch {ref:.3f}, quantized ONNX {got:.3f} "
+                 f"(|diff| {abs(diff):.3f} {'<=' if ok else '>'} {tolerance_points:g} points)",
                  {"metric": name, "pytorch": ref, "onnx_quant": got})
 
 
