@@ -1,6 +1,10 @@
 """Export a chosen trial: safetensors + transformers folder + ONNX fp32 + per-layer quantized ONNX, verified.
 
-``import nas.export`` is light; ONNX, onnxruntime, Optuna and transformers are
+``nas.export.onnx`` exports a subnet (or one block) with named MatMul nodes,
+``nas.export.quantize`` quantizes chosen nodes with onnxruntime's own tools,
+``nas.export.export`` turns a study trial into a verified folder.
+
+``import nas.export`` is light: onnx, onnxruntime, Optuna and transformers are
 imported by the functions that use them.
 
 Example:
