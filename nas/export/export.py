@@ -59,15 +59,56 @@ def _check_options(shapes: Sequence[tuple[int, int]], tolerance: float, min_cosi
     return shapes  # type: ignore[return-value]
 
 
-def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) -> dict[str, dict[str, Any]]:
+def node_labels(subnet: Any) -> dict[str, str]:
+    """``{ONNX node name: bits label}``: ``layers.{k}.attn.q`` takes ``layer{i}.attn.bits`` of the original layer ``i``."""
+    from nas.export.onnx import EMBED_NODE
+
+    out = {EMBED_NODE: "embed.bits"}
+    for k, ld in enumerate(subnet.model.layer_dims):
+        for name in ("q", "k", "v", "o"):
+            out[f"layers.{k}.attn.{name}"] = f"layer{ld.index}.attn.bits"
+        for name in ("gate", "up", "down"):
+            if hasattr(subnet.model.layers[k].ffn, name):
+                out[f"layers.{k}.ffn.{name}"] = f"layer{ld.index}.ffn.bits"
+    return out
+
+
+def applied_formats(quant_path: str | Path, nodes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What the quantized graph actually holds for each named node, read back from the file.
+
+    The quantizers rename a node ``n`` to ``n_Q4`` (MatMulNBits) or ``n_quant``
+    (MatMulInteger), or put ``n.cast`` in front (fp16); weights keep ``n.`` as
+    their initializer prefix (an int8 Gather reads ``embed.word.weight_quantized``).
+    """
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.load(str(quant_path)).graph
+    out = {}
+    for n in nodes:
+        ops = sorted({g.op_type for g in graph.node if g.name == n or g.name.startswith((f"{n}_", f"{n}."))})
+        types = {i.data_type for i in graph.initializer if i.name.startswith(f"{n}.")}
+        if {"MatMulNBits", "GatherBlockQuantized"} & set(ops):
+            fmt = "int4"
+        elif "MatMulInteger" in ops or types & {TensorProto.INT8, TensorProto.UINT8}:
+            fmt = "int8"
+        elif "Cast" in ops or TensorProto.FLOAT16 in types:
+            fmt = "fp16"
+        else:
+            fmt = "fp32"
+        out[n] = {"applied": fmt, "ops": ops}
+    return out
+
+
+def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) -> dict[str, Any]:
     """Write every file but the manifest into the new folder ``directory``.
 
     Returns:
-        ``{node: {label, bits, applied}}`` of the quantized graph, plus ``"hf"`` info under key ``"_hf"``.
+        ``{"nodes": {node: {label, bits, applied, ops}}, "hf": {expressible, reason, dir}}``.
     """
-    from nas.export.graph import export_fp32
     from nas.export.hf import expressible, save_hf
-    from nas.export.quant import bits_by_node, quantize
+    from nas.export.onnx import export_onnx
+    from nas.export.quantize import bits_by_node, quantize_onnx
     from nas.spaces.summary import format_arch
 
     subnet.save(directory)
@@ -82,15 +123,16 @@ def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) 
     if ok:
         save_hf(subnet, directory / HF_DIR)
     _log(log, f"hf: {why}")
-    labels = export_fp32(subnet, directory / FP32)
-    _log(log, f"onnx fp32: {len(labels)} weight nodes named")
-    bits = bits_by_node(subnet, labels)
-    applied = quantize(directory / FP32, directory / QUANT, bits)
+    export_onnx(subnet, directory / FP32)
+    labels = node_labels(subnet)
+    bits = bits_by_node(subnet)
+    quantize_onnx(directory / FP32, directory / QUANT, {n: b for n, b in bits.items() if b < 32})
+    applied = applied_formats(directory / QUANT, sorted(labels))
     counts: dict[str, int] = {}
-    for fmt in applied.values():
-        counts[fmt] = counts.get(fmt, 0) + 1
-    _log(log, "onnx quant: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    nodes = {n: {"label": labels[n], "bits": bits[n], "applied": applied[n]} for n in sorted(labels)}
+    for a in applied.values():
+        counts[a["applied"]] = counts.get(a["applied"], 0) + 1
+    _log(log, "onnx: fp32 written; quantized " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    nodes = {n: {"label": labels[n], "bits": bits[n], **applied[n]} for n in sorted(labels)}
     return {"nodes": nodes, "hf": {"expressible": ok, "reason": why, "dir": HF_DIR if ok else None}}
 
 
@@ -154,7 +196,7 @@ def verify_export(
         from nas.latency import latency_ms
 
         checks.append(V.check_latency(directory / QUANT, latency_table, latency_ms(latency_table, subnet.space, subnet.arch),
-                                      vocab, tolerance=latency_tolerance))
+                                      subnet.space, tolerance=latency_tolerance))
         _log(log, f"check latency: {checks[-1].detail}")
     if (directory / MANIFEST).is_file():
         recorded = read_manifest(directory).get("files", {})
@@ -318,8 +360,15 @@ def _trial_table(ref: Any):
 
 
 def _env_mismatches(table: Any) -> list[str]:
-    # Interim: the device fingerprint helpers come with the lut branch's measurement backends.
-    return [f"not compared: table measured on {table.device.get('cpu')!r}; device fingerprinting is not merged yet"]
+    import warnings
+
+    from nas.latency.backends import get_backend
+    from nas.latency.device import device_info
+
+    backend = get_backend(table.runtime.get("name", "onnxruntime-cpu"), threads=table.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return table.check_environment(device=device_info(), runtime=backend.info())
 
 
 def reverify(directory: str | Path, **options: Any) -> tuple[dict[str, Any], list[Check]]:

@@ -9,15 +9,14 @@
 * ``metric_quant`` – the task metric of ``model.quant.onnx`` within
   ``metric_tolerance`` points of the PyTorch subnet's, on the evaluation inputs;
 * ``latency`` – ``model.quant.onnx`` re-measured with the latency table's
-  protocol (threads, batch, sequence, warm-up, rounds × repeats; median and
-  IQR) next to the table's prediction; it fails only when a tolerance is given.
+  backend and protocol (:mod:`nas.latency.protocol`: threads, batch, sequence,
+  warm-up, interleaved rounds × repeats; median and IQR) next to the table's
+  prediction; it fails only when a tolerance is given.
 """
 
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,6 @@ from nas.models.transformer import mean_pool
 from nas.supernet.quant import quantize_dequantize
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((1, 8), (2, 17), (4, 32))
-DEFAULT_PROTOCOL = {"warmup": 10, "repeats": 20, "rounds": 5}
 
 
 @dataclass(frozen=True)
@@ -105,13 +103,16 @@ def check_parity(model: torch.nn.Module, sess, vocab: int, *, shapes: Sequence[t
 
 def fake_quantized(subnet: Any) -> Any:
     """A copy of ``subnet`` with every chosen weight put on its bit grid (idempotent for derived subnets)."""
-    from nas.export.graph import weight_nodes
-
     q = copy.deepcopy(subnet).eval()
-    params = dict(q.model.named_parameters())
     with torch.no_grad():
-        for param, label in weight_nodes(q).values():
-            params[param].copy_(quantize_dequantize(params[param], q.space.value(q.arch, label)))
+        w = q.model.embed.word.weight
+        w.copy_(quantize_dequantize(w, q.space.value(q.arch, "embed.bits")))
+        for ld, block in zip(q.model.layer_dims, q.model.layers):
+            for group, module in (("attn", block.attn), ("ffn", block.ffn)):
+                bits = q.space.value(q.arch, f"layer{ld.index}.{group}.bits")
+                for lin in module.children():
+                    if isinstance(lin, torch.nn.Linear):
+                        lin.weight.copy_(quantize_dequantize(lin.weight, bits))
     return q
 
 
@@ -152,38 +153,35 @@ def check_metric(metric: Metric, name: str, model: torch.nn.Module, sess, *, tol
                  {"metric": name, "pytorch": ref, "onnx_quant": got})
 
 
-def measure_ms(sess, ids: Tensor, mask: Tensor, *, warmup: int, repeats: int, rounds: int) -> dict[str, float]:
-    """Per-call latency of ``sess``: ``warmup`` calls, then ``rounds`` × ``repeats`` timed calls."""
-    feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
-    for _ in range(warmup):
-        sess.run(None, feeds)
-    times = []
-    for _ in range(rounds):
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            sess.run(None, feeds)
-            times.append((time.perf_counter() - t0) * 1e3)
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return {"median_ms": statistics.median(times), "iqr_ms": q[2] - q[0], "n": len(times)}
-
-
-def check_latency(path: str | Path, table: Any, predicted_ms: float, vocab: int, *,
+def check_latency(path: str | Path, table: Any, predicted_ms: float, space: Any, *,
                   tolerance: float | None = None) -> Check:
-    """Re-measure ``path`` with ``table``'s protocol and compare with ``predicted_ms``.
+    """Re-measure ``path`` with ``table``'s backend and protocol and compare with ``predicted_ms``.
 
+    The same runner and protocol as :func:`nas.latency.validate.validate_table`:
+    the table's runtime, threads, batch and sequence, warm-up, rounds × repeats
+    (median, IQR); noisy results are re-measured but never refused.
     ``tolerance`` is relative (0.10 = ±10 %); without it the check only reports.
     """
-    proto = {**DEFAULT_PROTOCOL, **{k: int(v) for k, v in (table.protocol or {}).items() if k in DEFAULT_PROTOCOL}}
-    sess = session(path, threads=table.threads)
-    ids, mask = inputs(vocab, table.batch, table.seq, pad=False)
-    m = measure_ms(sess, ids, mask, **proto)
+    from nas.latency.backends import get_backend
+    from nas.latency.builder import model_inputs
+    from nas.latency.protocol import Protocol, measure
+
+    backend = get_backend(table.runtime.get("name", "onnxruntime-cpu"), threads=table.threads)
+    if not hasattr(backend, "runner_for"):
+        from nas.errors import LatencyTableError
+
+        raise LatencyTableError(f"runtime: table {table.id} is for {backend.name}, which cannot run an ONNX file")
+    known = set(Protocol.__dataclass_fields__)
+    proto = Protocol(**{**{k: v for k, v in (table.protocol or {}).items() if k in known}, "max_noisy_fraction": 1.0})
+    runner = backend.runner_for(path, model_inputs(space, table.batch, table.seq))
+    m = measure({"model": runner}, proto)["model"]
     rel = (m["median_ms"] - predicted_ms) / predicted_ms
     ok = None if tolerance is None else abs(rel) <= tolerance
     detail = (f"measured {m['median_ms']:.3f} ms (IQR {m['iqr_ms']:.3f}) vs predicted {predicted_ms:.3f} ms "
               f"({rel:+.1%}" + (f", tolerance ±{tolerance:.0%})" if tolerance is not None else ", report only)"))
     return Check("latency", ok, rel, tolerance, detail, {
-        **m, "predicted_ms": predicted_ms, "relative_error": rel, "table": table.id, "protocol": proto,
-        "threads": table.threads, "batch": table.batch, "seq": table.seq,
+        **m, "predicted_ms": predicted_ms, "relative_error": rel, "table": table.id, "protocol": proto.to_dict(),
+        "runtime": backend.info(), "threads": table.threads, "batch": table.batch, "seq": table.seq,
     })
 
 

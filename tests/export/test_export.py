@@ -57,24 +57,25 @@ def test_subnet_round_trips(mixed_export, smoke_study):
 
 def test_quantized_graph_has_the_searched_bits_on_exactly_the_chosen_nodes(mixed_export):
     out, m = mixed_export
-    # MIXED: embed 8, layer0 attention 8 / FFN 4, layer1 attention 16 / FFN 8
+    # MIXED: embed 8, layer0 attention 8 / FFN 4, layer1 attention 16 / FFN 8 (node layers.k counts kept layers)
     expected = {"embed.word": "int8"}
-    expected.update({f"layer0.attn.{w}": "int8" for w in "qkvo"})
-    expected.update({"layer0.ffn.up": "int4", "layer0.ffn.down": "int4"})
-    expected.update({f"layer1.attn.{w}": "fp16" for w in "qkvo"})
-    expected.update({"layer1.ffn.up": "int8", "layer1.ffn.down": "int8"})
+    expected.update({f"layers.0.attn.{w}": "int8" for w in "qkvo"})
+    expected.update({"layers.0.ffn.up": "int4", "layers.0.ffn.down": "int4"})
+    expected.update({f"layers.1.attn.{w}": "fp16" for w in "qkvo"})
+    expected.update({"layers.1.ffn.up": "int8", "layers.1.ffn.down": "int8"})
     assert {n: v["applied"] for n, v in m["nodes"].items()} == expected
+    assert m["nodes"]["layers.1.attn.q"]["label"] == "layer1.attn.bits" and m["nodes"]["layers.1.attn.q"]["bits"] == 16
     graph = onnx.load(str(out / "model.quant.onnx")).graph
     ops = {n.name: n.op_type for n in graph.node}
-    assert ops["layer0.ffn.up_Q4"] == "MatMulNBits" and ops["layer0.ffn.down_Q4"] == "MatMulNBits"
+    assert ops["layers.0.ffn.up_Q4"] == "MatMulNBits" and ops["layers.0.ffn.down_Q4"] == "MatMulNBits"
     assert sum(op == "MatMulNBits" for op in ops.values()) == 2
-    assert {ops[f"layer0.attn.{w}_quant"] for w in "qkvo"} == {"MatMulInteger"}
-    assert {ops[f"layer1.ffn.{w}_quant"] for w in ("up", "down")} == {"MatMulInteger"}
+    assert {ops[f"layers.0.attn.{w}_quant"] for w in "qkvo"} == {"MatMulInteger"}
+    assert {ops[f"layers.1.ffn.{w}_quant"] for w in ("up", "down")} == {"MatMulInteger"}
     assert sum(op == "MatMulInteger" for op in ops.values()) == 6
     fp16 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
-    assert fp16 == {f"layer1.attn.{w}.weight_fp16" for w in "qkvo"}
-    assert {ops[f"layer1.attn.{w}"] for w in "qkvo"} == {"MatMul"}
-    fp32 = {n.name: n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node if n.name.startswith("layer")}
+    assert len(fp16) == 4 and all(name.startswith("layers.1.attn.") for name in fp16)
+    assert {ops[f"layers.1.attn.{w}"] for w in "qkvo"} == {"MatMul"}
+    fp32 = {n.name: n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node if n.name.startswith("layers.")}
     assert len(fp32) == 12 and set(fp32.values()) == {"MatMul"}
 
 

@@ -51,7 +51,7 @@ def test_untampered_folder_passes(exported):
 
 def test_tampered_onnx_weights_fail_parity_and_hashes(exported, tmp_path):
     d = _copy(exported, tmp_path / "t")
-    _tamper_onnx(d / "model.onnx", "layer1.ffn.up", 0.05)  # fp32 in MIXED's fp32 graph
+    _tamper_onnx(d / "model.onnx", "layers.1.ffn.up", 0.05)  # fp32 in MIXED's fp32 graph
     failed = {c.name: c for c in failures(verify_export(d))}
     assert set(failed) == {"parity_fp32", "file_hashes"}
     assert failed["parity_fp32"].value > 1e-3 and "model.onnx" in failed["file_hashes"].detail
@@ -69,7 +69,7 @@ def test_tampered_safetensors_fail_parity(exported, tmp_path):
 
 def test_cli_check_exits_nonzero_naming_the_check(exported, tmp_path):
     d = _copy(exported, tmp_path / "t")
-    _tamper_onnx(d / "model.onnx", "layer1.ffn.up", 0.05)
+    _tamper_onnx(d / "model.onnx", "layers.1.ffn.up", 0.05)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-m", "nas.cli", "export", "--check", str(d)], capture_output=True, text=True,
                        env=env, cwd=ROOT, timeout=300)
