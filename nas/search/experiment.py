@@ -261,7 +261,11 @@ class Experiment:
             trainer=dict(trainer), sample=sample, run=run, sampler=sampler, sampler_seed=seed,
             description=str(d.get("description", "")), source=source,
         )
-        exp.search_config({k: p.example() for k, p in sample.items()})  # field-level errors now, not per trial
+        examples = {k: p.example() for k, p in sample.items()}
+        exp.search_config(examples)  # field-level errors now, not per trial
+        for k, p in sample.items():
+            for c in p.choices[1:]:
+                exp.search_config({**examples, k: c})
         return exp
 
     @classmethod

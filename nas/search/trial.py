@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,6 +29,9 @@ HISTORY_POINTS = 50
 
 def import_trial_fn(spec: str) -> Callable[..., Any]:
     """``module:function`` to the function.
+
+    The function has the signature of ``trainers.search_once``:
+    ``fn(config: SearchConfig, *, progress=..., checkpoint_dir=None) -> SearchResult``.
 
     Raises:
         ConfigError: ``trial: ...`` naming what could not be imported.
@@ -105,11 +109,13 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     params = {k: config[k] for k in exp.sample}
     search_config = exp.search_config(params)
     fn = import_trial_fn(exp.trial)
-    t0 = time.perf_counter()
-    result = fn(search_config)
     subnet_dir = Path(job["runs_dir"]) / job["study"] / f"trial-{number:05d}"
+    ckpt = subnet_dir.with_name(subnet_dir.name + ".ckpt")  # a retried trial resumes its search from here
+    t0 = time.perf_counter()
+    result = fn(search_config, checkpoint_dir=str(ckpt))
     result.subnet.save(subnet_dir)
     compute_s = time.perf_counter() - t0
+    shutil.rmtree(ckpt, ignore_errors=True)
     a = trial_attrs(result=result, config=search_config, subnet_dir=subnet_dir)
     report = objective_values(a[attrs.METRICS], exp.objectives)
     report[ATTRS_KEY] = json.dumps(a)
