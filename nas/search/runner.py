@@ -171,8 +171,6 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
         f"{cpus:g} CPU(s) each; subnets under {runs / name}")
 
-    for k, v in _RAY_ENV.items():
-        os.environ.setdefault(k, v)
     import optuna
     import ray
     from ray import tune
@@ -214,6 +212,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
 
 def _init_ray(*, address: str | None, num_cpus: int | None) -> bool:
     """Start a local Ray (or join ``address``); False when one was already running."""
+    for k, v in _RAY_ENV.items():
+        os.environ.setdefault(k, v)
     import ray
 
     if ray.is_initialized():

@@ -81,8 +81,8 @@ def fail_orphans(study) -> list[int]:
 
     numbers = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         study._storage.set_trial_system_attr(t._trial_id, "fail_reason", "orphaned: the search driver died")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         numbers.append(t.number)
     return numbers
 
