@@ -28,7 +28,7 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="export a trial: safetensors, ONNX fp32 + quantized, verified, with a manifest",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--study", help="study name")
-    p.add_argument("--storage", help="storage URL (default $NAS_STORAGE)")
+    p.add_argument("--storage", help="storage URL (default $NAS_STORAGE, else sqlite:///nas_studies.db)")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--trial", type=int, help="a COMPLETE trial number")
     rule.add_argument("--max-latency", type=float, metavar="MS",

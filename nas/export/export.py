@@ -251,7 +251,7 @@ def export_trial(
     Args:
         study: the Optuna study name.
         out: the folder to create.
-        storage: storage URL (default ``$NAS_STORAGE``).
+        storage: storage URL (default ``$NAS_STORAGE``, else ``./nas_studies.db``).
         trial: a COMPLETE trial number.
         max_latency_ms: the highest-quality front point whose predicted latency fits.
         best_quality: the highest-quality front point.

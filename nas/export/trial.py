@@ -11,16 +11,14 @@ trial number.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError, ModelError, StorageError
 from nas.search import attrs as A
-from nas.search.pareto import Point, pareto_front, pick
+from nas.search.pareto import Point, pick
 
-STORAGE_ENV = "NAS_STORAGE"
 
 
 @dataclass(frozen=True)
@@ -41,92 +39,51 @@ class TrialRef:
         return self.point.attrs
 
 
-def safe_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (never print a storage password)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL (e.g. a journal file path)
-        return url
-
-
-def resolve_storage(storage: str | None) -> str:
-    """The storage URL: the argument, else ``$NAS_STORAGE``.
-
-    Raises:
-        ConfigError: neither is set.
-    """
-    url = storage or os.environ.get(STORAGE_ENV)
-    if not url:
-        raise ConfigError(f"storage: give --storage URL or set {STORAGE_ENV}")
-    return url
-
-
-def _open_study(study: str, url: str):
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if url.startswith("sqlite:///"):
-        db = Path(url[len("sqlite:///"):])
-        if not db.is_file():  # Optuna would silently create an empty database
-            raise StorageError(f"storage: {safe_url(url)}: no such SQLite file")
-    try:
-        storage = optuna.storages.RDBStorage(url, skip_compatibility_check=False)
-    except Exception as e:
-        raise StorageError(f"storage: cannot open {safe_url(url)}: {type(e).__name__}") from None
-    try:
-        return optuna.load_study(study_name=study, storage=storage)
-    except KeyError:
-        names = ", ".join(sorted(s.study_name for s in optuna.get_all_study_summaries(storage))) or "none"
-        raise StorageError(f"study: no study named {study!r} in {safe_url(url)} (studies: {names})") from None
-
-
-def _point(t) -> Point:
-    values = tuple(float(v) for v in t.values)
-    q, lat, size = values[: len(A.OBJECTIVES)]
-    return Point(
-        trial=t.number, values=values, quality=q, latency_ms=lat, size_mb=size,
-        arch_summary=str(t.user_attrs.get(A.ARCH_SUMMARY, "")), arch=dict(t.user_attrs.get(A.ARCH, {})),
-        attrs=dict(t.user_attrs),
-    )
-
-
 def choose_trial(
     *, study: str, storage: str | None = None, trial: int | None = None, max_latency_ms: float | None = None,
     best_quality: bool = False,
 ) -> TrialRef:
     """Open the study and pick one COMPLETE trial (see module docstring).
 
+    Args:
+        study: the study name.
+        storage: a storage URL (default: ``$NAS_STORAGE`` or ``./nas_studies.db``, see
+            :func:`nas.search.storage.get_storage`).
+        trial, max_latency_ms, best_quality: the rule; exactly one.
+
     Raises:
         ConfigError: no rule or more than one rule; no front point meets the latency bound.
         StorageError: unknown storage, study or trial; a trial that is not COMPLETE.
     """
+    from optuna.trial import TrialState
+
+    from nas.search.storage import get_storage, redact, resolve_url
+    from nas.search.study import front, load_study, to_point
+
     rules = [n for n, v in (("trial", trial), ("max_latency_ms", max_latency_ms), ("best_quality", best_quality or None))
              if v is not None]
     if len(rules) != 1:
         raise ConfigError("rule: choose exactly one of --trial, --max-latency, --best-quality"
                           + (f" (got {', '.join(rules)})" if rules else ""))
-    url = resolve_storage(storage)
-    s = _open_study(study, url)
-    import optuna
-
-    all_trials = s.get_trials(deepcopy=False)
-    complete = [t for t in all_trials if t.state == optuna.trial.TrialState.COMPLETE]
-    points = [_point(t) for t in complete]
-    front = pareto_front(points, A.DIRECTIONS, key=lambda p: p.values[: len(A.OBJECTIVES)])
+    url = resolve_url(storage)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        db = Path(url[len("sqlite:///"):])
+        if not db.is_file():  # opening it would create an empty database
+            raise StorageError(f"storage: {redact(url)}: no such SQLite file")
+    s = load_study(get_storage(url), study)
+    points_on_front = front(s)
     if trial is not None:
-        by_number = {t.number: t for t in all_trials}
-        if trial not in by_number:
-            raise StorageError(f"trial: study {study!r} has no trial {trial} (trials 0..{len(all_trials) - 1})")
-        state = by_number[trial].state
-        if state != optuna.trial.TrialState.COMPLETE:
-            raise StorageError(f"trial: trial {trial} of study {study!r} is {state.name}, not COMPLETE")
-        chosen = pick(points, trial=trial)
+        trials = {t.number: t for t in s.get_trials(deepcopy=False)}
+        if trial not in trials:
+            raise StorageError(f"trial: study {study!r} has no trial {trial} (trials 0..{len(trials) - 1})")
+        t = trials[trial]
+        if t.state != TrialState.COMPLETE:
+            raise StorageError(f"trial: trial {trial} of study {study!r} is {t.state.name}, not COMPLETE")
+        chosen = pick([to_point(t)], trial=trial)
     else:
-        chosen = pick(front, max_latency_ms=max_latency_ms, best_quality=best_quality)
-    return TrialRef(study=study, storage=safe_url(url), point=chosen,
-                    on_front=any(p.trial == chosen.trial for p in front))
+        chosen = pick(points_on_front, max_latency_ms=max_latency_ms, best_quality=best_quality)
+    return TrialRef(study=study, storage=redact(url), point=chosen,
+                    on_front=any(p.trial == chosen.trial for p in points_on_front))
 
 
 def sha256_file(path: str | Path) -> str:

@@ -78,7 +78,10 @@ def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra
     net = nas.Supernet.build(space)
     _, metric = teacher_fidelity(space)
     url = f"sqlite:///{root / 'study.db'}"
-    study = optuna.create_study(study_name=name, storage=url, directions=list(A.DIRECTIONS), load_if_exists=True)
+    from nas.search.storage import get_storage
+    from nas.search.study import create_or_load_study
+
+    study = create_or_load_study(get_storage(url), name, objectives=A.OBJECTIVES, directions=A.DIRECTIONS)
     numbers = {}
     for key, arch in archs.items():
         sub = nas.derive(net, arch)
@@ -90,7 +93,8 @@ def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra
         t = study.ask()
         for k, v in {
             A.ARCH: sub.arch, A.ARCH_SUMMARY: nas.format_arch(space, sub.arch), A.CONFIG: {"space": "tiny-bert"},
-            A.METRICS: {"quality_after": quality, "latency_ms": lat, "size_bytes": sub.size().bytes},
+            A.METRICS: {"metric": "teacher_fidelity", "quality_after": quality, "latency_ms": lat,
+                        "size_bytes": sub.size().bytes, "size_mb": sub.size().mb, "params": sub.size().params},
             A.SUBNET_DIR: str(subnet_dir), A.SUBNET_SHA256: sha256_file(subnet_dir / "model.safetensors"),
             A.SPACE: {"name": space.name, "hash": space.hash},
             A.LATENCY_TABLE: {"id": table.id, "path": str(table_path), "space_hash": space.hash,

@@ -24,7 +24,7 @@ def _export(fixture, out, **kw):
 
 
 @pytest.mark.parametrize(("kw", "error", "message"), [
-    ({"study": "nope", "trial": 0}, StorageError, r"study: no study named 'nope' in sqlite:.* \(studies: smoke\)"),
+    ({"study": "nope", "trial": 0}, StorageError, r"study 'nope': no such study in this storage \(studies: smoke\)"),
     ({"trial": 99}, StorageError, r"trial: study 'smoke' has no trial 99"),
     ({"max_latency_ms": 0.1}, ConfigError, r"max_latency_ms: no trial fits 0.1 ms \(fastest is trial 2 at 0.129 ms\)"),
     ({}, ConfigError, r"rule: choose exactly one of --trial, --max-latency, --best-quality"),
@@ -51,8 +51,11 @@ def test_storage_missing_or_unset(smoke_study, tmp_path, monkeypatch):
         _export(smoke_study, tmp_path / "o", storage=f"sqlite:///{tmp_path / 'nothing.db'}", trial=0)
     assert not (tmp_path / "nothing.db").exists()
     monkeypatch.delenv("NAS_STORAGE", raising=False)
-    with pytest.raises(ConfigError, match=r"storage: give --storage URL or set NAS_STORAGE"):
+    monkeypatch.chdir(tmp_path)  # the default ./nas_studies.db does not exist here
+    with pytest.raises(StorageError, match=r"storage: sqlite:///.*nas_studies.db: no such SQLite file"):
         _export(smoke_study, tmp_path / "o", storage=None, trial=0)
+    with pytest.raises(StorageError, match=r"storage: unknown scheme 'ftp'"):
+        _export(smoke_study, tmp_path / "o", storage="ftp://x", trial=0)
     monkeypatch.setenv("NAS_STORAGE", smoke_study.url)
     m = _export(smoke_study, tmp_path / "o", storage=None, trial=smoke_study.numbers["small"], measure_latency=False)
     assert m["ok"]
@@ -104,7 +107,7 @@ def _cli(*args, env=None):
 def test_cli_bad_input_is_one_line_exit_1(smoke_study, tmp_path):
     r = _cli("--study", "nope", "--storage", smoke_study.url, "--trial", "0", "--out", str(tmp_path / "o"))
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines() == [f"nas: error: study: no study named 'nope' in {smoke_study.url} (studies: smoke)"]
+    assert r.stderr.strip().splitlines() == ["nas: error: study 'nope': no such study in this storage (studies: smoke)"]
     r = _cli("--study", "smoke", "--storage", smoke_study.url, "--max-latency", "0.05", "--out", str(tmp_path / "o"))
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == "nas: error: max_latency_ms: no trial fits 0.05 ms (fastest is trial 2 at 0.129 ms)"
