@@ -44,9 +44,15 @@ class SearchConfig:
         batch_size, max_length: batch and token length of training batches.
         weight_lr, arch_lr: learning rates of weights and architecture logits.
         kd_temperature, kd_hidden_weight: distillation temperature and
-            hidden-state MSE weight.
+            hidden-state MSE weight; kd_weight: share of the KD term in the
+            classification loss ``(1−w)·CE + w·KL``.
         finetune_steps, finetune_lr: distillation fine-tuning of the derived subnet.
-        max_train, max_eval: caps on examples used (None: all).
+        max_train, max_eval: caps on examples used (None: all): train examples
+            of the search and fine-tuning, test examples of the evaluation.
+        teacher_max_train, teacher_steps: train examples and full-batch Adam
+            steps of the teacher's head (cached on disk, see trainers.teacher).
+        arch_fraction: share of the train examples held out for architecture steps.
+        log_every, checkpoint_every: progress-line and checkpoint intervals (steps).
         seed: everything random (sampling, data order, Gumbel noise).
     """
 
@@ -74,10 +80,16 @@ class SearchConfig:
     arch_lr: float = 5e-3
     kd_temperature: float = 2.0
     kd_hidden_weight: float = 0.0
+    kd_weight: float = 0.5
     finetune_steps: int = 300
     finetune_lr: float = 5e-5
-    max_train: int | None = None
-    max_eval: int | None = None
+    max_train: int | None = 8000
+    max_eval: int | None = 2000
+    teacher_max_train: int | None = 12000
+    teacher_steps: int = 300
+    arch_fraction: float = 0.2
+    log_every: int = 10
+    checkpoint_every: int = 50
     seed: int = 0
     version: int = CONFIG_VERSION
 
@@ -97,15 +109,25 @@ class SearchConfig:
             raise bad("target_ms", f"must be > 0, got {self.target_ms}")
         if self.target_fraction is not None and not 0 < self.target_fraction <= 1:
             raise bad("target_fraction", f"must be in (0, 1], got {self.target_fraction}")
-        for f in ("steps", "batch_size", "max_length"):
+        for f in ("steps", "batch_size", "max_length", "log_every", "checkpoint_every", "teacher_steps"):
             if int(getattr(self, f)) <= 0:
                 raise bad(f, f"must be positive, got {getattr(self, f)}")
-        for f in ("warmup_steps", "finetune_steps", "lambda0", "dual_lr", "size_weight"):
+        for f in ("warmup_steps", "finetune_steps", "lambda0", "dual_lr", "size_weight", "kd_hidden_weight"):
             if getattr(self, f) < 0:
                 raise bad(f, f"must be >= 0, got {getattr(self, f)}")
         for f in ("weight_lr", "arch_lr", "tau0", "tau_min", "kd_temperature"):
             if not getattr(self, f) > 0:
                 raise bad(f, f"must be > 0, got {getattr(self, f)}")
+        for f in ("max_train", "max_eval", "teacher_max_train"):
+            v = getattr(self, f)
+            if v is not None and int(v) <= 0:
+                raise bad(f, f"must be positive or None, got {v}")
+        if not 0 <= self.kd_weight <= 1:
+            raise bad("kd_weight", f"must be in [0, 1], got {self.kd_weight}")
+        if not 0 < self.arch_fraction < 1:
+            raise bad("arch_fraction", f"must be in (0, 1), got {self.arch_fraction}")
+        if self.size_weight > 0 and not (self.size_target_mb or 0) > 0:
+            raise bad("size_target_mb", "must be > 0 when size_weight > 0")
         if self.version != CONFIG_VERSION:
             raise bad("version", f"unknown config version {self.version}")
 

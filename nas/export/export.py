@@ -1,0 +1,381 @@
+"""``export_trial``: a study trial → a verified folder (safetensors, HF, ONNX fp32 + quantized, manifest).
+
+Steps: pick the trial (:mod:`nas.export.trial`), load its subnet after checking
+the weights' sha256, write every artifact into a temporary sibling folder,
+verify it from the written files (:func:`verify_export`), write
+``manifest.json``, and rename the folder into place. A failed check removes
+the temporary folder and raises :class:`~nas.errors.ExportError` naming every
+failed check and by how much; an existing ``out`` is replaced only with
+``force=True``.
+
+Folder layout::
+
+    model.safetensors  subnet.json    the subnet (nas.load_subnet(DIR))
+    arch.json                         {space, arch, arch_summary, layers}
+    hf/config.json  hf/model.safetensors   transformers' AutoModel (when expressible)
+    model.onnx                        fp32 graph, weight nodes named layer{i}.attn.q ...
+    model.quant.onnx                  per-node int8 / int4 (MatMulNBits) / fp16 / fp32
+    manifest.json                     see nas.export.manifest
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from nas.errors import ConfigError, ExportError
+from nas.export.manifest import MANIFEST, MANIFEST_SCHEMA, file_hashes, now, read_manifest, versions, write_manifest
+from nas.export.verify import DEFAULT_SHAPES, Check, failures
+
+FP32, QUANT, ARCH_JSON, HF_DIR = "model.onnx", "model.quant.onnx", "arch.json", "hf"
+
+
+def _log(log: TextIO | None, msg: str) -> None:
+    if log is not None:
+        print(f"export: {msg}", file=log, flush=True)
+
+
+def _check_options(shapes: Sequence[tuple[int, int]], tolerance: float, min_cosine: float, metric_tolerance: float,
+                   latency_tolerance: float | None) -> list[tuple[int, int]]:
+    shapes = [tuple(int(x) for x in s) for s in shapes]
+    if len(set(shapes)) < 3:
+        raise ConfigError(f"shapes: need at least 3 distinct batch×sequence shapes, got {len(set(shapes))}")
+    for b, t in shapes:
+        if b < 1 or t < 1:
+            raise ConfigError(f"shapes: {b}x{t} is not a positive batch×sequence shape")
+    if not tolerance > 0:
+        raise ConfigError(f"tolerance: must be > 0, got {tolerance}")
+    if not 0 < min_cosine <= 1:
+        raise ConfigError(f"min_cosine: must be in (0, 1], got {min_cosine}")
+    if metric_tolerance < 0:
+        raise ConfigError(f"metric_tolerance: must be >= 0, got {metric_tolerance}")
+    if latency_tolerance is not None and not latency_tolerance > 0:
+        raise ConfigError(f"latency_tolerance: must be > 0, got {latency_tolerance}")
+    return shapes  # type: ignore[return-value]
+
+
+def node_labels(subnet: Any) -> dict[str, str]:
+    """``{ONNX node name: bits label}``: ``layers.{k}.attn.q`` takes ``layer{i}.attn.bits`` of the original layer ``i``."""
+    from nas.export.onnx import EMBED_NODE
+
+    out = {EMBED_NODE: "embed.bits"}
+    for k, ld in enumerate(subnet.model.layer_dims):
+        for name in ("q", "k", "v", "o"):
+            out[f"layers.{k}.attn.{name}"] = f"layer{ld.index}.attn.bits"
+        for name in ("gate", "up", "down"):
+            if hasattr(subnet.model.layers[k].ffn, name):
+                out[f"layers.{k}.ffn.{name}"] = f"layer{ld.index}.ffn.bits"
+    return out
+
+
+def applied_formats(quant_path: str | Path, nodes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What the quantized graph actually holds for each named node, read back from the file.
+
+    The quantizers rename a node ``n`` to ``n_Q4`` (MatMulNBits) or ``n_quant``
+    (MatMulInteger), or put ``n.cast`` in front (fp16); weights keep ``n.`` as
+    their initializer prefix (an int8 Gather reads ``embed.word.weight_quantized``).
+    """
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.load(str(quant_path)).graph
+    out = {}
+    for n in nodes:
+        ops = sorted({g.op_type for g in graph.node if g.name == n or g.name.startswith((f"{n}_", f"{n}."))})
+        types = {i.data_type for i in graph.initializer if i.name.startswith(f"{n}.")}
+        if {"MatMulNBits", "GatherBlockQuantized"} & set(ops):
+            fmt = "int4"
+        elif "MatMulInteger" in ops or types & {TensorProto.INT8, TensorProto.UINT8}:
+            fmt = "int8"
+        elif "Cast" in ops or TensorProto.FLOAT16 in types:
+            fmt = "fp16"
+        else:
+            fmt = "fp32"
+        out[n] = {"applied": fmt, "ops": ops}
+    return out
+
+
+def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) -> dict[str, Any]:
+    """Write every file but the manifest into the new folder ``directory``.
+
+    Returns:
+        ``{"nodes": {node: {label, bits, applied, ops}}, "hf": {expressible, reason, dir}}``.
+    """
+    from nas.export.hf import expressible, save_hf
+    from nas.export.onnx import export_onnx
+    from nas.export.quantize import bits_by_node, quantize_onnx
+    from nas.spaces.summary import format_arch
+
+    subnet.save(directory)
+    arch = {
+        "space": {"name": subnet.space.name, "hash": subnet.space.hash},
+        "arch": subnet.arch,
+        "arch_summary": format_arch(subnet.space, subnet.arch),
+        "layers": [[ld.index, ld.num_heads, ld.intermediate] for ld in subnet.model.layer_dims],
+    }
+    (directory / ARCH_JSON).write_text(json.dumps(arch, indent=1))
+    ok, why = expressible(subnet)
+    if ok:
+        save_hf(subnet, directory / HF_DIR)
+    _log(log, f"hf: {why}")
+    export_onnx(subnet, directory / FP32)
+    labels = node_labels(subnet)
+    bits = bits_by_node(subnet)
+    quantize_onnx(directory / FP32, directory / QUANT, {n: b for n, b in bits.items() if b < 32})
+    applied = applied_formats(directory / QUANT, sorted(labels))
+    counts: dict[str, int] = {}
+    for a in applied.values():
+        counts[a["applied"]] = counts.get(a["applied"], 0) + 1
+    _log(log, "onnx: fp32 written; quantized " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    nodes = {n: {"label": labels[n], "bits": bits[n], **applied[n]} for n in sorted(labels)}
+    return {"nodes": nodes, "hf": {"expressible": ok, "reason": why, "dir": HF_DIR if ok else None}}
+
+
+def verify_export(
+    directory: str | Path,
+    *,
+    shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
+    tolerance: float = 1e-4,
+    min_cosine: float = 0.999,
+    metric_tolerance: float = 1.0,
+    latency_table: Any = None,
+    latency_tolerance: float | None = None,
+    log: TextIO | None = None,
+) -> list[Check]:
+    """Run every check on an exported folder, from its files alone.
+
+    Args:
+        directory: an exported folder (or one being written).
+        shapes: batch×sequence shapes for the parity and cosine checks (≥ 3).
+        tolerance: max abs diff allowed between fp32 ONNX (and HF) and the PyTorch subnet.
+        min_cosine: min cosine between the quantized ONNX and the fake-quantized subnet.
+        metric_tolerance: points the quantized ONNX's task metric may differ from the subnet's.
+        latency_table: a :class:`~nas.latency.LatencyTable` to re-measure against (None: skip).
+        latency_tolerance: relative bound on measured vs predicted latency (None: report only).
+
+    Returns:
+        The checks, in order; see :func:`nas.export.verify.failures`.
+    """
+    from nas.export import verify as V
+    from nas.export.metric import teacher_fidelity
+    from nas.supernet.derive import load_subnet
+
+    directory = Path(directory)
+    shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)
+    subnet = load_subnet(directory)
+    dims = subnet.space.dims
+    too_long = [t for _, t in shapes if t > dims.max_positions]
+    if too_long:
+        raise ConfigError(f"shapes: sequence length {too_long[0]} exceeds the model's {dims.max_positions} positions")
+    vocab = dims.vocab_size
+    checks = [V.check_onnx(directory / FP32, directory / QUANT)]
+    if checks[0].ok is False:
+        return checks
+    checks.append(V.check_parity(subnet, V.session(directory / FP32), vocab, shapes=shapes, tolerance=tolerance))
+    _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
+    if (directory / HF_DIR / "config.json").is_file():
+        from nas.export.hf import load_hf
+
+        hf = load_hf(directory / HF_DIR)
+        c = V.check_parity(subnet, _HFSession(hf), vocab, shapes=shapes, tolerance=tolerance)
+        checks.append(Check("parity_hf", c.ok, c.value, c.limit, c.detail, c.data))
+        _log(log, f"check parity_hf: {c.detail}")
+    fq = V.fake_quantized(subnet)
+    quant = V.session(directory / QUANT)
+    checks.append(V.check_cosine(fq, quant, vocab, shapes=shapes, min_cosine=min_cosine))
+    _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
+    name, metric = teacher_fidelity(subnet.space)
+    checks.append(V.check_metric(metric, name, subnet, quant, tolerance_points=metric_tolerance))
+    _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
+    if latency_table is not None:
+        from nas.latency import latency_ms
+
+        checks.append(V.check_latency(directory / QUANT, latency_table, latency_ms(latency_table, subnet.space, subnet.arch),
+                                      subnet.space, tolerance=latency_tolerance))
+        _log(log, f"check latency: {checks[-1].detail}")
+    if (directory / MANIFEST).is_file():
+        recorded = read_manifest(directory).get("files", {})
+        actual = file_hashes(directory)
+        bad = sorted(k for k in set(recorded) | set(actual) if recorded.get(k) != actual.get(k))
+        checks.append(Check("file_hashes", not bad, float(len(bad)), 0.0,
+                            f"{len(bad)} file(s) differ from the manifest" + (f": {', '.join(bad)}" if bad else "")))
+    return checks
+
+
+class _HFSession:
+    """Adapts a transformers model to the ``sess.run`` interface of the parity check."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def run(self, _outputs: Any, feeds: dict[str, Any]) -> list[Any]:
+        import torch
+
+        with torch.no_grad():
+            out = self.model(input_ids=torch.from_numpy(feeds["input_ids"]),
+                             attention_mask=torch.from_numpy(feeds["attention_mask"])).last_hidden_state
+        return [out.numpy()]
+
+
+def failure_message(failed: Sequence[Check]) -> str:
+    return "check failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+
+
+def export_trial(
+    *,
+    study: str,
+    out: str | Path,
+    storage: str | None = None,
+    trial: int | None = None,
+    max_latency_ms: float | None = None,
+    best_quality: bool = False,
+    force: bool = False,
+    shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
+    tolerance: float = 1e-4,
+    min_cosine: float = 0.999,
+    metric_tolerance: float = 1.0,
+    measure_latency: bool = True,
+    latency_tolerance: float | None = None,
+    log: TextIO | None = None,
+) -> dict[str, Any]:
+    """Export one trial of a study into ``out``, verified, with a manifest.
+
+    Exactly one of ``trial``, ``max_latency_ms``, ``best_quality`` picks the
+    trial (rule: :mod:`nas.export.trial`).
+
+    Args:
+        study: the Optuna study name.
+        out: the folder to create.
+        storage: storage URL (default ``$NAS_STORAGE``, else ``./nas_studies.db``).
+        trial: a COMPLETE trial number.
+        max_latency_ms: the highest-quality front point whose predicted latency fits.
+        best_quality: the highest-quality front point.
+        force: replace an existing ``out``.
+        shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance: see :func:`verify_export`.
+        measure_latency: re-measure ``model.quant.onnx`` with the trial's latency table.
+        log: a stream for progress lines (e.g. ``sys.stderr``).
+
+    Returns:
+        The manifest (also written to ``out/manifest.json``).
+
+    Raises:
+        ConfigError: bad options, ``out`` exists without ``force``, no front point fits the bound.
+        StorageError: unknown storage, study or trial; a trial that is not COMPLETE.
+        ModelError: missing or corrupted subnet weights.
+        LatencyTableError: the trial's latency table cannot be loaded.
+        ExportError: a verification check failed (the message names each one and by how much).
+
+    Example:
+        >>> import nas.export
+        >>> m = nas.export.export_trial(study="s", storage="sqlite:///s.db", best_quality=True, out="out")  # doctest: +SKIP
+        >>> m["ok"]  # doctest: +SKIP
+        True
+    """
+    from nas.export.trial import choose_trial, load_trial_subnet
+    from nas.search import attrs as A
+
+    shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)
+    out = Path(out).expanduser().absolute()
+    if out.exists() and not force:
+        raise ConfigError(f"out: {out} exists; pass --force (force=True) to replace it")
+    ref = choose_trial(study=study, storage=storage, trial=trial, max_latency_ms=max_latency_ms,
+                       best_quality=best_quality)
+    subnet = load_trial_subnet(ref)
+    table = None
+    table_info: dict[str, Any] = dict(ref.attrs.get(A.LATENCY_TABLE) or {})
+    if measure_latency:
+        table = _trial_table(ref)
+    _log(log, f"trial {ref.number} of study {ref.study!r}: {ref.point.arch_summary or subnet.arch}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        written = write_artifacts(subnet, tmp, log=log)
+        checks = verify_export(tmp, shapes=shapes, tolerance=tolerance, min_cosine=min_cosine,
+                               metric_tolerance=metric_tolerance, latency_table=table,
+                               latency_tolerance=latency_tolerance, log=log)
+        rule = ({"trial": trial} if trial is not None else
+                {"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {"best_quality": True})
+        manifest = {
+            "schema": MANIFEST_SCHEMA,
+            "nas_version": versions()["nas"],
+            "created": now(),
+            "study": ref.study,
+            "storage": ref.storage,
+            "trial": ref.number,
+            "on_front": ref.on_front,
+            "rule": rule,
+            "objectives": {"quality": ref.point.quality, "latency_ms": ref.point.latency_ms,
+                           "size_mb": ref.point.size_mb},
+            "trial_metrics": ref.attrs.get(A.METRICS),
+            "space": {"name": subnet.space.name, "hash": subnet.space.hash},
+            "arch": subnet.arch,
+            "arch_summary": json.loads((tmp / ARCH_JSON).read_text())["arch_summary"],
+            "layers": [[ld.index, ld.num_heads, ld.intermediate] for ld in subnet.model.layer_dims],
+            "size": subnet.size().to_dict(),
+            "subnet_sha256": ref.attrs.get(A.SUBNET_SHA256),
+            "hf": written["hf"],
+            "nodes": written["nodes"],
+            "checks": {c.name: c.to_dict() for c in checks},
+            "latency_table": table_info,
+            "versions": versions(),
+            "files": file_hashes(tmp),
+            "ok": not failures(checks),
+        }
+        if table is not None:
+            manifest["latency_table"]["environment_mismatches"] = _env_mismatches(table)
+        write_manifest(tmp, manifest)
+        failed = failures(checks)
+        if failed:
+            raise ExportError(failure_message(failed))
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _log(log, f"wrote {out}")
+    return manifest
+
+
+def _trial_table(ref: Any):
+    from nas.errors import LatencyTableError
+    from nas.latency import load_table
+    from nas.search import attrs as A
+
+    info = ref.attrs.get(A.LATENCY_TABLE) or {}
+    where = info.get("path") or info.get("id")
+    if not where:
+        raise LatencyTableError(f"latency_table: trial {ref.number} records no latency table (use measure_latency=False)")
+    return load_table(where)
+
+
+def _env_mismatches(table: Any) -> list[str]:
+    import warnings
+
+    from nas.latency.backends import get_backend
+    from nas.latency.device import device_info
+
+    backend = get_backend(table.runtime.get("name", "onnxruntime-cpu"), threads=table.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return table.check_environment(device=device_info(), runtime=backend.info())
+
+
+def reverify(directory: str | Path, **options: Any) -> tuple[dict[str, Any], list[Check]]:
+    """Re-run the checks of an exported folder against its manifest (``nas export --check DIR``)."""
+    manifest = read_manifest(directory)
+    return manifest, verify_export(directory, **options)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: nas export")

@@ -1,0 +1,124 @@
+"""From a study and a pick rule to one COMPLETE trial and its saved subnet (I/O at this edge).
+
+Pick rule: :func:`nas.search.pareto.pick` over the study's Pareto front
+(objectives :data:`nas.search.attrs.OBJECTIVES`): ``trial=N`` takes trial N
+(any COMPLETE trial, on the front or not); ``max_latency_ms=X`` the
+highest-quality front point whose latency is ``<= X``; ``best_quality`` the
+highest-quality front point. Ties go to lower latency, smaller size, lower
+trial number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ConfigError, ModelError, StorageError
+from nas.search import attrs as A
+from nas.search.pareto import Point, pick
+
+
+
+@dataclass(frozen=True)
+class TrialRef:
+    """The chosen trial: where it lives, its point on the front and its attributes."""
+
+    study: str
+    storage: str  # the URL with any password hidden
+    point: Point
+    on_front: bool
+
+    @property
+    def number(self) -> int:
+        return self.point.trial
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.point.attrs
+
+
+def choose_trial(
+    *, study: str, storage: str | None = None, trial: int | None = None, max_latency_ms: float | None = None,
+    best_quality: bool = False,
+) -> TrialRef:
+    """Open the study and pick one COMPLETE trial (see module docstring).
+
+    Args:
+        study: the study name.
+        storage: a storage URL (default: ``$NAS_STORAGE`` or ``./nas_studies.db``, see
+            :func:`nas.search.storage.get_storage`).
+        trial, max_latency_ms, best_quality: the rule; exactly one.
+
+    Raises:
+        ConfigError: no rule or more than one rule; no front point meets the latency bound.
+        StorageError: unknown storage, study or trial; a trial that is not COMPLETE.
+    """
+    from optuna.trial import TrialState
+
+    from nas.search.storage import get_storage, redact, resolve_url
+    from nas.search.study import front, load_study, to_point
+
+    rules = [n for n, v in (("trial", trial), ("max_latency_ms", max_latency_ms), ("best_quality", best_quality or None))
+             if v is not None]
+    if len(rules) != 1:
+        raise ConfigError("rule: choose exactly one of --trial, --max-latency, --best-quality"
+                          + (f" (got {', '.join(rules)})" if rules else ""))
+    url = resolve_url(storage)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        db = Path(url[len("sqlite:///"):])
+        if not db.is_file():  # opening it would create an empty database
+            raise StorageError(f"storage: {redact(url)}: no such SQLite file")
+    s = load_study(get_storage(url), study)
+    points_on_front = front(s)
+    if trial is not None:
+        trials = {t.number: t for t in s.get_trials(deepcopy=False)}
+        if trial not in trials:
+            raise StorageError(f"trial: study {study!r} has no trial {trial} (trials 0..{len(trials) - 1})")
+        t = trials[trial]
+        if t.state != TrialState.COMPLETE:
+            raise StorageError(f"trial: trial {trial} of study {study!r} is {t.state.name}, not COMPLETE")
+        chosen = pick([to_point(t)], trial=trial)
+    else:
+        chosen = pick(points_on_front, max_latency_ms=max_latency_ms, best_quality=best_quality)
+    return TrialRef(study=study, storage=redact(url), point=chosen,
+                    on_front=any(p.trial == chosen.trial for p in points_on_front))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_trial_subnet(ref: TrialRef):
+    """The trial's saved subnet, after checking its weights against the recorded sha256.
+
+    Raises:
+        StorageError: the trial lacks the subnet attributes.
+        ModelError: the weights file is missing, its sha256 differs (corrupt or
+            replaced), or it does not load.
+    """
+    from nas.supernet.derive import load_subnet
+
+    for key in (A.SUBNET_DIR, A.SUBNET_SHA256, A.ARCH):
+        if key not in ref.attrs:
+            raise StorageError(f"{key}: trial {ref.number} of study {ref.study!r} has no {key!r} attribute")
+    directory = Path(ref.attrs[A.SUBNET_DIR])
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"subnet_dir: weights of trial {ref.number} not found: {weights}")
+    got = sha256_file(weights)
+    if got != ref.attrs[A.SUBNET_SHA256]:
+        raise ModelError(
+            f"subnet_sha256: {weights} has sha256 {got[:12]}…, trial {ref.number} recorded "
+            f"{str(ref.attrs[A.SUBNET_SHA256])[:12]}… (corrupted or replaced)"
+        )
+    subnet = load_subnet(directory)
+    recorded = {k: int(v) for k, v in ref.attrs[A.ARCH].items()}
+    if subnet.arch != subnet.space.validate(recorded):
+        raise ModelError(f"arch: the subnet in {directory} is not trial {ref.number}'s architecture")
+    return subnet

@@ -1,0 +1,94 @@
+"""The Python API of the search service; mirrors ``nas search``, ``nas pareto`` and ``nas studies``.
+
+Example:
+    >>> from nas.search import api
+    >>> outcome = api.run_search("experiments/smoke.yaml", storage="sqlite:///studies.db", trials=3)  # doctest: +SKIP
+    >>> front = api.load_front("smoke", storage="sqlite:///studies.db")  # doctest: +SKIP
+    >>> best = api.pick_trial("smoke", storage="sqlite:///studies.db", max_latency_ms=2.0)  # doctest: +SKIP
+    >>> best.attrs["subnet_dir"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nas.search.experiment import Experiment
+from nas.search.pareto import Point, pick
+from nas.search.runner import SearchOutcome
+
+
+def load_experiment(experiment: str | Path | Experiment) -> Experiment:
+    """An :class:`Experiment` from a YAML path (or returned as is)."""
+    return experiment if isinstance(experiment, Experiment) else Experiment.from_yaml(experiment)
+
+
+def run_search(experiment: str | Path | Experiment, *, storage: Any = None, study: str | None = None,
+               trials: int | None = None, concurrency: int | None = None, address: str | None = None,
+               resume: bool = False, runs_dir: str | Path | None = None, num_cpus: int | None = None,
+               log: Callable[[str], None] | None = None) -> SearchOutcome:
+    """Launch (or resume) a search; the same as ``nas search``.
+
+    Args:
+        experiment: an experiment YAML path or a parsed :class:`Experiment`.
+        storage: storage URL or Optuna storage (default ``$NAS_STORAGE`` or ``./nas_studies.db``).
+        study: study name (default: the experiment's ``name``).
+        trials, concurrency: override ``run.trials`` / ``run.concurrency``.
+        address: join a Ray cluster (``auto``, ``ray://host:port``); default a local Ray.
+        resume: continue the study until it holds ``trials`` complete trials.
+        runs_dir: where trial subnets are saved.
+        num_cpus: CPUs of the local Ray.
+        log: progress-line sink (default stderr).
+
+    Returns:
+        What the run did (:class:`~nas.search.runner.SearchOutcome`).
+
+    Raises:
+        NASError: any bad input, before Ray starts.
+    """
+    from nas.search.runner import run_search as _run
+
+    return _run(load_experiment(experiment), storage=storage, study=study, trials=trials, concurrency=concurrency,
+                address=address, resume=resume, runs_dir=runs_dir, num_cpus=num_cpus, log=log)
+
+
+def load_front(study: str, *, storage: Any = None) -> list[Point]:
+    """The Pareto front of ``study``, fastest first.
+
+    Raises:
+        StorageError: unknown study, unreachable storage.
+    """
+    from nas.search.storage import get_storage
+    from nas.search.study import front, load_study
+
+    return front(load_study(get_storage(storage), study))
+
+
+def load_points(study: str, *, storage: Any = None) -> list[Point]:
+    """Every COMPLETE trial of ``study`` as a point, by trial number."""
+    from nas.search.storage import get_storage
+    from nas.search.study import complete_trials, load_study, to_point
+
+    return [to_point(t) for t in complete_trials(load_study(get_storage(storage), study))]
+
+
+def pick_trial(study: str, *, storage: Any = None, max_latency_ms: float | None = None, best_quality: bool = False,
+               trial: int | None = None) -> Point:
+    """One trial of ``study`` by the pick rule of :mod:`nas.search.pareto`.
+
+    With ``trial`` any COMPLETE trial can be picked; otherwise the choice is made on the front.
+
+    Raises:
+        StorageError: unknown study or trial; ConfigError: no trial fits ``max_latency_ms``.
+    """
+    candidates = load_points(study, storage=storage) if trial is not None else load_front(study, storage=storage)
+    return pick(candidates, max_latency_ms=max_latency_ms, best_quality=best_quality, trial=trial)
+
+
+def list_studies(*, storage: Any = None) -> list[dict[str, Any]]:
+    """One summary row per study (name, objectives, trial counts by state)."""
+    from nas.search.storage import get_storage
+    from nas.search.study import summaries
+
+    return summaries(get_storage(storage))

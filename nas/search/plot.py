@@ -1,0 +1,56 @@
+"""Plot a study: every complete trial and its Pareto front, latency against quality (PNG or HTML)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from nas.errors import ConfigError
+from nas.search.pareto import Point
+
+
+def plot_front(points: Sequence[Point], front: Sequence[Point], path: str | Path, *, title: str = "") -> Path:
+    """Write a scatter of ``points`` with ``front`` highlighted to ``.png`` or ``.html`` (atomically)."""
+    path = Path(path)
+    if path.suffix not in (".png", ".html"):
+        raise ConfigError(f"plot: {path.name}: use a .png or .html file")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.scatter([p.latency_ms for p in points], [p.quality for p in points], c="0.7", s=18, label="complete trials")
+    fr = sorted(front, key=lambda p: p.latency_ms)
+    ax.plot([p.latency_ms for p in fr], [p.quality for p in fr], "o-", c="C3", label="Pareto front")
+    for p in fr:
+        ax.annotate(str(p.trial), (p.latency_ms, p.quality), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("quality")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO() if path.suffix == ".png" else io.StringIO()
+    fig.savefig(buf, format="png" if path.suffix == ".png" else "svg", dpi=120)
+    plt.close(fig)
+    if path.suffix == ".html":
+        rows = "".join(f"<tr><td>{p.trial}</td><td>{p.quality:.4g}</td><td>{p.latency_ms:.4g}</td>"
+                       f"<td>{p.size_mb:.4g}</td><td><code>{p.arch_summary}</code></td></tr>" for p in fr)
+        data = (f"<!doctype html><meta charset='utf-8'><title>{title}</title><h1>{title}</h1>{buf.getvalue()}"
+                "<table border=1 cellpadding=4><tr><th>trial</th><th>quality</th><th>latency ms</th>"
+                f"<th>size MB</th><th>arch</th></tr>{rows}</table>").encode()
+    else:
+        data = buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

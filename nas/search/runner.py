@@ -1,0 +1,346 @@
+"""The search driver: Ray Tune trials, Ray's ``OptunaSearch`` writing to the study.
+
+Flow: validate everything (experiment, space vs latency table, trial function,
+storage, study) before Ray starts; then Tune runs ``trials`` trials, ``concurrency``
+at a time with ``cpus_per_trial`` each. Optuna samples each trial's parameters
+(TPE by default, multi-objective) in the driver; the trial process reports its
+objective values and attributes; the driver writes them to the study (one
+writer, retried on transient database errors).
+
+Fault tolerance:
+
+* a trial that raises or whose process dies is retried up to ``max_failures``
+  times (Tune's ``FailureConfig``); if every attempt fails it ends FAIL in the
+  study; the number of failed attempts is the trial attribute ``attempt_failures``;
+* ``resume=True`` continues a study after its driver died: RUNNING trials it
+  left behind are marked FAIL, and only ``trials - complete`` new trials run,
+  so the study ends with exactly ``trials`` COMPLETE trials, none lost or
+  duplicated. Only one driver may work on a study at a time when resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.search.experiment import Experiment
+from nas.search.storage import redact, resolve_url
+from nas.search.trial import ATTRS_KEY, COMPUTE_KEY, TRIAL_NUMBER_KEY, import_trial_fn
+
+_RAY_ENV = {
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100",
+}
+
+
+@dataclass
+class TrialTiming:
+    trial: int
+    wall_s: float  # driver-side: trial started -> result received
+    compute_s: float  # the trial function's own time (run + save)
+
+    @property
+    def overhead_s(self) -> float:
+        return max(self.wall_s - self.compute_s, 0.0)
+
+
+@dataclass
+class SearchOutcome:
+    """What one :func:`run_search` call did.
+
+    Attributes:
+        study, storage: the study name and its storage URL (password redacted).
+        requested: COMPLETE trials the study should hold when done (``trials``).
+        complete: COMPLETE trials it holds now.
+        ran, failed: trials started / ended FAIL in this call.
+        orphans: RUNNING trials of a dead driver marked FAIL by ``resume``.
+        timings: per trial of this call, driver wall time vs its own compute.
+        setup_s, wall_s: time before the first trial (Ray start, study) and in total.
+    """
+
+    study: str
+    storage: str
+    requested: int
+    complete: int
+    ran: int = 0
+    failed: int = 0
+    orphans: list[int] = field(default_factory=list)
+    timings: list[TrialTiming] = field(default_factory=list)
+    setup_s: float = 0.0
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("study", "storage", "requested", "complete", "ran", "failed", "orphans",
+                                           "setup_s", "wall_s")}
+        d["timings"] = [{"trial": t.trial, "wall_s": t.wall_s, "compute_s": t.compute_s,
+                         "overhead_s": t.overhead_s} for t in self.timings]
+        return d
+
+
+def default_runs_dir(storage_url: str) -> Path:
+    """``runs/`` next to a SQLite file, else ``./runs``."""
+    if storage_url.startswith("sqlite:///"):
+        return Path(storage_url[len("sqlite:///"):]).resolve().parent / "runs"
+    return Path("runs").resolve()
+
+
+def make_sampler(name: str, seed: int | None):
+    import optuna
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+
+def run_search(experiment: Experiment, *, storage: Any = None, study: str | None = None, trials: int | None = None,
+               concurrency: int | None = None, address: str | None = None, resume: bool = False,
+               runs_dir: str | Path | None = None, num_cpus: int | None = None,
+               log: Callable[[str], None] | None = None) -> SearchOutcome:
+    """Run (or resume) a search; see the module docstring.
+
+    Args:
+        experiment: the parsed experiment.
+        storage: URL, Optuna storage or None (``$NAS_STORAGE`` / ``./nas_studies.db``).
+        study: study name (default: the experiment's name).
+        trials: COMPLETE trials wanted (default ``run.trials``); with ``resume`` the
+            total the study should hold, otherwise the number of new trials.
+        concurrency: trials at once (default ``run.concurrency``).
+        address: join an existing Ray cluster (``auto`` or ``ray://host:port``);
+            default: start a local Ray for this call (dashboard off).
+        resume: continue an existing study (after a crash or to add trials).
+        runs_dir: where subnets are saved (default: ``runs/`` next to the SQLite file).
+        num_cpus: CPUs of the local Ray (default: ``os.cpu_count()``). Trial processes
+            see this worktree on ``PYTHONPATH`` and every ``NAS_*`` environment variable.
+        log: progress lines (default: stderr).
+
+    Returns:
+        A :class:`SearchOutcome`.
+
+    Raises:
+        ConfigError, StorageError, LatencyTableError: before Ray starts.
+    """
+    from nas.search.storage import get_storage
+    from nas.search.study import complete_trials, create_or_load_study, fail_orphans
+
+    t_start = time.perf_counter()
+    say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    trials = experiment.run.trials if trials is None else trials
+    concurrency = experiment.run.concurrency if concurrency is None else concurrency
+    if trials < 1:
+        raise ConfigError(f"trials: must be >= 1, got {trials}")
+    if concurrency < 1:
+        raise ConfigError(f"concurrency: must be >= 1, got {concurrency}")
+    cpus = experiment.run.cpus_per_trial
+    if address is None:
+        num_cpus = num_cpus or os.cpu_count() or 1
+        if cpus > num_cpus:
+            raise ConfigError(f"run.cpus_per_trial: {cpus} exceeds the {num_cpus} CPUs of the local Ray")
+    experiment.check()
+    import_trial_fn(experiment.trial)
+
+    url = storage if isinstance(storage, str) or storage is None else None
+    st = get_storage(storage)
+    url_shown = redact(resolve_url(url)) if url is not None or storage is None else type(st).__name__
+    name = study or experiment.name
+    ot_study = create_or_load_study(st, name, objectives=experiment.objectives, directions=experiment.directions,
+                                    experiment=experiment.to_dict(), resume=resume)
+    orphans = fail_orphans(ot_study) if resume else []
+    done = len(complete_trials(ot_study))
+    remaining = max(trials - done, 0) if resume else trials
+    requested = trials if resume else done + trials
+    outcome = SearchOutcome(study=name, storage=url_shown, requested=requested, complete=done, orphans=orphans)
+    if orphans:
+        say(f"resume: marked trial(s) {', '.join(map(str, orphans))} FAIL (left RUNNING by a dead driver)")
+    if remaining == 0:
+        say(f"study {name}: already holds {done} complete trials (requested {trials}); nothing to run")
+        outcome.wall_s = time.perf_counter() - t_start
+        return outcome
+    runs = Path(runs_dir).resolve() if runs_dir else default_runs_dir(str(getattr(st, "url", "")))
+    runs.mkdir(parents=True, exist_ok=True)
+    say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
+        f"{cpus:g} CPU(s) each; subnets under {runs / name}")
+
+    import optuna
+    import ray
+    from ray import tune
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started_ray = _init_ray(address=address, num_cpus=num_cpus)
+    try:
+        n_before = len(ot_study.trials)
+        sampler = make_sampler(experiment.sampler, None if experiment.sampler_seed is None
+                               else experiment.sampler_seed + n_before)
+        searcher = _study_searcher(experiment, st, name, sampler)
+        progress = _progress_callback(searcher, outcome, say, remaining)
+        job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs)}
+        from nas.search.trial import tune_trainable
+
+        trainable = tune.with_resources(tune.with_parameters(tune_trainable, job=job), {"cpu": cpus})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
+                                        max_concurrent_trials=concurrency, reuse_actors=False),
+            run_config=tune.RunConfig(
+                name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+                storage_path=str(runs / "ray"),
+                failure_config=tune.FailureConfig(max_failures=experiment.run.max_failures),
+                verbose=0, callbacks=[progress],
+            ),
+        )
+        outcome.setup_s = time.perf_counter() - t_start
+        tuner.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    outcome.complete = len(complete_trials(ot_study))
+    outcome.wall_s = time.perf_counter() - t_start
+    say(f"study {name}: {outcome.complete} complete trial(s) (requested {outcome.requested}); "
+        f"{outcome.failed} failed in this run; {outcome.wall_s:.1f} s")
+    return outcome
+
+
+def _init_ray(*, address: str | None, num_cpus: int | None) -> bool:
+    """Start a local Ray (or join ``address``); False when one was already running."""
+    for k, v in _RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+
+    if ray.is_initialized():
+        return False
+    paths = [p for p in sys.path if p and Path(p, "nas", "__init__.py").is_file()]
+    pythonpath = os.pathsep.join(dict.fromkeys(paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                        if p]))
+    env = {k: v for k, v in _RAY_ENV.items()}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    for k, v in os.environ.items():  # offline switches, data locations and every NAS_* variable
+        if k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "NLTK_DATA", "WNHOME") or k.startswith("NAS_"):
+            env[k] = v
+    runtime_env = {"env_vars": env}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=100 * 1024 * 1024,
+                 runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+    return True
+
+
+def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
+    """An ``OptunaSearch`` that also writes each trial's attributes and never loses a result."""
+    from optuna.trial import TrialState
+    from ray.tune.search.optuna import OptunaSearch
+
+    class StudySearch(OptunaSearch):
+        def suggest(self, trial_id: str):
+            params = super().suggest(trial_id)
+            if params is not None:
+                params[TRIAL_NUMBER_KEY] = self._ot_trials[trial_id].number
+            return params
+
+        def number(self, trial_id: str) -> int | None:
+            t = self._ot_trials.get(trial_id)
+            return None if t is None else t.number
+
+        def note_failure(self, trial_id: str, message: str) -> None:
+            t = self._ot_trials.get(trial_id)
+            if t is None:
+                return
+            n = int(t.user_attrs.get("attempt_failures", 0)) + 1
+            _retry(lambda: t.set_user_attr("attempt_failures", n))
+            _retry(lambda: t.set_user_attr("last_error", message[-500:]))
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            t = self._ot_trials[trial_id]
+            values = None
+            if result and not error and ATTRS_KEY in result:
+                values = [float(result[m]) for m in experiment.objectives]
+                for k, v in json.loads(result[ATTRS_KEY]).items():
+                    _retry(lambda k=k, v=v: t.set_user_attr(k, v))
+                _retry(lambda: t.set_user_attr(COMPUTE_KEY, float(result.get(COMPUTE_KEY, 0.0))))
+            state = TrialState.COMPLETE if values is not None else TrialState.FAIL
+            _retry(lambda: self._ot_study.tell(t, values, state=state))
+            self._completed_trials.add(trial_id)
+
+    mode = ["max" if d == "maximize" else "min" for d in experiment.directions]
+    space = {k: p.distribution() for k, p in experiment.sample.items()}
+    if not space:
+        raise ConfigError(f"{experiment.source}: sample: give at least one sampled field (e.g. seed)")
+    return StudySearch(space=space, metric=list(experiment.objectives), mode=mode, sampler=sampler,
+                       study_name=study_name, storage=storage)
+
+
+def _retry(fn: Callable[[], Any], attempts: int = 6, delay: float = 0.5) -> Any:
+    """Retry a storage write on transient database errors (lock timeouts, dropped connections)."""
+    from sqlalchemy.exc import DBAPIError
+
+    for i in range(attempts):
+        try:
+            return fn()
+        except DBAPIError:
+            if i == attempts - 1:
+                raise
+            time.sleep(delay * (2 ** i))
+
+
+def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], None], total: int):
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        def __init__(self) -> None:
+            self.started: dict[str, float] = {}
+            self.finished = 0
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.started.setdefault(trial.trial_id, time.perf_counter())
+            outcome.ran += 1 if trial.trial_id not in getattr(self, "_seen", set()) else 0
+            self.__dict__.setdefault("_seen", set()).add(trial.trial_id)
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            msg = _error_text(trial)
+            searcher.note_failure(trial.trial_id, msg)
+            say(f"trial {searcher.number(trial.trial_id)}: failed ({msg.splitlines()[-1] if msg else 'error'}); "
+                "retrying")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            msg = _error_text(trial)
+            self.finished += 1
+            outcome.failed += 1
+            say(f"trial {searcher.number(trial.trial_id)}: FAILED for good ({msg.splitlines()[-1] if msg else 'error'}) "
+                f"[{self.finished}/{total}]")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            r = trial.last_result or {}
+            self.finished += 1
+            num = searcher.number(trial.trial_id)
+            if COMPUTE_KEY in r and trial.trial_id in self.started:
+                wall = time.perf_counter() - self.started[trial.trial_id]
+                outcome.timings.append(TrialTiming(trial=num, wall_s=wall, compute_s=float(r[COMPUTE_KEY])))
+            vals = ", ".join(f"{m} {float(r[m]):.4g}" for m in ("quality", "latency_ms", "size_mb") if m in r)
+            say(f"trial {num}: complete: {vals} [{self.finished}/{total}]")
+
+    return Progress()
+
+
+def _error_text(trial) -> str:
+    for attr in ("error_msg", "error_message"):
+        v = getattr(trial, attr, None)
+        if isinstance(v, str) and v:
+            return v
+    path = getattr(trial, "error_file", None)
+    try:
+        return Path(path).read_text() if path else ""
+    except OSError:
+        return ""

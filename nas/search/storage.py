@@ -1,0 +1,120 @@
+"""Study storage: one resolver from ``None | URL | instance`` to an Optuna storage.
+
+Contract: every storage is an ``optuna.storages.BaseStorage`` (an ``RDBStorage`` for
+URLs), readable by Optuna's own tools (``optuna studies --storage URL``,
+``optuna-dashboard URL``). Resolution order: the argument, then ``$NAS_STORAGE``,
+then ``sqlite:///nas_studies.db`` in the working directory.
+
+SQLite: only the search driver writes (Ray Tune's searcher tells Optuna in the
+driver), and connections wait up to 60 s for a lock instead of failing, so
+concurrent trials never see "database is locked". PostgreSQL
+(``postgresql://user@host:5432/db``) needs the ``postgres`` extra (``psycopg2``).
+Passwords never appear in messages: :func:`redact` them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from nas.errors import MissingDependencyError, StorageError
+
+ENV = "NAS_STORAGE"
+DEFAULT_SQLITE = "nas_studies.db"
+SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysql+pymysql")
+
+_PASSWORD = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@]*:)(?P<pw>[^@]*)@", re.IGNORECASE)
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    return _PASSWORD.sub(lambda m: f"{m.group('head')}***@", url)
+
+
+def default_url() -> str:
+    """``$NAS_STORAGE`` or the SQLite file ``./nas_studies.db`` (absolute)."""
+    env = os.environ.get(ENV)
+    if env:
+        return env
+    return f"sqlite:///{Path(DEFAULT_SQLITE).resolve()}"
+
+
+def resolve_url(url: str | None) -> str:
+    """The storage URL to use, validated for shape (not yet connected).
+
+    Raises:
+        StorageError: a malformed URL or unknown scheme (password redacted).
+    """
+    url = url or default_url()
+    if "://" not in url:
+        raise StorageError(f"storage: {redact(url)!r} is not a URL (e.g. sqlite:///studies.db, "
+                           "postgresql://user@host:5432/db)")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise StorageError(f"storage: unknown scheme {scheme!r} in {redact(url)!r}; known: {', '.join(SCHEMES)}")
+    if scheme == "sqlite":
+        path = url.split("://", 1)[1]
+        if not path.startswith("/") or path == "/":
+            raise StorageError(f"storage: {redact(url)!r}: sqlite URLs look like sqlite:///relative.db or "
+                               "sqlite:////abs/path.db")
+        parent = Path(path[1:]).resolve().parent
+        if not parent.is_dir():
+            raise StorageError(f"storage: {redact(url)!r}: folder {parent} does not exist")
+    return url
+
+
+def _postgres_driver(url: str) -> str:
+    """Plain ``postgresql://`` uses psycopg2 unless psycopg (3) is installed (SQLAlchemy 2.1 defaults to it)."""
+    import importlib.util
+
+    if url.split("://", 1)[0].lower() != "postgresql":
+        return url
+    if importlib.util.find_spec("psycopg") is not None:
+        return url
+    if importlib.util.find_spec("psycopg2") is None:
+        raise MissingDependencyError("storage: PostgreSQL needs psycopg2: pip install 'nas-compress[postgres]'")
+    return "postgresql+psycopg2://" + url.split("://", 1)[1]
+
+
+def get_storage(storage: Any = None):
+    """Turn ``None``, a URL or a storage instance into an Optuna storage.
+
+    Args:
+        storage: ``None`` (``$NAS_STORAGE`` or ``./nas_studies.db``), a database URL,
+            or an ``optuna.storages.BaseStorage`` (returned as is).
+
+    Returns:
+        An ``optuna.storages.BaseStorage`` that has been connected once.
+
+    Raises:
+        StorageError: malformed or unreachable storage (password redacted).
+        MissingDependencyError: the database driver is not installed.
+
+    Example:
+        >>> st = get_storage("sqlite:///:memory:")  # doctest: +SKIP
+    """
+    import optuna
+
+    if isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    if storage is not None and not isinstance(storage, str):
+        raise StorageError(f"storage: expected a URL or an Optuna storage, got {type(storage).__name__}")
+    url = resolve_url(storage)
+    scheme = url.split("://", 1)[0].lower()
+    engine_kwargs: dict[str, Any] = {}
+    if scheme == "sqlite":
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+        if scheme.startswith("postgresql"):
+            url = _postgres_driver(url)
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ImportError:
+        raise MissingDependencyError(f"storage: {redact(url)}: the database driver is not installed") from None
+    except Exception as e:  # sqlalchemy errors carry the URL; never echo it raw
+        reason = redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        raise StorageError(f"storage: cannot open {redact(url)}: {reason}") from None

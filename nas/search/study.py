@@ -1,0 +1,140 @@
+"""Study helpers: create or load a search study, list studies, turn trials into Pareto points.
+
+A search study is a plain Optuna study (readable by ``optuna`` CLI and
+optuna-dashboard) with directions from the experiment's objectives and these
+study user attributes: ``objectives`` (names, in value order), ``experiment``
+(the experiment dict) and ``nas_version``. Trials carry the attributes listed
+in :mod:`nas.search.attrs`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nas.errors import StorageError
+from nas.search import attrs
+from nas.search.pareto import Point, pareto_front
+
+STUDY_OBJECTIVES = "objectives"
+STUDY_EXPERIMENT = "experiment"
+
+
+def _direction_names(study) -> tuple[str, ...]:
+    return tuple(d.name.lower() for d in study.directions)
+
+
+def study_names(storage) -> list[str]:
+    """Names of every study in ``storage``."""
+    import optuna
+
+    return sorted(optuna.study.get_all_study_names(storage=storage))
+
+
+def load_study(storage, name: str):
+    """Load an existing study.
+
+    Raises:
+        StorageError: no study of that name (the message lists the known ones).
+    """
+    import optuna
+
+    names = study_names(storage)
+    if name not in names:
+        known = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") if names else "none"
+        raise StorageError(f"study {name!r}: no such study in this storage (studies: {known})")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def create_or_load_study(storage, name: str, *, objectives: tuple[str, ...], directions: tuple[str, ...],
+                         experiment: dict[str, Any] | None = None, resume: bool = False):
+    """The study ``name``: created when new; an existing one only with ``resume``.
+
+    Raises:
+        StorageError: the study exists and ``resume`` is false, or its objectives differ.
+    """
+    import optuna
+
+    from nas import __version__
+
+    if name in study_names(storage):
+        if not resume:
+            raise StorageError(f"study {name!r}: already exists; pass --resume to continue it or choose another --study")
+        study = optuna.load_study(study_name=name, storage=storage)
+        have = tuple(study.user_attrs.get(STUDY_OBJECTIVES, attrs.OBJECTIVES))
+        if have != tuple(objectives) or _direction_names(study) != tuple(directions):
+            raise StorageError(f"study {name!r}: objectives {list(have)} differ from the experiment's {list(objectives)}")
+        return study
+    study = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
+    study.set_user_attr(STUDY_OBJECTIVES, list(objectives))
+    study.set_user_attr("nas_version", __version__)
+    if experiment is not None:
+        study.set_user_attr(STUDY_EXPERIMENT, experiment)
+    return study
+
+
+def fail_orphans(study) -> list[int]:
+    """Mark RUNNING trials FAIL (left behind by a killed driver); returns their numbers.
+
+    Only call this when no other driver works on the study.
+    """
+    from optuna.trial import TrialState
+
+    numbers = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_system_attr(t._trial_id, "fail_reason", "orphaned: the search driver died")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        numbers.append(t.number)
+    return numbers
+
+
+def complete_trials(study) -> list:
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def to_point(trial) -> Point:
+    """One COMPLETE trial as a :class:`Point` (metrics from its user attributes)."""
+    ua = trial.user_attrs
+    m = ua.get(attrs.METRICS, {})
+    return Point(
+        trial=trial.number,
+        values=tuple(float(v) for v in trial.values),
+        quality=float(m.get("quality_after", m.get("quality", float("nan")))),
+        latency_ms=float(m.get("latency_ms", float("nan"))),
+        size_mb=float(m.get("size_mb", float("nan"))),
+        arch_summary=str(ua.get(attrs.ARCH_SUMMARY, "")),
+        arch=dict(ua.get(attrs.ARCH, {})),
+        attrs=dict(ua),
+    )
+
+
+def front(study) -> list[Point]:
+    """The study's Pareto front as points, fastest first (ties by trial number)."""
+    points = [to_point(t) for t in complete_trials(study)]
+    pts = pareto_front(points, _direction_names(study))
+    return sorted(pts, key=lambda p: (p.latency_ms, p.trial))
+
+
+def summaries(storage) -> list[dict[str, Any]]:
+    """One row per study: name, directions, trials by state, best quality."""
+    import optuna
+
+    rows = []
+    for s in sorted(optuna.study.get_all_study_summaries(storage=storage, include_best_trial=False),
+                    key=lambda s: s.study_name):
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        by_state: dict[str, int] = {}
+        for t in study.get_trials(deepcopy=False):
+            by_state[t.state.name.lower()] = by_state.get(t.state.name.lower(), 0) + 1
+        rows.append({
+            "study": s.study_name,
+            "objectives": ",".join(s.user_attrs.get(STUDY_OBJECTIVES, [])),
+            "directions": ",".join(d.name.lower() for d in s.directions),
+            "trials": sum(by_state.values()),
+            "complete": by_state.get("complete", 0),
+            "failed": by_state.get("fail", 0),
+            "running": by_state.get("running", 0),
+            "created": s.datetime_start.isoformat(timespec="seconds") if s.datetime_start else "",
+        })
+    return rows

@@ -1,0 +1,130 @@
+"""What runs inside one Ray Tune trial: build the config, run the trial function, save the subnet.
+
+The trial process never touches the study: it saves the subnet to
+``<runs_dir>/<study>/trial-<number>/`` (atomically) and reports the objective
+values plus every trial attribute (JSON, see :mod:`nas.search.attrs`); the
+driver writes them to the study. One writer per study keeps SQLite free of
+"database is locked" at any concurrency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.search import attrs
+
+TRIAL_NUMBER_KEY = "__nas_trial_number"  # injected into each trial's config by the driver
+ATTRS_KEY = "nas_attrs"  # the reported JSON of every trial attribute
+COMPUTE_KEY = "compute_s"  # the trial function's own wall time
+HISTORY_POINTS = 50
+
+
+def import_trial_fn(spec: str) -> Callable[..., Any]:
+    """``module:function`` to the function.
+
+    The function has the signature of ``trainers.search_once``:
+    ``fn(config: SearchConfig, *, progress=..., checkpoint_dir=None) -> SearchResult``.
+
+    Raises:
+        ConfigError: ``trial: ...`` naming what could not be imported.
+    """
+    mod_name, _, fn_name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"trial: cannot import {spec!r}: {e}") from None
+    if not callable(fn):
+        raise ConfigError(f"trial: {spec!r} is not callable")
+    return fn
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def thin(history: list[dict[str, Any]], n: int = HISTORY_POINTS) -> list[dict[str, Any]]:
+    """At most ``n`` evenly spaced entries, always keeping the last."""
+    if len(history) <= n:
+        return list(history)
+    idx = sorted({round(i * (len(history) - 1) / (n - 1)) for i in range(n)})
+    return [history[i] for i in idx]
+
+
+def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
+    """Every attribute of :mod:`nas.search.attrs` for one finished trial (JSON-serialisable)."""
+    from nas import __version__
+    from nas.latency import load_table
+    from nas.spaces import load_space
+
+    space = load_space(config.space)
+    table = load_table(config.latency_table)
+    metrics = {k: v for k, v in result.to_dict().items() if k not in ("history", "arch")}
+    metrics["quality"] = result.quality_after
+    table_text = json.dumps(table.to_dict(), sort_keys=True).encode()
+    return {
+        attrs.ARCH: dict(result.arch),
+        attrs.ARCH_SUMMARY: result.arch_summary,
+        attrs.CONFIG: config.to_dict(),
+        attrs.METRICS: metrics,
+        attrs.HISTORY: thin(list(result.history)),
+        attrs.SUBNET_DIR: str(subnet_dir.resolve()),
+        attrs.SUBNET_SHA256: sha256_file(subnet_dir / "model.safetensors"),
+        attrs.SPACE: {"name": space.name, "hash": space.hash},
+        attrs.LATENCY_TABLE: {
+            "id": table.id, "path": table.path, "space_hash": table.space_hash,
+            "device_fingerprint": table.device.get("fingerprint"),
+            "sha256": hashlib.sha256(table_text).hexdigest(),
+        },
+        attrs.NAS_VERSION: __version__,
+    }
+
+
+def objective_values(metrics: Mapping[str, Any], objectives) -> dict[str, float]:
+    return {o: float(metrics[o]) for o in objectives}
+
+
+def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """Run one trial and return what gets reported to Tune.
+
+    Args:
+        config: the sampled parameters plus :data:`TRIAL_NUMBER_KEY`.
+        job: ``{"experiment": Experiment.to_dict(), "study": name, "runs_dir": path}``.
+    """
+    from nas.search.experiment import Experiment
+
+    exp = Experiment.from_dict(job["experiment"], source=job["experiment"]["name"])
+    number = int(config[TRIAL_NUMBER_KEY])
+    params = {k: config[k] for k in exp.sample}
+    search_config = exp.search_config(params)
+    fn = import_trial_fn(exp.trial)
+    subnet_dir = Path(job["runs_dir"]) / job["study"] / f"trial-{number:05d}"
+    ckpt = subnet_dir.with_name(subnet_dir.name + ".ckpt")  # a retried trial resumes its search from here
+    t0 = time.perf_counter()
+    result = fn(search_config, checkpoint_dir=str(ckpt))
+    result.subnet.save(subnet_dir)
+    compute_s = time.perf_counter() - t0
+    shutil.rmtree(ckpt, ignore_errors=True)
+    a = trial_attrs(result=result, config=search_config, subnet_dir=subnet_dir)
+    report = objective_values(a[attrs.METRICS], exp.objectives)
+    report[ATTRS_KEY] = json.dumps(a)
+    report[COMPUTE_KEY] = compute_s
+    return report
+
+
+def tune_trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
+    """The Ray Tune function trainable: one :func:`run_trial`, one report."""
+    from ray import tune
+
+    tune.report(run_trial(config, job))

@@ -1,0 +1,49 @@
+"""Tiny search fixtures: a hand-computable tiny-bert latency table and experiment files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from nas.latency import LatencyTable, required_keys
+from nas.spaces import load_space
+
+
+def tiny_table(path: Path) -> Path:
+    """tiny-bert table: attn H heads at B bits = H·B/32 · 0.1 ms, FFN W at B = W/16·B/32 · 0.1 ms,
+    embed 0.2·B/32 ms, rest 0.05 ms, overhead 0.1 ms. The full model (2 layers, 4 heads, FFN 64, fp32):
+    0.1 + 0.2 + 0.05 + 2·(0.4 + 0.4) = 1.95 ms."""
+    space = load_space("tiny-bert")
+    entries = {}
+    for key in required_keys(space):
+        parts = dict(p.split("=") for p in key.split(":")[1:])
+        if key.startswith("attn"):
+            ms = int(parts["heads"]) * int(parts["bits"]) / 32 * 0.1
+        elif key.startswith("ffn"):
+            ms = int(parts["width"]) / 16 * int(parts["bits"]) / 32 * 0.1
+        elif key.startswith("embed"):
+            ms = 0.2 * int(parts["bits"]) / 32
+        else:
+            ms = {"rest": 0.05, "overhead": 0.1}[key]
+        entries[key] = {"median_ms": ms, "iqr_ms": 0.0, "n": 1}
+    table = LatencyTable(space_name=space.name, space_hash=space.hash, device={"cpu": "fixture", "fingerprint": "fx"},
+                         runtime={"name": "fixture"}, threads=1, batch=1, seq=16, entries=entries)
+    return table.save(path)
+
+
+def experiment_file(tmp: Path, *, name: str = "tiny", trial: str = "tests.search.trials:light_trial",
+                    run: dict | None = None, **over) -> Path:
+    table = tiny_table(tmp / "tiny-bert.fixture.json")
+    d = {
+        "name": name, "space": "tiny-bert", "task": "wordnet-embed", "latency_table": table.name, "trial": trial,
+        "trainer": {"steps": 2, "warmup_steps": 0, "finetune_steps": 0},
+        "sample": {"target_fraction": {"float": [0.3, 0.9]}, "lambda0": {"float": [0.1, 10.0], "log": True},
+                   "loss": {"choices": ["hinge", "fbnet"]}, "seed": {"int": [0, 100000]}},
+        "run": {"trials": 3, "concurrency": 2, "cpus_per_trial": 1, "max_failures": 2, **(run or {})},
+        "sampler": {"name": "random", "seed": 0},
+    }
+    d.update(over)
+    p = tmp / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(d, sort_keys=False))
+    return p

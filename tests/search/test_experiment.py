@@ -1,0 +1,99 @@
+"""Experiment files: parsing, field-level errors, the SearchConfig of a trial."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nas.errors import ConfigError, LatencyTableError
+from nas.search.experiment import Experiment
+from tests.search.fixtures import experiment_file, tiny_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path, text, name="e.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def base(tmp_path, **over):
+    d = yaml.safe_load(experiment_file(tmp_path).read_text())
+    for k, v in over.items():
+        if v is None:
+            d.pop(k, None)
+        else:
+            d[k] = v
+    return d
+
+
+def test_parse_and_trial_config(tmp_path):
+    exp = Experiment.from_yaml(experiment_file(tmp_path))
+    assert exp.name == "tiny" and exp.directions == ("maximize", "minimize", "minimize")
+    assert exp.latency_table == str(tmp_path / "tiny-bert.fixture.json")  # relative path resolved
+    assert exp.sample["lambda0"].log and exp.sample["seed"].kind == "int"
+    assert exp.sample["lambda0"].example() == pytest.approx(1.0)  # geometric midpoint of 0.1..10
+    cfg = exp.search_config({"target_fraction": 0.5, "lambda0": 2.0, "loss": "fbnet", "seed": 7})
+    assert (cfg.space, cfg.steps, cfg.loss, cfg.seed, cfg.finetune_steps) == ("tiny-bert", 2, "fbnet", 7, 0)
+    exp.check()
+    again = Experiment.from_dict(json.loads(json.dumps(exp.to_dict())), source="db")
+    assert again.to_dict() == exp.to_dict()
+
+
+@pytest.mark.parametrize("over, where", [
+    ({"colour": 1}, "colour: unknown field"),
+    ({"name": None}, "name: required"),
+    ({"objectives": ["quality", "speed"]}, "objectives: unknown objective 'speed'"),
+    ({"trainer": {"stepz": 3}}, "trainer.stepz: unknown SearchConfig field"),
+    ({"trainer": {"space": "x"}}, "trainer.space: set at the top level"),
+    ({"trainer": {"steps": 0}}, "trainer.steps: must be positive"),
+    ({"sample": {"lambda0": {"float": [1.0, 0.5]}}}, "sample.lambda0: float: low 1.0 must be < high 0.5"),
+    ({"sample": {"lambda0": {"float": [0.0, 1.0], "log": True}}}, "sample.lambda0: log: needs low > 0"),
+    ({"sample": {"loss": {"choices": ["hinge", "quadratic"]}}}, "sample.loss: unknown loss form 'quadratic'"),
+    ({"sample": {"seed": [0, 3]}}, "sample.seed: expected {float"),
+    ({"sample": {"space": {"choices": ["a"]}}}, "sample.space: not a SearchConfig field"),
+    ({"run": {"concurrency": 0}}, "run.concurrency: must be >= 1"),
+    ({"run": {"gpus": 1}}, "run.gpus: unknown field"),
+    ({"sampler": {"name": "grid"}}, "sampler.name: unknown sampler 'grid'"),
+    ({"trial": "no_colon"}, "trial: expected 'module:function'"),
+])
+def test_field_errors(tmp_path, over, where):
+    p = write(tmp_path, yaml.safe_dump(base(tmp_path, **over)))
+    with pytest.raises(ConfigError) as e:
+        Experiment.from_yaml(p)
+    assert str(e.value).startswith(f"{p}: ") and where in str(e.value), str(e.value)
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    p = write(tmp_path, "name: x\nsample: {seed: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"e\.yaml: \(yaml\): malformed YAML at line \d"):
+        Experiment.from_yaml(p)
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        Experiment.from_yaml(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=r"\(top\): expected a mapping"):
+        Experiment.from_yaml(write(tmp_path, "- 1\n", "list.yaml"))
+
+
+def test_table_for_another_space(tmp_path):
+    d = base(tmp_path, space="tiny-llama")
+    exp = Experiment.from_yaml(write(tmp_path, yaml.safe_dump(d)))
+    with pytest.raises(LatencyTableError, match="latency_table: .*built for space hash"):
+        exp.check()
+
+
+@pytest.mark.parametrize("name", ["smoke", "minilm_cpu"])
+def test_shipped_experiments_parse(name):
+    exp = Experiment.from_yaml(ROOT / "experiments" / f"{name}.yaml")
+    assert exp.name == name and exp.sample and exp.run.trials >= 3
+    exp.search_config({k: p.example() for k, p in exp.sample.items()})
+
+
+def test_tiny_table_by_hand(tmp_path):
+    from nas.latency import latency_ms, load_table
+    from nas.spaces import load_space
+
+    space = load_space("tiny-bert")
+    table = load_table(tiny_table(tmp_path / "t.json"))
+    assert latency_ms(table, space, space.full()) == pytest.approx(1.95)

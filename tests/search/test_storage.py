@@ -1,0 +1,39 @@
+"""Storage URLs: resolution, environment fallback, redaction, typed errors."""
+
+import pytest
+
+from nas.errors import StorageError
+from nas.search.storage import get_storage, redact, resolve_url
+
+
+def test_default_and_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("NAS_STORAGE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_url(None) == f"sqlite:///{tmp_path}/nas_studies.db"
+    monkeypatch.setenv("NAS_STORAGE", f"sqlite:///{tmp_path}/env.db")
+    assert resolve_url(None).endswith("/env.db")
+    assert resolve_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_redact():
+    assert redact("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert redact("postgresql://bob@db/x") == "postgresql://bob@db/x"
+
+
+@pytest.mark.parametrize("url, msg", [
+    ("not a url", "is not a URL"),
+    ("http://bob:s3cret@host/db", "unknown scheme 'http'"),
+    ("sqlite:///no/such/folder/x.db", "does not exist"),
+    ("postgresql://bob:s3cret@127.0.0.1:1/db", "cannot open postgresql+psycopg2://bob:***@127.0.0.1:1/db"),
+])
+def test_bad_storage(url, msg):
+    with pytest.raises(StorageError) as e:
+        get_storage(url)
+    assert msg in str(e.value) and "s3cret" not in str(e.value)
+
+
+def test_instance_passes_through(tmp_path):
+    st = get_storage(f"sqlite:///{tmp_path}/a.db")
+    assert get_storage(st) is st
+    with pytest.raises(StorageError, match="expected a URL"):
+        get_storage(3)

@@ -1,0 +1,60 @@
+"""Study helpers and the query API against every storage (SQLite file, PostgreSQL)."""
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.errors import ConfigError, StorageError
+from nas.search import api, attrs
+from nas.search.storage import get_storage
+from nas.search.study import create_or_load_study, fail_orphans, front
+
+OBJ, DIRS = attrs.OBJECTIVES, attrs.DIRECTIONS
+# (quality, latency, size): trial 1 is dominated by 2; the front is 0, 2, 3.
+ROWS = [(0.9, 4.0, 10.0), (0.7, 2.0, 6.0), (0.8, 2.0, 5.0), (0.5, 1.0, 9.0)]
+
+
+def fill(url, name):
+    st = get_storage(url)
+    study = create_or_load_study(st, name, objectives=OBJ, directions=DIRS, experiment={"name": name})
+    for i, (q, ms, mb) in enumerate(ROWS):
+        arch_summary = f"L0 H{i + 1} F16 A8 M8 E8"
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.COMPLETE, values=[q, ms, mb], params={"seed": i},
+            distributions={"seed": optuna.distributions.IntDistribution(0, 10)},
+            user_attrs={attrs.ARCH_SUMMARY: arch_summary, attrs.ARCH: {"layer0.heads": i + 1},
+                        attrs.METRICS: {"quality_after": q, "latency_ms": ms, "size_mb": mb},
+                        attrs.SUBNET_DIR: f"/runs/trial-{i}"}))
+    return st, study
+
+
+class TestStudyOnEveryStorage:
+    def test_front_pick_and_list(self, storage_url, study_name):
+        fill(storage_url, study_name)
+        fr = api.load_front(study_name, storage=storage_url)
+        assert [p.trial for p in fr] == [3, 2, 0]  # fastest first
+        assert fr[1].arch_summary == "L0 H3 F16 A8 M8 E8" and fr[1].values == (0.8, 2.0, 5.0)
+        assert api.pick_trial(study_name, storage=storage_url, max_latency_ms=3).trial == 2
+        assert api.pick_trial(study_name, storage=storage_url).trial == 0
+        assert api.pick_trial(study_name, storage=storage_url, trial=1).trial == 1  # any complete trial
+        with pytest.raises(ConfigError, match="no trial fits"):
+            api.pick_trial(study_name, storage=storage_url, max_latency_ms=0.5)
+        rows = {r["study"]: r for r in api.list_studies(storage=storage_url)}
+        assert rows[study_name]["complete"] == 4 and rows[study_name]["objectives"] == "quality,latency_ms,size_mb"
+
+    def test_unknown_study(self, storage_url, study_name):
+        with pytest.raises(StorageError, match=f"study '{study_name}-x': no such study"):
+            api.load_front(f"{study_name}-x", storage=storage_url)
+
+    def test_resume_rules_and_orphans(self, storage_url, study_name):
+        st, study = fill(storage_url, study_name)
+        with pytest.raises(StorageError, match="already exists; pass --resume"):
+            create_or_load_study(st, study_name, objectives=OBJ, directions=DIRS)
+        with pytest.raises(StorageError, match="objectives"):
+            create_or_load_study(st, study_name, objectives=("quality",), directions=("maximize",), resume=True)
+        again = create_or_load_study(st, study_name, objectives=OBJ, directions=DIRS, resume=True)
+        orphan = again.ask()  # what a killed driver leaves behind
+        assert fail_orphans(again) == [orphan.number]
+        assert again.trials[orphan.number].state == TrialState.FAIL
+        assert fail_orphans(again) == []
+        assert [p.trial for p in front(again)] == [3, 2, 0]

@@ -1,0 +1,85 @@
+"""Distillation fine-tuning of a derived subnet, and evaluation.
+
+Fine-tuning is quantization-aware: each linear is fake-quantized at its
+chosen bit-width in the forward pass (straight-through gradient), the word
+embeddings stay frozen (already on their grid), and at the end every weight is
+snapped back onto its grid, so the subnet still is what its architecture says.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from torch import nn
+
+from nas.models.transformer import LayerControl, ModelControl, mean_pool
+from nas.supernet.derive import Subnet
+from nas.supernet.quant import fake_quant, quantize_dequantize
+from trainers.batches import Encoded, batch_indices, length_ordered_chunks
+
+
+def qat_control(subnet: Subnet) -> ModelControl:
+    """Per kept layer, fake-quantize attention and FFN weights at the subnet's bits."""
+    layers = []
+    for ld in subnet.model.layer_dims:
+        fns = []
+        for group in ("attn", "ffn"):
+            b = subnet.bits(ld.index, group)
+            fns.append(None if b >= 32 else partial(fake_quant, bits=b))
+        layers.append(LayerControl(attn_weight=fns[0], ffn_weight=fns[1]))
+    return ModelControl(layers=layers)
+
+
+@torch.no_grad()
+def snap_to_grid(subnet: Subnet) -> None:
+    """Round every attention and FFN weight onto its chosen bit grid (in place)."""
+    for k, ld in enumerate(subnet.model.layer_dims):
+        block = subnet.model.layers[k]
+        for group, mod in (("attn", block.attn), ("ffn", block.ffn)):
+            b = subnet.bits(ld.index, group)
+            for lin in mod.modules():
+                if isinstance(lin, nn.Linear):
+                    lin.weight.copy_(quantize_dequantize(lin.weight, b))
+
+
+def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: float, batch_size: int, seed: int,
+             log_every: int = 25, progress: Callable[[str], None] | None = None) -> list[float]:
+    """Distil into ``subnet`` (and the task head) for ``steps`` steps; returns the loss per step."""
+    model = subnet.model
+    model.train()
+    model.embed.word.weight.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad] + list(task.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    ctl = qat_control(subnet)
+    losses = []
+    t0 = time.perf_counter()
+    for step in range(steps):
+        batch = data.batch(batch_indices(len(data), batch_size, seed=seed, step=step, salt=3))
+        opt.zero_grad(set_to_none=True)
+        hidden = model(batch["ids"], batch["mask"], ctl)
+        loss = task.loss(mean_pool(hidden, batch["mask"]), batch)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+        if progress and (step % log_every == 0 or step == steps - 1):
+            progress(f"finetune step {step + 1}/{steps} loss {losses[-1]:.4f} ({time.perf_counter() - t0:.0f}s)")
+    snap_to_grid(subnet)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: nn.Module, data: Encoded, *, batch_size: int = 128) -> float:
+    """Mean task score (accuracy or cosine) of ``model``'s pooled embeddings over ``data``."""
+    was = model.training
+    model.eval()
+    total = torch.zeros(())
+    for idx in length_ordered_chunks(data.mask, batch_size):
+        b = data.batch(idx)
+        total += task.score(mean_pool(model(b["ids"], b["mask"]), b["mask"]), b).sum()
+    model.train(was)
+    return float(total) / max(len(data), 1)
+

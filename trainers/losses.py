@@ -1,0 +1,109 @@
+"""Latency penalties, the dual-ascent update of λ, and distillation losses.
+
+Every penalty returns ``(loss, details)``; ``details`` (floats) is what gets
+logged and stored in ``SearchResult.history``. With ``E = E[LAT]`` (ms) and
+target ``T`` (ms):
+
+* ``hinge`` (default): ``task + λ·max(0, E − T)/T``;
+* ``fbnet``: ``task · α·(log E)^β`` (FBNet's multiplicative form; ``log E`` is
+  clamped at 1e-6 so that sub-millisecond tables stay defined; λ is not used);
+* ``linear``: ``task + λ·E/T`` (ProxylessNAS-style additive).
+
+An optional size hinge adds ``w_s·max(0, S − S_T)/S_T`` on the expected size S.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nas.errors import ConfigError
+
+PENALTIES = ("hinge", "fbnet", "linear")
+
+
+def latency_penalty(
+    form: str,
+    task: Tensor,
+    expected_ms: Tensor,
+    target_ms: float,
+    *,
+    lmbda: float = 1.0,
+    alpha: float = 0.2,
+    beta: float = 0.6,
+    expected_size: Tensor | None = None,
+    size_target: float | None = None,
+    size_weight: float = 0.0,
+) -> tuple[Tensor, dict[str, float]]:
+    """The latency-penalized loss of one architecture step.
+
+    Args:
+        form: ``hinge``, ``fbnet`` or ``linear`` (see module docstring).
+        task: the task (or distillation) loss, a scalar.
+        expected_ms: E[LAT] in ms, differentiable in the architecture probabilities.
+        target_ms: the budget T (> 0).
+        lmbda: penalty weight λ (hinge, linear).
+        alpha, beta: FBNet constants.
+        expected_size, size_target, size_weight: optional size hinge.
+
+    Returns:
+        ``(loss, details)`` with details ``task``, ``expected_ms``, ``ratio`` (E/T),
+        ``penalty``, ``lambda`` and ``loss`` (and ``expected_size``, ``size_penalty``).
+
+    Raises:
+        ConfigError: unknown ``form`` or ``target_ms <= 0``.
+    """
+    if form not in PENALTIES:
+        raise ConfigError(f"loss: unknown loss form {form!r}; known: {', '.join(PENALTIES)}")
+    if not target_ms > 0:
+        raise ConfigError(f"target_ms: must be > 0, got {target_ms}")
+    if form == "hinge":
+        penalty = lmbda * torch.clamp(expected_ms - target_ms, min=0.0) / target_ms
+        loss = task + penalty
+    elif form == "linear":
+        penalty = lmbda * expected_ms / target_ms
+        loss = task + penalty
+    else:
+        factor = alpha * torch.clamp(torch.log(expected_ms), min=1e-6) ** beta
+        loss = task * factor
+        penalty = loss - task
+    details = {
+        "task": float(task), "expected_ms": float(expected_ms), "ratio": float(expected_ms) / target_ms,
+        "penalty": float(penalty), "lambda": float(lmbda),
+    }
+    if size_weight > 0 and expected_size is not None and size_target:
+        size_pen = size_weight * torch.clamp(expected_size - size_target, min=0.0) / size_target
+        loss = loss + size_pen
+        details.update(expected_size=float(expected_size), size_penalty=float(size_pen))
+    details["loss"] = float(loss)
+    return loss, details
+
+
+def dual_ascent(lmbda: float, violation: float, lr: float) -> float:
+    """One projected dual-ascent step on the constraint ``violation <= 0``: ``max(0, λ + lr·violation)``.
+
+    ``violation`` is the relative excess ``(LAT − T)/T``: λ grows while the
+    budget is exceeded and shrinks (never below 0) once it is met.
+    """
+    return max(0.0, lmbda + lr * violation)
+
+
+def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """Hinton distillation: ``KL(softmax(t/τ) ‖ softmax(s/τ))·τ²``, mean over the batch."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_logits / t, -1), log_target=True,
+        reduction="batchmean",
+    ) * (t * t)
+
+
+def hidden_mse(student: Tensor, teacher: Tensor, attention_mask: Tensor) -> Tensor:
+    """Mean squared error of hidden states over non-padding tokens."""
+    m = attention_mask.unsqueeze(-1).to(student.dtype)
+    return ((student - teacher) ** 2 * m).sum() / (m.sum() * student.shape[-1]).clamp(min=1.0)
+
+
+def cosine_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    """``1 − mean cos(student, teacher)`` of pooled sentence embeddings (no labels needed)."""
+    return 1.0 - F.cosine_similarity(student, teacher, dim=-1).mean()

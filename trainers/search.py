@@ -1,0 +1,277 @@
+"""The DNAS search loop: alternate weight and architecture steps (FBNet-style).
+
+Each step takes one *weight* step on the weight part of the train split (a
+Gumbel sample of the architecture held constant, task + distillation loss,
+weights and task head updated) and — after ``warmup_steps`` — one
+*architecture* step on the held-out architecture part (a Gumbel sample with
+gradient, latency-penalized loss, only the architecture logits updated).
+The temperature is ``nas.supernet.gumbel.tau(arch_step, steps)``.
+
+The latency that enters the penalty is a straight-through estimate: its value
+is ``max(E[LAT], LAT(argmax))`` and its gradient that of ``E[LAT]``, so the
+penalty stays active while the argmax architecture — the one that will be
+returned — exceeds T even if the expectation does not. After every
+architecture step λ takes one dual-ascent step on the relative violation
+``(max(E[LAT], LAT(argmax)) − T)/T`` (hinge and linear forms).
+
+Speed (CPU): the word-embedding table is frozen and only the rows a batch uses
+are fake-quantized; in weight steps the sampled bit-width is a constant, so
+only that one grid is computed instead of the whole mixture.
+
+A run checkpoints to a folder (``search.safetensors`` + ``search.json``: weights,
+architecture logits, head, optimizer moments, step, λ, history) and resumes
+from it; batches and Gumbel noise depend only on (seed, step), so a resumed run
+continues as the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nas.errors import ConfigError
+from nas.latency.predictor import Predictor
+from nas.models.transformer import ModelControl, mean_pool
+from nas.supernet.gumbel import tau as tau_schedule
+from nas.supernet.quant import fake_quant, mixed_weight
+from nas.supernet.supernet import Supernet
+from trainers.batches import Encoded, batch_indices
+from trainers.config import SearchConfig
+from trainers.losses import dual_ascent, hidden_mse, latency_penalty
+from trainers.tasks import ClassifyTask, EmbedTask
+
+Progress = Callable[[str], None]
+CHECKPOINT_SCHEMA = 1
+
+
+@dataclass
+class SearchState:
+    """What the loop carries from step to step (and what a checkpoint restores)."""
+
+    step: int = 0
+    lmbda: float = 1.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def fast_control(net: Supernet, weights: dict[str, Tensor], ids: Tensor, *, constant: bool) -> ModelControl:
+    """``net.control(weights)`` with cheaper weight transforms (same values).
+
+    The embedding mixture is applied only to the rows ``ids`` uses (int8/int4
+    scales are per row, so this is exact); with ``constant`` one-hot weights
+    each bit mixture is replaced by the fake-quantizer of its selected option.
+    """
+    ctl = net.control(weights)
+    space = net.space
+    emb_opts = space.options("embed.bits")
+    if emb_opts != (32,):
+        rows = torch.unique(ids)
+        w_e = weights["embed.bits"]
+        if constant:
+            b = emb_opts[int(w_e.argmax())]
+            ctl.embed_weight = None if b == 32 else (lambda W: W.index_put((rows,), fake_quant(W[rows], b)))
+        else:
+            ctl.embed_weight = lambda W: W.index_put((rows,), mixed_weight(W[rows], emb_opts, w_e))
+    if constant:
+        for i, lc in enumerate(ctl.layers):
+            for group in ("attn", "ffn"):
+                label = f"layer{i}.{group}.bits"
+                opts = space.options(label)
+                if opts == (32,):
+                    continue
+                b = opts[int(weights[label].argmax())]
+                setattr(lc, f"{group}_weight", None if b == 32 else partial(fake_quant, bits=b))
+    return ctl
+
+
+def make_task(config: SearchConfig, hidden: int, num_classes: int) -> ClassifyTask | EmbedTask:
+    if config.task == "wordnet-embed":
+        return EmbedTask()
+    return ClassifyTask(hidden, num_classes, kd_weight=config.kd_weight, temperature=config.kd_temperature)
+
+
+class DNASSearch:
+    """One search over ``net`` against ``target_ms`` (see module docstring).
+
+    Args:
+        net: the supernet (its word embeddings are frozen here).
+        task: the task with its head (trained with the weights).
+        predictor: the latency table bound to ``net.space``.
+        target_ms: the budget T.
+        weight_data, arch_data: the two parts of the train split (with teacher targets).
+        config: the trial's config.
+        teacher_model: frozen uncompressed model, needed only for ``kd_hidden_weight > 0``.
+        size_predictor: expected-size predictor, needed only for ``size_weight > 0``.
+    """
+
+    def __init__(self, net: Supernet, task: nn.Module, predictor: Predictor, target_ms: float,
+                 weight_data: Encoded, arch_data: Encoded, config: SearchConfig, *,
+                 teacher_model: nn.Module | None = None, size_predictor: Predictor | None = None) -> None:
+        self.net, self.task, self.predictor, self.target = net, task, predictor, target_ms
+        self.wdata, self.adata, self.config = weight_data, arch_data, config
+        self.teacher_model, self.size_predictor = teacher_model, size_predictor
+        net.model.embed.word.weight.requires_grad_(False)
+        self.weight_params = [p for p in net.weight_parameters() if p.requires_grad] + list(task.parameters())
+        self.wopt = torch.optim.AdamW(self.weight_params, lr=config.weight_lr, weight_decay=0.0)
+        self.aopt = torch.optim.Adam(net.arch_parameters(), lr=config.arch_lr)
+        self.state = SearchState(lmbda=config.lambda0)
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.warmup_steps + self.config.steps
+
+    def tau_at(self, step: int) -> float:
+        c = self.config
+        arch_step = max(0, step - c.warmup_steps)
+        return tau_schedule(arch_step, c.steps, schedule=c.tau_schedule, tau0=c.tau0, tau_min=c.tau_min)
+
+    def _task_loss(self, batch: dict[str, Tensor], weights: dict[str, Tensor], constant: bool) -> Tensor:
+        ctl = fast_control(self.net, weights, batch["ids"], constant=constant)
+        hidden = self.net.model(batch["ids"], batch["mask"], ctl)
+        loss = self.task.loss(mean_pool(hidden, batch["mask"]), batch)
+        if self.config.kd_hidden_weight > 0 and self.teacher_model is not None:
+            with torch.no_grad():
+                t_hidden = self.teacher_model(batch["ids"], batch["mask"])
+            loss = loss + self.config.kd_hidden_weight * hidden_mse(hidden, t_hidden, batch["mask"])
+        return loss
+
+    def weight_step(self, step: int, tau: float) -> float:
+        c = self.config
+        batch = self.wdata.batch(batch_indices(len(self.wdata), c.batch_size, seed=c.seed, step=step, salt=1))
+        g = torch.Generator().manual_seed(c.seed * 7_919 + 2 * step)
+        with torch.no_grad():
+            weights = {k: v.detach() for k, v in self.net.sample(tau, hard=c.hard, generator=g).items()}
+        self.wopt.zero_grad(set_to_none=True)
+        loss = self._task_loss(batch, weights, constant=c.hard)
+        loss.backward()
+        self.wopt.step()
+        return loss.item()
+
+    def arch_step(self, step: int, tau: float) -> dict[str, float]:
+        c = self.config
+        batch = self.adata.batch(batch_indices(len(self.adata), c.batch_size, seed=c.seed, step=step, salt=2))
+        g = torch.Generator().manual_seed(c.seed * 7_919 + 2 * step + 1)
+        for p in self.weight_params:
+            p.requires_grad_(False)
+        try:
+            self.aopt.zero_grad(set_to_none=True)
+            weights = self.net.sample(tau, hard=c.hard, generator=g)
+            task = self._task_loss(batch, weights, constant=False)
+            probs = self.net.probs()
+            expected = self.predictor.expected_latency(probs)
+            argmax_ms = self.predictor.latency_ms(self.net.export())
+            st = expected + (max(float(expected), argmax_ms) - expected).detach()
+            size_kw: dict[str, Any] = {}
+            if c.size_weight > 0 and self.size_predictor is not None:
+                size_kw = dict(expected_size=self.size_predictor.expected_latency(probs) / 1e6,
+                               size_target=c.size_target_mb, size_weight=c.size_weight)
+            loss, details = latency_penalty(c.loss, task, st, self.target, lmbda=self.state.lmbda,
+                                            alpha=c.alpha, beta=c.beta, **size_kw)
+            loss.backward()
+            self.aopt.step()
+        finally:
+            for p in self.weight_params:
+                p.requires_grad_(True)
+        violation = (max(float(expected), argmax_ms) - self.target) / self.target
+        if c.loss in ("hinge", "linear"):
+            self.state.lmbda = dual_ascent(self.state.lmbda, violation, c.dual_lr)
+        details.update(expected_ms=float(expected), ratio=float(expected) / self.target,
+                       argmax_ms=argmax_ms, argmax_ratio=argmax_ms / self.target, violation=violation)
+        return details
+
+    def run(self, *, progress: Progress | None = None, checkpoint_dir: str | Path | None = None) -> SearchState:
+        """Run (or resume) the loop to ``warmup_steps + steps``."""
+        c = self.config
+        if checkpoint_dir is not None:
+            self.maybe_resume(Path(checkpoint_dir), progress)
+        t0 = time.perf_counter()
+        while self.state.step < self.total_steps:
+            step = self.state.step
+            tau = self.tau_at(step)
+            wloss = self.weight_step(step, tau)
+            rec: dict[str, float] = {"step": float(step), "tau": tau, "weight_loss": wloss}
+            if step >= c.warmup_steps:
+                rec.update(self.arch_step(step, tau))
+                rec["lambda_next"] = self.state.lmbda
+            self.state.step = step + 1
+            last = self.state.step == self.total_steps
+            if step % c.log_every == 0 or last:
+                self.state.history.append(rec)
+                if progress:
+                    progress(_line(rec, self.state.step, self.total_steps, time.perf_counter() - t0))
+            if checkpoint_dir is not None and (self.state.step % c.checkpoint_every == 0 or last):
+                self.save(Path(checkpoint_dir))
+        return self.state
+
+    # -- checkpoints ------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """Write ``search.safetensors`` + ``search.json`` atomically."""
+        from safetensors.torch import save_file
+
+        tensors: dict[str, Tensor] = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors.update({f"task.{k}": v for k, v in self.task.state_dict().items()})
+        opt_meta = {}
+        for name, opt in (("wopt", self.wopt), ("aopt", self.aopt)):
+            sd = opt.state_dict()
+            for idx, st in sd["state"].items():
+                for k, v in st.items():
+                    tensors[f"{name}.{idx}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
+            opt_meta[name] = {"param_groups": sd["param_groups"], "state": {str(i): sorted(s) for i, s in sd["state"].items()}}
+        meta = {"schema": CHECKPOINT_SCHEMA, "config": self.config.to_dict(), "step": self.state.step,
+                "lambda": self.state.lmbda, "history": self.state.history, "optimizers": opt_meta}
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / "search.safetensors"))
+            (tmp / "search.json").write_text(json.dumps(meta))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def maybe_resume(self, folder: Path, progress: Progress | None = None) -> bool:
+        """Restore from ``folder`` if it holds a checkpoint of this same config.
+
+        Raises:
+            ConfigError: the checkpoint was written by a different config.
+        """
+        from safetensors.torch import load_file
+
+        meta_p = folder / "search.json"
+        if not meta_p.is_file():
+            return False
+        meta = json.loads(meta_p.read_text())
+        if meta.get("config") != self.config.to_dict():
+            diff = sorted(k for k in self.config.to_dict() if meta.get("config", {}).get(k) != self.config.to_dict()[k])
+            raise ConfigError(f"checkpoint_dir: {folder} holds a run of another config (differs in {', '.join(diff)})")
+        s = load_file(str(folder / "search.safetensors"))
+        self.net.load_state_dict({k[4:]: v for k, v in s.items() if k.startswith("net.")})
+        self.task.load_state_dict({k[5:]: v for k, v in s.items() if k.startswith("task.")})
+        for name, opt in (("wopt", self.wopt), ("aopt", self.aopt)):
+            om = meta["optimizers"][name]
+            state = {int(i): {k: s[f"{name}.{i}.{k}"] for k in keys} for i, keys in om["state"].items()}
+            opt.load_state_dict({"state": state, "param_groups": om["param_groups"]})
+        self.state = SearchState(step=int(meta["step"]), lmbda=float(meta["lambda"]), history=list(meta["history"]))
+        if progress:
+            progress(f"search: resumed from {folder} at step {self.state.step}")
+        return True
+
+
+def _line(rec: dict[str, float], step: int, total: int, elapsed: float) -> str:
+    s = f"search step {step}/{total} tau {rec['tau']:.3f} weight_loss {rec['weight_loss']:.4f}"
+    if "ratio" in rec:
+        s += (f" E[LAT]/T {rec['ratio']:.3f} argmax/T {rec['argmax_ratio']:.3f} lambda {rec['lambda']:.3f}"
+              f" task {rec['task']:.4f}")
+    return s + f" ({elapsed:.0f}s)"

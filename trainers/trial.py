@@ -1,0 +1,200 @@
+"""One trial end to end: :func:`search_once` (no Ray, no Optuna; the search service calls it).
+
+Phases (each timed into ``SearchResult.phase_seconds``):
+
+1. ``setup`` – check the config against the space and the latency table
+   (typed errors before any compute: table for another space, T ≤ 0, T below
+   the smallest architecture), load WordNet, build the supernet;
+2. ``teacher`` – load or build the cached teacher (:mod:`trainers.teacher`);
+3. ``search`` – the DNAS loop (:mod:`trainers.search`);
+4. ``derive`` – the argmax architecture, made feasible (:mod:`trainers.feasible`),
+   cut out with ``nas.derive``;
+5. ``finetune`` – distillation fine-tuning (:mod:`trainers.finetune`);
+6. ``eval`` – test quality before and after fine-tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from nas.errors import ConfigError
+from nas.latency.predictor import Predictor
+from nas.latency.table import load_table
+from nas.models.sources import load_model
+from nas.spaces.loader import load_space
+from nas.spaces.summary import format_arch
+from nas.supernet.derive import derive
+from nas.supernet.supernet import Supernet
+from trainers.batches import encode, tokenizer_for
+from trainers.config import SearchConfig
+from trainers.data import CLASSES, file_fingerprint, is_arch_example, load_wordnet_nouns
+from trainers.feasible import log_probs_of, most_probable_feasible
+from trainers.finetune import evaluate, finetune
+from trainers.result import SearchResult
+from trainers.search import DNASSearch, make_task
+from trainers.size import size_table
+from trainers.teacher import backbone, load_or_train_teacher
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def resolve_target(config: SearchConfig, predictor: Predictor) -> float:
+    """The budget T in ms, checked against what the space can reach.
+
+    Raises:
+        ConfigError: T ≤ 0 or below the smallest architecture's table latency.
+    """
+    full = predictor.latency_ms(predictor.space.full())
+    target = config.target_ms if config.target_ms is not None else config.target_fraction * full
+    field = "target_ms" if config.target_ms is not None else "target_fraction"
+    if not target > 0:
+        raise ConfigError(f"{field}: the latency target must be > 0 ms, got {target}")
+    low = predictor.min_latency_ms()
+    if target < low:
+        raise ConfigError(
+            f"{field}: target {target:.4g} ms is below the smallest architecture of space "
+            f"{predictor.space.name!r} ({low:.4g} ms in table {predictor.table.id})"
+        )
+    return float(target)
+
+
+def search_once(
+    config: SearchConfig,
+    *,
+    progress: Callable[[str], None] | None = _stderr,
+    checkpoint_dir: str | Path | None = None,
+) -> SearchResult:
+    """Search an architecture for ``config``'s budget, derive it, fine-tune it and measure it.
+
+    Args:
+        config: the trial's configuration.
+        progress: receives one line per logged step (``None``: silent).
+        checkpoint_dir: folder to checkpoint the search into and resume from.
+
+    Returns:
+        The :class:`SearchResult` (its ``subnet`` holds the fine-tuned model).
+
+    Raises:
+        ConfigError: bad target (≤ 0 or below the smallest architecture).
+        LatencyTableError: the table is missing or was built for another space.
+        DataError: WordNet is not installed.
+
+    Example:
+        >>> from trainers import SearchConfig, search_once
+        >>> r = search_once(SearchConfig(target_fraction=0.5, seed=1))  # doctest: +SKIP
+        >>> r.latency_ms <= r.target_ms
+        True
+    """
+    say = progress or (lambda _line: None)
+    phases: dict[str, float] = {}
+    t = time.perf_counter()
+    torch.manual_seed(config.seed)
+
+    # -- setup: every check before any compute --------------------------------------------
+    space = load_space(config.space)
+    table = load_table(config.latency_table)
+    predictor = Predictor(table, space)  # raises LatencyTableError for another space
+    target = resolve_target(config, predictor)
+    full_ms = predictor.latency_ms(space.full())
+    splits = load_wordnet_nouns()
+    loaded = load_model(space.model)
+    tok = tokenizer_for(loaded, config.max_length)
+    n_teacher = _cap(len(splits.train), config.teacher_max_train)
+    n_train = min(_cap(len(splits.train), config.max_train), n_teacher)
+    train_ex = splits.train[:n_teacher]
+    test_ex = splits.test[: _cap(len(splits.test), config.max_eval)]
+    train_all = encode(tok, [e.text for e in train_ex], [e.label for e in train_ex])
+    test = encode(tok, [e.text for e in test_ex], [e.label for e in test_ex])
+    say(f"setup: space {space.name}, table {table.id}, T = {target:.3f} ms ({target / full_ms:.0%} of full "
+        f"{full_ms:.3f} ms), {n_train} train / {len(test)} test examples from {splits.source}")
+    phases["setup"] = time.perf_counter() - t
+
+    # -- teacher ---------------------------------------------------------------------------
+    t = time.perf_counter()
+    teacher = load_or_train_teacher(
+        loaded=loaded, train=train_all, evals=test, num_classes=len(CLASSES), steps=config.teacher_steps,
+        seed=config.seed,
+        inputs={"model": space.model, "space": space.hash, "data": file_fingerprint(splits.source),
+                "n_train": n_teacher, "n_eval": len(test), "max_length": config.max_length},
+        progress=say,
+    )
+    embed = config.task == "wordnet-embed"
+    train_all.teacher = teacher.train_emb if embed else teacher.logits(teacher.train_emb)
+    test.teacher = teacher.eval_emb if embed else teacher.logits(teacher.eval_emb)
+    teacher_quality = 1.0 if embed else teacher.accuracy
+    phases["teacher"] = time.perf_counter() - t
+
+    # -- search ----------------------------------------------------------------------------
+    t = time.perf_counter()
+    net = Supernet.build(space, loaded=loaded)
+    task = make_task(config, space.dims.hidden, len(CLASSES))
+    if not embed:
+        with torch.no_grad():
+            task.head.weight.copy_(teacher.head_weight)
+            task.head.bias.copy_(teacher.head_bias)
+    train = train_all.subset(torch.arange(n_train))
+    is_arch = torch.tensor([is_arch_example(e.offset, config.arch_fraction) for e in train_ex[:n_train]])
+    wdata, adata = train.subset(torch.nonzero(~is_arch).flatten()), train.subset(torch.nonzero(is_arch).flatten())
+    search = DNASSearch(
+        net, task, predictor, target, wdata, adata, config,
+        teacher_model=backbone(loaded) if config.kd_hidden_weight > 0 else None,
+        size_predictor=Predictor(size_table(space), space) if config.size_weight > 0 else None,
+    )
+    state = search.run(progress=say, checkpoint_dir=checkpoint_dir)
+    phases["search"] = time.perf_counter() - t
+
+    # -- derive (feasibility rule) -----------------------------------------------------------
+    t = time.perf_counter()
+    argmax = net.export()
+    argmax_ms = predictor.latency_ms(argmax)
+    notes: list[str] = []
+    with torch.no_grad():
+        logp = log_probs_of(net.probs(), space)
+    arch, moves = most_probable_feasible(space, predictor.latency_ms, logp, argmax, target)
+    if moves:
+        notes.append(f"argmax {format_arch(space, argmax)} is {argmax_ms:.4g} ms > T = {target:.4g} ms; "
+                     f"took the most probable feasible architecture after {len(moves)} downgrade(s): "
+                     + "; ".join(moves))
+        say(f"derive: {notes[-1]}")
+    subnet = derive(net, arch)
+    phases["derive"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    quality_before = evaluate(subnet.model, task, test)
+    phases["eval_before"] = time.perf_counter() - t
+
+    # -- fine-tune ---------------------------------------------------------------------------
+    t = time.perf_counter()
+    ft_task = copy.deepcopy(task)
+    if config.finetune_steps > 0:
+        finetune(subnet, ft_task, train, steps=config.finetune_steps, lr=config.finetune_lr,
+                 batch_size=config.batch_size, seed=config.seed, progress=say)
+    phases["finetune"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    quality_after = evaluate(subnet.model, ft_task, test)
+    phases["eval_after"] = time.perf_counter() - t
+
+    size = subnet.size()
+    lat = predictor.latency_ms(arch)
+    say(f"result: {format_arch(space, arch)} {lat:.3f} ms (T {target:.3f}), {size.mb:.2f} MB, "
+        f"{task.metric} {quality_before:.4f} → {quality_after:.4f} (teacher {teacher_quality:.4f})")
+    return SearchResult(
+        arch=dict(arch), arch_summary=format_arch(space, arch), latency_ms=lat, target_ms=target,
+        feasible=lat <= target, argmax_latency_ms=argmax_ms, size_bytes=size.bytes, params=size.params,
+        metric=task.metric, quality_before=quality_before, quality_after=quality_after,
+        teacher_quality=teacher_quality, history=state.history, phase_seconds=phases, notes=notes,
+        subnet=subnet,
+    )
+
+
+def _cap(n: int, cap: int | None) -> int:
+    return n if cap is None else min(n, cap)
