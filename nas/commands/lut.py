@@ -27,6 +27,8 @@ def register(sub) -> None:
     b.add_argument("--noise-threshold", type=float, default=0.10, help="IQR/median flagged as noisy (default 0.10)")
     b.add_argument("--remeasure", type=int, default=2, help="extra passes over noisy entries (default 2)")
     b.add_argument("--max-noisy", type=float, default=0.2, help="refuse when more than this fraction stays noisy")
+    b.add_argument("--clock", choices=("wall", "thread-cpu"), default="wall",
+                   help="wall (default) or thread-cpu (threads 1 only: excludes time stolen by other processes)")
     b.add_argument("--calibration-samples", type=int, default=8, help="whole models measured for calibration")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_build)
@@ -36,6 +38,7 @@ def register(sub) -> None:
     v.add_argument("--samples", type=int, default=20)
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--rounds", type=int, default=None, help="interleaved rounds per group (default: the table's)")
+    v.add_argument("--clock", choices=("wall", "thread-cpu"), default=None, help="default: the table's clock")
     v.add_argument("--strict", action="store_true", help="device/runtime mismatch is an error")
     v.add_argument("--plot", help="write the predicted-vs-measured scatter to this PNG")
     v.add_argument("--out", help="also write the full JSON report here")
@@ -57,7 +60,7 @@ def cmd_build(args) -> int:
     space = load_space(args.space)
     protocol = Protocol(warmup=args.warmup, rounds=args.rounds, repeats=args.repeats,
                         noise_threshold=args.noise_threshold, remeasure=args.remeasure,
-                        max_noisy_fraction=args.max_noisy, seed=args.seed)
+                        max_noisy_fraction=args.max_noisy, seed=args.seed, clock=args.clock)
     table = build_table(space, backend=args.runtime, threads=args.threads, batch=args.batch, seq=args.seq,
                         protocol=protocol, calibration_samples=args.calibration_samples, seed=args.seed, log=sys.stderr)
     out = Path(args.out) if args.out else Path("latency_luts") / table_filename(
@@ -74,7 +77,7 @@ def cmd_validate(args) -> int:
     from nas.latency.validate import scatter_plot, validate_table
 
     table = load_table(args.lut)
-    report = validate_table(table, samples=args.samples, seed=args.seed, strict=args.strict, rounds=args.rounds,
+    report = validate_table(table, samples=args.samples, seed=args.seed, strict=args.strict, rounds=args.rounds, clock=args.clock,
                             log=sys.stderr)
     if args.plot:
         report["plot"] = str(scatter_plot(report, args.plot))

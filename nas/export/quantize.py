@@ -117,13 +117,11 @@ def quantize_onnx(
 
     proto = onnx.load(str(fp32_path))
     _check(proto, bits_by_node)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizers log every tensor at INFO on the root logger
+    logging.disable(logging.WARNING)  # the quantizers log every tensor on the root logger
     try:
         return _quantize(proto, Path(out_path), bits_by_node, accuracy_level)
     finally:
-        root.setLevel(level)
+        logging.disable(logging.NOTSET)
 
 
 def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accuracy_level: int | None) -> Path:

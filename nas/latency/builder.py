@@ -133,7 +133,7 @@ def build_table(
     seed: int = 0,
     supernet: torch.nn.Module | None = None,
     log: TextIO | None = None,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Callable[[], float] | None = None,
 ) -> LatencyTable:
     """Measure a complete latency table for ``space`` on this machine.
 
@@ -159,12 +159,14 @@ def build_table(
     for name, v in (("threads", threads), ("batch", batch), ("seq", seq)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{name}: must be a positive integer, got {v!r}")
+    be = get_backend(backend, threads=threads)
     if seq > space.dims.max_positions:
         raise ConfigError(f"seq: {seq} exceeds the model's {space.dims.max_positions} positions")
     if calibration_samples and calibration_samples < 2:
         raise ConfigError(f"calibration_samples: needs 0 or at least 2, got {calibration_samples}")
     protocol = protocol or Protocol()
-    be = get_backend(backend, threads=threads)
+    if protocol.clock == "thread-cpu" and threads != 1:
+        raise ConfigError(f"protocol.clock: thread-cpu time is not latency with {threads} threads (use wall)")
     bits_needed = sorted({b for c in space if c.kind == "bits" for b in c.options}, reverse=True)
     missing = [b for b in bits_needed if not be.supports(b)]
     if missing:

@@ -1,7 +1,9 @@
 """Calibration: fit the correction from the pure block sum to whole-model latency.
 
 ``measured ≈ scale · raw + per_layer_ms · layers + constant_ms`` by least
-squares over a handful of whole models the builder measured.
+squares on *relative* errors (each row weighted by 1/measured, so a 1-layer
+subnet counts as much as the full model: the targets are relative, MAPE and
+±10 %) over a handful of whole models the builder measured.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ def fit_calibration(raw_ms: Sequence[float], layers: Sequence[int], measured_ms:
     use_layers = len(set(lay.tolist())) >= 3 and len(y) >= 4
     if use_layers:
         cols.insert(1, lay)
-    coef = np.linalg.lstsq(np.stack(cols, axis=1), y, rcond=None)[0]
+    if (y <= 0).any():
+        raise LatencyTableError("calibration: measured latencies must be positive")
+    w = 1.0 / y
+    coef = np.linalg.lstsq(np.stack(cols, axis=1) * w[:, None], y * w, rcond=None)[0]
     if coef[0] <= 0 and use_layers:
         use_layers = False
-        coef = np.linalg.lstsq(np.stack([raw, np.ones_like(raw)], axis=1), y, rcond=None)[0]
+        coef = np.linalg.lstsq(np.stack([raw, np.ones_like(raw)], axis=1) * w[:, None], y * w, rcond=None)[0]
     scale = float(coef[0])
     per_layer = float(coef[1]) if use_layers else 0.0
     const = float(coef[-1])

@@ -56,6 +56,7 @@ def validate_table(
     strict: bool = False,
     group: int = 10,
     rounds: int | None = None,
+    clock: str | None = None,
     log: TextIO | None = None,
     supernet: Any = None,
 ) -> dict[str, Any]:
@@ -68,6 +69,7 @@ def validate_table(
         strict: a device or runtime mismatch is an error instead of a warning.
         group: subnets measured interleaved at a time (bounds memory).
         rounds: interleaved rounds per group (default: the table's protocol).
+        clock: ``wall`` or ``thread-cpu`` (default: the table's protocol clock).
         log: progress lines.
         supernet: a built supernet of the table's space (built here if None).
 
@@ -100,7 +102,9 @@ def validate_table(
     p = dict(table.protocol or {})
     known = set(Protocol.__dataclass_fields__)
     proto = Protocol(**{**{k: v for k, v in p.items() if k in known}, "max_noisy_fraction": 1.0,
-                        **({"rounds": rounds} if rounds else {})})
+                        **({"rounds": rounds} if rounds else {}), **({"clock": clock} if clock else {})})
+    if proto.clock == "thread-cpu" and table.threads != 1:
+        raise ConfigError(f"clock: thread-cpu time is not latency with {table.threads} threads (use wall)")
     rng = random.Random(seed)
     archs = [space.sample(rng) for _ in range(samples)]
     t0, load0 = time.perf_counter(), _loadavg()
@@ -127,7 +131,7 @@ def validate_table(
     figures = agreement([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
     return {
         "table": table.path or table.id, "space": space.name, "runtime": table.runtime, "threads": table.threads,
-        "batch": table.batch, "seq": table.seq, "samples": samples, "seed": seed, **figures,
+        "batch": table.batch, "seq": table.seq, "samples": samples, "seed": seed, "clock": proto.clock, **figures,
         "noisy_measurements": sum(r["noisy"] for r in rows),
         "loadavg_before": load0, "loadavg_after": _loadavg(), "seconds": round(time.perf_counter() - t0, 1),
         "subnets": rows,

@@ -89,7 +89,7 @@ def test_show_and_mismatch_errors(built, tmp_path):
 
 
 def test_bad_build_input_is_one_line(tmp_path):
-    out = nas("lut", "build", "tiny-bert", "--runtime", "tflite", "--out", str(tmp_path / "x.json"), check=False)
+    out = nas("lut", "build", "tiny-bert", "--runtime", "tflite", "--seq", "16", "--out", str(tmp_path / "x.json"), check=False)
     assert out.returncode == 1 and "runtime: unknown latency backend 'tflite'" in out.stderr
     out = nas("lut", "build", "tiny-bert", "--threads", "0", "--out", str(tmp_path / "x.json"), check=False)
     assert out.returncode == 1 and "threads" in out.stderr
