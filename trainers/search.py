@@ -78,8 +78,8 @@ def fast_control(net: Supernet, weights: dict[str, Tensor], ids: Tensor, *, cons
         rows = torch.unique(ids)
         w_e = weights["embed.bits"]
         if constant:
-            b = emb_opts[int(w_e.argmax())]
-            ctl.embed_weight = None if b == 32 else (lambda W: W.index_put((rows,), fake_quant(W[rows], b)))
+            eb = emb_opts[int(w_e.argmax())]
+            ctl.embed_weight = None if eb == 32 else (lambda W: W.index_put((rows,), fake_quant(W[rows], eb)))
         else:
             ctl.embed_weight = lambda W: W.index_put((rows,), mixed_weight(W[rows], emb_opts, w_e))
     if constant:
@@ -169,8 +169,10 @@ class DNASSearch:
             task = self._task_loss(batch, weights, constant=False)
             probs = self.net.probs()
             expected = self.predictor.expected_latency(probs)
-            argmax_ms = self.predictor.latency_ms(self.net.export())
-            st = expected + (max(float(expected), argmax_ms) - expected).detach()
+            with torch.no_grad():
+                argmax_ms = self.predictor.latency_ms(self.net.export())
+            exp_ms = float(expected.detach())
+            st = expected + (max(exp_ms, argmax_ms) - expected).detach()
             size_kw: dict[str, Any] = {}
             if c.size_weight > 0 and self.size_predictor is not None:
                 size_kw = dict(expected_size=self.size_predictor.expected_latency(probs) / 1e6,
@@ -182,10 +184,10 @@ class DNASSearch:
         finally:
             for p in self.weight_params:
                 p.requires_grad_(True)
-        violation = (max(float(expected), argmax_ms) - self.target) / self.target
+        violation = (max(exp_ms, argmax_ms) - self.target) / self.target
         if c.loss in ("hinge", "linear"):
             self.state.lmbda = dual_ascent(self.state.lmbda, violation, c.dual_lr)
-        details.update(expected_ms=float(expected), ratio=float(expected) / self.target,
+        details.update(expected_ms=exp_ms, ratio=exp_ms / self.target,
                        argmax_ms=argmax_ms, argmax_ratio=argmax_ms / self.target, violation=violation)
         return details
 

@@ -153,7 +153,8 @@ def search_once(
 
     # -- derive (feasibility rule) -----------------------------------------------------------
     t = time.perf_counter()
-    argmax = net.export()
+    with torch.no_grad():
+        argmax = net.export()
     argmax_ms = predictor.latency_ms(argmax)
     notes: list[str] = []
     with torch.no_grad():
