@@ -1,0 +1,102 @@
+"""Pure analysis of measured points: fronts, hypervolume, latency-table fidelity, budget hits, targets.
+
+A point is a dict with at least ``method``, ``name``, ``accuracy`` and
+``latency`` (``{"t1": {"median_ms", "iqr_ms", ...}, "t2": ...}``); searched and
+fp32 points also carry ``arch`` and ``predicted_ms`` (the table's prediction at 1 thread).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from experiments.benchmark_minilm_cpu.hypervolume import hypervolume_2d
+from nas.search.pareto import pareto_front
+
+SEARCH_METHODS = ("dnas", "random", "nsga2")
+DIRECTIONS = ("maximize", "minimize")
+
+
+def lat(point: Mapping[str, Any], threads: int = 1) -> float:
+    return float(point["latency"][f"t{threads}"]["median_ms"])
+
+
+def front(points: Sequence[Mapping[str, Any]], threads: int = 1) -> list[Mapping[str, Any]]:
+    """Non-dominated points in (accuracy ↑, measured latency ↓), fastest first."""
+    f = pareto_front(list(points), DIRECTIONS, key=lambda p: (p["accuracy"], lat(p, threads)))
+    return sorted(f, key=lambda p: lat(p, threads))
+
+
+def hypervolume(points: Sequence[Mapping[str, Any]], *, teacher_ms: float, ref: Mapping[str, float],
+                threads: int = 1) -> float:
+    """Hypervolume in (accuracy, latency / teacher fp32 latency) with reference ``(ref.accuracy, ref.latency_fraction)``."""
+    pts = [(p["accuracy"], lat(p, threads) / teacher_ms) for p in points]
+    return hypervolume_2d(pts, (ref["accuracy"], ref["latency_fraction"]))
+
+
+def fidelity(points: Sequence[Mapping[str, Any]], within: float = 0.10) -> dict[str, Any]:
+    """Predicted (table) vs measured latency at 1 thread: Spearman, MAPE, share within ``±within``."""
+    pairs = [(float(p["predicted_ms"]), lat(p)) for p in points if p.get("predicted_ms") is not None]
+    out: dict[str, Any] = {"n": len(pairs)}
+    if not pairs:
+        return out
+    rel = [(pr - m) / m for pr, m in pairs]
+    out.update(mape=sum(abs(r) for r in rel) / len(rel), within_share=sum(abs(r) <= within for r in rel) / len(rel),
+               mean_signed=sum(rel) / len(rel), max_abs=max(abs(r) for r in rel))
+    if len(pairs) >= 3:
+        from scipy.stats import spearmanr
+
+        out["spearman"] = float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
+    return out
+
+
+def budget_hits(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Share of DNAS trials whose measured (1 thread) and predicted latency meet the trial's target."""
+    with_t = [p for p in points if p.get("target_ms") is not None and math.isfinite(p["target_ms"])]
+    if not with_t:
+        return {"n": 0}
+    return {"n": len(with_t),
+            "measured_hit_rate": sum(lat(p) <= p["target_ms"] for p in with_t) / len(with_t),
+            "predicted_hit_rate": sum(p["predicted_ms"] <= p["target_ms"] for p in with_t) / len(with_t),
+            "within_10pct_of_target_rate": sum(lat(p) <= 1.1 * p["target_ms"] for p in with_t) / len(with_t)}
+
+
+def best_speedup(points: Sequence[Mapping[str, Any]], *, teacher_acc: float, max_drop: float,
+                 baseline_ms: float) -> dict[str, Any] | None:
+    """The fastest point within ``max_drop`` (accuracy, fraction) of the teacher, as a speed-up over ``baseline_ms``."""
+    ok = [p for p in points if p["accuracy"] >= teacher_acc - max_drop]
+    if not ok:
+        return None
+    p = min(ok, key=lat)
+    return {"name": f"{p['method']}/{p['name']}", "accuracy": p["accuracy"], "latency_ms": lat(p),
+            "speedup": baseline_ms / lat(p)}
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else (math.inf if a > 0 else math.nan)
+
+
+def targets(summary: Mapping[str, Any], goals: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Every issue target: goal, value, met, and by how much (``gap``: value − goal, in the goal's unit)."""
+    rows = []
+    sp = summary["speedup"].get("dnas")
+    v = sp["speedup"] if sp else 0.0
+    rows.append({"target": f"DNAS front point within {goals['max_accuracy_drop_points']:g} pt of the teacher, "
+                           f"≥ {goals['speedup_vs_teacher_int8']:g}× faster than teacher ORT int8 (1 thread)",
+                 "goal": goals["speedup_vs_teacher_int8"], "value": v, "met": v >= goals["speedup_vs_teacher_int8"],
+                 "detail": sp["name"] if sp else "no DNAS point within the accuracy drop"})
+    hv = summary["hypervolume"]
+    for other, key in (("nsga2", "hv_ratio_vs_nsga2"), ("random", "hv_ratio_vs_random")):
+        r = ratio(hv.get("dnas", 0.0), hv.get(other, 0.0))
+        rows.append({"target": f"hypervolume DNAS / {other} ≥ {goals[key]:g}", "goal": goals[key], "value": r,
+                     "met": bool(r >= goals[key]), "detail": f"{hv.get('dnas', 0):.4f} vs {hv.get(other, 0):.4f}"})
+    fid = summary["fidelity"]["search_fronts"]
+    share = fid.get("within_share", 0.0)
+    rows.append({"target": f"≥ {goals['latency_within_share']:.0%} of front points measured within "
+                           f"±{goals['latency_within']:.0%} of the table's prediction",
+                 "goal": goals["latency_within_share"], "value": share,
+                 "met": share >= goals["latency_within_share"], "detail": f"{fid.get('n', 0)} front points"})
+    for r in rows:
+        r["gap"] = r["value"] - r["goal"] if math.isfinite(r["value"]) else None
+    return rows

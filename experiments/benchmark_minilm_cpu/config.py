@@ -1,0 +1,125 @@
+"""The benchmark's configuration: ``config.yaml`` parsed once into a frozen, validated object."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ConfigError
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_CONFIG = HERE / "config.yaml"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How every point's latency is measured (:mod:`nas.latency.protocol`, interleaved over all points)."""
+
+    batch: int = 1
+    seq: int = 128
+    warmup: int = 3
+    rounds: int = 6
+    repeats: int = 4
+    remeasure: int = 1
+    clock_t1: str = "thread-cpu"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything one benchmark run needs (see ``config.yaml`` for the meaning of each key).
+
+    Attributes:
+        space, latency_table: the search space and the table every method searches with
+            (``latency_table=None``: build a small one into the output folder, quick mode).
+        budget_minutes: wall clock per search method.
+        trainer: shared ``trainers.SearchConfig`` fields (data caps, teacher, fine-tuning budget, DNAS steps).
+        dnas: ``sample`` (Optuna-sampled SearchConfig fields), ``sampler``, ``concurrency``, ``cpus_per_trial``.
+        nsga2: ``population_size``.
+        val_examples: validation examples the black-box methods rank trials on.
+        students_k: layer counts of the uniform students.
+        threads: intra-op thread counts every point is measured at.
+        measure: the measurement protocol.
+        reference: hypervolume reference ``{accuracy, latency_fraction}``.
+        targets: the issue's goals.
+    """
+
+    space: str
+    latency_table: str | None
+    budget_minutes: float
+    seed: int = 0
+    trainer: Mapping[str, Any] = field(default_factory=dict)
+    dnas: Mapping[str, Any] = field(default_factory=dict)
+    nsga2: Mapping[str, Any] = field(default_factory=dict)
+    val_examples: int = 400
+    students_k: tuple[int, ...] = (4, 3, 2)
+    threads: tuple[int, ...] = (1, 2)
+    measure: Measure = Measure()
+    reference: Mapping[str, float] = field(default_factory=lambda: {"accuracy": 0.0, "latency_fraction": 1.0})
+    targets: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.budget_minutes > 0:
+            raise ConfigError(f"budget_minutes: must be > 0, got {self.budget_minutes}")
+        if not self.students_k or any(int(k) < 1 for k in self.students_k):
+            raise ConfigError(f"students_k: expected positive layer counts, got {list(self.students_k)}")
+        if not self.threads or any(int(t) < 1 for t in self.threads):
+            raise ConfigError(f"threads: expected positive thread counts, got {list(self.threads)}")
+        if 1 not in self.threads:
+            raise ConfigError("threads: must include 1 (the latency table's thread count)")
+        if self.measure.clock_t1 not in ("wall", "thread-cpu"):
+            raise ConfigError(f"measure.clock_t1: 'wall' or 'thread-cpu', got {self.measure.clock_t1!r}")
+        for k in ("accuracy", "latency_fraction"):
+            if k not in self.reference:
+                raise ConfigError(f"reference.{k}: required")
+
+    @property
+    def budget_s(self) -> float:
+        return 60.0 * self.budget_minutes
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["students_k"], d["threads"] = list(self.students_k), list(self.threads)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "BenchConfig":
+        """Build from a dict, naming the first unknown key."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown benchmark key; allowed: {', '.join(sorted(names))}")
+        d = dict(d)
+        if "measure" in d:
+            mnames = {f.name for f in dataclasses.fields(Measure)}
+            bad = sorted(set(d["measure"]) - mnames)
+            if bad:
+                raise ConfigError(f"measure.{bad[0]}: unknown key; allowed: {', '.join(sorted(mnames))}")
+            d["measure"] = Measure(**d["measure"])
+        for k in ("students_k", "threads"):
+            if k in d:
+                d[k] = tuple(int(v) for v in d[k])
+        return cls(**d)
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG, *, quick: bool = False,
+                budget_minutes: float | None = None) -> BenchConfig:
+    """Read ``config.yaml``; ``quick`` applies its ``quick:`` overrides (whole keys replaced).
+
+    Raises:
+        ConfigError: missing file or a bad key.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: no such benchmark config")
+    raw = yaml.safe_load(p.read_text()) or {}
+    overrides = raw.pop("quick", {}) or {}
+    if quick:
+        raw.update(overrides)
+    if budget_minutes is not None:
+        raw["budget_minutes"] = budget_minutes
+    return BenchConfig.from_dict(raw)

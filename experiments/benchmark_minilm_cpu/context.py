@@ -1,0 +1,133 @@
+"""What every method shares: space, table, WordNet splits, the cached teacher and the pretrained supernet.
+
+The setup mirrors :func:`trainers.search_once`'s (same caps, same tokenizer, same
+teacher cache key), so the DNAS trials and the methods run here train and
+distil on the same examples against the same teacher.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas.latency.predictor import Predictor
+from nas.latency.table import load_table
+from nas.models.sources import load_model
+from nas.spaces.loader import load_space
+from nas.supernet.derive import Subnet, derive
+from nas.supernet.supernet import Supernet
+from trainers.batches import Encoded, encode, tokenizer_for
+from trainers.config import SearchConfig
+from trainers.data import CLASSES, file_fingerprint, load_wordnet_nouns
+from trainers.finetune import evaluate, finetune
+from trainers.search import make_task
+from trainers.teacher import load_or_train_teacher
+
+
+@dataclass
+class Trained:
+    """A fine-tuned subnet, its task head, and what it cost."""
+
+    arch: dict[str, int]
+    subnet: Subnet
+    task: torch.nn.Module
+    seconds: float
+
+
+class Bench:
+    """Shared state of one benchmark run (built once, before any method's clock starts)."""
+
+    def __init__(self, config: SearchConfig, *, val_examples: int, progress: Callable[[str], None] | None = None):
+        say = progress or (lambda _s: None)
+        self.config = config
+        self.space = load_space(config.space)
+        self.table = load_table(config.latency_table)
+        self.predictor = Predictor(self.table, self.space)
+        splits = load_wordnet_nouns()
+        self.loaded = load_model(self.space.model)
+        self.tokenize = tokenizer_for(self.loaded, config.max_length)
+        cap = lambda n, c: n if c is None else min(n, c)  # noqa: E731
+        n_teacher = cap(len(splits.train), config.teacher_max_train)
+        n_train = min(cap(len(splits.train), config.max_train), n_teacher)
+        train_ex = splits.train[:n_teacher]
+        test_ex = splits.test[: cap(len(splits.test), config.max_eval)]
+        val_ex = splits.val[: min(len(splits.val), val_examples)]
+        train_all = encode(self.tokenize, [e.text for e in train_ex], [e.label for e in train_ex])
+        self.test = encode(self.tokenize, [e.text for e in test_ex], [e.label for e in test_ex])
+        self.val = encode(self.tokenize, [e.text for e in val_ex], [e.label for e in val_ex])
+        self.teacher = load_or_train_teacher(
+            loaded=self.loaded, train=train_all, evals=self.test, num_classes=len(CLASSES),
+            steps=config.teacher_steps, seed=config.seed,
+            inputs={"model": self.space.model, "space": self.space.hash, "data": file_fingerprint(splits.source),
+                    "n_train": n_teacher, "n_eval": len(self.test), "max_length": config.max_length},
+            progress=say,
+        )
+        train_all.teacher = self.teacher.logits(self.teacher.train_emb)
+        self.test.teacher = self.teacher.logits(self.teacher.eval_emb)
+        self.train: Encoded = train_all.subset(torch.arange(n_train))
+        self.net = Supernet.build(self.space, loaded=self.loaded)
+        self.task = make_task(config, self.space.dims.hidden, len(CLASSES))
+        with torch.no_grad():
+            self.task.head.weight.copy_(self.teacher.head_weight)
+            self.task.head.bias.copy_(self.teacher.head_bias)
+        self.data_source = splits.source
+        say(f"bench: {self.space.name}, table {self.table.id}, {len(self.train)} train / {len(self.val)} val / "
+            f"{len(self.test)} test examples, teacher accuracy {self.teacher.accuracy:.4f}")
+
+    def predicted_ms(self, arch: Mapping[str, int]) -> float:
+        return float(self.predictor.latency_ms(arch))
+
+    def first_k(self, k: int, bits: int = 32) -> dict[str, int]:
+        """The full-width architecture keeping layers ``0..k-1`` at ``bits`` (32 = fp32)."""
+        arch = dict(self.space.full())
+        for label in arch:
+            if label.endswith(".keep"):
+                arch[label] = 1 if int(label[len("layer"):].split(".")[0]) < k else 0
+            elif label.endswith(".bits") and bits in self.space.options(label):
+                arch[label] = bits
+        return self.space.validate(arch)
+
+    def train_arch(self, arch: Mapping[str, int], *, seed: int | None = None) -> Trained:
+        """Derive ``arch`` from the pretrained supernet and distil it with the shared fine-tuning budget."""
+        t0 = time.perf_counter()
+        c = self.config
+        subnet = derive(self.net, self.space.validate(dict(arch)))
+        task = copy.deepcopy(self.task)
+        if c.finetune_steps > 0:
+            finetune(subnet, task, self.train, steps=c.finetune_steps, lr=c.finetune_lr, batch_size=c.batch_size,
+                     seed=c.seed if seed is None else seed)
+        return Trained(dict(arch), subnet, task, time.perf_counter() - t0)
+
+    def val_accuracy(self, trained: Trained) -> float:
+        return evaluate(trained.subnet.model, trained.task, self.val)
+
+    def test_accuracy(self, trained: Trained) -> float:
+        return evaluate(trained.subnet.model, trained.task, self.test)
+
+
+def save_trained(trained: Trained, folder: Path) -> dict[str, Any]:
+    """Save the subnet (``Subnet.save``) and its head; returns what :func:`load_trained` needs."""
+    trained.subnet.save(folder)
+    head = save_head(trained.task, Path(f"{folder}.head.safetensors"))
+    return {"subnet_dir": str(folder), "head": str(head)}
+
+
+def save_head(task: torch.nn.Module, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({"weight": task.head.weight.detach().contiguous(), "bias": task.head.bias.detach().contiguous()},
+              str(path))
+    return path
+
+
+def load_head(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    d = load_file(str(path))
+    return d["weight"], d["bias"]

@@ -1,0 +1,161 @@
+"""What a user would do instead of searching, and the two black-box searches.
+
+Every method returns a :class:`MethodRun`: its candidate points (saved subnet + head,
+not yet measured) and what it cost. The searches share one rule for the equal
+wall-clock budget: a trial starts only while the method's clock is below the
+budget; the trial running at the deadline finishes (the overrun is reported).
+
+* ``baselines`` – the teacher as is, and uniform students (the first ``k`` layers)
+  distilled with the same fine-tuning budget as every searched subnet; each is
+  deployed in fp32 and with onnxruntime's dynamic int8 (``user_int8``).
+* ``random`` – a uniformly random architecture of the space per trial, derived from
+  the pretrained supernet and distilled with the same budget.
+* ``nsga2`` – Optuna's NSGA-II over the same space: one categorical parameter per
+  space label (the parameter name *is* the label), objectives (validation accuracy ↑,
+  the latency table's prediction ↓), the same per-trial work as ``random``.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments.benchmark_minilm_cpu.context import Bench, Trained, save_head, save_trained
+from nas.spaces.summary import format_arch
+
+
+@dataclass
+class MethodRun:
+    """Candidates of one method and its cost (``wall_s`` includes everything the method did)."""
+
+    method: str
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    compute_s: float = 0.0  # sum of the trials' own work (derive + fine-tune + score)
+    trials: int = 0
+    failed: int = 0
+    budget_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def overhead_share(self) -> float:
+        return max(self.wall_s - self.compute_s, 0.0) / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"method": self.method, "trials": self.trials, "failed": self.failed, "wall_s": self.wall_s,
+                "cpu_s": self.cpu_s, "compute_s": self.compute_s, "overhead_share": self.overhead_share,
+                "budget_s": self.budget_s, **self.extra}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (user + system)."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def _candidate(bench: Bench, method: str, name: str, trained: Trained, work: Path, **extra: Any) -> dict[str, Any]:
+    files = save_trained(trained, work / method / name)
+    return {"method": method, "name": name, "arch": dict(trained.arch),
+            "arch_summary": format_arch(bench.space, trained.arch), "predicted_ms": bench.predicted_ms(trained.arch),
+            "size_bytes_torch": trained.subnet.size().bytes, **files, **extra}
+
+
+def run_baselines(bench: Bench, ks: list[int], work: Path, say: Callable[[str], None]) -> MethodRun:
+    """Teacher fp32 / ORT int8 and the first-k students (fp32 / ORT int8)."""
+    run = MethodRun("baselines")
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    full = Trained(dict(bench.space.full()), _derive_full(bench), bench.task, 0.0)
+    cand = _candidate(bench, "baselines", "teacher", full, work, deploy="fp32", test_accuracy_torch=None)
+    run.candidates += [cand, {**cand, "name": "teacher-int8", "deploy": "user_int8"}]
+    n_layers = bench.space.dims.num_layers
+    for k in ks:
+        if k >= n_layers:
+            say(f"baselines: skip k={k} (the model has {n_layers} layers)")
+            continue
+        say(f"baselines: distilling the first {k} layers ({bench.config.finetune_steps} steps)")
+        tr = bench.train_arch(bench.first_k(k))
+        run.compute_s += tr.seconds
+        cand = _candidate(bench, "baselines", f"first{k}", tr, work, deploy="fp32",
+                          test_accuracy_torch=bench.test_accuracy(tr))
+        run.candidates += [cand, {**cand, "name": f"first{k}-int8", "deploy": "user_int8"}]
+    run.wall_s, run.cpu_s = time.perf_counter() - t0, cpu_seconds() - c0
+    return run
+
+
+def _derive_full(bench: Bench):
+    from nas.supernet.derive import derive
+
+    return derive(bench.net, bench.space.full())
+
+
+def _blackbox(method: str, bench: Bench, budget_s: float, work: Path, say: Callable[[str], None],
+              propose: Callable[[], tuple[Any, dict[str, int] | None]],
+              tell: Callable[[Any, float | None, float | None], None]) -> MethodRun:
+    run = MethodRun(method, budget_s=budget_s)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    while time.perf_counter() - t0 < budget_s:
+        handle, arch = propose()
+        if arch is None:  # an architecture the space rejects (every layer skipped)
+            run.failed += 1
+            tell(handle, None, None)
+            continue
+        tr = bench.train_arch(arch, seed=bench.config.seed + run.trials)
+        t_score = time.perf_counter()
+        val = bench.val_accuracy(tr)
+        run.compute_s += tr.seconds + time.perf_counter() - t_score
+        pred = bench.predicted_ms(arch)
+        tell(handle, val, pred)
+        run.candidates.append(_candidate(bench, method, f"trial-{run.trials:05d}", tr, work, deploy="searched",
+                                         val_accuracy=val, test_accuracy_torch=bench.test_accuracy(tr)))
+        say(f"{method}: trial {run.trials} {run.candidates[-1]['arch_summary']} predicted {pred:.3f} ms, "
+            f"val accuracy {val:.4f} ({time.perf_counter() - t0:.0f}/{budget_s:.0f} s)")
+        run.trials += 1
+    run.wall_s, run.cpu_s = time.perf_counter() - t0, cpu_seconds() - c0
+    return run
+
+
+def run_random(bench: Bench, budget_s: float, work: Path, say: Callable[[str], None], *, seed: int) -> MethodRun:
+    """Random search: ``space.sample`` per trial, same per-trial work as NSGA-II."""
+    rng = random.Random(seed)
+    return _blackbox("random", bench, budget_s, work, say, lambda: (None, bench.space.sample(rng)),
+                     lambda *_: None)
+
+
+def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], None], *, seed: int,
+              population_size: int) -> MethodRun:
+    """NSGA-II (Optuna) with one categorical parameter per space label."""
+    import optuna
+
+    from nas.errors import ArchError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+    def propose() -> tuple[Any, dict[str, int] | None]:
+        trial = study.ask()
+        arch = {c.label: trial.suggest_categorical(c.label, list(c.options)) for c in bench.space}
+        try:
+            return trial, bench.space.validate(arch)
+        except ArchError:
+            return trial, None
+
+    def tell(trial: Any, val: float | None, pred: float | None) -> None:
+        if val is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, [val, pred])
+
+    run = _blackbox("nsga2", bench, budget_s, work, say, propose, tell)
+    run.extra["population_size"] = population_size
+    run.extra["generations_completed"] = run.trials // population_size
+    return run
+
+
+__all__ = ["MethodRun", "cpu_seconds", "run_baselines", "run_nsga2", "run_random", "save_head"]

@@ -1,0 +1,187 @@
+"""Write the benchmark report: ``<name>.md`` (summary table first), ``<name>.json`` and front plots (PNG)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from experiments.benchmark_minilm_cpu.analysis import SEARCH_METHODS, front, lat
+
+LABELS = {"dnas": "ours (DNAS, nas search)", "random": "random search", "nsga2": "NSGA-II (Optuna)",
+          "baselines": "user baselines"}
+COLORS = {"dnas": "C3", "random": "C0", "nsga2": "C2", "baselines": "k"}
+
+
+def plot_fronts(doc: Mapping[str, Any], path: Path, threads: int) -> Path:
+    """All points faint, each search method's front as a step line, baselines as labelled markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = doc["points"]
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    for m in SEARCH_METHODS:
+        mp = [p for p in pts if p["method"] == m]
+        if not mp:
+            continue
+        ax.scatter([lat(p, threads) for p in mp], [100 * p["accuracy"] for p in mp], s=14, c=COLORS[m], alpha=0.3)
+        f = front(mp, threads)
+        ax.step([lat(p, threads) for p in f], [100 * p["accuracy"] for p in f], "-o", where="post", c=COLORS[m],
+                ms=4, label=f"{LABELS[m]} front")
+    for p in (p for p in pts if p["method"] == "baselines"):
+        marker = "s" if "int8" in p["name"] else "^"
+        ax.scatter([lat(p, threads)], [100 * p["accuracy"]], marker=marker, c="k", s=30)
+        ax.annotate(p["name"], (lat(p, threads), 100 * p["accuracy"]), textcoords="offset points", xytext=(4, -10),
+                    fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"measured latency, ms (median; batch 1, seq {doc['config']['measure']['seq']}, {threads} thread(s))")
+    ax.set_ylabel("test accuracy, % (WordNet nouns, onnxruntime)")
+    ax.set_title(f"{doc['config']['space']}: accuracy × measured latency ({doc['mode']})", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _f(v: Any, spec: str = ".3g") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return format(v, spec)
+
+
+def markdown(doc: Mapping[str, Any]) -> str:
+    s, cfg = doc["summary"], doc["config"]
+    ths = cfg["threads"]
+    L: list[str] = []
+    L.append(f"# Benchmark: MiniLM on this CPU — does the search beat what a user would do instead? ({doc['mode']})")
+    L.append("")
+    if doc["mode"] != "full":
+        L.append(f"> **{doc['mode']} run.** {doc['mode_note']}")
+        L.append("")
+    L.append(f"Command: `{doc['command']}` — {doc['started']} → {doc['finished']} UTC. "
+             f"Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores), load average "
+             f"{doc['machine']['loadavg_before']} before / {doc['machine']['loadavg_after']} after; "
+             f"{doc['machine']['note']}")
+    L.append("")
+    L.append("## Summary")
+    L.append("")
+    L.append("| method | trials (failed) | wall clock s | points on front | hypervolume | best accuracy % "
+             "| fastest point within 1 pt of teacher: speed-up vs teacher int8 |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for m in ("dnas", "random", "nsga2", "baselines"):
+        c = s["cost"].get(m, {})
+        sp = s["speedup"].get(m)
+        L.append(f"| {LABELS[m]} | {c.get('trials', '–')} ({c.get('failed', 0)}) | {_f(c.get('wall_s'), '.0f')} | "
+                 f"{s['front_sizes'].get(m, 0)} | {_f(s['hypervolume'].get(m), '.4f')} | "
+                 f"{_f(100 * s['best_accuracy'][m] if m in s['best_accuracy'] else None, '.2f')} | "
+                 f"{(_f(sp['speedup'], '.2f') + '× (' + sp['name'] + ')') if sp else '–'} |")
+    L.append("")
+    L.append("| target | goal | value | met | detail |")
+    L.append("| --- | --- | --- | --- | --- |")
+    for t in s["targets"]:
+        miss = "" if t["met"] or t["gap"] is None else f" (short by {_f(-t['gap'])})"
+        L.append(f"| {t['target']} | {_f(t['goal'])} | {_f(t['value'])} | {'met' if t['met'] else '**missed**'}"
+                 f"{miss} | {t['detail']} |")
+    L.append("")
+    if s.get("limits"):
+        L.append("What limits the missed targets: " + " ".join(s["limits"]))
+        L.append("")
+    L.append(f"Plots: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in doc["plots"]))
+    L.append("")
+    L.append("## How to read this")
+    L.append("")
+    L.append(
+        "* Every **point** is a deployed artifact: an ONNX file run by onnxruntime (CPU). Searched subnets are "
+        "exported and quantized per layer exactly like `nas export` (`quantize_onnx`); user baselines use "
+        "onnxruntime's `quantize_dynamic` with its defaults (`-int8`). **Accuracy** is that artifact's test "
+        f"accuracy on {doc['data']['n_test']} WordNet noun glosses (26 lexicographer classes), through the "
+        "point's own fine-tuned head. **Latency** is measured here, not predicted: all points interleaved "
+        f"(nas.latency.protocol), batch {cfg['measure']['batch']}, seq {cfg['measure']['seq']}, median and IQR "
+        f"over {doc['measure']['samples_per_point']} calls, at threads {', '.join(map(str, ths))}. "
+        f"At 1 thread the clock is `{cfg['measure']['clock_t1']}` (the latency table's clock: CPU time of the "
+        "calling thread, which excludes time stolen by other processes on a busy machine); at 2 threads it is "
+        "wall time. **Size** is the ONNX file in MB.")
+    L.append(
+        f"* **Equal wall clock**: each search method had {cfg['budget_minutes']:g} min; a trial starts only "
+        "before the deadline and the last one finishes (overrun shown in the cost table). All methods search "
+        "the same space with the same latency table, distil from the same cached teacher on the same "
+        f"{doc['data']['n_train']} training glosses with the same fine-tuning budget "
+        f"({cfg['trainer'].get('finetune_steps')} steps); DNAS also spends {cfg['trainer'].get('steps')} "
+        "supernet steps per trial. The black-box methods rank trials on the validation split; DNAS's "
+        "study stores test accuracy (the trainer's choice); every number here is the artifact's test accuracy.")
+    L.append(
+        "* **Front**: non-dominated points in (accuracy ↑, measured latency ↓). **Hypervolume**: area dominated "
+        "by a method's points in (accuracy, latency / teacher fp32 latency at 1 thread), reference point "
+        f"(accuracy {cfg['reference']['accuracy']:g}, latency {cfg['reference']['latency_fraction']:g}× teacher fp32 "
+        f"= {_f(s['reference_ms'], '.4g')} ms); larger is better; points slower than the teacher add nothing.")
+    L.append(
+        "* **Latency-table fidelity**: the table's prediction (1 thread) vs the measurement, on the union of the "
+        "three search fronts and on every in-space point. **Budget-hit rate**: share of DNAS trials whose "
+        "measured latency is within the trial's target T. **Cost**: wall clock; CPU-hours allotted "
+        "(wall × cores); CPU time measured (this process and reaped children: Ray workers are not all "
+        "counted); orchestration overhead = wall clock not spent inside trials.")
+    L.append("")
+    L.append("## Search cost")
+    L.append("")
+    L.append("| method | budget s | wall s | overrun s | trials | CPU-hours allotted | CPU s measured | "
+             "overhead share | notes |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for m in ("dnas", "random", "nsga2", "baselines"):
+        c = s["cost"].get(m)
+        if not c:
+            continue
+        b = c.get("budget_s")
+        notes = {"dnas": f"{c.get('service_calls', 0)} service call(s), Ray/study setup "
+                         f"{_f(c.get('service_setup_s'), '.0f')} s",
+                 "nsga2": f"population {c.get('population_size')}, {c.get('generations_completed')} full generation(s)",
+                 "random": "", "baselines": "teacher + students (not budgeted)"}[m]
+        L.append(f"| {LABELS[m]} | {_f(b, '.0f')} | {_f(c['wall_s'], '.0f')} | "
+                 f"{_f(max(c['wall_s'] - b, 0.0) if b else None, '.0f')} | {c['trials']} | "
+                 f"{_f(c['cpu_hours_allotted'], '.3f')} | {_f(c['cpu_s'], '.0f')} | {_f(c['overhead_share'], '.1%')} | "
+                 f"{notes} |")
+    L.append("")
+    L.append("## Latency-table fidelity and budget hits")
+    L.append("")
+    L.append("| set | n | Spearman | MAPE | within ±10 % | mean signed error |")
+    L.append("| --- | --- | --- | --- | --- | --- |")
+    for k, v in s["fidelity"].items():
+        L.append(f"| {k} | {v.get('n', 0)} | {_f(v.get('spearman'))} | {_f(v.get('mape'), '.1%')} | "
+                 f"{_f(v.get('within_share'), '.0%')} | {_f(v.get('mean_signed'), '+.1%')} |")
+    bh = s["budget_hits"]
+    L.append("")
+    L.append(f"DNAS budget-hit rate: measured {_f(bh.get('measured_hit_rate'), '.0%')}, predicted "
+             f"{_f(bh.get('predicted_hit_rate'), '.0%')}, measured within 1.1·T {_f(bh.get('within_10pct_of_target_rate'), '.0%')} "
+             f"({bh.get('n', 0)} trials).")
+    L.append("")
+    L.append("## Every point")
+    L.append("")
+    head = " | ".join(f"t{t} median ms (IQR)" for t in ths)
+    L.append(f"| method | point | architecture | deploy | accuracy % | {head} | predicted ms | target ms | size MB | front |")
+    L.append("| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in ths) + " | --- | --- | --- | --- |")
+    for p in doc["points"]:
+        cells = " | ".join(f"{_f(p['latency'][f't{t}']['median_ms'], '.3f')} ({_f(p['latency'][f't{t}']['iqr_ms'], '.2f')})"
+                           for t in ths)
+        L.append(f"| {p['method']} | {p['name']} | `{p.get('arch_summary', '')}` | {p['deploy']} | "
+                 f"{100 * p['accuracy']:.2f} | {cells} | {_f(p.get('predicted_ms'), '.3f')} | "
+                 f"{_f(p.get('target_ms'), '.3f')} | {p['size_mb']:.2f} | {'✓' if p.get('on_front') else ''} |")
+    L.append("")
+    return "\n".join(L)
+
+
+def write_report(doc: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
+    """Write ``name.json``, ``name.md`` and ``name.t<T>.png`` per thread count into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = [plot_fronts(doc, out_dir / f"{name}.t{t}.png", t) for t in doc["config"]["threads"]]
+    doc["plots"] = [p.name for p in plots]
+    js = out_dir / f"{name}.json"
+    js.write_text(json.dumps(doc, indent=1, default=str))
+    md = out_dir / f"{name}.md"
+    md.write_text(markdown(doc))
+    return {"md": md, "json": js, **{f"png_t{t}": p for t, p in zip(doc["config"]["threads"], plots)}}
