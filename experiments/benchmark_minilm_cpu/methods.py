@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.benchmark_minilm_cpu.context import Bench, Trained, save_head, save_trained
+from experiments.benchmark_minilm_cpu.context import Bench, Trained, save_trained
 from nas.spaces.summary import format_arch
 
 
@@ -127,6 +127,11 @@ def run_random(bench: Bench, budget_s: float, work: Path, say: Callable[[str], N
                      lambda *_: None)
 
 
+def suggest_arch(trial: Any, space: Any) -> dict[str, int]:
+    """One categorical Optuna parameter per space label, named by the label; returns ``{label: choice}``."""
+    return {c.label: trial.suggest_categorical(c.label, list(c.options)) for c in space}
+
+
 def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], None], *, seed: int,
               population_size: int) -> MethodRun:
     """NSGA-II (Optuna) with one categorical parameter per space label."""
@@ -140,7 +145,7 @@ def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], No
 
     def propose() -> tuple[Any, dict[str, int] | None]:
         trial = study.ask()
-        arch = {c.label: trial.suggest_categorical(c.label, list(c.options)) for c in bench.space}
+        arch = suggest_arch(trial, bench.space)
         try:
             return trial, bench.space.validate(arch)
         except ArchError:
@@ -158,4 +163,4 @@ def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], No
     return run
 
 
-__all__ = ["MethodRun", "cpu_seconds", "run_baselines", "run_nsga2", "run_random", "save_head"]
+__all__ = ["MethodRun", "cpu_seconds", "run_baselines", "run_nsga2", "run_random", "suggest_arch"]

@@ -105,9 +105,10 @@ def markdown(doc: Mapping[str, Any]) -> str:
         "point's own fine-tuned head. **Latency** is measured here, not predicted: all points interleaved "
         f"(nas.latency.protocol), batch {cfg['measure']['batch']}, seq {cfg['measure']['seq']}, median and IQR "
         f"over {doc['measure']['samples_per_point']} calls, at threads {', '.join(map(str, ths))}. "
-        f"At 1 thread the clock is `{cfg['measure']['clock_t1']}` (the latency table's clock: CPU time of the "
-        "calling thread, which excludes time stolen by other processes on a busy machine); at 2 threads it is "
-        "wall time. **Size** is the ONNX file in MB.")
+        + ("At 1 thread the clock is `thread-cpu` (the shipped table's clock: CPU time of the calling thread, "
+           "which excludes time stolen by other processes on a busy machine); at more threads it is wall time. "
+           if cfg["measure"]["clock_t1"] == "thread-cpu" else "The clock is wall time at every thread count. ")
+        + "**Size** is the ONNX file in MB.")
     L.append(
         f"* **Equal wall clock**: each search method had {cfg['budget_minutes']:g} min; a trial starts only "
         "before the deadline and the last one finishes (overrun shown in the cost table). All methods search "

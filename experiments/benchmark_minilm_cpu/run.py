@@ -217,9 +217,10 @@ def run(args: argparse.Namespace) -> int:
         started=started, finished=time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         machine={"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                  "loadavg_before": load0, "loadavg_after": loadavg(), "torch": torch.__version__,
-                 "note": "the machine is shared (load well above its core count during the run): latencies are "
-                         "noisy; the 1-thread clock excludes time stolen by other processes, 2-thread wall "
-                         "times do not." if (load0 or [0])[0] > (os.cpu_count() or 1) else "machine quiet."},
+                 "note": ("the machine is shared (load well above its core count during the run): latencies are "
+                          "noisy" + ("; the 1-thread clock excludes time stolen by other processes, 2-thread wall "
+                                     "times do not." if cfg.measure.clock_t1 == "thread-cpu" else ".")
+                          if (load0 or [0])[0] > (os.cpu_count() or 1) else "machine quiet.")},
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str))  # first: the report can be redone

@@ -1,0 +1,90 @@
+"""The benchmark runs end to end in --quick mode (tiny-bert, a table built in seconds, a small WordNet slice).
+
+One subprocess run (it starts a local Ray for the DNAS method, like ``nas search``) into a temporary
+folder; the report and its JSON must name every method and carry a finite hypervolume for each.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.benchmark_minilm_cpu.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+METHODS = ("dnas", "random", "nsga2", "baselines")
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark_minilm_cpu.run", "--quick", "--budget-minutes", "0.05",
+         "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, proc
+
+
+def test_quick_run_writes_report_json_and_plots(quick_run):
+    out, _ = quick_run
+    for name in ("minilm_cpu_quick.md", "minilm_cpu_quick.json", "minilm_cpu_quick.t1.png", "minilm_cpu_quick.t2.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+
+
+def test_every_method_has_points_and_a_finite_hypervolume(quick_run):
+    out, _ = quick_run
+    doc = json.loads((out / "minilm_cpu_quick.json").read_text())
+    s = doc["summary"]
+    for m in METHODS:
+        assert m in s["hypervolume"], m
+        assert math.isfinite(s["hypervolume"][m]) and s["hypervolume"][m] >= 0, m
+        assert any(p["method"] == m for p in doc["points"]), m
+        assert m in s["cost"] and s["cost"][m]["wall_s"] > 0
+    names = {p["name"] for p in doc["points"] if p["method"] == "baselines"}
+    assert {"teacher", "teacher-int8", "first1", "first1-int8"} <= names
+    for p in doc["points"]:
+        assert 0.0 <= p["accuracy"] <= 1.0 and p["size_mb"] > 0
+        for t in (1, 2):
+            assert p["latency"][f"t{t}"]["median_ms"] > 0 and p["latency"][f"t{t}"]["iqr_ms"] >= 0
+    assert len(s["targets"]) == 4 and all(isinstance(t["met"], bool) for t in s["targets"])
+    assert s["fidelity"]["all_in_space_points"]["n"] >= 2
+
+
+def test_report_has_summary_first_and_how_to_read(quick_run):
+    out, _ = quick_run
+    md = (out / "minilm_cpu_quick.md").read_text()
+    assert md.index("## Summary") < md.index("## How to read this") < md.index("## Every point")
+    for label in ("ours (DNAS, nas search)", "random search", "NSGA-II (Optuna)", "user baselines"):
+        assert label in md
+    assert "reference point" in md and "met" in md
+
+
+def test_optuna_parameter_names_are_the_space_labels():
+    """NSGA-II asks one categorical per space label, named by the label (checked on the tiny space)."""
+    import optuna
+
+    from experiments.benchmark_minilm_cpu.methods import suggest_arch
+    from nas.spaces import load_space
+
+    space = load_space("tiny-bert")
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.NSGAIISampler(population_size=4, seed=0))
+    trial = study.ask()
+    arch = suggest_arch(trial, space)
+    assert set(trial.params) == set(space.labels) and arch == trial.params
+
+
+def test_quick_config_overrides():
+    full, quick = load_config(), load_config(quick=True, budget_minutes=0.5)
+    assert full.space == "minilm-l6" and full.latency_table and full.students_k == (4, 3, 2)
+    assert quick.space == "tiny-bert" and quick.latency_table is None and quick.budget_minutes == 0.5
+    assert quick.threads == (1, 2)
