@@ -237,6 +237,17 @@ def write_report_files(doc: dict[str, Any], out: Path, name: str) -> dict[str, P
     return write_report(doc, out, name)
 
 
+def dnas_seeds(cfg: BenchConfig) -> list[int]:
+    """Seeds a DNAS trial can run with (the sampled ``seed`` range, else the fixed one)."""
+    spec = cfg.dnas.get("sample", {}).get("seed")
+    if isinstance(spec, dict) and "int" in spec:
+        lo, hi = spec["int"]
+        return list(range(int(lo), int(hi) + 1))
+    if isinstance(spec, dict) and "choices" in spec:
+        return [int(v) for v in spec["choices"]]
+    return [int(cfg.trainer.get("seed", cfg.seed))]
+
+
 def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path) -> dict[str, Any]:
     from experiments.benchmark_minilm_cpu.context import Bench
     from experiments.benchmark_minilm_cpu.dnas import experiment_dict, run_dnas
@@ -246,6 +257,9 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path) -> 
     base = SearchConfig.from_dict({"space": cfg.space, "latency_table": table, **cfg.trainer, "seed": cfg.seed})
     t0 = time.perf_counter()
     bench = Bench(base, val_examples=cfg.val_examples, progress=say)
+    if "dnas" in args.methods:  # teachers of every seed a DNAS trial may sample: shared, outside the budgets
+        for seed in dnas_seeds(cfg):
+            bench.cached_teacher(seed, progress=say)
     setup_s = time.perf_counter() - t0
     runs, candidates = {}, []
     runs["baselines"] = run_baselines(bench, list(cfg.students_k), work, say)
