@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -213,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         mode="quick" if args.quick else ("reduced" if args.label else "full"),
         mode_note=args.label or ("tiny-bert with random weights and a table measured in seconds: checks the "
                                  "pipeline, not the method." if args.quick else ""),
-        command="python -m experiments.benchmark_minilm_cpu.run " + " ".join(args.argv),
+        command=shlex.join(["python", "-m", "experiments.benchmark_minilm_cpu.run", *args.argv]),
         started=started, finished=time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         machine={"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                  "loadavg_before": load0, "loadavg_after": loadavg(), "torch": torch.__version__,
