@@ -72,12 +72,12 @@ class SearchConfig:
     tau0: float = 5.0
     tau_min: float = 0.2
     hard: bool = True
-    steps: int = 100
-    warmup_steps: int = 20
+    steps: int = 60
+    warmup_steps: int = 10
     batch_size: int = 16
     max_length: int = 32
     weight_lr: float = 5e-5
-    arch_lr: float = 5e-2
+    arch_lr: float = 0.1
     kd_temperature: float = 2.0
     kd_hidden_weight: float = 0.0
     kd_weight: float = 0.5

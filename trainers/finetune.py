@@ -63,7 +63,7 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
         loss = task.loss(mean_pool(hidden, batch["mask"]), batch)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if progress and (step % log_every == 0 or step == steps - 1):
             progress(f"finetune step {step + 1}/{steps} loss {losses[-1]:.4f} ({time.perf_counter() - t0:.0f}s)")
     snap_to_grid(subnet)

@@ -10,7 +10,7 @@ from trainers.losses import cosine_loss, dual_ascent, hidden_mse, kd_kl, latency
 def test_hinge_matches_hand_computation_and_gradient():
     e = torch.tensor(15.0, requires_grad=True)
     loss, d = latency_penalty("hinge", torch.tensor(1.0), e, 10.0, lmbda=2.0)
-    assert float(loss) == pytest.approx(1.0 + 2.0 * 5.0 / 10.0)  # task + λ·(E−T)/T = 2.0
+    assert float(loss.detach()) == pytest.approx(1.0 + 2.0 * 5.0 / 10.0)  # task + λ·(E−T)/T = 2.0
     loss.backward()
     assert float(e.grad) == pytest.approx(2.0 / 10.0)  # λ/T
     assert d["penalty"] == pytest.approx(1.0) and d["ratio"] == pytest.approx(1.5) and d["lambda"] == 2.0

@@ -52,11 +52,24 @@ def test_fast_control_computes_what_the_supernet_computes(name):
     net = Supernet.build(space, loaded=loaded(name))
     ids, mask = torch.randint(1, space.dims.vocab_size, (2, 6)), torch.ones(2, 6, dtype=torch.long)
     g = torch.Generator().manual_seed(3)
-    for hard in (True, False):
+    for hard, modes in ((True, ("mixture", "selected", "constant")), (False, ("mixture",))):
         w = net.sample(1.0, hard=hard, generator=g)
         ref = net(ids, mask, w)
-        got = net.model(ids, mask, fast_control(net, w, ids, constant=hard))
-        assert torch.allclose(ref, got, atol=1e-5)
+        for mode in modes:
+            got = net.model(ids, mask, fast_control(net, w, ids, mode=mode))
+            assert torch.allclose(ref, got, atol=1e-5), mode
+
+
+def test_selected_mode_sends_gradient_to_bit_logits(tiny_table):
+    net = Supernet.build(load_space("tiny-bert"), loaded=loaded("tiny-bert"))
+    ids, mask = torch.randint(1, 128, (2, 6)), torch.ones(2, 6, dtype=torch.long)
+    with torch.no_grad():
+        for i in (0, 1):
+            net.logits(f"layer{i}.keep").copy_(torch.tensor([20.0, -20.0]))  # keep both layers
+    w = net.sample(1.0, hard=True, generator=torch.Generator().manual_seed(0))
+    net.model(ids, mask, fast_control(net, w, ids, mode="selected")).pow(2).mean().backward()
+    for label in ("layer0.attn.bits", "layer1.ffn.bits", "embed.bits"):
+        assert net.logits(label).grad is not None and net.logits(label).grad.abs().sum() > 0, label
 
 
 @pytest.mark.parametrize("name", ["tiny-bert", "tiny-llama"])

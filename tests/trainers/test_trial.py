@@ -75,3 +75,22 @@ def test_bad_config_is_a_config_error_naming_the_field(change, field):
 def test_config_round_trips():
     c = SearchConfig(target_ms=12.5, target_fraction=None, loss="fbnet", max_train=None, seed=3)
     assert SearchConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_cli_trial_runs_and_saves(tiny_table, wordnet_slice, tmp_path):
+    import subprocess
+    import sys
+
+    table = tiny_table()
+    cmd = [sys.executable, "-m", "nas.cli", "trial", "--space", "tiny-bert", "--table", table, "--target-fraction",
+           "0.5", "--out", str(tmp_path / "out"), "-f", "json"]
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in {**FAST, "steps": 3, "finetune_steps": 2}.items() if k != "space"]
+    p = subprocess.run(cmd + sets, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["latency_ms"] <= 9.0
+    assert (tmp_path / "out" / "subnet" / "model.safetensors").is_file()
+    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert SearchConfig.from_dict(saved["config"]).target_fraction == 0.5
+    bad = subprocess.run(cmd + ["--set", "lossform=hinge"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [bad.stderr.strip()]
+    assert "lossform" in bad.stderr
