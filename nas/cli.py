@@ -19,6 +19,7 @@ from nas.errors import NASError
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("space", "nas.commands.space"),
+    ("lut", "nas.commands.lut"),
     ("search", "nas.commands.search"),
 )
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from nas.errors import ArchError, LatencyTableError
 from nas.latency.table import OVERHEAD, REST, LatencyTable, attn_key, embed_key, ffn_key
 from nas.spaces.choice import layer_label
 from nas.spaces.space import SearchSpace
@@ -34,8 +35,23 @@ def _cal(table: LatencyTable) -> tuple[float, float, float]:
     return float(c.get("scale", 1.0)), float(c.get("per_layer_ms", 0.0)), float(c.get("constant_ms", 0.0))
 
 
+def _check_hash(table: LatencyTable, space: SearchSpace) -> None:
+    if table.space_hash != space.hash:
+        raise LatencyTableError(
+            f"space hash: table {table.id} was built for space hash {table.space_hash}, "
+            f"but space {space.name!r} has hash {space.hash}"
+        )
+
+
 def raw_latency_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int]) -> float:
-    """Plain sum of table entries for ``arch`` (no calibration)."""
+    """Plain sum of table entries for ``arch`` (no calibration).
+
+    Raises:
+        LatencyTableError: the table is for another space, or misses an entry (naming the key).
+        ArchError: ``arch`` does not fit the space (naming the label).
+    """
+    _check_hash(table, space)
+    arch = space.validate(arch)
     v = space.value
     total = table.ms(OVERHEAD) + table.ms(REST) + table.ms(embed_key(v(arch, "embed.bits")))
     for i in space.kept_layers(arch):
@@ -76,16 +92,25 @@ class Predictor:
         return latency_ms(self.table, self.space, arch)
 
     def expected_latency(self, probs: Mapping[str, Tensor]) -> Tensor:
-        """E[LAT] in ms under per-label probabilities (see module docstring); differentiable."""
+        """E[LAT] in ms under per-label probabilities (see module docstring); differentiable.
+
+        Args:
+            probs: ``{label: probabilities over the label's options}`` for every searched label.
+
+        Raises:
+            ArchError: a searched label is missing or has the wrong number of probabilities.
+        """
+        ref = next(iter(probs.values())) if probs else torch.ones(1)
+        like = {"dtype": ref.dtype if ref.is_floating_point() else torch.float32, "device": ref.device}
         s = self.scale
-        p = lambda label: _probs(probs, self.space, label)  # noqa: E731
-        total = s * (self.fixed + (p("embed.bits") * self.embed).sum()) + self.constant
+        p = lambda label: _probs(probs, self.space, label).to(**like)  # noqa: E731
+        total = s * (self.fixed + (p("embed.bits") * self.embed.to(**like)).sum()) + self.constant
         for i in range(self.space.dims.num_layers):
             L = lambda w: layer_label(i, w)  # noqa: E731
-            attn = p(L("heads")) @ self.attn[i] @ p(L("attn.bits"))
-            ffn = p(L("ffn")) @ self.ffn[i] @ p(L("ffn.bits"))
+            attn = p(L("heads")) @ self.attn[i].to(**like) @ p(L("attn.bits"))
+            ffn = p(L("ffn")) @ self.ffn[i].to(**like) @ p(L("ffn.bits"))
             keep_opts = self.space.options(L("keep"))
-            p_keep = p(L("keep"))[keep_opts.index(1)] if 1 in keep_opts else torch.tensor(0.0)
+            p_keep = p(L("keep"))[keep_opts.index(1)] if 1 in keep_opts else torch.zeros((), **like)
             total = total + p_keep * (s * (attn + ffn) + self.per_layer)
         return total
 
@@ -101,9 +126,15 @@ class Predictor:
 
 
 def _probs(probs: Mapping[str, Tensor], space: SearchSpace, label: str) -> Tensor:
+    n = len(space.options(label))
     if label in probs:
-        return probs[label]
-    return torch.ones(len(space.options(label)))
+        p = probs[label]
+        if p.shape != (n,):
+            raise ArchError(f"{label}: probabilities of shape {tuple(p.shape)}, expected ({n},)")
+        return p
+    if label in space:
+        raise ArchError(f"{label}: missing from the probabilities")
+    return torch.ones(1)  # a label the space does not search has one option
 
 
 def expected_latency(table: LatencyTable, space: SearchSpace, probs: Mapping[str, Tensor]) -> Tensor:

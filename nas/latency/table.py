@@ -155,19 +155,7 @@ class LatencyTable:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temporary file in the same folder, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1, sort_keys=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_json_atomic(self.to_dict(), path)
 
     def check_environment(self, *, device: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None,
                           strict: bool = False) -> list[str]:
@@ -191,6 +179,23 @@ class LatencyTable:
         for p in problems:
             warnings.warn(f"latency table {self.id}: {p}", stacklevel=2)
         return problems
+
+
+def write_json_atomic(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def load_table(name_or_path: str | Path) -> LatencyTable:

@@ -1,0 +1,123 @@
+"""``nas lut build|validate|show``: measure, check and inspect per-device latency tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from nas.commands.output import add_format, render
+
+
+def register(sub) -> None:
+    p = sub.add_parser("lut", help="per-device latency lookup tables")
+    ss = p.add_subparsers(dest="lut_command", metavar="ACTION")
+    ss.required = True
+
+    b = ss.add_parser("build", help="measure every entry a space needs on this machine")
+    b.add_argument("space", help="a shipped space name or a YAML path")
+    b.add_argument("--runtime", default="onnxruntime-cpu", help="onnxruntime-cpu (default) or torch-cpu")
+    b.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--seq", type=int, default=128)
+    b.add_argument("--out", help="output JSON (default latency_luts/<space>.<runtime>.t<T>.b<B>.s<S>.json)")
+    b.add_argument("--rounds", type=int, default=10, help="interleaved measurement rounds (default 10)")
+    b.add_argument("--repeats", type=int, default=5, help="timed calls per entry per round (default 5)")
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--noise-threshold", type=float, default=0.10, help="IQR/median flagged as noisy (default 0.10)")
+    b.add_argument("--remeasure", type=int, default=2, help="extra passes over noisy entries (default 2)")
+    b.add_argument("--max-noisy", type=float, default=0.2, help="refuse when more than this fraction stays noisy")
+    b.add_argument("--clock", choices=("wall", "thread-cpu"), default="wall",
+                   help="wall (default) or thread-cpu (threads 1 only: excludes time stolen by other processes)")
+    b.add_argument("--calibration-samples", type=int, default=8, help="whole models measured for calibration")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=cmd_build)
+
+    v = ss.add_parser("validate", help="predicted vs measured latency of random subnets")
+    v.add_argument("lut", help="a table path or shipped table name")
+    v.add_argument("--samples", type=int, default=20)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--rounds", type=int, default=None, help="interleaved rounds per group (default: the table's)")
+    v.add_argument("--clock", choices=("wall", "thread-cpu"), default=None, help="default: the table's clock")
+    v.add_argument("--strict", action="store_true", help="device/runtime mismatch is an error")
+    v.add_argument("--plot", help="write the predicted-vs-measured scatter to this PNG")
+    v.add_argument("--out", help="also write the full JSON report here")
+    add_format(v, default="json")
+    v.set_defaults(func=cmd_validate)
+
+    s = ss.add_parser("show", help="print a table's provenance, calibration and entries")
+    s.add_argument("lut")
+    s.add_argument("--strict", action="store_true", help="device/runtime mismatch is an error")
+    add_format(s)
+    s.set_defaults(func=cmd_show)
+
+
+def cmd_build(args) -> int:
+    from nas.latency.builder import build_table, table_filename
+    from nas.latency.protocol import Protocol
+    from nas.spaces import load_space
+
+    space = load_space(args.space)
+    protocol = Protocol(warmup=args.warmup, rounds=args.rounds, repeats=args.repeats,
+                        noise_threshold=args.noise_threshold, remeasure=args.remeasure,
+                        max_noisy_fraction=args.max_noisy, seed=args.seed, clock=args.clock)
+    table = build_table(space, backend=args.runtime, threads=args.threads, batch=args.batch, seq=args.seq,
+                        protocol=protocol, calibration_samples=args.calibration_samples, seed=args.seed, log=sys.stderr)
+    out = Path(args.out) if args.out else Path("latency_luts") / table_filename(
+        space.name, table.runtime["name"], args.threads, args.batch, args.seq)
+    table.save(out)
+    cal = table.calibration
+    print(f"wrote {out}: {len(table.entries)} entries"
+          + (f", calibration fit MAPE {cal['fit_mape']:.1%} (raw sum {cal['raw_mape']:.1%})" if cal else ""))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from nas.latency.table import load_table
+    from nas.latency.validate import scatter_plot, validate_table
+
+    table = load_table(args.lut)
+    report = validate_table(table, samples=args.samples, seed=args.seed, strict=args.strict, rounds=args.rounds, clock=args.clock,
+                            log=sys.stderr)
+    if args.plot:
+        report["plot"] = str(scatter_plot(report, args.plot))
+    if args.out:
+        from nas.latency.table import write_json_atomic
+
+        write_json_atomic(report, args.out)
+    keys = ("spearman", "kendall", "mape", "within_10pct", "max_abs_pct", "samples", "threads")
+    if args.format == "json":
+        print(json.dumps({k: v for k, v in report.items() if k != "subnets"} if not args.out else
+                         {k: report[k] for k in (*keys, "table", "loadavg_before", "loadavg_after")}, indent=1))
+    else:
+        print(render([{k: report[k] for k in keys}], args.format))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from nas.latency.backends import get_backend
+    from nas.latency.device import device_info
+    from nas.latency.table import load_table
+
+    table = load_table(args.lut)
+    try:
+        runtime = get_backend(table.runtime.get("name", ""), threads=table.threads).info()
+    except Exception:
+        runtime = None
+    table.check_environment(device=device_info(), runtime=runtime, strict=args.strict)
+    if args.format == "json":
+        print(json.dumps(table.to_dict(), indent=1))
+        return 0
+    rows = [{"key": k, "median_ms": e["median_ms"], "iqr_ms": e.get("iqr_ms"), "n": e.get("n"),
+             "noisy": e.get("noisy", False)} for k, e in table.entries.items()]
+    if args.format == "table":
+        d, r, c = table.device, table.runtime, table.calibration
+        print(f"{table.id}  space hash {table.space_hash}  created {table.created}")
+        print(f"device {d.get('cpu')} ({d.get('cores')} cores, {','.join(d.get('isa', []))}; {d.get('fingerprint')})")
+        print(f"runtime {r.get('name')} {r.get('version')} {r.get('provider')}")
+        if c:
+            print(f"calibration scale {c.get('scale', 1):.4f} per_layer {c.get('per_layer_ms', 0):.3f} ms "
+                  f"constant {c.get('constant_ms', 0):.3f} ms (fit MAPE {c.get('fit_mape', 0):.1%} over "
+                  f"{c.get('samples')} models; raw sum {c.get('raw_mape', 0):.1%})")
+    print(render(rows, args.format))
+    return 0

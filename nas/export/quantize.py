@@ -1,0 +1,175 @@
+"""Quantize chosen nodes of an ONNX graph with onnxruntime's own tools.
+
+Per node (a MatMul named after its linear, or the ``embed.word`` Gather, see
+:mod:`nas.export.onnx`) the bits mean what they mean in the supernet
+(:mod:`nas.supernet.quant`):
+
+* 32 – left in fp32;
+* 16 – the weight stored as fp16 followed by a ``Cast`` to fp32. onnxruntime's
+  CPU provider has no fp16 MatMul kernel on x86, so at session start the Cast
+  of the constant is folded and the MatMul runs in fp32: the file is half the
+  size, the latency is fp32's (and that is what the latency table measures);
+* 8 – ``quantize_dynamic``: int8 weights, symmetric, one scale per output
+  channel, activations quantized at run time (``MatMulInteger``); for the
+  embedding Gather, int8 weights (``DequantizeLinear`` + Gather);
+* 4 – ``MatMulNBitsQuantizer``: symmetric int4 in blocks of 32 input features
+  (``MatMulNBits``; ``GatherBlockQuantized`` for the embedding).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ExportError
+from nas.export.onnx import EMBED_NODE
+from nas.supernet.quant import INT4_BLOCK
+
+BITS = (32, 16, 8, 4)
+_ATTN = ("q", "k", "v", "o")
+_FFN = ("gate", "up", "down")
+
+
+def bits_by_node(subnet: Any) -> dict[str, int]:
+    """``{node name: bits}`` of a derived ``Subnet``'s exported graph, from its architecture.
+
+    Node ``layers.{k}.attn.q`` takes ``layer{i}.attn.bits`` of the original layer
+    ``i`` that kept layer ``k`` comes from; ``embed.word`` takes ``embed.bits``.
+    """
+    space, arch, model = subnet.space, subnet.arch, subnet.model
+    out = {EMBED_NODE: space.value(arch, "embed.bits")}
+    for k, ld in enumerate(model.layer_dims):
+        a = space.value(arch, f"layer{ld.index}.attn.bits")
+        f = space.value(arch, f"layer{ld.index}.ffn.bits")
+        for name in _ATTN:
+            out[f"layers.{k}.attn.{name}"] = a
+        for name in _FFN:
+            if hasattr(model.layers[k].ffn, name):
+                out[f"layers.{k}.ffn.{name}"] = f
+    return out
+
+
+def _check(proto: Any, bits: Mapping[str, int]) -> None:
+    nodes = {n.name: n for n in proto.graph.node}
+    inits = {i.name for i in proto.graph.initializer}
+    for name, b in bits.items():
+        if b not in BITS:
+            raise ExportError(f"{name}: unsupported bits {b!r} (supported: {list(BITS)})")
+        node = nodes.get(name)
+        if node is None or node.op_type not in ("MatMul", "Gather"):
+            raise ExportError(f"{name}: no MatMul or Gather node of that name in the graph")
+        weight = node.input[1] if node.op_type == "MatMul" else node.input[0]
+        if b < 32 and weight not in inits:
+            raise ExportError(f"{name}: its weight is not a constant initializer, cannot quantize")
+
+
+def _to_fp16(proto: Any, names: list[str]) -> Any:
+    """Store the weights of ``names`` as fp16, each followed by a Cast to fp32."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    casts = []
+    for node in graph.node:
+        if node.name not in names:
+            continue
+        pos = 1 if node.op_type == "MatMul" else 0
+        w = inits[node.input[pos]]
+        half = numpy_helper.from_array(numpy_helper.to_array(w).astype(np.float16), f"{w.name}.fp16")
+        graph.initializer.remove(w)
+        graph.initializer.append(half)
+        cast_out = f"{w.name}.fp32"
+        casts.append(helper.make_node("Cast", [half.name], [cast_out], name=f"{node.name}.cast", to=TensorProto.FLOAT))
+        node.input[pos] = cast_out
+    # Casts read only initializers, so they can go first (topological order holds).
+    for c in reversed(casts):
+        graph.node.insert(0, c)
+    return proto
+
+
+def quantize_onnx(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    bits_by_node: Mapping[str, int],
+    *,
+    accuracy_level: int | None = None,
+) -> Path:
+    """Quantize the named nodes of an fp32 ONNX file (see module docstring).
+
+    Args:
+        fp32_path: the exported fp32 model (:func:`nas.export.onnx.export_onnx`).
+        out_path: where to write the quantized model (atomically; checked with ``onnx.checker``).
+        bits_by_node: ``{node name: bits}``; nodes not listed stay fp32.
+        accuracy_level: ``MatMulNBits`` compute accuracy (None: onnxruntime's default, fp32).
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        ExportError: a node is missing, its weight is not constant, or bits are unsupported.
+    """
+    import onnx
+
+    proto = onnx.load(str(fp32_path))
+    _check(proto, bits_by_node)
+    logging.disable(logging.WARNING)  # the quantizers log every tensor on the root logger
+    try:
+        return _quantize(proto, Path(out_path), bits_by_node, accuracy_level)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accuracy_level: int | None) -> Path:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    by_bits = {b: sorted(n for n, v in bits_by_node.items() if v == b) for b in BITS}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if by_bits[4]:
+            types = ("MatMul", "Gather") if EMBED_NODE in by_bits[4] else ("MatMul",)
+            q = MatMulNBitsQuantizer(
+                proto, bits=4, block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=accuracy_level,
+                nodes_to_include=by_bits[4], op_types_to_quantize=types,
+                # ``nodes_to_include`` adds to the op types; excluding the rest restricts to the list.
+                nodes_to_exclude=[n.name for n in proto.graph.node if n.name not in set(by_bits[4])],
+            )
+            q.process()
+            proto = q.model.model
+        if by_bits[8]:
+            src, dst = Path(tmp) / "in.onnx", Path(tmp) / "int8.onnx"
+            onnx.save_model(proto, str(src))
+            quantize_dynamic(
+                str(src), str(dst), per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
+                nodes_to_quantize=by_bits[8], op_types_to_quantize=["MatMul", "Gather"],
+                extra_options={"WeightSymmetric": True, "MatMulConstBOnly": True},
+            )
+            proto = onnx.load(str(dst))
+        if by_bits[16]:
+            proto = _to_fp16(proto, by_bits[16])
+        fd, tmp_out = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".onnx", dir=out_path.parent)
+        os.close(fd)
+        try:
+            onnx.save_model(proto, tmp_out)
+            onnx.checker.check_model(tmp_out)
+            os.replace(tmp_out, out_path)
+        except BaseException:
+            Path(tmp_out).unlink(missing_ok=True)
+            raise
+    return out_path
+
+
+def node_kinds(path: str | Path) -> dict[str, int]:
+    """Count of each op type in an ONNX file (what the quantizers produced)."""
+    import onnx
+
+    counts: dict[str, int] = {}
+    for n in onnx.load(str(path)).graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return counts

@@ -1,0 +1,108 @@
+"""End to end on tiny-bert: build a table with real kernels, validate it, show it (few entries, fast)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.latency.table import load_table, required_keys
+from nas.spaces import load_space
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ["--seq", "16", "--rounds", "2", "--repeats", "3", "--warmup", "1", "--remeasure", "0",
+        "--max-noisy", "1.0", "--calibration-samples", "4"]
+
+
+def nas(*args, check=True):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, env=env)
+    if check and out.returncode:
+        raise AssertionError(f"nas {' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lut") / "tiny.json"
+    out = nas("lut", "build", "tiny-bert", *FAST, "--out", str(path))
+    return path, out
+
+
+def test_build_writes_a_complete_table_with_provenance(built):
+    path, out = built
+    assert f"wrote {path}" in out.stdout
+    assert "[1/28] prepared" in out.stderr and "round 2/2" in out.stderr  # progress lines
+    table = load_table(path)
+    space = load_space("tiny-bert")
+    table.check_space(space)
+    assert sorted(table.entries) == required_keys(space)
+    assert table.runtime["name"] == "onnxruntime-cpu" and table.runtime["version"]
+    assert (table.threads, table.batch, table.seq) == (1, 1, 16)
+    assert table.device["fingerprint"] and table.device["cores"] >= 1
+    assert table.protocol["rounds"] == 2 and table.protocol["repeats"] == 3
+    e = table.entries["ffn:width=64:bits=4"]
+    assert e["n"] == 6 and e["median_ms"] > 0 and "MatMulNBits" in e["kernel"]
+    cal = table.calibration
+    assert cal["samples"] == 4 and len(cal["models"]) == 4 and cal["fit_mape"] >= 0
+    assert [p.name for p in path.parent.iterdir()] == ["tiny.json"]
+
+
+def test_validate_prints_the_figures_and_a_plot(built, tmp_path):
+    path, _ = built
+    png = tmp_path / "scatter.png"
+    report = tmp_path / "report.json"
+    out = nas("lut", "validate", str(path), "--samples", "3", "--seed", "1", "--rounds", "2", "-f", "json",
+              "--plot", str(png), "--out", str(report))
+    figures = json.loads(out.stdout)
+    for k in ("spearman", "kendall", "mape", "within_10pct"):
+        assert k in figures
+    assert -1 <= figures["spearman"] <= 1 and 0 <= figures["within_10pct"] <= 1 and figures["mape"] >= 0
+    full = json.loads(report.read_text())
+    assert len(full["subnets"]) == 3
+    for row in full["subnets"]:
+        assert row["error"] == pytest.approx((row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_and_mismatch_errors(built, tmp_path):
+    path, _ = built
+    out = nas("lut", "show", str(path))
+    assert "tiny-bert/onnxruntime-cpu/t1/b1/s16" in out.stdout and "attn:heads=4:bits=8" in out.stdout
+    d = json.loads(path.read_text())
+    d["runtime"]["version"] = "0.0.1"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(d))
+    warned = nas("lut", "show", str(other))
+    assert "runtime.version" in warned.stderr  # a warning, still exit 0
+    strict = nas("lut", "show", str(other), "--strict", check=False)
+    assert strict.returncode == 1 and strict.stderr.startswith("nas: error:") and "runtime.version" in strict.stderr
+    d["space"]["hash"] = "0" * 16
+    other.write_text(json.dumps(d))
+    wrong = nas("lut", "validate", str(other), "--samples", "2", check=False)
+    assert wrong.returncode == 1 and "space hash" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+    other.write_text(path.read_text()[:100])
+    corrupt = nas("lut", "show", str(other), check=False)
+    assert corrupt.returncode == 1 and "corrupt or truncated" in corrupt.stderr
+
+
+def test_bad_build_input_is_one_line(tmp_path):
+    out = nas("lut", "build", "tiny-bert", "--runtime", "tflite", "--seq", "16", "--out", str(tmp_path / "x.json"), check=False)
+    assert out.returncode == 1 and "runtime: unknown latency backend 'tflite'" in out.stderr
+    out = nas("lut", "build", "tiny-bert", "--threads", "0", "--out", str(tmp_path / "x.json"), check=False)
+    assert out.returncode == 1 and "threads" in out.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_torch_backend_builds_a_complete_table():
+    from nas.latency.builder import build_table
+    from nas.latency.protocol import Protocol
+
+    space = load_space("tiny-bert")
+    table = build_table(space, backend="torch-cpu", seq=8, calibration_samples=3,
+                        protocol=Protocol(warmup=1, rounds=2, repeats=2, remeasure=0, max_noisy_fraction=1.0))
+    assert table.runtime["name"] == "torch-cpu"
+    table.check_space(space)
+    assert "quantized::linear_dynamic" in table.entries["attn:heads=2:bits=8"]["kernel"]
