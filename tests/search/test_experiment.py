@@ -88,6 +88,7 @@ def test_shipped_experiments_parse(name):
     exp = Experiment.from_yaml(ROOT / "experiments" / f"{name}.yaml")
     assert exp.name == name and exp.sample and exp.run.trials >= 3
     exp.search_config({k: p.example() for k, p in exp.sample.items()})
+    exp.check()  # the shipped latency table belongs to the space
 
 
 def test_tiny_table_by_hand(tmp_path):
