@@ -134,6 +134,9 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     from nas.search.storage import get_storage
     from nas.search.study import complete_trials, create_or_load_study, fail_orphans
 
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     t_start = time.perf_counter()
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     trials = experiment.run.trials if trials is None else trials
@@ -172,11 +175,9 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
         f"{cpus:g} CPU(s) each; subnets under {runs / name}")
 
-    import optuna
     import ray
     from ray import tune
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_ray = _init_ray(address=address, num_cpus=num_cpus)
     try:
         n_before = len(ot_study.trials)
