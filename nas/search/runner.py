@@ -278,8 +278,6 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
 
     mode = ["max" if d == "maximize" else "min" for d in experiment.directions]
     space = {k: p.distribution() for k, p in experiment.sample.items()}
-    if not space:
-        raise ConfigError(f"{experiment.source}: sample: give at least one sampled field (e.g. seed)")
     return StudySearch(space=space, metric=list(experiment.objectives), mode=mode, sampler=sampler,
                        study_name=study_name, storage=storage)
 
