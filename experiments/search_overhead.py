@@ -152,30 +152,41 @@ def main() -> None:
     ap.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "reports" / "search_overhead.json"))
     ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "minilm", "writers"])
+    ap.add_argument("--merge", action="store_true", help="add to the existing report (sections run separately)")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    report = {"loadavg_start": Path("/proc/loadavg").read_text().split()[:3], "cpus": os.cpu_count()}
+    out = Path(a.out)
+    report = json.loads(out.read_text()) if a.merge and out.is_file() else {}
+    report.setdefault("runs", []).append({"sections": [s for s in ("writers", "overhead", "minilm") if s not in a.skip],
+                                          "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+                                          "cpus": os.cpu_count()})
+
+    def save() -> None:  # after every section, so a long run that is cut off keeps what it measured
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmpf = out.with_suffix(".tmp")
+        tmpf.write_text(json.dumps(report, indent=1))
+        os.replace(tmpf, out)
+
     if "writers" not in a.skip:
         report["writers"] = [writers(a.postgres, a.writers, a.per_writer)]
         tmp = tempfile.mkdtemp(prefix="nas-writers-")
         report["writers"].append(writers(f"sqlite:///{tmp}/w.db", a.writers, a.per_writer))
         print(json.dumps(report["writers"], indent=1), flush=True)
+        save()
     if "overhead" not in a.skip:
         report["overhead"] = overhead(a.trials)
         print(json.dumps({k: v for k, v in report["overhead"].items() if k != "raw"}, indent=1), flush=True)
+        save()
     if "minilm" not in a.skip:
         report["minilm"] = minilm_compute(a.minilm_trials, a.table)
+        save()
     if "overhead" in report and "minilm" in report:
         oh, c = report["overhead"]["per_trial_overhead_s"]["median"], report["minilm"]["compute_s"]["median"]
         report["overhead_share"] = oh / c
         report["overhead_share_with_startup_3_trials"] = (
             oh + report["overhead"]["ray_startup_and_first_trial_overhead_s"] / 3) / c
-    report["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmpf = out.with_suffix(".tmp")
-    tmpf.write_text(json.dumps(report, indent=1))
-    os.replace(tmpf, out)
+    report["runs"][-1]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    save()
     print(f"wrote {out}")
 
 
