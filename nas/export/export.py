@@ -153,7 +153,7 @@ def verify_export(
         directory: an exported folder (or one being written).
         shapes: batch×sequence shapes for the parity and cosine checks (≥ 3).
         tolerance: max abs diff allowed between fp32 ONNX (and HF) and the PyTorch subnet.
-        min_cosine: min cosine between the quantized ONNX and the fake-quantized subnet.
+        min_cosine: min cosine between the quantized ONNX and the fake-quantized subnet (on real text).
         metric_tolerance: points the quantized ONNX's task metric may differ from the subnet's.
         latency_table: a :class:`~nas.latency.LatencyTable` to re-measure against (None: skip).
         latency_tolerance: relative bound on measured vs predicted latency (None: report only).
@@ -162,7 +162,7 @@ def verify_export(
         The checks, in order; see :func:`nas.export.verify.failures`.
     """
     from nas.export import verify as V
-    from nas.export.metric import teacher_fidelity
+    from nas.export.metric import eval_inputs, teacher_fidelity
     from nas.supernet.derive import load_subnet
 
     directory = Path(directory)
@@ -187,7 +187,9 @@ def verify_export(
         _log(log, f"check parity_hf: {c.detail}")
     fq = V.fake_quantized(subnet)
     quant = V.session(directory / QUANT)
-    checks.append(V.check_cosine(fq, quant, vocab, shapes=shapes, min_cosine=min_cosine))
+    source, ids, mask = eval_inputs(subnet.space)
+    shaped = {f"{b}x{t}": V.inputs(vocab, b, t) for b, t in shapes}
+    checks.append(V.check_cosine(fq, quant, {source: (ids, mask)}, min_cosine=min_cosine, report_only=shaped))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     name, metric = teacher_fidelity(subnet.space)
     checks.append(V.check_metric(metric, name, subnet, quant, tolerance_points=metric_tolerance))
@@ -241,6 +243,7 @@ def export_trial(
     metric_tolerance: float = 1.0,
     measure_latency: bool = True,
     latency_tolerance: float | None = None,
+    keep_failed: bool = False,
     log: TextIO | None = None,
 ) -> dict[str, Any]:
     """Export one trial of a study into ``out``, verified, with a manifest.
@@ -258,6 +261,7 @@ def export_trial(
         force: replace an existing ``out``.
         shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance: see :func:`verify_export`.
         measure_latency: re-measure ``model.quant.onnx`` with the trial's latency table.
+        keep_failed: when a check fails, still put the folder (manifest ``ok: false``) in place, then raise.
         log: a stream for progress lines (e.g. ``sys.stderr``).
 
     Returns:
@@ -268,7 +272,8 @@ def export_trial(
         StorageError: unknown storage, study or trial; a trial that is not COMPLETE.
         ModelError: missing or corrupted subnet weights.
         LatencyTableError: the trial's latency table cannot be loaded.
-        ExportError: a verification check failed (the message names each one and by how much).
+        ExportError: a verification check failed (the message names each one and by how much);
+            no folder is left unless ``keep_failed``.
 
     Example:
         >>> import nas.export
@@ -331,7 +336,7 @@ def export_trial(
             manifest["latency_table"]["environment_mismatches"] = _env_mismatches(table)
         write_manifest(tmp, manifest)
         failed = failures(checks)
-        if failed:
+        if failed and not keep_failed:
             raise ExportError(failure_message(failed))
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -343,6 +348,8 @@ def export_trial(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if failed:
+        raise ExportError(failure_message(failed) + f" (folder kept: {out})")
     _log(log, f"wrote {out}")
     return manifest
 
