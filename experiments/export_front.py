@@ -128,7 +128,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default: the table's protocol)")
     ap.add_argument("--out", default=str(REPORTS / "export_front"))
+    ap.add_argument("--render", action="store_true", help="only rewrite the markdown from --out's JSON (no measuring)")
     args = ap.parse_args()
+    if args.render:
+        out = Path(args.out)
+        report = finish(json.loads(out.with_suffix(".json").read_text()))
+        write_json_atomic(report, out.with_suffix(".json"))
+        out.with_suffix(".md").write_text(markdown(report))
+        return 0
     if bool(args.study) == bool(args.derived):
         ap.error("give --study (with --storage) or --derived N")
     t_start = time.perf_counter()
@@ -181,18 +188,37 @@ def main() -> int:
         r["ok"] = {"latency": abs(r["rel_error"]) <= TARGETS["latency_rel"], "cosine": r["cosine_quant"] >= 0.999,
                    "parity": r["parity_fp32"] <= TARGETS["parity"],
                    "metric": abs(r["metric_diff"]) <= TARGETS["metric_points"]}
-    report = {
+    report = finish({
         "source": source, "study": study, "table": table.id, "protocol": proto, "threads": table.threads,
         "batch": table.batch, "seq": table.seq, "targets": TARGETS,
         "baselines": {k: stats[k] for k in ("full_fp32", "full_int8")}, "points": rows,
         "loadavg_before": load0, "loadavg_after": os.getloadavg(),
         "seconds": round(time.perf_counter() - t_start, 1), "work_dir": str(work),
-    }
+    })
     out = Path(args.out)
     write_json_atomic(report, out.with_suffix(".json"))
     out.with_suffix(".md").write_text(markdown(report))
     log(f"wrote {out.with_suffix('.md')} and .json")
     return 0
+
+
+def finish(r: dict) -> dict:
+    """Derived figures: each point's latency error after dividing out the full model's measured/predicted ratio.
+
+    The interleaved run measures the full MiniLM too; on a busy machine every model slows down
+    alike, so ``(measured/predicted) / (full measured/full predicted) − 1`` separates the table's
+    error from the machine's state. It is a diagnostic next to the raw error, not a replacement.
+    """
+    from nas.latency import latency_ms
+    from nas.spaces import load_space
+
+    space = load_space("minilm-l6")
+    full_pred = latency_ms(load_table(TABLE), space, space.full())
+    ratio = r["baselines"]["full_fp32"]["median_ms"] / full_pred
+    r["full_fp32_predicted_ms"], r["full_ratio"] = full_pred, ratio
+    for p in r["points"]:
+        p["rel_error_load_adjusted"] = p["measured_ms"] / p["predicted_ms"] / ratio - 1
+    return r
 
 
 def markdown(r: dict) -> str:
@@ -207,17 +233,19 @@ def markdown(r: dict) -> str:
         f"{', '.join(f'{x:.1f}' for x in r['loadavg_before'])} / {', '.join(f'{x:.1f}' for x in r['loadavg_after'])} "
         "(2 cores shared with other jobs: figures are noisy).",
         "",
-        f"Baselines: full MiniLM fp32 **{b['full_fp32']['median_ms']:.2f} ms** (IQR {b['full_fp32']['iqr_ms']:.2f}); "
+        f"Baselines: full MiniLM fp32 **{b['full_fp32']['median_ms']:.2f} ms** (IQR {b['full_fp32']['iqr_ms']:.2f}; "
+        f"the table predicts {r['full_fp32_predicted_ms']:.2f} ms, ratio {r['full_ratio']:.3f}); "
         f"ORT dynamic int8 **{b['full_int8']['median_ms']:.2f} ms** (IQR {b['full_int8']['iqr_ms']:.2f}).",
         "",
-        "| trial | architecture | predicted ms | measured ms (IQR) | error | fp32 parity | quant cosine, text (random tokens) | "
+        "| trial | architecture | predicted ms | measured ms (IQR) | error | error ÷ full's ratio | fp32 parity | quant cosine, text (random tokens) | "
         "metric PyTorch → ONNX int (Δ) | speed-up vs fp32 | vs ORT int8 | HF |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in r["points"]:
         lines.append(
             f"| {p['trial']} | `{p['arch']}` | {p['predicted_ms']:.2f} | {p['measured_ms']:.2f} ({p['iqr_ms']:.2f}) | "
-            f"{p['rel_error']:+.1%}{'' if p['ok']['latency'] else ' ✗'} | {p['parity_fp32']:.1e} | "
+            f"{p['rel_error']:+.1%}{'' if p['ok']['latency'] else ' ✗'} | {p['rel_error_load_adjusted']:+.1%} | "
+            f"{p['parity_fp32']:.1e} | "
             f"{p['cosine_quant']:.5f}{'' if p['ok']['cosine'] else ' ✗'} ({p['cosine_random_tokens']:.4f}) | {p['metric_pytorch']:.2f} → {p['metric_onnx_quant']:.2f} "
             f"({p['metric_diff']:+.2f}) | {p['speedup_vs_fp32']:.2f}× | {p['speedup_vs_int8']:.2f}× | "
             f"{'yes' if p['hf'] else 'no'} |")
@@ -232,6 +260,19 @@ def markdown(r: dict) -> str:
         f"Metric: {r['points'][0]['metric'] if n else 'n/a'} (points). Each row's export also re-measured latency "
         "on its own (in the manifest); the table above uses the interleaved measurement.",
         f"Wall time {r['seconds']:.0f} s.",
+        "",
+        "Notes:",
+        "",
+        "* *error ÷ full's ratio*: the full MiniLM, measured in the same interleaved run, is itself off its "
+        "prediction by the ratio above; dividing it out separates the table's error from the machine's load "
+        "(a diagnostic; the target is judged on the raw error).",
+        "* Quantized cosine: the graph's weights equal the subnet's exactly (int4 MatMulNBits and int8 codes are "
+        "put on the subnet's own grid, tested in `tests/export/test_quantize_grid.py`); what remains is "
+        "onnxruntime's *dynamic* int8, which also quantizes the activations of 8-bit linears per tensor at run "
+        "time (the int8 embedding Gather is weight-only). In the run above, points without 8-bit linears reach "
+        "≥ 0.9998; points with them 0.9940–0.9996, while the metric stays within 0.3 points.",
+        "* Speed-ups are medians of the interleaved run; the ORT int8 baseline quantizes every linear of the full "
+        "model (`quantize_dynamic`, per-channel) and leaves the embeddings fp32.",
         "",
     ]
     return "\n".join(lines)
