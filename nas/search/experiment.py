@@ -217,6 +217,8 @@ class Experiment:
         sample_raw = d.get("sample") or {}
         if not isinstance(sample_raw, dict):
             raise bad("sample", "expected a mapping of SearchConfig fields to ranges")
+        if not sample_raw:
+            raise bad("sample", "give at least one sampled field (e.g. seed: {int: [0, 9]})")
         sample = {}
         for k, spec in sample_raw.items():
             if k in FIXED_BY_EXPERIMENT or k not in fields:

@@ -47,6 +47,7 @@ class TrialTiming:
     trial: int
     wall_s: float  # driver-side: trial started -> result received
     compute_s: float  # the trial function's own time (run + save)
+    finished_s: float = 0.0  # when its result reached the driver, seconds since run_search started
 
     @property
     def overhead_s(self) -> float:
@@ -82,7 +83,7 @@ class SearchOutcome:
         d = {k: getattr(self, k) for k in ("study", "storage", "requested", "complete", "ran", "failed", "orphans",
                                            "setup_s", "wall_s")}
         d["timings"] = [{"trial": t.trial, "wall_s": t.wall_s, "compute_s": t.compute_s,
-                         "overhead_s": t.overhead_s} for t in self.timings]
+                         "overhead_s": t.overhead_s, "finished_s": t.finished_s} for t in self.timings]
         return d
 
 
@@ -133,6 +134,9 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     from nas.search.storage import get_storage
     from nas.search.study import complete_trials, create_or_load_study, fail_orphans
 
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     t_start = time.perf_counter()
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     trials = experiment.run.trials if trials is None else trials
@@ -171,18 +175,16 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
         f"{cpus:g} CPU(s) each; subnets under {runs / name}")
 
-    import optuna
     import ray
     from ray import tune
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_ray = _init_ray(address=address, num_cpus=num_cpus)
     try:
         n_before = len(ot_study.trials)
         sampler = make_sampler(experiment.sampler, None if experiment.sampler_seed is None
                                else experiment.sampler_seed + n_before)
         searcher = _study_searcher(experiment, st, name, sampler)
-        progress = _progress_callback(searcher, outcome, say, remaining)
+        progress = _progress_callback(searcher, outcome, say, remaining, t_start)
         job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs)}
         from nas.search.trial import tune_trainable
 
@@ -276,8 +278,6 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
 
     mode = ["max" if d == "maximize" else "min" for d in experiment.directions]
     space = {k: p.distribution() for k, p in experiment.sample.items()}
-    if not space:
-        raise ConfigError(f"{experiment.source}: sample: give at least one sampled field (e.g. seed)")
     return StudySearch(space=space, metric=list(experiment.objectives), mode=mode, sampler=sampler,
                        study_name=study_name, storage=storage)
 
@@ -295,7 +295,7 @@ def _retry(fn: Callable[[], Any], attempts: int = 6, delay: float = 0.5) -> Any:
             time.sleep(delay * (2 ** i))
 
 
-def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], None], total: int):
+def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], None], total: int, t_start: float):
     from ray.tune import Callback
 
     class Progress(Callback):
@@ -327,7 +327,8 @@ def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], No
             num = searcher.number(trial.trial_id)
             if COMPUTE_KEY in r and trial.trial_id in self.started:
                 wall = time.perf_counter() - self.started[trial.trial_id]
-                outcome.timings.append(TrialTiming(trial=num, wall_s=wall, compute_s=float(r[COMPUTE_KEY])))
+                outcome.timings.append(TrialTiming(trial=num, wall_s=wall, compute_s=float(r[COMPUTE_KEY]),
+                                                   finished_s=time.perf_counter() - t_start))
             vals = ", ".join(f"{m} {float(r[m]):.4g}" for m in ("quality", "latency_ms", "size_mb") if m in r)
             say(f"trial {num}: complete: {vals} [{self.finished}/{total}]")
 

@@ -25,12 +25,12 @@ ENV = "NAS_STORAGE"
 DEFAULT_SQLITE = "nas_studies.db"
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysql+pymysql")
 
-_PASSWORD = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@]*:)(?P<pw>[^@]*)@", re.IGNORECASE)
+_PASSWORD = re.compile(r"(?P<user>[^\s:/@]+):(?P<pw>[^\s@/][^\s@]*)@")
 
 
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return _PASSWORD.sub(lambda m: f"{m.group('head')}***@", url)
+def redact(text: str) -> str:
+    """``text`` (a URL, or a message holding one, well-formed or not) with passwords replaced by ``***``."""
+    return _PASSWORD.sub(lambda m: f"{m.group('user')}:***@", text)
 
 
 def default_url() -> str:

@@ -54,6 +54,7 @@ def test_parse_and_trial_config(tmp_path):
     ({"sample": {"loss": {"choices": ["hinge", "quadratic"]}}}, "sample.loss: unknown loss form 'quadratic'"),
     ({"sample": {"seed": [0, 3]}}, "sample.seed: expected {float"),
     ({"sample": {"space": {"choices": ["a"]}}}, "sample.space: not a SearchConfig field"),
+    ({"sample": {}}, "sample: give at least one sampled field"),
     ({"run": {"concurrency": 0}}, "run.concurrency: must be >= 1"),
     ({"run": {"gpus": 1}}, "run.gpus: unknown field"),
     ({"sampler": {"name": "grid"}}, "sampler.name: unknown sampler 'grid'"),
@@ -88,6 +89,7 @@ def test_shipped_experiments_parse(name):
     exp = Experiment.from_yaml(ROOT / "experiments" / f"{name}.yaml")
     assert exp.name == name and exp.sample and exp.run.trials >= 3
     exp.search_config({k: p.example() for k, p in exp.sample.items()})
+    exp.check()  # the shipped latency table belongs to the space
 
 
 def test_tiny_table_by_hand(tmp_path):

@@ -18,6 +18,7 @@ def test_default_and_env(tmp_path, monkeypatch):
 def test_redact():
     assert redact("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
     assert redact("postgresql://bob@db/x") == "postgresql://bob@db/x"
+    assert redact("bad mysql//bob:p:w@host") == "bad mysql//bob:***@host"
 
 
 @pytest.mark.parametrize("url, msg", [

@@ -1,0 +1,183 @@
+"""Benchmark: orchestration overhead of the search service, and concurrent PostgreSQL writers.
+
+1. Overhead. ``nas search`` with concurrency 1 on a SQLite study runs ``--trials`` light
+   trials (tests/search/trials.py: a real tiny-bert subnet, no training). Per trial, the
+   orchestration overhead is the time between consecutive results reaching the driver
+   minus the trial's own compute (Ray scheduling, a fresh worker process and its imports,
+   Optuna ask/tell and attribute writes on the storage). Ray's start-up before the first
+   trial is reported separately (paid once per ``nas search``). The share is set against
+   the compute of one ``minilm_cpu`` trial (``trainers.search_once`` with the experiment's
+   settings; ``--minilm-trials`` samples, on the table given with ``--table``).
+2. Writers. ``--writers`` processes each write ``--per-writer`` complete trials (ask, the
+   full attribute set of a real trial, tell) to one study at once, on PostgreSQL (and
+   SQLite); the study must then hold exactly writers × per-writer distinct COMPLETE trials.
+
+    PYTHONPATH=. .venv/bin/python experiments/search_overhead.py --trials 8 --minilm-trials 1 \\
+        --table latency_luts/minilm-l6.onnxruntime-cpu.t1.b1.s128.json
+
+Writes experiments/reports/search_overhead.json (+ the .md report is written by hand from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def med_iqr(xs):
+    xs = sorted(xs)
+    if len(xs) < 2:
+        return {"median": xs[0] if xs else None, "iqr": 0.0, "n": len(xs)}
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return {"median": statistics.median(xs), "iqr": q[2] - q[0], "n": len(xs)}
+
+
+def overhead(trials: int) -> dict:
+    from nas.search import api
+    from nas.search.experiment import Experiment
+    from tests.search.fixtures import experiment_file
+
+    tmp = Path(tempfile.mkdtemp(prefix="nas-overhead-"))
+    exp = Experiment.from_yaml(experiment_file(tmp, run={"trials": trials, "concurrency": 1, "max_failures": 0}))
+    out = api.run_search(exp, storage=f"sqlite:///{tmp}/s.db", num_cpus=2, log=lambda s: print(s, flush=True))
+    ts = sorted(out.timings, key=lambda t: t.finished_s)
+    per_trial = [ts[i].finished_s - ts[i - 1].finished_s - ts[i].compute_s for i in range(1, len(ts))]
+    return {
+        "trials": len(ts), "ray_startup_and_first_trial_overhead_s": ts[0].finished_s - ts[0].compute_s,
+        "setup_s": out.setup_s, "wall_s": out.wall_s,
+        "per_trial_overhead_s": med_iqr(per_trial), "light_trial_compute_s": med_iqr([t.compute_s for t in ts]),
+        "raw": out.to_dict()["timings"],
+    }
+
+
+def minilm_compute(n: int, table: str | None) -> dict:
+    import torch
+
+    from nas.search.experiment import Experiment
+    from trainers import search_once
+
+    exp = Experiment.from_yaml(ROOT / "experiments" / "minilm_cpu.yaml")
+    if table:
+        exp = dataclasses.replace(exp, latency_table=table)
+    torch.set_num_threads(int(exp.run.cpus_per_trial))
+    times = []
+    for i in range(n):
+        params = {k: p.example() for k, p in exp.sample.items()}
+        t = time.perf_counter()
+        search_once(exp.search_config({**params, "seed": i}), progress=None)
+        times.append(time.perf_counter() - t)
+        print(f"minilm_cpu trial {i}: {times[-1]:.1f} s", flush=True)
+    return {"table": exp.latency_table, "compute_s": med_iqr(times), "raw_s": times}
+
+
+def _writer(url: str, study: str, n: int, attrs_blob: dict, q) -> None:
+    import optuna
+
+    from nas.search.runner import _retry
+    from nas.search.storage import get_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = get_storage(url)
+    s = optuna.load_study(study_name=study, storage=st)
+    lat, errors = [], 0
+    for i in range(n):
+        t = time.perf_counter()
+        try:
+            tr = _retry(lambda: s.ask())
+            for k, v in attrs_blob.items():
+                _retry(lambda k=k, v=v: tr.set_user_attr(k, v))
+            _retry(lambda: s.tell(tr, [0.5 + i / 1000, 1.0 + i, 2.0]))
+        except Exception as e:  # counted, and the run must report 0
+            errors += 1
+            print(f"writer {os.getpid()}: {type(e).__name__}: {str(e)[:200]}", flush=True)
+        lat.append(time.perf_counter() - t)
+    q.put({"latency_s": lat, "errors": errors})
+
+
+def writers(url: str, n_writers: int, per: int) -> dict:
+    import optuna
+
+    from nas.search import attrs
+    from nas.search.storage import get_storage, redact
+    from nas.search.study import create_or_load_study
+
+    name = f"stress-{uuid.uuid4().hex[:8]}"
+    st = get_storage(url)
+    create_or_load_study(st, name, objectives=attrs.OBJECTIVES, directions=attrs.DIRECTIONS)
+    blob = {attrs.ARCH: {f"layer{i}.{k}": 8 for i in range(6) for k in ("keep", "heads", "ffn", "attn.bits")},
+            attrs.CONFIG: {f"field{i}": i for i in range(35)}, attrs.METRICS: {f"m{i}": 0.1 * i for i in range(15)},
+            attrs.HISTORY: [{"step": i, "tau": 1.0, "loss": 0.5} for i in range(50)], attrs.ARCH_SUMMARY: "L0 H1 F1 A8 M8 E8"}
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    t = time.perf_counter()
+    procs = [ctx.Process(target=_writer, args=(url, name, per, blob, q)) for _ in range(n_writers)]
+    for p in procs:
+        p.start()
+    res = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    wall = time.perf_counter() - t
+    study = optuna.load_study(study_name=name, storage=st)
+    complete = [tr for tr in study.trials if tr.state.name == "COMPLETE"]
+    expected = n_writers * per
+    out = {
+        "storage": redact(url).split("://")[0], "writers": n_writers, "per_writer": per, "expected": expected,
+        "complete": len(complete), "distinct_numbers": len({tr.number for tr in complete}),
+        "lost": expected - len(complete), "errors": sum(r["errors"] for r in res), "wall_s": wall,
+        "trial_write_s": med_iqr([x for r in res for x in r["latency_s"]]),
+    }
+    optuna.delete_study(study_name=name, storage=st)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--minilm-trials", type=int, default=1)
+    ap.add_argument("--table", help="latency table for the minilm_cpu trials (default: the experiment's)")
+    ap.add_argument("--writers", type=int, default=8)
+    ap.add_argument("--per-writer", type=int, default=25)
+    ap.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "reports" / "search_overhead.json"))
+    ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "minilm", "writers"])
+    a = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    report = {"loadavg_start": Path("/proc/loadavg").read_text().split()[:3], "cpus": os.cpu_count()}
+    if "writers" not in a.skip:
+        report["writers"] = [writers(a.postgres, a.writers, a.per_writer)]
+        tmp = tempfile.mkdtemp(prefix="nas-writers-")
+        report["writers"].append(writers(f"sqlite:///{tmp}/w.db", a.writers, a.per_writer))
+        print(json.dumps(report["writers"], indent=1), flush=True)
+    if "overhead" not in a.skip:
+        report["overhead"] = overhead(a.trials)
+        print(json.dumps({k: v for k, v in report["overhead"].items() if k != "raw"}, indent=1), flush=True)
+    if "minilm" not in a.skip:
+        report["minilm"] = minilm_compute(a.minilm_trials, a.table)
+    if "overhead" in report and "minilm" in report:
+        oh, c = report["overhead"]["per_trial_overhead_s"]["median"], report["minilm"]["compute_s"]["median"]
+        report["overhead_share"] = oh / c
+        report["overhead_share_with_startup_3_trials"] = (
+            oh + report["overhead"]["ray_startup_and_first_trial_overhead_s"] / 3) / c
+    report["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmpf = out.with_suffix(".tmp")
+    tmpf.write_text(json.dumps(report, indent=1))
+    os.replace(tmpf, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

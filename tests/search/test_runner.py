@@ -1,0 +1,177 @@
+"""The search service end to end on a real local Ray (2 CPUs) and real storages.
+
+Light trials (tests/search/trials.py: real subnets, no training) check fault
+tolerance; the shipped smoke experiment runs the real trainer against both
+storages; the driver-kill test runs ``nas search`` as users do, in a subprocess.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.search import api, attrs
+from nas.search.experiment import Experiment
+from nas.search.trial import sha256_file
+from tests.search.fixtures import experiment_file, tiny_table
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    d = tmp_path_factory.mktemp("faults")
+    old = os.environ.get("NAS_TEST_FAULTS")
+    os.environ["NAS_TEST_FAULTS"] = str(d)
+    os.environ.setdefault("NAS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    from nas.search.runner import _init_ray
+
+    _init_ray(address=None, num_cpus=2)  # one local Ray for this module; run_search reuses it
+    yield d
+    import ray
+
+    ray.shutdown()
+    if old is None:
+        os.environ.pop("NAS_TEST_FAULTS", None)
+
+
+def check_complete_trial(t, exp):
+    from nas import format_arch, load_space, load_subnet
+    from nas.latency import latency_ms, load_table
+
+    ua = t.user_attrs
+    for key in (attrs.ARCH, attrs.ARCH_SUMMARY, attrs.CONFIG, attrs.METRICS, attrs.HISTORY, attrs.SUBNET_DIR,
+                attrs.SUBNET_SHA256, attrs.SPACE, attrs.LATENCY_TABLE, attrs.NAS_VERSION):
+        assert key in ua, key
+    space, table = load_space(exp.space), load_table(exp.latency_table)
+    m = ua[attrs.METRICS]
+    assert list(t.values) == pytest.approx([m["quality_after"], m["latency_ms"], m["size_mb"]])
+    assert m["latency_ms"] == pytest.approx(latency_ms(table, space, ua[attrs.ARCH]))
+    assert ua[attrs.ARCH_SUMMARY] == format_arch(space, ua[attrs.ARCH])
+    assert ua[attrs.CONFIG]["seed"] == t.params["seed"] and ua[attrs.SPACE]["hash"] == space.hash
+    assert ua[attrs.LATENCY_TABLE]["space_hash"] == space.hash
+    sub_dir = Path(ua[attrs.SUBNET_DIR])
+    assert sub_dir.name == f"trial-{t.number:05d}"
+    assert sha256_file(sub_dir / "model.safetensors") == ua[attrs.SUBNET_SHA256]
+    assert load_subnet(sub_dir).arch == ua[attrs.ARCH]
+
+
+def test_trial_raising_or_killed_is_retried(faults, tmp_path):
+    exp = Experiment.from_yaml(experiment_file(tmp_path, run={"trials": 4, "concurrency": 2, "max_failures": 2}))
+    (faults / "raise_first").touch()
+    (faults / "kill_first").touch()  # that trial's process SIGKILLs itself
+    url = f"sqlite:///{tmp_path}/s.db"
+    out = api.run_search(exp, storage=url, num_cpus=2)
+    assert (out.complete, out.ran, out.failed) == (4, 4, 0)
+    assert (faults / "raise_first.done").exists() and (faults / "kill_first.done").exists()
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert sum(t.user_attrs.get("attempt_failures", 0) for t in study.trials) == 2
+    for t in study.trials:
+        check_complete_trial(t, exp)
+    assert len(out.timings) == 4 and all(t.compute_s > 0 for t in out.timings)
+
+
+def test_trial_failing_every_attempt_ends_failed(faults, tmp_path):
+    exp = Experiment.from_yaml(experiment_file(tmp_path, run={"trials": 1, "max_failures": 1}))
+    (faults / "raise_always").touch()
+    try:
+        out = api.run_search(exp, storage=f"sqlite:///{tmp_path}/s.db", num_cpus=2)
+    finally:
+        (faults / "raise_always").unlink()
+    assert (out.complete, out.failed) == (0, 1)
+    (t,) = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/s.db").trials
+    assert t.state == TrialState.FAIL
+    assert t.user_attrs["attempt_failures"] == 1 and "injected failure" in t.user_attrs["last_error"]
+
+
+@pytest.mark.slow
+def test_smoke_experiment(faults, storage_url, study_name, tmp_path):
+    """experiments/smoke.yaml with the real trainer (on the hand-made tiny-bert table), 3 trials."""
+    exp = Experiment.from_yaml(ROOT / "experiments" / "smoke.yaml")
+    exp = dataclasses.replace(exp, latency_table=str(tiny_table(tmp_path / "tiny.json")))
+    out = api.run_search(exp, storage=storage_url, study=study_name, trials=3, runs_dir=tmp_path / "runs",
+                         num_cpus=2)
+    assert out.complete == 3
+    st = storage_url.replace("postgresql://", "postgresql+psycopg2://")
+    study = optuna.load_study(study_name=study_name, storage=st)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    for t in study.trials:
+        check_complete_trial(t, exp)
+        assert t.user_attrs[attrs.METRICS]["metric"] == "accuracy" and t.user_attrs[attrs.HISTORY]
+    front = api.load_front(study_name, storage=storage_url)
+    assert front and {p.trial for p in front} <= {0, 1, 2}
+
+
+def nas_cli(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, env=env, **kw)
+
+
+def count(url, state):
+    try:
+        return sum(t.state == state for t in optuna.load_study(study_name="tiny", storage=url).trials)
+    except KeyError:
+        return 0
+
+
+def test_driver_killed_then_resumed(tmp_path):
+    """SIGKILL the `nas search` driver mid-run; --resume finishes with no complete trial lost or duplicated."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sleep_s").write_text("3")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NAS_TEST_FAULTS": str(faults),
+           "NAS_CACHE_DIR": str(tmp_path / "cache")}
+    exp = experiment_file(tmp_path)
+    url = f"sqlite:///{tmp_path}/s.db"
+    args = ("search", str(exp), "--storage", url, "--trials", "4", "--concurrency", "2", "--num-cpus", "2")
+    driver = subprocess.Popen([sys.executable, "-m", "nas.cli", *args], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while count(url, TrialState.COMPLETE) < 1 and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.2)
+        assert driver.poll() is None, driver.stdout.read().decode()[-2000:]
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # the local Ray this driver started
+        except ProcessLookupError:
+            pass
+    time.sleep(1)
+    study = optuna.load_study(study_name="tiny", storage=url)
+    before = {t.number: t.user_attrs[attrs.SUBNET_SHA256] for t in study.trials if t.state == TrialState.COMPLETE}
+    running = [t.number for t in study.trials if t.state == TrialState.RUNNING]
+    assert 1 <= len(before) < 4
+
+    (faults / "sleep_s").unlink()
+    r = nas_cli(*args, "--resume", "-f", "json", env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    study = optuna.load_study(study_name="tiny", storage=url)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 4  # exactly the requested trials
+    assert {t.number: t.user_attrs[attrs.SUBNET_SHA256] for t in done if t.number in before} == before
+    assert all(study.trials[n].state == TrialState.FAIL for n in running)
+    assert len({t.user_attrs[attrs.SUBNET_DIR] for t in done}) == 4
+    front = json.loads(r.stdout)
+    assert front and all({"trial", "values", "arch"} <= set(row) for row in front)
+
+    # the same study through `nas pareto` / `nas studies`, as users query it
+    csv = nas_cli("pareto", "--study", "tiny", "--storage", url, "-f", "csv", "--plot", str(tmp_path / "f.png"),
+                  env=env).stdout
+    assert csv.splitlines()[0] == "trial,quality,latency_ms,size_mb,arch" and len(csv.splitlines()) == len(front) + 1
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    table = nas_cli("studies", "--storage", url, env=env).stdout
+    assert "tiny" in table and "quality,latency_ms,size_mb" in table
+    again = nas_cli(*args, "--resume", env=env, cwd=tmp_path, timeout=120)
+    assert again.returncode == 0 and "nothing to run" in again.stderr
