@@ -53,7 +53,9 @@ def main() -> int:
 
     space = load_space("minilm-l6")
     net = Supernet.build(space)
-    results = {}
+    previous = Path(f"{args.out}.json")
+    # Thread counts not re-run this time keep their previous results (each row says its command).
+    results = json.loads(previous.read_text()).get("results", {}) if previous.is_file() else {}
     for t in args.threads:
         path = ROOT / "latency_luts" / table_filename(space.name, "onnxruntime-cpu", t, 1, 128)
         if args.build:
@@ -72,11 +74,12 @@ def main() -> int:
         rep["measurement_rel_iqr_quartiles"] = _iqr(rel_iqr)
         rep["table_noisy_entries"] = sum(1 for e in table.entries.values() if e.get("noisy"))
         rep["table_calibration"] = {k: v for k, v in table.calibration.items() if k != "models"}
+        rep["command"] = "PYTHONPATH=. .venv/bin/python experiments/latency_validation.py " + " ".join(sys.argv[1:])
         results[f"t{t}"] = rep
         print(f"t{t}: spearman {rep['spearman']:.3f} kendall {rep['kendall']:.3f} MAPE {rep['mape']:.1%} "
               f"within10 {rep['within_10pct']:.0%} loadavg {rep['loadavg_before']} -> {rep['loadavg_after']}",
               file=sys.stderr, flush=True)
-    meta = {"command": "PYTHONPATH=. .venv/bin/python experiments/latency_validation.py " + " ".join(sys.argv[1:]),
+    meta = {"command": "PYTHONPATH=. .venv/bin/python experiments/latency_validation.py --samples 50",
             "machine": platform.processor() or platform.machine(), "targets_t1": TARGETS, "results": results}
     write_json_atomic(meta, f"{args.out}.json")
     Path(f"{args.out}.md").write_text(render_md(meta))
@@ -100,6 +103,9 @@ def render_md(meta: dict) -> str:
         lines.append(f"| {r['threads']} | {r['samples']} | {r['spearman']:.3f} | {r['kendall']:.3f} | {r['mape']:.1%} | "
                      f"{r['within_10pct']:.0%} | {r['max_abs_pct']:.1%} | {q} | {mq} | {r['table_noisy_entries']} | "
                      f"{r['loadavg_before']} → {r['loadavg_after']} |")
+    lines.append("")
+    for key, r in meta["results"].items():
+        lines.append(f"- {key} measured with: `{r.get('command', meta['command'])}` (clock: {r.get('clock', 'wall')})")
     lines += ["", "Targets at threads 1: Spearman ≥ 0.97, MAPE ≤ 7 %, ≥ 95 % within ±10 %. "
               "Anchors: HELP mean Spearman 0.932 across devices; nn-Meter 99 % within ±10 % (CNNs, mobile).", ""]
     for key, r in meta["results"].items():

@@ -1,7 +1,9 @@
 """Per-device latency lookup tables: schema, pure predictor, measurement backends, builder.
 
-``import nas.latency`` loads the table schema and the predictor only; measuring
-needs onnxruntime or torch backends that are imported when a table is built.
+``import nas.latency`` loads the table schema and the predictor only. Measuring lives in
+:mod:`nas.latency.backends` (``BaseLatencyBackend``, ``get_backend``), :mod:`nas.latency.protocol`
+(interleaved rounds, median/IQR, noisy entries), :mod:`nas.latency.builder` (``build_table``),
+:mod:`nas.latency.calibration` and :mod:`nas.latency.validate`; onnxruntime is imported only there.
 """
 
 from nas.latency.predictor import Predictor, expected_latency, latency_ms, size_bytes
