@@ -19,6 +19,7 @@ from nas.errors import NASError
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("space", "nas.commands.space"),
+    ("trial", "nas.commands.trial"),
     ("lut", "nas.commands.lut"),
     ("search", "nas.commands.search"),
     ("export", "nas.commands.export"),

@@ -69,15 +69,19 @@ def latency_penalty(
         loss = task * factor
         penalty = loss - task
     details = {
-        "task": float(task), "expected_ms": float(expected_ms), "ratio": float(expected_ms) / target_ms,
-        "penalty": float(penalty), "lambda": float(lmbda),
+        "task": _f(task), "expected_ms": _f(expected_ms), "ratio": _f(expected_ms) / target_ms,
+        "penalty": _f(penalty), "lambda": float(lmbda),
     }
     if size_weight > 0 and expected_size is not None and size_target:
         size_pen = size_weight * torch.clamp(expected_size - size_target, min=0.0) / size_target
         loss = loss + size_pen
-        details.update(expected_size=float(expected_size), size_penalty=float(size_pen))
-    details["loss"] = float(loss)
+        details.update(expected_size=_f(expected_size), size_penalty=_f(size_pen))
+    details["loss"] = _f(loss)
     return loss, details
+
+
+def _f(t: Tensor | float) -> float:
+    return float(t.detach()) if isinstance(t, Tensor) else float(t)
 
 
 def dual_ascent(lmbda: float, violation: float, lr: float) -> float:

@@ -15,8 +15,10 @@ architecture step λ takes one dual-ascent step on the relative violation
 ``(max(E[LAT], LAT(argmax)) − T)/T`` (hinge and linear forms).
 
 Speed (CPU): the word-embedding table is frozen and only the rows a batch uses
-are fake-quantized; in weight steps the sampled bit-width is a constant, so
-only that one grid is computed instead of the whole mixture.
+are fake-quantized; with straight-through (``hard``) sampling only the sampled
+bit-width's grid is computed — a constant in weight steps, the selected path
+with its straight-through gate in architecture steps (see :func:`fast_control`)
+— instead of the whole mixture; E[LAT] still prices every option.
 
 A run checkpoints to a folder (``search.safetensors`` + ``search.json``: weights,
 architecture logits, head, optimizer moments, step, λ, history) and resumes
@@ -64,33 +66,45 @@ class SearchState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def fast_control(net: Supernet, weights: dict[str, Tensor], ids: Tensor, *, constant: bool) -> ModelControl:
-    """``net.control(weights)`` with cheaper weight transforms (same values).
+def fast_control(net: Supernet, weights: dict[str, Tensor], ids: Tensor, *, mode: str = "mixture") -> ModelControl:
+    """``net.control(weights)`` with cheaper weight transforms.
 
-    The embedding mixture is applied only to the rows ``ids`` uses (int8/int4
-    scales are per row, so this is exact); with ``constant`` one-hot weights
-    each bit mixture is replaced by the fake-quantizer of its selected option.
+    The embedding transform is applied only to the rows ``ids`` uses (int8/int4
+    scales are per row, so this is exact). ``mode`` sets the bit-width transforms:
+
+    * ``mixture`` – ``Σ_b w_b·fq_b(W)``, exactly the supernet's;
+    * ``selected`` – ``w_b*·fq_b*(W)`` for the selected option ``b*`` (the argmax
+      of a straight-through one-hot sample): the same forward value, and the
+      gradient reaches the bit logits through the selected path only (as
+      ProxylessNAS's binary gates), at the cost of one quantizer instead of all;
+    * ``constant`` – ``fq_b*(W)`` (weights given as constants: weight steps).
     """
+    if mode not in ("mixture", "selected", "constant"):
+        raise ValueError(f"mode: unknown {mode!r}")
     ctl = net.control(weights)
     space = net.space
+
+    def transform(opts: tuple[int, ...], w: Tensor):
+        if mode == "mixture":
+            return lambda W: mixed_weight(W, opts, w)
+        i = int(w.argmax())
+        b = opts[i]
+        if mode == "constant":
+            return None if b == 32 else partial(fake_quant, bits=b)
+        return lambda W: w[i] * fake_quant(W, b)
+
     emb_opts = space.options("embed.bits")
     if emb_opts != (32,):
         rows = torch.unique(ids)
-        w_e = weights["embed.bits"]
-        if constant:
-            b = emb_opts[int(w_e.argmax())]
-            ctl.embed_weight = None if b == 32 else (lambda W: W.index_put((rows,), fake_quant(W[rows], b)))
-        else:
-            ctl.embed_weight = lambda W: W.index_put((rows,), mixed_weight(W[rows], emb_opts, w_e))
-    if constant:
+        fn = transform(emb_opts, weights["embed.bits"])
+        ctl.embed_weight = None if fn is None else (lambda W: W.index_put((rows,), fn(W[rows])))
+    if mode != "mixture":
         for i, lc in enumerate(ctl.layers):
             for group in ("attn", "ffn"):
                 label = f"layer{i}.{group}.bits"
                 opts = space.options(label)
-                if opts == (32,):
-                    continue
-                b = opts[int(weights[label].argmax())]
-                setattr(lc, f"{group}_weight", None if b == 32 else partial(fake_quant, bits=b))
+                if opts != (32,):
+                    setattr(lc, f"{group}_weight", transform(opts, weights[label]))
     return ctl
 
 
@@ -135,8 +149,8 @@ class DNASSearch:
         arch_step = max(0, step - c.warmup_steps)
         return tau_schedule(arch_step, c.steps, schedule=c.tau_schedule, tau0=c.tau0, tau_min=c.tau_min)
 
-    def _task_loss(self, batch: dict[str, Tensor], weights: dict[str, Tensor], constant: bool) -> Tensor:
-        ctl = fast_control(self.net, weights, batch["ids"], constant=constant)
+    def _task_loss(self, batch: dict[str, Tensor], weights: dict[str, Tensor], mode: str) -> Tensor:
+        ctl = fast_control(self.net, weights, batch["ids"], mode=mode)
         hidden = self.net.model(batch["ids"], batch["mask"], ctl)
         loss = self.task.loss(mean_pool(hidden, batch["mask"]), batch)
         if self.config.kd_hidden_weight > 0 and self.teacher_model is not None:
@@ -152,7 +166,7 @@ class DNASSearch:
         with torch.no_grad():
             weights = {k: v.detach() for k, v in self.net.sample(tau, hard=c.hard, generator=g).items()}
         self.wopt.zero_grad(set_to_none=True)
-        loss = self._task_loss(batch, weights, constant=c.hard)
+        loss = self._task_loss(batch, weights, "constant" if c.hard else "mixture")
         loss.backward()
         self.wopt.step()
         return loss.item()
@@ -166,11 +180,13 @@ class DNASSearch:
         try:
             self.aopt.zero_grad(set_to_none=True)
             weights = self.net.sample(tau, hard=c.hard, generator=g)
-            task = self._task_loss(batch, weights, constant=False)
+            task = self._task_loss(batch, weights, "selected" if c.hard else "mixture")
             probs = self.net.probs()
             expected = self.predictor.expected_latency(probs)
-            argmax_ms = self.predictor.latency_ms(self.net.export())
-            st = expected + (max(float(expected), argmax_ms) - expected).detach()
+            with torch.no_grad():
+                argmax_ms = self.predictor.latency_ms(self.net.export())
+            exp_ms = float(expected.detach())
+            st = expected + (max(exp_ms, argmax_ms) - expected).detach()
             size_kw: dict[str, Any] = {}
             if c.size_weight > 0 and self.size_predictor is not None:
                 size_kw = dict(expected_size=self.size_predictor.expected_latency(probs) / 1e6,
@@ -182,10 +198,10 @@ class DNASSearch:
         finally:
             for p in self.weight_params:
                 p.requires_grad_(True)
-        violation = (max(float(expected), argmax_ms) - self.target) / self.target
+        violation = (max(exp_ms, argmax_ms) - self.target) / self.target
         if c.loss in ("hinge", "linear"):
             self.state.lmbda = dual_ascent(self.state.lmbda, violation, c.dual_lr)
-        details.update(expected_ms=float(expected), ratio=float(expected) / self.target,
+        details.update(expected_ms=exp_ms, ratio=exp_ms / self.target,
                        argmax_ms=argmax_ms, argmax_ratio=argmax_ms / self.target, violation=violation)
         return details
 

@@ -1,0 +1,42 @@
+import pytest
+
+from nas.errors import ConfigError
+from nas.latency import Predictor, load_table
+from nas.spaces import load_space
+from trainers.feasible import most_probable_feasible
+
+
+def _peaked(space, arch, overrides=None):
+    """log p = 0 for the current option, −10 for the others, except ``overrides``."""
+    lp = {c.label: {o: (0.0 if o == arch[c.label] else -10.0) for o in c.options} for c in space}
+    lp.update(overrides or {})
+    return lp
+
+
+def test_takes_the_cheapest_probability_loss_per_ms(tiny_table):
+    space = load_space("tiny-bert")
+    pred = Predictor(load_table(tiny_table()), space)
+    full = space.full()
+    assert pred.latency_ms(full) == pytest.approx(18.0)
+    # layer1.ffn is a coin flip between 64 and 32: moving it costs no probability and saves 2 ms.
+    lp = _peaked(space, full, {"layer1.ffn": {64: -0.693, 32: -0.693, 16: -10.0}})
+    arch, moves = most_probable_feasible(space, pred.latency_ms, lp, full, 17.0)
+    assert arch == {**full, "layer1.ffn": 32} and pred.latency_ms(arch) == pytest.approx(16.0)
+    assert len(moves) == 1 and "layer1.ffn 64→32" in moves[0]
+
+
+def test_walks_until_feasible_and_leaves_feasible_start_alone(tiny_table):
+    space = load_space("tiny-bert")
+    pred = Predictor(load_table(tiny_table()), space)
+    full = space.full()
+    arch, moves = most_probable_feasible(space, pred.latency_ms, _peaked(space, full), full, 2.0)
+    assert pred.latency_ms(arch) <= 2.0 and len(moves) >= 2
+    assert most_probable_feasible(space, pred.latency_ms, _peaked(space, full), full, 18.0) == (full, [])
+
+
+def test_unreachable_target_is_a_config_error(tiny_table):
+    space = load_space("tiny-bert")
+    pred = Predictor(load_table(tiny_table()), space)
+    assert pred.min_latency_ms() == pytest.approx(1.5)
+    with pytest.raises(ConfigError, match="target_ms"):
+        most_probable_feasible(space, pred.latency_ms, _peaked(space, space.full()), space.full(), 1.0)

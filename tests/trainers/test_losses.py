@@ -1,0 +1,69 @@
+import math
+
+import pytest
+import torch
+
+from nas.errors import ConfigError
+from trainers.losses import cosine_loss, dual_ascent, hidden_mse, kd_kl, latency_penalty
+
+
+def test_hinge_matches_hand_computation_and_gradient():
+    e = torch.tensor(15.0, requires_grad=True)
+    loss, d = latency_penalty("hinge", torch.tensor(1.0), e, 10.0, lmbda=2.0)
+    assert float(loss) == pytest.approx(1.0 + 2.0 * 5.0 / 10.0)  # task + λ·(E−T)/T = 2.0
+    loss.backward()
+    assert float(e.grad) == pytest.approx(2.0 / 10.0)  # λ/T
+    assert d["penalty"] == pytest.approx(1.0) and d["ratio"] == pytest.approx(1.5) and d["lambda"] == 2.0
+
+
+def test_hinge_is_inactive_below_target():
+    e = torch.tensor(8.0, requires_grad=True)
+    loss, d = latency_penalty("hinge", torch.tensor(0.7), e, 10.0, lmbda=5.0)
+    assert float(loss) == pytest.approx(0.7) and d["penalty"] == 0.0
+    loss.backward()
+    assert float(e.grad) == 0.0
+
+
+def test_linear_and_fbnet_forms():
+    loss, _ = latency_penalty("linear", torch.tensor(1.0), torch.tensor(15.0), 10.0, lmbda=2.0)
+    assert float(loss) == pytest.approx(1.0 + 2.0 * 1.5)
+    # task·α·(log E)^β with E = e^4: 2 · 0.2 · 4^0.5 = 0.8
+    loss, d = latency_penalty("fbnet", torch.tensor(2.0), torch.tensor(math.exp(4.0)), 10.0, alpha=0.2, beta=0.5)
+    assert float(loss) == pytest.approx(0.8) and d["penalty"] == pytest.approx(0.8 - 2.0)
+
+
+def test_size_penalty_adds_a_hinge_on_size():
+    loss, d = latency_penalty("hinge", torch.tensor(1.0), torch.tensor(5.0), 10.0, expected_size=torch.tensor(12.0),
+                              size_target=8.0, size_weight=0.5)
+    assert float(loss) == pytest.approx(1.0 + 0.5 * 4.0 / 8.0) and d["size_penalty"] == pytest.approx(0.25)
+
+
+def test_bad_form_and_target_are_config_errors():
+    with pytest.raises(ConfigError, match="loss"):
+        latency_penalty("quadratic", torch.tensor(1.0), torch.tensor(1.0), 1.0)
+    with pytest.raises(ConfigError, match="target_ms"):
+        latency_penalty("hinge", torch.tensor(1.0), torch.tensor(1.0), 0.0)
+
+
+def test_dual_ascent_raises_lambda_while_violated_and_never_goes_negative():
+    lam = 1.0
+    for _ in range(3):
+        new = dual_ascent(lam, 0.2, 0.5)
+        assert new == pytest.approx(lam + 0.1)
+        lam = new
+    assert dual_ascent(0.05, -0.5, 0.5) == 0.0
+    assert dual_ascent(1.0, -0.1, 1.0) == pytest.approx(0.9)
+
+
+def test_distillation_losses():
+    t = torch.tensor([[2.0, 0.0, -1.0]])
+    assert float(kd_kl(t, t, 2.0)) == pytest.approx(0.0, abs=1e-7)
+    s = torch.tensor([[0.0, 2.0, -1.0]])
+    p, q = torch.softmax(t / 2, -1), torch.softmax(s / 2, -1)
+    assert float(kd_kl(s, t, 2.0)) == pytest.approx(float((p * (p / q).log()).sum() * 4), rel=1e-5)
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert float(cosine_loss(a, 3 * a)) == pytest.approx(0.0, abs=1e-7)
+    assert float(cosine_loss(a, a.flip(0))) == pytest.approx(1.0)
+    h = torch.zeros(1, 2, 2)
+    mask = torch.tensor([[1, 0]])
+    assert float(hidden_mse(h + torch.tensor([[[1.0, 1.0], [9.0, 9.0]]]), h, mask)) == pytest.approx(1.0)
