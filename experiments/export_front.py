@@ -34,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nas.errors import ExportError  # noqa: E402
 from nas.export import export_trial  # noqa: E402
 from nas.latency import load_table  # noqa: E402
 from nas.latency.table import write_json_atomic  # noqa: E402
@@ -127,7 +128,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default: the table's protocol)")
     ap.add_argument("--out", default=str(REPORTS / "export_front"))
+    ap.add_argument("--render", action="store_true", help="only rewrite the markdown from --out's JSON (no measuring)")
     args = ap.parse_args()
+    if args.render:
+        out = Path(args.out)
+        report = finish(json.loads(Path(f"{out}.json").read_text()))
+        write_json_atomic(report, Path(f"{out}.json"))
+        Path(f"{out}.md").write_text(markdown(report))
+        return 0
     if bool(args.study) == bool(args.derived):
         ap.error("give --study (with --storage) or --derived N")
     t_start = time.perf_counter()
@@ -148,14 +156,20 @@ def main() -> int:
         out = work / "exports" / f"trial{p.trial}"
         log(f"export {i + 1}/{len(front)}: trial {p.trial} {p.arch_summary}")
         t0 = time.perf_counter()
-        m = export_trial(study=study, storage=storage, trial=p.trial, out=out, log=sys.stderr)
+        try:
+            m = export_trial(study=study, storage=storage, trial=p.trial, out=out, keep_failed=True, log=sys.stderr)
+        except ExportError as e:  # recorded in the report, not hidden
+            log(str(e))
+            m = json.loads((out / "manifest.json").read_text())
         table = table or load_table(m["latency_table"]["path"] or m["latency_table"]["id"])
         c = m["checks"]
         rows.append({
             "trial": p.trial, "arch": m["arch_summary"], "size_mb": m["size"]["mb"], "quality": p.quality,
             "predicted_ms": c["latency"]["predicted_ms"], "export_measured_ms": c["latency"]["median_ms"],
             "export_iqr_ms": c["latency"]["iqr_ms"], "parity_fp32": c["parity_fp32"]["value"],
-            "cosine_quant": c["cosine_quant"]["value"], "metric": c["metric_quant"]["metric"],
+            "cosine_quant": c["cosine_quant"]["value"],
+            "cosine_random_tokens": min(c["cosine_quant"]["random_tokens"].values()),
+            "checks_failed": [k for k, v in c.items() if v["ok"] is False], "metric": c["metric_quant"]["metric"],
             "metric_pytorch": c["metric_quant"]["pytorch"], "metric_onnx_quant": c["metric_quant"]["onnx_quant"],
             "hf": m["hf"]["expressible"], "export_s": round(time.perf_counter() - t0, 1),
             "env_mismatches": m["latency_table"].get("environment_mismatches", []),
@@ -171,21 +185,55 @@ def main() -> int:
                   "rel_error": (s["median_ms"] - r["predicted_ms"]) / r["predicted_ms"],
                   "speedup_vs_fp32": full32 / s["median_ms"], "speedup_vs_int8": full8 / s["median_ms"]})
         r["metric_diff"] = r["metric_onnx_quant"] - r["metric_pytorch"]
-        r["ok"] = {"latency": abs(r["rel_error"]) <= TARGETS["latency_rel"],
+        r["ok"] = {"latency": abs(r["rel_error"]) <= TARGETS["latency_rel"], "cosine": r["cosine_quant"] >= 0.999,
                    "parity": r["parity_fp32"] <= TARGETS["parity"],
                    "metric": abs(r["metric_diff"]) <= TARGETS["metric_points"]}
-    report = {
+    report = finish({
         "source": source, "study": study, "table": table.id, "protocol": proto, "threads": table.threads,
         "batch": table.batch, "seq": table.seq, "targets": TARGETS,
         "baselines": {k: stats[k] for k in ("full_fp32", "full_int8")}, "points": rows,
         "loadavg_before": load0, "loadavg_after": os.getloadavg(),
         "seconds": round(time.perf_counter() - t_start, 1), "work_dir": str(work),
-    }
+    })
     out = Path(args.out)
-    write_json_atomic(report, out.with_suffix(".json"))
-    out.with_suffix(".md").write_text(markdown(report))
-    log(f"wrote {out.with_suffix('.md')} and .json")
+    write_json_atomic(report, Path(f"{out}.json"))
+    Path(f"{out}.md").write_text(markdown(report))
+    log(f"wrote {Path(f'{out}.md')} and .json")
     return 0
+
+
+def finish(r: dict) -> dict:
+    """Derived figures: each point's latency error after dividing out the full model's measured/predicted ratio.
+
+    The interleaved run measures the full MiniLM too; on a busy machine every model slows down
+    alike, so ``(measured/predicted) / (full measured/full predicted) − 1`` separates the table's
+    error from the machine's state. It is a diagnostic next to the raw error, not a replacement.
+    """
+    from nas.latency import latency_ms
+    from nas.spaces import load_space
+
+    space = load_space("minilm-l6")
+    full_pred = latency_ms(load_table(TABLE), space, space.full())
+    ratio = r["baselines"]["full_fp32"]["median_ms"] / full_pred
+    r["full_fp32_predicted_ms"], r["full_ratio"] = full_pred, ratio
+    for p in r["points"]:
+        p["rel_error_load_adjusted"] = p["measured_ms"] / p["predicted_ms"] / ratio - 1
+    return r
+
+
+def _cosine_summary(points: list[dict]) -> str:
+    def has_int8_linear(arch: str) -> bool:
+        fields = {f[0]: f[1:] for f in arch.split()}
+        return "8" in (fields.get("A", "") + "," + fields.get("M", "")).split(",")
+
+    parts = []
+    for label, group in (("with 8-bit linears", [p for p in points if has_int8_linear(p["arch"])]),
+                         ("without", [p for p in points if not has_int8_linear(p["arch"])])):
+        if group:
+            lo, hi = min(p["cosine_quant"] for p in group), max(p["cosine_quant"] for p in group)
+            diff = max(abs(p["metric_diff"]) for p in group)
+            parts.append(f"{len(group)} point(s) {label}: cosine {lo:.4f}–{hi:.4f}, metric |Δ| ≤ {diff:.2f}")
+    return "; ".join(parts)
 
 
 def markdown(r: dict) -> str:
@@ -200,30 +248,47 @@ def markdown(r: dict) -> str:
         f"{', '.join(f'{x:.1f}' for x in r['loadavg_before'])} / {', '.join(f'{x:.1f}' for x in r['loadavg_after'])} "
         "(2 cores shared with other jobs: figures are noisy).",
         "",
-        f"Baselines: full MiniLM fp32 **{b['full_fp32']['median_ms']:.2f} ms** (IQR {b['full_fp32']['iqr_ms']:.2f}); "
+        f"Baselines: full MiniLM fp32 **{b['full_fp32']['median_ms']:.2f} ms** (IQR {b['full_fp32']['iqr_ms']:.2f}; "
+        f"the table predicts {r['full_fp32_predicted_ms']:.2f} ms, ratio {r['full_ratio']:.3f}); "
         f"ORT dynamic int8 **{b['full_int8']['median_ms']:.2f} ms** (IQR {b['full_int8']['iqr_ms']:.2f}).",
         "",
-        "| trial | architecture | predicted ms | measured ms (IQR) | error | fp32 parity | quant cosine | "
+        "| trial | architecture | predicted ms | measured ms (IQR) | error | error ÷ full's ratio | fp32 parity | quant cosine, text (random tokens) | "
         "metric PyTorch → ONNX int (Δ) | speed-up vs fp32 | vs ORT int8 | HF |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in r["points"]:
         lines.append(
             f"| {p['trial']} | `{p['arch']}` | {p['predicted_ms']:.2f} | {p['measured_ms']:.2f} ({p['iqr_ms']:.2f}) | "
-            f"{p['rel_error']:+.1%}{'' if p['ok']['latency'] else ' ✗'} | {p['parity_fp32']:.1e} | "
-            f"{p['cosine_quant']:.5f} | {p['metric_pytorch']:.2f} → {p['metric_onnx_quant']:.2f} "
+            f"{p['rel_error']:+.1%}{'' if p['ok']['latency'] else ' ✗'} | {p['rel_error_load_adjusted']:+.1%} | "
+            f"{p['parity_fp32']:.1e} | "
+            f"{p['cosine_quant']:.5f}{'' if p['ok']['cosine'] else ' ✗'} ({p['cosine_random_tokens']:.4f}) | {p['metric_pytorch']:.2f} → {p['metric_onnx_quant']:.2f} "
             f"({p['metric_diff']:+.2f}) | {p['speedup_vs_fp32']:.2f}× | {p['speedup_vs_int8']:.2f}× | "
             f"{'yes' if p['hf'] else 'no'} |")
     n = len(r["points"])
-    ok = {k: sum(p["ok"][k] for p in r["points"]) for k in ("latency", "parity", "metric")}
+    ok = {k: sum(p["ok"][k] for p in r["points"]) for k in ("latency", "parity", "metric", "cosine")}
     lines += [
         "",
         f"Targets met: latency within ±10 % for **{ok['latency']}/{n}**, fp32 parity ≤ 1e-4 for "
-        f"**{ok['parity']}/{n}**, quantized metric within 1 point for **{ok['metric']}/{n}**.",
+        f"**{ok['parity']}/{n}**, quantized metric within 1 point for **{ok['metric']}/{n}**, quantized cosine "
+        f"≥ 0.999 on text for **{ok['cosine']}/{n}**.",
         "",
         f"Metric: {r['points'][0]['metric'] if n else 'n/a'} (points). Each row's export also re-measured latency "
         "on its own (in the manifest); the table above uses the interleaved measurement.",
         f"Wall time {r['seconds']:.0f} s.",
+        "",
+        "Notes:",
+        "",
+        "* *error ÷ full's ratio*: the full MiniLM, measured in the same interleaved run, is itself off its "
+        "prediction by the ratio above; dividing it out separates the table's error from the machine's load "
+        "(a diagnostic; the target is judged on the raw error).",
+        "* Quantized cosine: the graph's weights equal the subnet's exactly (int4 MatMulNBits and int8 codes are "
+        "put on the subnet's own grid, tested in `tests/export/test_quantize_grid.py`); what remains is "
+        "onnxruntime's *dynamic* int8, which also quantizes the activations of 8-bit linears per tensor at run "
+        f"time (the int8 embedding Gather is weight-only). In this run: {_cosine_summary(r['points'])}.",
+        "* The metric is teacher fidelity (the `wordnet-embed` metric); a `wordnet-nouns` trial's fine-tuned "
+        "classification head is not saved with its subnet, so its accuracy is not recomputed here.",
+        "* Speed-ups are medians of the interleaved run; the ORT int8 baseline quantizes every linear of the full "
+        "model (`quantize_dynamic`, per-channel) and leaves the embeddings fp32.",
         "",
     ]
     return "\n".join(lines)

@@ -36,6 +36,8 @@ def register(sub) -> None:
     rule.add_argument("--best-quality", action="store_true", help="the highest-quality Pareto-front point")
     p.add_argument("--out", help="folder to create")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="when a check fails, keep the folder (manifest ok: false); still exits 1")
     p.add_argument("--check", metavar="DIR", help="re-verify an exported folder instead of exporting")
     p.add_argument("--shapes", nargs="+", default=["1x8", "2x17", "4x32"], metavar="BxT",
                    help="batch×sequence shapes of the parity checks (>= 3; default 1x8 2x17 4x32)")
@@ -81,7 +83,7 @@ def cmd_export(args) -> int:
     manifest = export_trial(
         study=args.study, storage=args.storage, trial=args.trial, max_latency_ms=args.max_latency,
         best_quality=args.best_quality, out=args.out, force=args.force, measure_latency=not args.no_latency,
-        log=sys.stderr, **opts,
+        keep_failed=args.keep_failed, log=sys.stderr, **opts,
     )
     if args.format == "json":
         print(json.dumps(manifest, indent=1, default=str))

@@ -13,7 +13,7 @@ Folder layout::
     model.safetensors  subnet.json    the subnet (nas.load_subnet(DIR))
     arch.json                         {space, arch, arch_summary, layers}
     hf/config.json  hf/model.safetensors   transformers' AutoModel (when expressible)
-    model.onnx                        fp32 graph, weight nodes named layer{i}.attn.q ...
+    model.onnx                        fp32 graph, weight nodes named layers.{k}.attn.q ... (nas.export.onnx)
     model.quant.onnx                  per-node int8 / int4 (MatMulNBits) / fp16 / fp32
     manifest.json                     see nas.export.manifest
 """
@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nas.errors import ConfigError, ExportError
+from nas.export.artifacts import ARCH_JSON, FP32, HF_DIR, QUANT, write_artifacts
 from nas.export.manifest import MANIFEST, MANIFEST_SCHEMA, file_hashes, now, read_manifest, versions, write_manifest
 from nas.export.verify import DEFAULT_SHAPES, Check, failures
 
-FP32, QUANT, ARCH_JSON, HF_DIR = "model.onnx", "model.quant.onnx", "arch.json", "hf"
 
 
 def _log(log: TextIO | None, msg: str) -> None:
@@ -59,83 +59,6 @@ def _check_options(shapes: Sequence[tuple[int, int]], tolerance: float, min_cosi
     return shapes  # type: ignore[return-value]
 
 
-def node_labels(subnet: Any) -> dict[str, str]:
-    """``{ONNX node name: bits label}``: ``layers.{k}.attn.q`` takes ``layer{i}.attn.bits`` of the original layer ``i``."""
-    from nas.export.onnx import EMBED_NODE
-
-    out = {EMBED_NODE: "embed.bits"}
-    for k, ld in enumerate(subnet.model.layer_dims):
-        for name in ("q", "k", "v", "o"):
-            out[f"layers.{k}.attn.{name}"] = f"layer{ld.index}.attn.bits"
-        for name in ("gate", "up", "down"):
-            if hasattr(subnet.model.layers[k].ffn, name):
-                out[f"layers.{k}.ffn.{name}"] = f"layer{ld.index}.ffn.bits"
-    return out
-
-
-def applied_formats(quant_path: str | Path, nodes: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """What the quantized graph actually holds for each named node, read back from the file.
-
-    The quantizers rename a node ``n`` to ``n_Q4`` (MatMulNBits) or ``n_quant``
-    (MatMulInteger), or put ``n.cast`` in front (fp16); weights keep ``n.`` as
-    their initializer prefix (an int8 Gather reads ``embed.word.weight_quantized``).
-    """
-    import onnx
-    from onnx import TensorProto
-
-    graph = onnx.load(str(quant_path)).graph
-    out = {}
-    for n in nodes:
-        ops = sorted({g.op_type for g in graph.node if g.name == n or g.name.startswith((f"{n}_", f"{n}."))})
-        types = {i.data_type for i in graph.initializer if i.name.startswith(f"{n}.")}
-        if {"MatMulNBits", "GatherBlockQuantized"} & set(ops):
-            fmt = "int4"
-        elif "MatMulInteger" in ops or types & {TensorProto.INT8, TensorProto.UINT8}:
-            fmt = "int8"
-        elif "Cast" in ops or TensorProto.FLOAT16 in types:
-            fmt = "fp16"
-        else:
-            fmt = "fp32"
-        out[n] = {"applied": fmt, "ops": ops}
-    return out
-
-
-def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) -> dict[str, Any]:
-    """Write every file but the manifest into the new folder ``directory``.
-
-    Returns:
-        ``{"nodes": {node: {label, bits, applied, ops}}, "hf": {expressible, reason, dir}}``.
-    """
-    from nas.export.hf import expressible, save_hf
-    from nas.export.onnx import export_onnx
-    from nas.export.quantize import bits_by_node, quantize_onnx
-    from nas.spaces.summary import format_arch
-
-    subnet.save(directory)
-    arch = {
-        "space": {"name": subnet.space.name, "hash": subnet.space.hash},
-        "arch": subnet.arch,
-        "arch_summary": format_arch(subnet.space, subnet.arch),
-        "layers": [[ld.index, ld.num_heads, ld.intermediate] for ld in subnet.model.layer_dims],
-    }
-    (directory / ARCH_JSON).write_text(json.dumps(arch, indent=1))
-    ok, why = expressible(subnet)
-    if ok:
-        save_hf(subnet, directory / HF_DIR)
-    _log(log, f"hf: {why}")
-    export_onnx(subnet, directory / FP32)
-    labels = node_labels(subnet)
-    bits = bits_by_node(subnet)
-    quantize_onnx(directory / FP32, directory / QUANT, {n: b for n, b in bits.items() if b < 32})
-    applied = applied_formats(directory / QUANT, sorted(labels))
-    counts: dict[str, int] = {}
-    for a in applied.values():
-        counts[a["applied"]] = counts.get(a["applied"], 0) + 1
-    _log(log, "onnx: fp32 written; quantized " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    nodes = {n: {"label": labels[n], "bits": bits[n], **applied[n]} for n in sorted(labels)}
-    return {"nodes": nodes, "hf": {"expressible": ok, "reason": why, "dir": HF_DIR if ok else None}}
-
-
 def verify_export(
     directory: str | Path,
     *,
@@ -153,7 +76,7 @@ def verify_export(
         directory: an exported folder (or one being written).
         shapes: batch×sequence shapes for the parity and cosine checks (≥ 3).
         tolerance: max abs diff allowed between fp32 ONNX (and HF) and the PyTorch subnet.
-        min_cosine: min cosine between the quantized ONNX and the fake-quantized subnet.
+        min_cosine: min cosine between the quantized ONNX and the fake-quantized subnet (on real text).
         metric_tolerance: points the quantized ONNX's task metric may differ from the subnet's.
         latency_table: a :class:`~nas.latency.LatencyTable` to re-measure against (None: skip).
         latency_tolerance: relative bound on measured vs predicted latency (None: report only).
@@ -162,7 +85,7 @@ def verify_export(
         The checks, in order; see :func:`nas.export.verify.failures`.
     """
     from nas.export import verify as V
-    from nas.export.metric import teacher_fidelity
+    from nas.export.metric import eval_inputs, teacher_fidelity
     from nas.supernet.derive import load_subnet
 
     directory = Path(directory)
@@ -187,7 +110,9 @@ def verify_export(
         _log(log, f"check parity_hf: {c.detail}")
     fq = V.fake_quantized(subnet)
     quant = V.session(directory / QUANT)
-    checks.append(V.check_cosine(fq, quant, vocab, shapes=shapes, min_cosine=min_cosine))
+    source, ids, mask = eval_inputs(subnet.space)
+    shaped = {f"{b}x{t}": V.inputs(vocab, b, t) for b, t in shapes}
+    checks.append(V.check_cosine(fq, quant, {source: (ids, mask)}, min_cosine=min_cosine, report_only=shaped))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     name, metric = teacher_fidelity(subnet.space)
     checks.append(V.check_metric(metric, name, subnet, quant, tolerance_points=metric_tolerance))
@@ -241,6 +166,7 @@ def export_trial(
     metric_tolerance: float = 1.0,
     measure_latency: bool = True,
     latency_tolerance: float | None = None,
+    keep_failed: bool = False,
     log: TextIO | None = None,
 ) -> dict[str, Any]:
     """Export one trial of a study into ``out``, verified, with a manifest.
@@ -258,6 +184,7 @@ def export_trial(
         force: replace an existing ``out``.
         shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance: see :func:`verify_export`.
         measure_latency: re-measure ``model.quant.onnx`` with the trial's latency table.
+        keep_failed: when a check fails, still put the folder (manifest ``ok: false``) in place, then raise.
         log: a stream for progress lines (e.g. ``sys.stderr``).
 
     Returns:
@@ -268,7 +195,8 @@ def export_trial(
         StorageError: unknown storage, study or trial; a trial that is not COMPLETE.
         ModelError: missing or corrupted subnet weights.
         LatencyTableError: the trial's latency table cannot be loaded.
-        ExportError: a verification check failed (the message names each one and by how much).
+        ExportError: a verification check failed (the message names each one and by how much);
+            no folder is left unless ``keep_failed``.
 
     Example:
         >>> import nas.export
@@ -331,7 +259,7 @@ def export_trial(
             manifest["latency_table"]["environment_mismatches"] = _env_mismatches(table)
         write_manifest(tmp, manifest)
         failed = failures(checks)
-        if failed:
+        if failed and not keep_failed:
             raise ExportError(failure_message(failed))
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -343,6 +271,8 @@ def export_trial(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if failed:
+        raise ExportError(failure_message(failed) + f" (folder kept: {out})")
     _log(log, f"wrote {out}")
     return manifest
 

@@ -13,7 +13,10 @@ Per node (a MatMul named after its linear, or the ``embed.word`` Gather, see
   channel, activations quantized at run time (``MatMulInteger``); for the
   embedding Gather, int8 weights (``DequantizeLinear`` + Gather);
 * 4 – ``MatMulNBitsQuantizer``: symmetric int4 in blocks of 32 input features
-  (``MatMulNBits``; ``GatherBlockQuantized`` for the embedding).
+  (``MatMulNBits``; ``GatherBlockQuantized`` for the embedding); the MatMul
+  codes and scales are then set to the supernet's grid (−7..7, ``absmax/7``,
+  see :func:`_onto_supernet_grid`), so the graph computes with exactly the
+  derived subnet's weights.
 """
 
 from __future__ import annotations
@@ -92,6 +95,96 @@ def _to_fp16(proto: Any, names: list[str]) -> Any:
     return proto
 
 
+def _matmul_weights(proto: Any, names: list[str]) -> dict[str, Any]:
+    """``{node: B}`` (the fp32 ``K×N`` right operand) of the named MatMul nodes."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    return {n.name: numpy_helper.to_array(inits[n.input[1]]) for n in proto.graph.node
+            if n.name in names and n.op_type == "MatMul"}
+
+
+def grid_scales(groups: Any, qmax: int, *, tol: float = 1e-3) -> Any:
+    """One scale per row of ``groups`` (G × L) that puts every value on an integer code in ``−qmax..qmax``.
+
+    A derived subnet's weights already lie on a symmetric grid, but its scale may
+    come from the *unsliced* pretrained row or block (``derive`` quantizes, then
+    slices), so ``absmax/qmax`` of the kept values is not always it. The scale is
+    ``absmax/j`` for the largest ``j ≤ qmax`` that makes every ``value·j/absmax``
+    an integer (within ``tol``); rows off any grid (e.g. fine-tuned without fake
+    quantization) get the plain ``absmax/qmax``.
+    """
+    import numpy as np
+
+    g = np.asarray(groups, dtype=np.float64)
+    absmax = np.abs(g).max(-1)
+    safe = np.maximum(absmax, 1e-12)
+    unit = g / safe[:, None]
+    levels = np.full(len(g), qmax, dtype=np.float64)
+    found = np.zeros(len(g), dtype=bool)
+    for j in range(qmax, 0, -1):
+        x = unit * j
+        ok = ~found & (np.abs(x - np.round(x)).max(-1) < tol)
+        levels[ok] = j
+        found |= ok
+    return safe / levels
+
+
+def _onto_supernet_grid(proto: Any, weights: Mapping[str, Any]) -> None:
+    """Rewrite each ``MatMulNBits`` node's codes and scales onto :mod:`nas.supernet.quant`'s int4 grid.
+
+    ``MatMulNBitsQuantizer`` (symmetric) picks ``scale = absmax/8`` and codes −8..7;
+    the supernet uses −7..7 (:func:`grid_scales` recovers each block's scale). Same
+    node, same kernel (so the same latency), but the graph then computes with exactly
+    the derived subnet's weights: codes ``q + 8`` (the kernel's implied zero point 8),
+    packed two per byte, low nibble first.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type != "MatMulNBits" or not node.name.endswith("_Q4") or node.name[:-3] not in weights:
+            continue
+        w = weights[node.name[:-3]].T.astype(np.float64)  # (N, K): output channels × input features
+        n_out, k = w.shape
+        blocks = -(-k // INT4_BLOCK)
+        padded = np.zeros((n_out, blocks * INT4_BLOCK))
+        padded[:, :k] = w
+        grouped = padded.reshape(n_out * blocks, INT4_BLOCK)
+        scale = grid_scales(grouped, 7)
+        codes = (np.clip(np.round(grouped / scale[:, None]), -7, 7) + 8).astype(np.uint8)
+        codes = codes.reshape(n_out, blocks, INT4_BLOCK)
+        packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
+        b_init, s_init = inits[node.input[1]], inits[node.input[2]]
+        old_b, old_s = numpy_helper.to_array(b_init), numpy_helper.to_array(s_init)
+        b_init.CopyFrom(numpy_helper.from_array(packed.reshape(old_b.shape).astype(np.uint8), b_init.name))
+        s_init.CopyFrom(numpy_helper.from_array(scale.astype(old_s.dtype).reshape(old_s.shape), s_init.name))
+
+
+def _int8_onto_supernet_grid(proto: Any, weights: Mapping[str, Any]) -> None:
+    """Set ``quantize_dynamic``'s per-channel int8 codes and scales to the derived weights' own grid.
+
+    For a MatMul weight ``W`` (``K×N``) the quantizer writes ``<W>_quantized``
+    (int8) and ``<W>_scale`` (N); with :func:`grid_scales` they encode exactly the
+    subnet's weights even where ``derive`` sliced a row after quantizing it.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    for name, b in weights.items():
+        q_init, s_init = inits.get(f"{name}_quantized"), inits.get(f"{name}_scale")
+        if q_init is None or s_init is None or numpy_helper.to_array(s_init).size != b.shape[1]:
+            continue
+        w = b.T.astype(np.float64)  # (N, K)
+        scale = grid_scales(w, 127)
+        codes = np.clip(np.round(w / scale[:, None]), -127, 127).astype(np.int8).T
+        q_init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(codes), q_init.name))
+        old = numpy_helper.to_array(s_init)
+        s_init.CopyFrom(numpy_helper.from_array(scale.astype(old.dtype).reshape(old.shape), s_init.name))
+
+
 def quantize_onnx(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -134,6 +227,7 @@ def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accur
     with tempfile.TemporaryDirectory() as tmp:
         if by_bits[4]:
             types = ("MatMul", "Gather") if EMBED_NODE in by_bits[4] else ("MatMul",)
+            fp32_weights = _matmul_weights(proto, by_bits[4])
             q = MatMulNBitsQuantizer(
                 proto, bits=4, block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=accuracy_level,
                 nodes_to_include=by_bits[4], op_types_to_quantize=types,
@@ -142,8 +236,11 @@ def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accur
             )
             q.process()
             proto = q.model.model
+            _onto_supernet_grid(proto, fp32_weights)
         if by_bits[8]:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "int8.onnx"
+            weights = _matmul_weights(proto, by_bits[8])
+            int8_weights = {n.input[1]: weights[n.name] for n in proto.graph.node if n.name in weights}
             onnx.save_model(proto, str(src))
             quantize_dynamic(
                 str(src), str(dst), per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
@@ -151,6 +248,7 @@ def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accur
                 extra_options={"WeightSymmetric": True, "MatMulConstBOnly": True},
             )
             proto = onnx.load(str(dst))
+            _int8_onto_supernet_grid(proto, int8_weights)
         if by_bits[16]:
             proto = _to_fp16(proto, by_bits[16])
         fd, tmp_out = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".onnx", dir=out_path.parent)

@@ -86,3 +86,14 @@ def test_failed_check_aborts_export_without_output(smoke_study, tmp_path, monkey
         export_trial(study="smoke", storage=smoke_study.url, trial=smoke_study.numbers["mixed"], out=out,
                      tolerance=1e-30, measure_latency=False)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_keep_failed_leaves_the_folder_with_a_failing_manifest(smoke_study, tmp_path):
+    import json
+
+    out = tmp_path / "o"
+    with pytest.raises(ExportError, match=r"check failed: parity_fp32: .* \(folder kept: .*o\)"):
+        export_trial(study="smoke", storage=smoke_study.url, trial=smoke_study.numbers["mixed"], out=out,
+                     tolerance=1e-30, measure_latency=False, keep_failed=True)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["ok"] is False and m["checks"]["parity_fp32"]["ok"] is False and m["checks"]["cosine_quant"]["ok"]

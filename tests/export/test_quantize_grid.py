@@ -1,0 +1,57 @@
+"""The quantized graph computes with exactly the derived subnet's weights (int4 and int8 codes on its grid)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from onnx import numpy_helper
+
+import nas
+from nas.export.onnx import export_onnx
+from nas.export.quantize import bits_by_node, grid_scales, quantize_onnx
+from nas.export.verify import run, session
+from tests.conftest import batch
+
+
+def test_grid_scales_by_hand():
+    # absmax 1: j=7 gives 3.5, j=6 gives 1.5, j=5 gives 2.5/1.25 — j=4 makes 2, -4, 1 integers: scale 1/4
+    # second row is off every grid with j <= 7 (0.3·j never an integer together with 1·j): absmax/7
+    s = grid_scales(np.array([[0.5, -1.0, 0.25], [0.3, 1.0, 0.0]]), 7)
+    assert s == pytest.approx([0.25, 1 / 7])
+    assert grid_scales(np.array([[0.0, 0.0]]), 7)[0] > 0  # an all-zero group gets a usable scale
+
+
+@pytest.mark.parametrize("family", ["tiny-bert", "tiny-llama"])
+def test_int4_graph_equals_the_subnet(family, tmp_path):
+    """Sliced layers (FFN 16 of 64, 1 head) keep the unsliced rows' grid; the graph must match it exactly."""
+    space = nas.load_space(family)
+    arch = space.full()
+    arch.update({label: 4 for label in arch if label.endswith(".bits") and label != "embed.bits"})
+    arch["layer1.ffn"], arch["layer1.heads"] = space.options("layer1.ffn")[-1], space.options("layer1.heads")[-1]
+    sub = nas.derive(nas.Supernet.build(space), arch)
+    fp32 = export_onnx(sub, tmp_path / "f.onnx")
+    quant = quantize_onnx(fp32, tmp_path / "q.onnx", bits_by_node(sub))
+    ids, mask = batch(128, b=3, t=11)
+    with torch.no_grad():
+        ref = sub(ids, mask).numpy()
+    assert np.abs(run(session(quant), ids, mask) - ref).max() < 1e-5
+
+
+def test_int8_weights_equal_the_subnet(tmp_path):
+    """Dynamic int8 quantizes activations too (not exact); its weight codes × scales are the subnet's weights."""
+    import onnx
+
+    space = nas.load_space("tiny-bert")
+    arch = space.full()
+    arch.update({label: 8 for label in arch if label.endswith(".bits") and label != "embed.bits"})
+    arch["layer0.ffn"] = space.options("layer0.ffn")[-1]  # ffn.down keeps 16 of 64 inputs of each row
+    sub = nas.derive(nas.Supernet.build(space), arch)
+    quant = quantize_onnx(export_onnx(sub, tmp_path / "f.onnx"), tmp_path / "q.onnx", bits_by_node(sub))
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(quant)).graph.initializer}
+    state = sub.model.state_dict()
+    names = [k[: -len(".weight_t_quantized")] for k in inits if k.endswith(".weight_t_quantized")]
+    assert len(names) == 12
+    for n in names:
+        w = inits[f"{n}.weight_t_quantized"].astype(np.float64) * inits[f"{n}.weight_t_scale"][None, :]
+        assert np.abs(w.T - state[f"{n}.weight"].numpy()).max() < 1e-6, n
