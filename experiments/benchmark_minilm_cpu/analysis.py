@@ -42,7 +42,8 @@ def fidelity(points: Sequence[Mapping[str, Any]], within: float = 0.10) -> dict[
     if not pairs:
         return out
     rel = [(pr - m) / m for pr, m in pairs]
-    out.update(mape=sum(abs(r) for r in rel) / len(rel), within_share=sum(abs(r) <= within for r in rel) / len(rel),
+    out.update(mape=sum(abs(r) for r in rel) / len(rel),
+               within_share=sum(abs(r) <= within + 1e-9 for r in rel) / len(rel),  # ±within inclusive
                mean_signed=sum(rel) / len(rel), max_abs=max(abs(r) for r in rel))
     if len(pairs) >= 3:
         from scipy.stats import spearmanr

@@ -1,0 +1,60 @@
+"""Pure analysis of measured points, on numbers worked out by hand."""
+
+import pytest
+
+from experiments.benchmark_minilm_cpu import analysis as A
+
+
+def pt(method, name, acc, ms, predicted=None, target=None, ms2=None):
+    lat = {"t1": {"median_ms": ms, "iqr_ms": 0.0}, "t2": {"median_ms": ms2 or ms, "iqr_ms": 0.0}}
+    return {"method": method, "name": name, "accuracy": acc, "latency": lat, "predicted_ms": predicted,
+            "target_ms": target}
+
+
+POINTS = [
+    pt("dnas", "a", 0.80, 4.0, predicted=4.4, target=5.0),   # +10 % error, hits T
+    pt("dnas", "b", 0.70, 2.0, predicted=2.0, target=1.5),   # exact, misses T (2.0 > 1.5; 1.1·T = 1.65)
+    pt("dnas", "c", 0.60, 3.0, predicted=2.4, target=3.0),   # dominated by b; −20 % error
+]
+
+
+def test_front_drops_dominated_points_fastest_first():
+    assert [p["name"] for p in A.front(POINTS)] == ["b", "a"]
+
+
+def test_hypervolume_is_normalised_by_the_teacher_latency():
+    # latency / 8 ms: b (0.70, 0.25), a (0.80, 0.5); ref (0, 1): 0.70·0.25 + 0.80·0.5 = 0.575
+    assert A.hypervolume(POINTS, teacher_ms=8.0, ref={"accuracy": 0.0, "latency_fraction": 1.0}) == pytest.approx(0.575)
+
+
+def test_fidelity_counts_errors_relative_to_the_measurement():
+    f = A.fidelity(POINTS)
+    assert f["n"] == 3
+    assert f["mape"] == pytest.approx((0.1 + 0.0 + 0.2) / 3)
+    assert f["within_share"] == pytest.approx(2 / 3)  # +10 % counts as within ±10 %
+    assert f["spearman"] == pytest.approx(1.0)
+
+
+def test_budget_hits_measured_and_predicted():
+    h = A.budget_hits(POINTS)
+    assert h == {"n": 3, "measured_hit_rate": pytest.approx(2 / 3), "predicted_hit_rate": pytest.approx(2 / 3),
+                 "within_10pct_of_target_rate": pytest.approx(2 / 3)}
+
+
+def test_best_speedup_within_the_accuracy_drop():
+    # teacher 0.81: within 1 pt only a (0.80 @ 4 ms); int8 baseline 12 ms -> 3×
+    s = A.best_speedup(POINTS, teacher_acc=0.81, max_drop=0.01, baseline_ms=12.0)
+    assert s["name"] == "dnas/a" and s["speedup"] == pytest.approx(3.0)
+    assert A.best_speedup(POINTS, teacher_acc=0.95, max_drop=0.01, baseline_ms=12.0) is None
+
+
+def test_targets_report_met_and_gap():
+    goals = {"max_accuracy_drop_points": 1.0, "speedup_vs_teacher_int8": 3.0, "hv_ratio_vs_nsga2": 1.2,
+             "hv_ratio_vs_random": 1.3, "latency_within": 0.10, "latency_within_share": 0.95}
+    summary = {"speedup": {"dnas": {"speedup": 2.5, "name": "dnas/a"}},
+               "hypervolume": {"dnas": 0.6, "nsga2": 0.5, "random": 0.4},
+               "fidelity": {"search_fronts": {"n": 4, "within_share": 1.0}}}
+    rows = A.targets(summary, goals)
+    assert [r["met"] for r in rows] == [False, True, True, True]
+    assert rows[0]["gap"] == pytest.approx(-0.5) and rows[1]["value"] == pytest.approx(1.2)
+    assert rows[2]["value"] == pytest.approx(1.5)
