@@ -124,7 +124,8 @@ def summarize(points: list[dict[str, Any]], runs: dict[str, Any], cfg: BenchConf
         "teacher": {"accuracy": teacher["accuracy"], "latency_ms_t1": t_ms, "int8_latency_ms_t1": A.lat(teacher_int8),
                     "int8_accuracy": teacher_int8["accuracy"]},
         "reference_ms": cfg.reference["latency_fraction"] * t_ms,
-        "hypervolume": {m: A.hypervolume(ps, teacher_ms=t_ms, ref=cfg.reference) for m, ps in by.items() if ps},
+        "hypervolume": {m: A.hypervolume(ps, teacher_ms=t_ms, ref=cfg.reference) for m, ps in by.items()
+                        if ps or m in runs},  # a method that ran but finished no trial scores 0
         "hypervolume_t2": {m: A.hypervolume(ps, teacher_ms=A.lat(teacher, 2), ref=cfg.reference, threads=2)
                            for m, ps in by.items() if ps and 2 in cfg.threads},
         "front_sizes": {m: len(f) for m, f in fronts.items()},
