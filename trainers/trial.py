@@ -30,6 +30,7 @@ from nas.models.sources import load_model
 from nas.spaces.loader import load_space
 from nas.spaces.summary import format_arch
 from nas.supernet.derive import derive
+from nas.supernet.head import head_from_linear
 from nas.supernet.supernet import Supernet
 from trainers.batches import encode, tokenizer_for
 from trainers.config import SearchConfig
@@ -183,6 +184,9 @@ def search_once(
     t = time.perf_counter()
     quality_after = evaluate(subnet.model, ft_task, test)
     phases["eval_after"] = time.perf_counter() - t
+    if not embed:  # kept with the subnet so the export can recompute the test accuracy
+        subnet.head = head_from_linear(ft_task.head, task=config.task, labels=CLASSES,
+                                       max_length=config.max_length, n_eval=len(test))
 
     size = subnet.size()
     lat = predictor.latency_ms(arch)

@@ -85,7 +85,7 @@ def verify_export(
         The checks, in order; see :func:`nas.export.verify.failures`.
     """
     from nas.export import verify as V
-    from nas.export.metric import eval_inputs, teacher_fidelity
+    from nas.export.metric import eval_inputs, task_metric
     from nas.supernet.derive import load_subnet
 
     directory = Path(directory)
@@ -114,7 +114,7 @@ def verify_export(
     shaped = {f"{b}x{t}": V.inputs(vocab, b, t) for b, t in shapes}
     checks.append(V.check_cosine(fq, quant, {source: (ids, mask)}, min_cosine=min_cosine, report_only=shaped))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
-    name, metric = teacher_fidelity(subnet.space)
+    name, metric = task_metric(subnet)
     checks.append(V.check_metric(metric, name, subnet, quant, tolerance_points=metric_tolerance))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     if latency_table is not None:

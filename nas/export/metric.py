@@ -1,15 +1,18 @@
 """The task metric the export compares between the PyTorch subnet and the quantized ONNX graph.
 
-**Teacher fidelity**: 100 × the mean cosine between the model's mean-pooled
-embeddings and the full pretrained model's, on the first ``n`` glosses of the
-WordNet test split (``trainers.data``), tokenized as the trainer does
-(``trainers.batches.tokenizer_for``). This is the ``wordnet-embed`` task's
-metric on the test split, in points. Without WordNet installed, seeded random
-tokens stand in (the metric's name says so).
+:func:`task_metric` picks, in points:
 
-Gap: a ``wordnet-nouns`` trial fine-tunes a classification head that the
-trainer does not save with the subnet, so its accuracy cannot be recomputed at
-export; teacher fidelity is checked for every task.
+* **Test accuracy** when the subnet carries the task head its trial fine-tuned
+  (``head.safetensors``, a ``wordnet-nouns`` trial): the head's argmax over the
+  mean-pooled embedding on the same WordNet test examples the trial scored
+  (the first ``head.n_eval`` of the test split, tokenized at
+  ``head.max_length`` as the trainer does), so the PyTorch value equals the
+  trial's recorded ``quality``.
+* **Teacher fidelity** otherwise (``wordnet-embed`` trials, or a subnet without
+  a head): 100 × the mean cosine between the model's mean-pooled embeddings and
+  the full pretrained model's, on the first ``n`` glosses of the WordNet test
+  split. Without WordNet installed, seeded random tokens stand in (the
+  metric's name says so).
 """
 
 from __future__ import annotations
@@ -44,6 +47,49 @@ def eval_inputs(space, loaded=None, *, n: int = 64, max_length: int = 32) -> tup
         mask = torch.ones_like(ids)
         mask[n // 2:, max_length // 2:] = 0
         return f"random tokens[{n}] (WordNet not installed)", ids, mask
+
+
+def task_metric(subnet, *, n: int = 64, max_length: int = 32) -> tuple[str, Callable[[Forward], float]]:
+    """``(name, metric)`` for ``subnet``: test accuracy with its task head, else teacher fidelity."""
+    from nas.errors import DataError
+
+    if subnet.head is not None:
+        try:
+            return head_accuracy(subnet)
+        except (DataError, ImportError):
+            pass  # no WordNet here: fall back to fidelity on random tokens (named so)
+    return teacher_fidelity(subnet.space, n=n, max_length=max_length)
+
+
+def head_accuracy(subnet, *, batch_size: int = 128) -> tuple[str, Callable[[Forward], float]]:
+    """``(name, metric)``: accuracy (points) of ``subnet.head`` on the WordNet test examples its trial scored.
+
+    Raises:
+        DataError: WordNet is not installed.
+        ModelError: the head's labels are not the task's classes.
+    """
+    from nas.errors import ModelError
+    from nas.models.sources import load_model
+    from trainers.batches import encode, length_ordered_chunks, tokenizer_for
+    from trainers.data import CLASSES, load_wordnet_nouns
+
+    head = subnet.head
+    if tuple(head.labels) != tuple(CLASSES):
+        raise ModelError(f"head: labels of task {head.task!r} are not the {len(CLASSES)} WordNet noun classes")
+    test = load_wordnet_nouns().test[: head.n_eval]
+    data = encode(tokenizer_for(load_model(subnet.space.model), head.max_length),
+                  [e.text for e in test], [e.label for e in test])
+    chunks = [data.batch(idx) for idx in length_ordered_chunks(data.mask, batch_size)]
+
+    def metric(forward: Forward) -> float:
+        correct = 0
+        with torch.no_grad():
+            for b in chunks:
+                pooled = mean_pool(forward(b["ids"], b["mask"]).float(), b["mask"])
+                correct += int((head.logits(pooled).argmax(-1) == b["labels"]).sum())
+        return 100.0 * correct / max(len(data), 1)
+
+    return f"{head.task} test accuracy on wordnet test[:{len(data)}]", metric
 
 
 @torch.no_grad()

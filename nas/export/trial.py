@@ -117,6 +117,14 @@ def load_trial_subnet(ref: TrialRef):
             f"subnet_sha256: {weights} has sha256 {got[:12]}…, trial {ref.number} recorded "
             f"{str(ref.attrs[A.SUBNET_SHA256])[:12]}… (corrupted or replaced)"
         )
+    head = directory / "head.safetensors"
+    if A.HEAD_SHA256 in ref.attrs:
+        if not head.is_file():
+            raise ModelError(f"head_sha256: task head of trial {ref.number} not found: {head}")
+        got = sha256_file(head)
+        if got != ref.attrs[A.HEAD_SHA256]:
+            raise ModelError(f"head_sha256: {head} has sha256 {got[:12]}…, trial {ref.number} recorded "
+                             f"{str(ref.attrs[A.HEAD_SHA256])[:12]}… (corrupted or replaced)")
     subnet = load_subnet(directory)
     recorded = {k: int(v) for k, v in ref.attrs[A.ARCH].items()}
     if subnet.arch != subnet.space.validate(recorded):

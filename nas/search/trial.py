@@ -73,7 +73,9 @@ def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
     metrics = {k: v for k, v in result.to_dict().items() if k not in ("history", "arch")}
     metrics["quality"] = result.quality_after
     table_text = json.dumps(table.to_dict(), sort_keys=True).encode()
+    head = subnet_dir / "head.safetensors"
     return {
+        **({attrs.HEAD_SHA256: sha256_file(head)} if head.is_file() else {}),
         attrs.ARCH: dict(result.arch),
         attrs.ARCH_SUMMARY: result.arch_summary,
         attrs.CONFIG: config.to_dict(),

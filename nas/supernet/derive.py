@@ -6,8 +6,10 @@ chosen bit grid (:func:`~nas.supernet.quant.quantize_dequantize`, applied to the
 whole pretrained matrix before slicing, as in the supernet), so the subnet's
 output equals the supernet's at that one-hot architecture.
 
-A saved subnet is a folder with ``model.safetensors`` (the weights) and
-``subnet.json`` (space, architecture, per-layer shapes); nothing is pickled.
+A saved subnet is a folder with ``model.safetensors`` (the weights),
+``subnet.json`` (space, architecture, per-layer shapes) and, when a trial
+fine-tuned one, ``head.safetensors`` (its task head, :mod:`nas.supernet.head`);
+nothing is pickled.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from nas.models.dims import LayerDims
 from nas.models.transformer import TransformerModel
 from nas.spaces.choice import layer_label
 from nas.spaces.space import Arch, SearchSpace
+from nas.supernet.head import HEAD_FILE, TaskHead, load_head
 from nas.supernet.quant import quantize_dequantize, weight_bytes
 
 SUBNET_SCHEMA = 1
@@ -52,10 +55,11 @@ class SizeReport:
 
 
 class Subnet(nn.Module):
-    """A derived model plus the architecture it realises."""
+    """A derived model plus the architecture it realises (and, optionally, its task head)."""
 
-    def __init__(self, space: SearchSpace, arch: Arch, model: TransformerModel) -> None:
+    def __init__(self, space: SearchSpace, arch: Arch, model: TransformerModel, head: TaskHead | None = None) -> None:
         super().__init__()
+        self.head = head
         self.space = space
         self.arch = dict(arch)
         self.model = model
@@ -82,7 +86,7 @@ class Subnet(nn.Module):
         return SizeReport(params=params, bytes=bytes_, fp32_bytes=fp32)
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.safetensors`` + ``subnet.json`` atomically (temp folder, then rename)."""
+        """Write ``model.safetensors`` + ``subnet.json`` (+ ``head.safetensors``) atomically (temp folder, then rename)."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
@@ -99,6 +103,8 @@ class Subnet(nn.Module):
                 "size": self.size().to_dict(),
             }
             (tmp / "subnet.json").write_text(json.dumps(meta, indent=1))
+            if self.head is not None:
+                self.head.save(tmp / HEAD_FILE)
             if directory.exists():
                 shutil.rmtree(directory)
             os.replace(tmp, directory)
@@ -135,7 +141,11 @@ def load_subnet(directory: str | Path) -> Subnet:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise ModelError(f"subnet: {weights} does not match subnet.json: {str(e).splitlines()[0]}") from None
-    return Subnet(space, space.validate(meta["arch"]), model.eval())
+    head = load_head(directory / HEAD_FILE) if (directory / HEAD_FILE).is_file() else None
+    if head is not None and head.weight.shape[1] != space.dims.hidden:
+        raise ModelError(f"head: {directory / HEAD_FILE} has hidden size {head.weight.shape[1]}, "
+                         f"the subnet {space.dims.hidden}")
+    return Subnet(space, space.validate(meta["arch"]), model.eval(), head)
 
 
 def _slice_linear(src: nn.Linear, dst: nn.Linear, rows: slice | None, cols: slice | None, bits: int) -> None:

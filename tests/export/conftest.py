@@ -61,8 +61,31 @@ class Study:
     root: Path
 
 
+def centroid_head(sub, n: int = 200, n_eval: int = 300):
+    """A nearest-class-mean head on ``sub``'s pooled embeddings of WordNet train glosses (a real, better-than-chance head)."""
+    import torch
+
+    from nas.models.sources import load_model
+    from nas.models.transformer import mean_pool
+    from nas.supernet.head import TaskHead
+    from trainers.batches import tokenizer_for
+    from trainers.data import CLASSES, load_wordnet_nouns
+
+    train = load_wordnet_nouns().train[:n]
+    ids, mask = tokenizer_for(load_model(sub.space.model), 32)([e.text for e in train])
+    with torch.no_grad():
+        pooled = mean_pool(sub(ids, mask), mask)
+    labels = torch.tensor([e.label for e in train])
+    means = torch.zeros(len(CLASSES), pooled.shape[1])
+    for c in labels.unique():
+        means[c] = pooled[labels == c].mean(0)
+    weight = torch.nn.functional.normalize(means, dim=-1)
+    return TaskHead(task="wordnet-nouns", labels=CLASSES, weight=weight, bias=torch.zeros(len(CLASSES)),
+                    max_length=32, n_eval=n_eval)
+
+
 def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra_states: bool = True,
-               after_save=None) -> Study:
+               after_save=None, heads: bool = False) -> Study:
     import optuna
 
     import nas
@@ -85,10 +108,17 @@ def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra
     numbers = {}
     for key, arch in archs.items():
         sub = nas.derive(net, arch)
+        if heads:  # a classification trial: its head travels with the subnet, quality is test accuracy
+            sub.head = centroid_head(sub)
         subnet_dir = sub.save(root / name / key)
         if after_save is not None:  # lets a test damage the files before their sha256 is recorded
             after_save(subnet_dir)
-        quality = metric(lambda ids, mask: sub(ids, mask))
+        if heads:
+            from nas.export.metric import head_accuracy
+
+            quality = head_accuracy(sub)[1](lambda ids, mask: sub(ids, mask))
+        else:
+            quality = metric(lambda ids, mask: sub(ids, mask))
         lat = latency_ms(table, space, sub.arch)
         t = study.ask()
         for k, v in {
@@ -100,6 +130,7 @@ def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra
             A.LATENCY_TABLE: {"id": table.id, "path": str(table_path), "space_hash": space.hash,
                               "device_fingerprint": "test"},
             A.NAS_VERSION: nas.__version__,
+            **({A.HEAD_SHA256: sha256_file(subnet_dir / "head.safetensors")} if heads else {}),
         }.items():
             t.set_user_attr(k, v)
         study.tell(t, [quality, lat, sub.size().mb])

@@ -63,6 +63,10 @@ def check_complete_trial(t, exp):
     assert sub_dir.name == f"trial-{t.number:05d}"
     assert sha256_file(sub_dir / "model.safetensors") == ua[attrs.SUBNET_SHA256]
     assert load_subnet(sub_dir).arch == ua[attrs.ARCH]
+    if attrs.HEAD_SHA256 in ua:  # a trial that trained a task head keeps it next to the subnet
+        assert sha256_file(sub_dir / "head.safetensors") == ua[attrs.HEAD_SHA256]
+    else:
+        assert not (sub_dir / "head.safetensors").exists()
 
 
 def test_trial_raising_or_killed_is_retried(faults, tmp_path):
@@ -109,6 +113,7 @@ def test_smoke_experiment(faults, storage_url, study_name, tmp_path):
     for t in study.trials:
         check_complete_trial(t, exp)
         assert t.user_attrs[attrs.METRICS]["metric"] == "accuracy" and t.user_attrs[attrs.HISTORY]
+        assert attrs.HEAD_SHA256 in t.user_attrs  # wordnet-nouns keeps its head
     front = api.load_front(study_name, storage=storage_url)
     assert front and {p.trial for p in front} <= {0, 1, 2}
 

@@ -28,6 +28,11 @@ def test_short_run_meets_target_and_improves_over_its_first_step(tiny_table, wor
     assert any(line.startswith("search step") and "E[LAT]/T" in line and "lambda" in line for line in lines)
     json.dumps(r.to_dict())
     assert r.subnet is not None and r.size_bytes == r.subnet.size().bytes
+    # the fine-tuned head travels with the subnet: it recomputes the recorded test accuracy exactly
+    from nas.export.metric import head_accuracy
+
+    assert r.subnet.head is not None and r.subnet.head.max_length == FAST["max_length"]
+    assert head_accuracy(r.subnet)[1](r.subnet) == pytest.approx(100 * r.quality_after, abs=1e-9)
     # the teacher is cached under a key of its inputs and reused
     assert len(list((cache_root() / "teacher").iterdir())) == 1
     again = []
@@ -40,6 +45,7 @@ def test_embed_task_scores_cosine_fidelity(tiny_table, wordnet_slice):
                        **{**FAST, "steps": 3, "finetune_steps": 3})
     r = search_once(cfg, progress=None)
     assert r.metric == "cosine" and r.teacher_quality == 1.0 and -1.0 <= r.quality_after <= 1.0
+    assert r.subnet.head is None  # no head to keep: the export scores teacher fidelity
     assert r.latency_ms <= r.target_ms
 
 
@@ -89,6 +95,7 @@ def test_cli_trial_runs_and_saves(tiny_table, wordnet_slice, tmp_path):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["latency_ms"] <= 9.0
     assert (tmp_path / "out" / "subnet" / "model.safetensors").is_file()
+    assert (tmp_path / "out" / "subnet" / "head.safetensors").is_file()
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert SearchConfig.from_dict(saved["config"]).target_fraction == 0.5
     bad = subprocess.run(cmd + ["--set", "lossform=hinge"], capture_output=True, text=True, timeout=300)
