@@ -131,22 +131,24 @@ def check_cosine(model: torch.nn.Module, sess, batches: Mapping[str, tuple[Tenso
         batches: the gating inputs by name (real text: the metric's evaluation examples).
         report_only: further inputs whose cosines are recorded but do not gate (random tokens).
     """
-    def cosines(sets: Mapping[str, tuple[Tensor, Tensor]]) -> dict[str, float]:
-        out = {}
+    def cosines(sets: Mapping[str, tuple[Tensor, Tensor]]) -> tuple[dict[str, float], dict[str, float]]:
+        low, mean = {}, {}
         for name, (ids, mask) in sets.items():
             ref = mean_pool(model(ids, mask), mask).numpy()
             got = mean_pool(torch.from_numpy(run(sess, ids, mask)), mask).numpy()
-            out[name] = float(_cos(ref, got).min())
-        return out
+            c = _cos(ref, got)
+            low[name], mean[name] = float(c.min()), float(c.mean())
+        return low, mean
 
-    gating = cosines(batches)
-    extra = cosines(report_only or {})
+    gating, gating_mean = cosines(batches)
+    extra, _ = cosines(report_only or {})
     worst = min(gating.values())
     ok = worst >= min_cosine
     return Check("cosine_quant", ok, worst, min_cosine,
-                 f"min cosine {worst:.6f} {'>=' if ok else '<'} {min_cosine:g} on {', '.join(gating)}"
+                 f"min cosine {worst:.6f} {'>=' if ok else '<'} {min_cosine:g} on {', '.join(gating)} "
+                 f"(mean {min(gating_mean.values()):.6f})"
                  + (f" (random tokens, report only: {min(extra.values()):.6f})" if extra else ""),
-                 {"per_input": gating, "random_tokens": extra})
+                 {"per_input": gating, "mean_per_input": gating_mean, "random_tokens": extra})
 
 
 Metric = Callable[[Callable[[Tensor, Tensor], Tensor]], float]
