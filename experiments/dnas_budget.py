@@ -7,6 +7,9 @@ interrupted benchmark continues where it stopped::
     PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py            # 10 seeds at T = 50 %, 1 at 30 % / 70 %
     PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py --seeds 3  # fewer seeds
     PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py --set steps=150 --set finetune_steps=200
+    # two processes side by side, one torch thread each, sharing the report (merged under a file lock)
+    PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py --threads 1 --shard 0/2 &
+    PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py --threads 1 --shard 1/2
 
 Setting: ``minilm-l6`` on WordNet nouns (26 lexicographer classes), the ORT
 latency table ``minilm-l6.onnxruntime-cpu.t1.b1.s128``, T as a fraction of the
@@ -27,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
 
 from trainers import SearchConfig, search_once  # noqa: E402
 
@@ -91,8 +96,8 @@ def markdown(doc: dict) -> str:
     lines = [
         "# DNAS budget benchmark (minilm-l6, WordNet nouns, ORT latency table)", "",
         f"Command: `{doc['command']}`  ",
-        f"Machine: {doc['machine']}; trials ran while other jobs shared the 2 cores "
-        "(load average per trial in the JSON), so wall times are upper bounds.  ",
+        f"Machine: {doc['machine']}. A load average above the trial's own threads means other jobs "
+        "shared the 2 cores (two 1-thread trials side by side give ~2), so its wall time is an upper bound.  ",
         f"Latency table: `{doc['table']}`, full model {doc['full_ms']:.3f} ms.  ",
         f"Teacher (all-MiniLM-L6-v2 frozen + linear head, {doc['config']['teacher_max_train']} train glosses): "
         f"test accuracy **{doc['teacher_quality']:.4f}** on {doc['config']['max_eval']} test glosses.", "",
@@ -111,17 +116,34 @@ def markdown(doc: dict) -> str:
               "|---|" + "---|" * len(next(iter(s.values()))["phase_seconds"])]
     for frac, r in s.items():
         lines.append(f"| {float(frac):.0%} | " + " | ".join(f(q, "{:.1f}") for q in r["phase_seconds"].values()) + " |")
-    lines += ["", "Trials:", "", "| T | seed | architecture | LAT ms | acc before → after | wall s | load avg | notes |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Trials:", "", "| T | seed | architecture | LAT ms | acc before → after | threads | wall s | load avg | notes |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for t in doc["trials"]:
         lines.append(f"| {t['target_fraction']:.0%} | {t['seed']} | `{t['arch_summary']}` | {t['latency_ms']:.3f} "
-                     f"| {t['quality_before']:.4f} → {t['quality_after']:.4f} | {t['wall_s']:.0f} "
+                     f"| {t['quality_before']:.4f} → {t['quality_after']:.4f} | {t.get('threads', 2)} | {t['wall_s']:.0f} "
                      f"| {t['loadavg_start']:.1f}–{t['loadavg_end']:.1f} | {'feasibility rule' if t['notes'] else ''} |")
     return "\n".join(lines) + "\n"
 
 
 def write(doc: dict) -> None:
+    """Merge ``doc``'s trials into the report on disk (another shard may have added some) and rewrite it."""
+    import fcntl
+
     REPORT.parent.mkdir(parents=True, exist_ok=True)
+    with open(REPORT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = REPORT.with_suffix(".json")
+        if path.is_file():
+            on_disk = json.loads(path.read_text())
+            if on_disk.get("config") == doc.get("config"):
+                mine = {(t["target_fraction"], t["seed"]) for t in doc["trials"]}
+                doc["trials"] = [t for t in on_disk["trials"] if (t["target_fraction"], t["seed"]) not in mine] + doc["trials"]
+                doc["trials"].sort(key=lambda t: (t["target_fraction"] != 0.5, t["target_fraction"], t["seed"]))
+        doc["summary"] = summarize(doc["trials"])
+        _write_files(doc)
+
+
+def _write_files(doc: dict) -> None:
     for suffix, text in ((".json", json.dumps(doc, indent=1)), (".md", markdown(doc))):
         tmp = REPORT.with_suffix(suffix + ".tmp")
         tmp.write_text(text)
@@ -137,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-trials", type=int, default=None, help="stop after this many new trials")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="SearchConfig override (JSON value)")
     ap.add_argument("--fresh", action="store_true", help="ignore trials already in the report")
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads of this process")
+    ap.add_argument("--shard", default="0/1", metavar="K/N", help="run only the K-th of every N planned trials")
     args = ap.parse_args(argv)
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     base = SearchConfig(latency_table=TABLE, **overrides)
@@ -149,18 +173,20 @@ def main(argv: list[str] | None = None) -> int:
             print("report was made with another config; use --fresh to start over", file=sys.stderr)
             return 1
     done = {(t["target_fraction"], t["seed"]) for t in doc["trials"]}
-    todo = [p for p in plan if p not in done][: args.max_trials]
+    k, n = map(int, args.shard.split("/"))
+    todo = [p for i, p in enumerate(plan) if i % n == k and p not in done][: args.max_trials]
+    torch.set_num_threads(args.threads)
     print(f"{len(done)} trials in the report, {len(todo)} to run: {todo}", flush=True)
     for frac, seed in todo:
         print(f"== trial T = {frac:.0%}, seed {seed}", flush=True)
         t = run_trial(base.replace(target_fraction=frac, seed=seed))
+        t["threads"] = args.threads
         doc["trials"].append(t)
         doc.update(
             command="PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py " + " ".join(sys.argv[1:]),
-            machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads 2",
+            machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (torch threads per trial in the table)",
             table=TABLE, full_ms=t["target_ms"] / frac, teacher_quality=t["teacher_quality"],
-            config={**base.to_dict(), "seed": None, "target_fraction": None},
-            summary=summarize(doc["trials"]))
+            config={**base.to_dict(), "seed": None, "target_fraction": None})
         write(doc)
         print(f"== done: LAT/T {t['ratio']:.3f}, acc {t['quality_before']:.4f} → {t['quality_after']:.4f} "
               f"(teacher {t['teacher_quality']:.4f}), {t['wall_s']:.0f}s", flush=True)
@@ -168,7 +194,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import torch
-
-    torch.set_num_threads(2)
     sys.exit(main())

@@ -120,23 +120,20 @@ class Bench:
         return evaluate(trained.subnet.model, trained.task, self.test)
 
 
-def save_trained(trained: Trained, folder: Path) -> dict[str, Any]:
-    """Save the subnet (``Subnet.save``) and its head; returns what :func:`load_trained` needs."""
+def save_trained(trained: Trained, folder: Path, *, max_length: int, n_eval: int) -> dict[str, Any]:
+    """Save the subnet with its fine-tuned head (``Subnet.save``, as a search trial does)."""
+    from nas.supernet.head import HEAD_FILE, head_from_linear
+    from trainers.data import CLASSES
+
+    trained.subnet.head = head_from_linear(trained.task.head, task="wordnet-nouns", labels=CLASSES,
+                                           max_length=max_length, n_eval=n_eval)
     trained.subnet.save(folder)
-    head = save_head(trained.task, Path(f"{folder}.head.safetensors"))
-    return {"subnet_dir": str(folder), "head": str(head)}
-
-
-def save_head(task: torch.nn.Module, path: Path) -> Path:
-    from safetensors.torch import save_file
-
-    save_file({"weight": task.head.weight.detach().contiguous(), "bias": task.head.bias.detach().contiguous()},
-              str(path))
-    return path
+    return {"subnet_dir": str(folder), "head": str(folder / HEAD_FILE)}
 
 
 def load_head(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    from safetensors.torch import load_file
+    """``(weight, bias)`` of a saved :class:`nas.supernet.head.TaskHead`."""
+    from nas.supernet.head import load_head as load_task_head
 
-    d = load_file(str(path))
-    return d["weight"], d["bias"]
+    head = load_task_head(path)
+    return head.weight, head.bias

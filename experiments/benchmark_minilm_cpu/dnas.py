@@ -6,10 +6,10 @@ is spent in chunks: the first call runs one trial; each later call (``resume``)
 runs as many trials as the measured time per trial says fit in what is left, at
 least one. As for every method, a trial starting before the deadline finishes.
 
-The trial function is :func:`search_once_with_head`: ``trainers.search_once`` plus
-the fine-tuned classification head saved next to the subnet, which the trainer does
-not keep (a known gap, see ``nas/export/metric.py``); without it the deployed
-subnet's accuracy could not be measured.
+The trial function is the service's default, ``trainers:search_once``; a
+``wordnet-nouns`` trial keeps its fine-tuned classification head next to the
+subnet (``head.safetensors``), through which the deployed subnet's accuracy is
+measured.
 """
 
 from __future__ import annotations
@@ -22,41 +22,14 @@ from typing import Any
 
 from experiments.benchmark_minilm_cpu.methods import MethodRun, cpu_seconds
 
-TRIAL_FN = "experiments.benchmark_minilm_cpu.dnas:search_once_with_head"
+TRIAL_FN = "trainers:search_once"
 
 
 def head_path(subnet_dir: str | Path) -> Path:
-    """Where a trial's head lies: ``<subnet_dir>.head.safetensors``."""
-    return Path(f"{subnet_dir}.head.safetensors")
+    """Where a trial's head lies: ``<subnet_dir>/head.safetensors`` (:mod:`nas.supernet.head`)."""
+    from nas.supernet.head import HEAD_FILE
 
-
-def search_once_with_head(config: Any, **kwargs: Any) -> Any:
-    """``trainers.search_once``; also saves the fine-tuned task head for the trial's subnet.
-
-    The search service calls this with ``checkpoint_dir=<runs>/<study>/trial-N.ckpt`` and
-    saves the subnet to ``<runs>/<study>/trial-N``; the head goes to ``trial-N.head.safetensors``.
-    The head is caught where ``search_once`` hands it to ``finetune`` (the trainer does not return it).
-    """
-    import trainers.trial as trial_mod
-    from experiments.benchmark_minilm_cpu.context import save_head
-
-    caught: dict[str, Any] = {}
-    original = trial_mod.finetune
-
-    def finetune_and_catch(subnet: Any, task: Any, *args: Any, **kw: Any) -> Any:
-        caught["task"] = task
-        return original(subnet, task, *args, **kw)
-
-    trial_mod.finetune = finetune_and_catch
-    try:
-        result = trial_mod.search_once(config, **kwargs)
-    finally:
-        trial_mod.finetune = original
-    ckpt = kwargs.get("checkpoint_dir")
-    if ckpt and "task" in caught:
-        c = Path(ckpt)
-        save_head(caught["task"], head_path(c.with_name(c.name.removesuffix(".ckpt"))))
-    return result
+    return Path(subnet_dir) / HEAD_FILE
 
 
 def experiment_dict(name: str, *, space: str, latency_table: str, trainer: Mapping[str, Any],

@@ -60,7 +60,7 @@ def cpu_seconds() -> float:
 
 
 def _candidate(bench: Bench, method: str, name: str, trained: Trained, work: Path, **extra: Any) -> dict[str, Any]:
-    files = save_trained(trained, work / method / name)
+    files = save_trained(trained, work / method / name, max_length=bench.config.max_length, n_eval=len(bench.test))
     return {"method": method, "name": name, "arch": dict(trained.arch),
             "arch_summary": format_arch(bench.space, trained.arch), "predicted_ms": bench.predicted_ms(trained.arch),
             "size_bytes_torch": trained.subnet.size().bytes, **files, **extra}
