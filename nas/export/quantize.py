@@ -11,7 +11,9 @@ Per node (a MatMul named after its linear, or the ``embed.word`` Gather, see
   size, the latency is fp32's (and that is what the latency table measures);
 * 8 – ``quantize_dynamic``: int8 weights, symmetric, one scale per output
   channel, activations quantized at run time (``MatMulInteger``); for the
-  embedding Gather, int8 weights (``DequantizeLinear`` + Gather);
+  embedding Gather, int8 weights read by the Gather and then, in place of the
+  per-tensor ``DequantizeLinear`` it writes, one scale per row (the supernet's
+  grid, :func:`_embed_int8_onto_supernet_grid`);
 * 4 – ``MatMulNBitsQuantizer``: symmetric int4 in blocks of 32 input features
   (``MatMulNBits``; ``GatherBlockQuantized`` for the embedding); the MatMul
   codes and scales are then set to the supernet's grid (−7..7, ``absmax/7``,
@@ -104,6 +106,15 @@ def _matmul_weights(proto: Any, names: list[str]) -> dict[str, Any]:
             if n.name in names and n.op_type == "MatMul"}
 
 
+def _gather_weight(proto: Any) -> Any:
+    """The fp32 table of the embedding Gather."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    node = next(n for n in proto.graph.node if n.name == EMBED_NODE)
+    return numpy_helper.to_array(inits[node.input[0]])
+
+
 def grid_scales(groups: Any, qmax: int, *, tol: float = 1e-3) -> Any:
     """One scale per row of ``groups`` (G × L) that puts every value on an integer code in ``−qmax..qmax``.
 
@@ -185,6 +196,48 @@ def _int8_onto_supernet_grid(proto: Any, weights: Mapping[str, Any]) -> None:
         s_init.CopyFrom(numpy_helper.from_array(scale.astype(old.dtype).reshape(old.shape), s_init.name))
 
 
+def _embed_int8_onto_supernet_grid(proto: Any, weight: Any) -> None:
+    """Give ``quantize_dynamic``'s int8 embedding Gather the supernet's grid: int8 codes, one scale per row.
+
+    ``quantize_dynamic`` quantizes a Gather's table per tensor (uint8, one scale
+    and zero point); the supernet puts each token's row on its own symmetric
+    grid (``absmax/127``). The Gather keeps reading int8 codes; the scalar
+    ``DequantizeLinear`` after it becomes ``Cast`` × the gathered row scales
+    (a second Gather on the same ids), so the graph computes with exactly the
+    subnet's embedding.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    gather = next((n for n in graph.node if n.name == EMBED_NODE and n.op_type == "Gather"), None)
+    if gather is None:
+        raise ExportError(f"{EMBED_NODE}: no int8 Gather after quantize_dynamic")
+    deq = next((n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] == gather.output[0]), None)
+    if deq is None:
+        raise ExportError(f"{EMBED_NODE}: no DequantizeLinear after the int8 Gather")
+    w = np.asarray(weight, dtype=np.float64)
+    scale = grid_scales(w, 127)
+    codes = np.clip(np.round(w / scale[:, None]), -127, 127).astype(np.int8)
+    inits = {i.name: i for i in graph.initializer}
+    inits[gather.input[0]].CopyFrom(numpy_helper.from_array(codes, gather.input[0]))
+    for name in deq.input[1:]:
+        if name in inits and sum(name in n.input for n in graph.node) == 1:
+            graph.initializer.remove(inits[name])
+    scale_name = f"{EMBED_NODE}.weight_row_scale"
+    graph.initializer.append(numpy_helper.from_array(scale.astype(np.float32)[:, None], scale_name))
+    out = deq.output[0]
+    new = [
+        helper.make_node("Gather", [scale_name, gather.input[1]], [f"{scale_name}.gathered"], name=f"{EMBED_NODE}.scale"),
+        helper.make_node("Cast", [gather.output[0]], [f"{out}.float"], name=f"{EMBED_NODE}.to_float", to=TensorProto.FLOAT),
+        helper.make_node("Mul", [f"{out}.float", f"{scale_name}.gathered"], [out], name=f"{EMBED_NODE}.dequant"),
+    ]
+    at = list(graph.node).index(deq)
+    graph.node.remove(deq)
+    for k, node in enumerate(new):
+        graph.node.insert(at + k, node)
+
+
 def quantize_onnx(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -241,6 +294,7 @@ def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accur
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "int8.onnx"
             weights = _matmul_weights(proto, by_bits[8])
             int8_weights = {n.input[1]: weights[n.name] for n in proto.graph.node if n.name in weights}
+            embed = _gather_weight(proto) if EMBED_NODE in by_bits[8] else None
             onnx.save_model(proto, str(src))
             quantize_dynamic(
                 str(src), str(dst), per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
@@ -249,6 +303,8 @@ def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accur
             )
             proto = onnx.load(str(dst))
             _int8_onto_supernet_grid(proto, int8_weights)
+            if embed is not None:
+                _embed_int8_onto_supernet_grid(proto, embed)
         if by_bits[16]:
             proto = _to_fp16(proto, by_bits[16])
         fd, tmp_out = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".onnx", dir=out_path.parent)

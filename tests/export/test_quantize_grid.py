@@ -55,3 +55,23 @@ def test_int8_weights_equal_the_subnet(tmp_path):
     for n in names:
         w = inits[f"{n}.weight_t_quantized"].astype(np.float64) * inits[f"{n}.weight_t_scale"][None, :]
         assert np.abs(w.T - state[f"{n}.weight"].numpy()).max() < 1e-6, n
+
+
+@pytest.mark.parametrize("family", ["tiny-bert", "tiny-llama"])
+def test_int8_embedding_graph_equals_the_subnet(family, tmp_path):
+    """quantize_dynamic's per-tensor Gather is put on the subnet's per-row grid: weight-only, so exact."""
+    import onnx
+
+    space = nas.load_space(family)
+    arch = space.full()
+    arch["embed.bits"] = 8
+    sub = nas.derive(nas.Supernet.build(space), arch)
+    quant = quantize_onnx(export_onnx(sub, tmp_path / "f.onnx"), tmp_path / "q.onnx", bits_by_node(sub))
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(quant)).graph.initializer}
+    assert inits["embed.word.weight_quantized"].dtype == np.int8  # the file stores int8 codes
+    table = inits["embed.word.weight_quantized"].astype(np.float64) * inits["embed.word.weight_row_scale"]
+    assert np.abs(table - sub.model.embed.word.weight.detach().numpy()).max() < 1e-6
+    ids, mask = batch(128, b=3, t=11)
+    with torch.no_grad():
+        ref = sub(ids, mask).numpy()
+    assert np.abs(run(session(quant), ids, mask) - ref).max() < 1e-5
