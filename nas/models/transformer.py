@@ -90,7 +90,16 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-class Attention(nn.Module):
+class _Linears(nn.Module):
+    """A module whose linears run through one overridable method."""
+
+    def linear(self, x: Tensor, lin: nn.Linear, weight_fn: WeightFn | None = None) -> Tensor:
+        """``lin(x)`` with ``weight_fn`` applied to the weight; an instance may replace it
+        (:func:`nas.export.verify.fake_quantized` runs int8 linears as onnxruntime does)."""
+        return F.linear(x, _w(lin, weight_fn), lin.bias)
+
+
+class Attention(_Linears):
     """Multi-head (or grouped-query) self-attention with ``num_heads`` heads kept."""
 
     def __init__(self, dims: ModelDims, num_heads: int) -> None:
@@ -114,9 +123,9 @@ class Attention(nn.Module):
         """Per-head attention output before the output projection, (B, H, T, D)."""
         b, t, _ = x.shape
         d = self.dims.head_dim
-        q = F.linear(x, _w(self.q, weight_fn), self.q.bias).view(b, t, self.num_heads, d).transpose(1, 2)
-        k = F.linear(x, _w(self.k, weight_fn), self.k.bias).view(b, t, self.num_kv, d).transpose(1, 2)
-        v = F.linear(x, _w(self.v, weight_fn), self.v.bias).view(b, t, self.num_kv, d).transpose(1, 2)
+        q = self.linear(x, self.q, weight_fn).view(b, t, self.num_heads, d).transpose(1, 2)
+        k = self.linear(x, self.k, weight_fn).view(b, t, self.num_kv, d).transpose(1, 2)
+        v = self.linear(x, self.v, weight_fn).view(b, t, self.num_kv, d).transpose(1, 2)
         if rope is not None:
             cos, sin = rope
             q = q * cos + _rotate_half(q) * sin
@@ -131,7 +140,7 @@ class Attention(nn.Module):
     def project(self, ctx: Tensor, weight_fn: WeightFn | None = None) -> Tensor:
         b, _, t, _ = ctx.shape
         merged = ctx.transpose(1, 2).reshape(b, t, self.num_heads * self.dims.head_dim)
-        return F.linear(merged, _w(self.o, weight_fn), self.o.bias)
+        return self.linear(merged, self.o, weight_fn)
 
     def forward(
         self,
@@ -147,7 +156,7 @@ class Attention(nn.Module):
         return self.project(ctx, weight_fn)
 
 
-class FFN(nn.Module):
+class FFN(_Linears):
     """GELU MLP (bert) or gated SiLU MLP (llama) with ``intermediate`` neurons kept."""
 
     def __init__(self, dims: ModelDims, intermediate: int) -> None:
@@ -161,16 +170,16 @@ class FFN(nn.Module):
 
     def activations(self, x: Tensor, weight_fn: WeightFn | None = None) -> Tensor:
         """Neuron activations that feed ``down``, shape (B, T, intermediate)."""
-        up = F.linear(x, _w(self.up, weight_fn), self.up.bias)
+        up = self.linear(x, self.up, weight_fn)
         if self.gated:
-            return F.silu(F.linear(x, _w(self.gate, weight_fn), self.gate.bias)) * up
+            return F.silu(self.linear(x, self.gate, weight_fn)) * up
         return F.gelu(up)
 
     def forward(self, x: Tensor, neuron_mask: Tensor | None = None, weight_fn: WeightFn | None = None) -> Tensor:
         h = self.activations(x, weight_fn)
         if neuron_mask is not None:
             h = h * neuron_mask
-        return F.linear(h, _w(self.down, weight_fn), self.down.bias)
+        return self.linear(h, self.down, weight_fn)
 
 
 class Block(nn.Module):

@@ -86,7 +86,8 @@ def test_quantize_uses_ort_kernels_on_exactly_the_chosen_nodes(tiny, tmp_path):
     nodes = matmul_nodes(q)
     assert [n for n in nodes if n.endswith(".cast")] == [f"layers.1.attn.{x}.cast" for x in "qkvo"]
     assert nodes["layers.1.ffn.up"] == "MatMul" and nodes["layers.1.ffn.down"] == "MatMul"  # fp32 stays
-    assert kinds.get("DequantizeLinear", 0) == 1  # the int8 embedding table
+    # the int8 embedding table: Gather on int8 codes, then one scale per row (no per-tensor DequantizeLinear)
+    assert kinds.get("DequantizeLinear", 0) == 0 and {"embed.word", "embed.word.scale", "embed.word.dequant"} <= set(nodes)
     assert q.stat().st_size < fp32.stat().st_size
     ids, mask = _inputs(space, 2, 12)
     out = _run(q, ids, mask)[0]
@@ -104,3 +105,69 @@ def test_quantize_bad_input_names_the_node(tiny, tmp_path):
     with pytest.raises(ExportError, match="layers.0.attn.q: unsupported bits 3"):
         quantize_onnx(fp32, tmp_path / "q.onnx", {"layers.0.attn.q": 3})
     assert not (tmp_path / "q.onnx").exists()
+
+
+@pytest.mark.parametrize("shift", [0.0, 3.0, -3.0])  # mixed signs, all positive, all negative
+def test_dynamic_uint8_matches_onnxruntime_dynamic_quantize_linear(shift):
+    from onnx import TensorProto, helper
+
+    from nas.export.verify import dynamic_uint8
+
+    x = (torch.randn(2, 7, 48, generator=torch.Generator().manual_seed(1)) + shift).float()
+    graph = helper.make_graph(
+        [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])],
+        "dql", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x.numpy()})[0]
+    got = dynamic_uint8(x).numpy()
+    step = float(x.max().clamp(min=0) - x.min().clamp(max=0)) / 255
+    assert np.abs(got - want).max() <= 1e-6 * max(1.0, float(x.abs().max()))
+    assert np.abs(got - x.numpy()).max() > 0.1 * step  # it really rounds
+
+
+def test_int8_matmul_matches_onnxruntime_matmul_integer_bit_for_bit():
+    """Integer accumulation, zero point and (where this CPU's kernel has it) int16 pair saturation."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from nas.export.verify import int8_matmul, int8_pairs_saturate
+
+    g = torch.Generator().manual_seed(0)
+    m, k, n = 24, 96, 40
+    a = torch.randint(0, 256, (m, k), generator=g)
+    codes = torch.randint(-127, 128, (n, k), generator=g)
+    zp = 131
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b", "za"], ["y"])], "mmi",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])],
+        initializer=[numpy_helper.from_array(codes.T.numpy().astype(np.int8), "b"),
+                     numpy_helper.from_array(np.array(zp, np.uint8), "za")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"a": a.numpy().astype(np.uint8)})[0]
+    saturate = int8_pairs_saturate()
+    got = int8_matmul(a, codes, zp, saturate=saturate).numpy()
+    assert np.array_equal(got, want)
+    other = int8_matmul(a, codes, zp, saturate=not saturate).numpy()
+    assert not np.array_equal(other, want)  # uniform codes saturate many pairs: the mode matters
+
+
+def test_fake_quantized_reference_computes_int8_linears_as_the_graph_does(tiny, tmp_path):
+    """The deployed-precision reference matches the int8 graph far closer than weight-only fake quant."""
+    from nas.export.verify import fake_quantized
+
+    space, net = tiny
+    arch = _arch(space, **{f"layer{i}.{g}.bits": 8 for i in range(2) for g in ("attn", "ffn")})
+    sub = derive(net, arch)
+    q = quantize_onnx(export_onnx(sub, tmp_path / "m.onnx"), tmp_path / "q.onnx", bits_by_node(sub))
+    ids, mask = _inputs(space, 3, 20)
+    got = _run(q, ids, mask)[0]
+    with torch.no_grad():
+        deployed = fake_quantized(sub)(ids, mask).numpy()
+        weight_only = fake_quantized(sub, activations=False)(ids, mask).numpy()
+    err_deployed, err_weight_only = np.abs(got - deployed).max(), np.abs(got - weight_only).max()
+    assert err_deployed < 1e-4
+    assert err_deployed < 0.05 * err_weight_only
