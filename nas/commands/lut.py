@@ -1,4 +1,4 @@
-"""``nas lut build|validate|show``: measure, check and inspect per-device latency tables."""
+"""``nas lut build|validate|drift|show``: measure, check, re-anchor and inspect per-device latency tables."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ def register(sub) -> None:
     v.add_argument("--out", help="also write the full JSON report here")
     add_format(v, default="json")
     v.set_defaults(func=cmd_validate)
+
+    d = ss.add_parser("drift", help="re-measure the table's calibration models: is it still true on this machine?")
+    d.add_argument("lut", help="a table path or shipped table name")
+    d.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default: the table's)")
+    d.add_argument("--strict", action="store_true", help="device/runtime mismatch is an error")
+    d.add_argument("--recalibrate", metavar="OUT", help="write the table with its calibration refitted on the new "
+                                                         "measurements here (atomically; may be the table itself)")
+    add_format(d, default="table")
+    d.set_defaults(func=cmd_drift)
 
     s = ss.add_parser("show", help="print a table's provenance, calibration and entries")
     s.add_argument("lut")
@@ -91,6 +100,30 @@ def cmd_validate(args) -> int:
                          {k: report[k] for k in (*keys, "table", "loadavg_before", "loadavg_after")}, indent=1))
     else:
         print(render([{k: report[k] for k in keys}], args.format))
+    return 0
+
+
+def cmd_drift(args) -> int:
+    from nas.latency.drift import check_drift, recalibrated
+    from nas.latency.table import load_table
+
+    table = load_table(args.lut)
+    report = check_drift(table, rounds=args.rounds, strict=args.strict, log=sys.stderr)
+    if args.recalibrate:
+        new = recalibrated(table, report)
+        new.save(args.recalibrate)
+        report["recalibrated"] = {"out": args.recalibrate, "fit_mape": new.calibration["fit_mape"]}
+    if args.format == "json":
+        print(json.dumps(report, indent=1))
+        return 0
+    print(render([{"arch": r["arch"], "then_ms": round(r["then_ms"], 3), "now_ms": round(r["now_ms"], 3),
+                   "ratio": round(r["now_ms"] / r["then_ms"], 3)} for r in report["models"]], args.format))
+    print(f"{table.id}: now/then median {report['median_ratio']:.3f} [{report['q1']:.3f}, {report['q3']:.3f}] "
+          f"over {len(report['models'])} models: "
+          + (f"drifted by more than ±{report['tolerance']:.0%} (rebuild, or --recalibrate OUT)" if report["drifted"]
+             else f"within ±{report['tolerance']:.0%}")
+          + (f"; wrote {args.recalibrate} (fit MAPE {report['recalibrated']['fit_mape']:.1%})"
+             if args.recalibrate else ""))
     return 0
 
 

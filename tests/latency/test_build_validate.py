@@ -106,3 +106,29 @@ def test_torch_backend_builds_a_complete_table():
     assert table.runtime["name"] == "torch-cpu"
     table.check_space(space)
     assert "quantized::linear_dynamic" in table.entries["attn:heads=2:bits=8"]["kernel"]
+
+
+def test_drift_remeasures_the_calibration_models_and_recalibrates(built, tmp_path):
+    path, _ = built
+    out = tmp_path / "re.json"
+    res = nas("lut", "drift", str(path), "--rounds", "2", "--recalibrate", str(out), "-f", "json")
+    report = json.loads(res.stdout)
+    table, new = load_table(path), load_table(out)
+    assert [m["arch"] for m in report["models"]] == [m["arch"] for m in table.calibration["models"]]
+    assert all(m["now_ms"] > 0 for m in report["models"])
+    assert report["q1"] <= report["median_ratio"] <= report["q3"]
+    assert new.entries == table.entries  # only the calibration moves
+    assert [m["measured_ms"] for m in new.calibration["models"]] == [m["now_ms"] for m in report["models"]]
+    assert new.calibration["recalibrated"]["previous"]["scale"] == table.calibration["scale"]
+    res = nas("lut", "drift", str(path), "--rounds", "2")  # human form: one row per model and a verdict
+    assert "now/then median" in res.stdout and len(report["models"]) == 4
+
+
+def test_drift_without_calibration_models_is_a_typed_error(built, tmp_path):
+    path, _ = built
+    d = json.loads(Path(path).read_text())
+    d["calibration"].pop("models")
+    bad = tmp_path / "nocal.json"
+    bad.write_text(json.dumps(d))
+    res = nas("lut", "drift", str(bad), check=False)
+    assert res.returncode == 1 and "calibration.models" in res.stderr

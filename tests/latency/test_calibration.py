@@ -33,3 +33,24 @@ def test_bad_input():
         fit_calibration([1.0], [1], [1.0])
     with pytest.raises(LatencyTableError, match="length"):
         fit_calibration([1.0, 2.0], [1], [1.0, 2.0])
+
+
+def test_drift_summary_median_quartiles_and_verdict():
+    from nas.latency.drift import drift_summary
+
+    s = drift_summary([10.0, 20.0, 40.0], [11.0, 24.0, 44.0])  # ratios 1.1, 1.2, 1.1
+    assert s["median_ratio"] == pytest.approx(1.1) and s["q1"] == pytest.approx(1.1) and s["q3"] == pytest.approx(1.15)
+    assert s["drifted"]
+    assert not drift_summary([10.0, 20.0], [10.2, 19.8])["drifted"]
+
+
+def test_recalibrated_refits_on_the_new_measurements_only(hand_space):
+    from nas.latency.drift import recalibrated
+    from tests.latency.conftest import make_table
+
+    rows = [{"arch": f"a{i}", "layers": i, "raw_ms": r, "now_ms": 3.0 * r, "iqr_ms": 0.1, "then_ms": r}
+            for i, r in zip(range(1, 6), (3.0, 7.0, 4.0, 10.0, 6.0))]
+    table = make_table(hand_space, calibration={"scale": 1.0, "per_layer_ms": 0.0, "constant_ms": 0.0})
+    new = recalibrated(table, {"models": rows, "measured": "now", "median_ratio": 3.0})
+    assert new.calibration["scale"] == pytest.approx(3.0) and abs(new.calibration["constant_ms"]) < 1e-9
+    assert new.entries == table.entries and new.calibration["recalibrated"]["previous"]["scale"] == 1.0

@@ -1,0 +1,95 @@
+"""Is a latency table still true on this machine? Re-measure its calibration models and re-anchor.
+
+A table is measured once, but a shared or thermally throttled machine drifts: the
+same model can run 10–15 % slower hours later. :func:`check_drift` re-measures
+the table's own calibration models (the whole subnets its calibration was fitted
+on, re-derived from the space and the table's seed) with the table's backend and
+protocol, and compares them with what the table recorded. :func:`recalibrated`
+refits the calibration on the new measurements (entries unchanged, so relative
+costs stay the table's; only the map from block sum to whole-model latency moves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import statistics
+from typing import Any, TextIO
+
+from nas.errors import LatencyTableError
+from nas.latency.calibration import fit_calibration
+from nas.latency.table import LatencyTable
+
+DRIFT_TOLERANCE = 0.05  # |median ratio − 1| above this: the table no longer describes the machine
+
+
+def drift_summary(then_ms: list[float], now_ms: list[float]) -> dict[str, Any]:
+    """Median and quartiles of ``now/then`` per model (pure)."""
+    if len(then_ms) != len(now_ms) or not then_ms:
+        raise LatencyTableError("calibration.models: nothing to compare")
+    ratios = [n / t for t, n in zip(then_ms, now_ms)]
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
+    median = statistics.median(ratios)
+    return {"ratios": ratios, "median_ratio": median, "q1": q[0], "q3": q[2],
+            "drifted": abs(median - 1) > DRIFT_TOLERANCE, "tolerance": DRIFT_TOLERANCE}
+
+
+def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool = False, supernet: Any = None,
+                log: TextIO | None = None) -> dict[str, Any]:
+    """Re-measure ``table``'s calibration models now.
+
+    Returns:
+        ``{"models": [{arch, layers, raw_ms, then_ms, now_ms, iqr_ms}], "median_ratio", "q1", "q3",
+        "drifted", "tolerance", "clock", "measured"}``.
+
+    Raises:
+        LatencyTableError: the table has no calibration models, they cannot be re-derived
+            (another space or seed), or (``strict``) it was built on another device or runtime.
+    """
+    from nas.latency.backends import get_backend
+    from nas.latency.builder import calibration_archs, model_runner
+    from nas.latency.device import device_info
+    from nas.latency.predictor import raw_latency_ms
+    from nas.latency.protocol import Protocol, measure
+    from nas.spaces import load_space
+    from nas.spaces.summary import format_arch
+
+    models = (table.calibration or {}).get("models") or []
+    if len(models) < 2:
+        raise LatencyTableError(f"{table.id}: calibration.models: needs the whole models the table was calibrated on")
+    space = load_space(table.space_name)
+    protocol = dict(table.protocol or {})
+    archs = calibration_archs(space, len(models), seed=int(protocol.get("seed", 0)))
+    for m, arch in zip(models, archs):
+        if format_arch(space, arch) != m["arch"]:
+            raise LatencyTableError(f"{table.id}: calibration.models: cannot re-derive {m['arch']!r} "
+                                    f"(got {format_arch(space, arch)!r}); rebuild the table")
+    backend = get_backend(table.runtime.get("name", ""), threads=table.threads)
+    table.check_environment(device=device_info(), runtime=backend.info(), strict=strict)
+    if supernet is None:
+        from nas.supernet.supernet import Supernet
+
+        supernet = Supernet.build(space)
+    known = set(Protocol.__dataclass_fields__)
+    proto = Protocol(**{**{k: v for k, v in protocol.items() if k in known}, "max_noisy_fraction": 1.0,
+                        **({"rounds": rounds} if rounds else {})})
+    runners = {str(n): model_runner(supernet, a, backend, batch=table.batch, seq=table.seq) for n, a in enumerate(archs)}
+    stats = measure(runners, proto, log=log)
+    rows = [{"arch": m["arch"], "layers": len(space.kept_layers(a)), "raw_ms": raw_latency_ms(table, space, a),
+             "then_ms": m["measured_ms"], "now_ms": stats[str(n)]["median_ms"], "iqr_ms": stats[str(n)]["iqr_ms"]}
+            for n, (m, a) in enumerate(zip(models, archs))]
+    summary = drift_summary([r["then_ms"] for r in rows], [r["now_ms"] for r in rows])
+    del summary["ratios"]
+    return {"table": table.path or table.id, "models": rows, **summary, "clock": proto.clock,
+            "measured": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def recalibrated(table: LatencyTable, drift: dict[str, Any]) -> LatencyTable:
+    """``table`` with its calibration refitted on ``drift``'s measurements (pure; entries unchanged)."""
+    rows = drift["models"]
+    cal = fit_calibration([r["raw_ms"] for r in rows], [r["layers"] for r in rows], [r["now_ms"] for r in rows])
+    cal["models"] = [{"arch": r["arch"], "raw_ms": r["raw_ms"], "measured_ms": r["now_ms"], "iqr_ms": r["iqr_ms"]}
+                     for r in rows]
+    cal["recalibrated"] = {"measured": drift["measured"], "median_ratio": drift["median_ratio"],
+                           "previous": {k: v for k, v in (table.calibration or {}).items() if k != "models"}}
+    return dataclasses.replace(table, calibration=cal)
