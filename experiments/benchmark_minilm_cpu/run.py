@@ -167,11 +167,19 @@ def limits(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
             f"{d.get('budget_s') or 0:.0f} s; one trial = {steps} supernet steps + {ft} fine-tuning steps, ≈{per:.0f} s "
             f"here, orchestration overhead {d.get('overhead_share', 0):.0%}) against "
             f"{cost.get('random', {}).get('trials', 0)} random and {cost.get('nsga2', {}).get('trials', 0)} NSGA-II "
-            "trials of fine-tuning only; a front of one or two points cannot span the latency range, so at this "
-            "budget the hypervolume counts trials more than it measures search quality.")
+            "trials of fine-tuning only; "
+            + ("a front of one or two points cannot span the latency range, so at this budget the hypervolume "
+               "counts trials more than it measures search quality."
+               if s.get("front_sizes", {}).get("dnas", 0) <= 2 else
+               "measured from accuracy 0 and the teacher's fp32 latency, the hypervolume is mostly the area every "
+               "method covers, so fronts a few accuracy points apart differ by a few % in hypervolume."))
     if not rows[3]["met"]:
-        out.append("Latency fidelity: measurements on a 2-core machine shared with other jobs are noisy (see IQR), "
-                   "and the shipped table was itself built under load.")
+        fid = s.get("fidelity", {}).get("search_fronts", {})
+        bias = fid.get("mean_signed")
+        out.append("Latency fidelity: measurements on a 2-core machine shared with other jobs are noisy (see IQR)"
+                   + (f"; the table predicts {-bias:.0%} below the measurements on average, a uniform offset "
+                      "(the host slower than when the table was built: check with `nas lut drift`)"
+                      if bias is not None and bias < -0.05 else "") + ".")
     return out
 
 
