@@ -12,6 +12,7 @@ from nas.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "config.yaml"
+RECALIBRATE = ("if_drifted", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,11 @@ class BenchConfig:
         students_k: layer counts of the uniform students.
         threads: intra-op thread counts every point is measured at.
         measure: the measurement protocol.
-        reference: hypervolume reference ``{accuracy, latency_fraction}``.
+        reference: hypervolume reference ``{accuracy, latency_fraction}`` (the whole range).
+        region: the second hypervolume's reference, the region that beats what a user gets for free:
+            ``{accuracy_drop_points}`` below the teacher, and the teacher's ORT int8 latency (1 thread).
+        recalibrate: ``if_drifted`` (re-measure the table's calibration models first and, if the machine
+            drifted by more than ±5 %, search with the recalibrated table), ``always`` or ``never``.
         targets: the issue's goals.
     """
 
@@ -58,6 +63,8 @@ class BenchConfig:
     threads: tuple[int, ...] = (1, 2)
     measure: Measure = Measure()
     reference: Mapping[str, float] = field(default_factory=lambda: {"accuracy": 0.0, "latency_fraction": 1.0})
+    region: Mapping[str, float] = field(default_factory=lambda: {"accuracy_drop_points": 5.0})
+    recalibrate: str = "if_drifted"
     targets: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,6 +81,12 @@ class BenchConfig:
         for k in ("accuracy", "latency_fraction"):
             if k not in self.reference:
                 raise ConfigError(f"reference.{k}: required")
+        drop = self.region.get("accuracy_drop_points")
+        if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not drop > 0:
+            raise ConfigError(f"region.accuracy_drop_points: a positive number of points required, got "
+                              f"{self.region.get('accuracy_drop_points')!r}")
+        if self.recalibrate not in RECALIBRATE:
+            raise ConfigError(f"recalibrate: one of {', '.join(RECALIBRATE)}, got {self.recalibrate!r}")
 
     @property
     def budget_s(self) -> float:

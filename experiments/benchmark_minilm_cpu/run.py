@@ -101,7 +101,8 @@ def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConf
     return points
 
 
-def summarize(points: list[dict[str, Any]], runs: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
+def summarize(points: list[dict[str, Any]], runs: dict[str, Any], cfg: BenchConfig,
+              drift: dict[str, Any] | None = None) -> dict[str, Any]:
     from experiments.benchmark_minilm_cpu import analysis as A
 
     by = {m: [p for p in points if p["method"] == m] for m in (*A.SEARCH_METHODS, "baselines")}
@@ -117,6 +118,8 @@ def summarize(points: list[dict[str, Any]], runs: dict[str, Any], cfg: BenchConf
     goals = cfg.targets
     drop = goals.get("max_accuracy_drop_points", 1.0) / 100
     cores = os.cpu_count() or 1
+    region_ref = {"accuracy": teacher["accuracy"] - float(cfg.region["accuracy_drop_points"]) / 100,
+                  "latency_fraction": A.lat(teacher_int8) / t_ms}
     cost = {m: {**r.summary(), "cpu_hours_allotted": r.wall_s * cores / 3600} for m, r in runs.items()}
     for c in cost.values():
         c.pop("calls", None)
@@ -126,6 +129,10 @@ def summarize(points: list[dict[str, Any]], runs: dict[str, Any], cfg: BenchConf
         "reference_ms": cfg.reference["latency_fraction"] * t_ms,
         "hypervolume": {m: A.hypervolume(ps, teacher_ms=t_ms, ref=cfg.reference) for m, ps in by.items()
                         if ps or m in runs},  # a method that ran but finished no trial scores 0
+        "region": {"accuracy_drop_points": float(cfg.region["accuracy_drop_points"]),
+                   "accuracy": region_ref["accuracy"], "latency_ms": A.lat(teacher_int8)},
+        "hypervolume_region": {m: A.hypervolume(ps, teacher_ms=t_ms, ref=region_ref) for m, ps in by.items()
+                               if ps or m in runs},
         "hypervolume_t2": {m: A.hypervolume(ps, teacher_ms=A.lat(teacher, 2), ref=cfg.reference, threads=2)
                            for m, ps in by.items() if ps and 2 in cfg.threads},
         "front_sizes": {m: len(f) for m, f in fronts.items()},
@@ -139,17 +146,21 @@ def summarize(points: list[dict[str, Any]], runs: dict[str, Any], cfg: BenchConf
         "cost": cost,
     }
     s["targets"] = A.targets(s, goals)
-    s["limits"] = limits(s, cfg.to_dict())
+    s["limits"] = limits(s, cfg.to_dict(), drift)
     return s
 
 
-def limits(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
-    """One sentence per missed target on what limits it, from the run's numbers (``cfg``: the config dict)."""
-    rows, cost, t = s["targets"], s["cost"], s["teacher"]
+def limits(s: dict[str, Any], cfg: dict[str, Any], drift: dict[str, Any] | None = None) -> list[str]:
+    """One sentence per missed target on what limits it, from the run's numbers.
+
+    ``cfg``: the config dict; ``drift``: the table check made before the run (``drift.prepare_table``).
+    """
+    rows, cost, t = {r.get("key", str(i)): r for i, r in enumerate(s["targets"])}, s["cost"], s["teacher"]
+    met = lambda k: rows.get(k, {"met": True})["met"]  # noqa: E731
     tr = cfg.get("trainer", {})
     ft, n_train, steps = tr.get("finetune_steps"), tr.get("max_train"), tr.get("steps")
     out = []
-    if not rows[0]["met"]:
+    if not met("speedup"):
         gain = t["latency_ms_t1"] / t["int8_latency_ms_t1"]
         tf = cfg.get("dnas", {}).get("sample", {}).get("target_fraction", {}).get("float")
         out.append(
@@ -158,8 +169,8 @@ def limits(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
             + (f"; DNAS trials sample T between {tf[0]:.0%} and {tf[1]:.0%} of the full model's table latency"
                if tf else "")
             + f", and with {ft} fine-tuning steps on {n_train} glosses the small subnets near that latency lose "
-              "more than 1 pt (best DNAS point within 1 pt: " + rows[0]["detail"] + ").")
-    if not (rows[1]["met"] and rows[2]["met"]):
+              "more than 1 pt (best DNAS point within 1 pt: " + rows["speedup"]["detail"] + ").")
+    if not all(met(k) for k in ("hv_nsga2", "hv_random", "hv_region_nsga2", "hv_region_random")):
         d = cost.get("dnas", {})
         per = d.get("wall_s", 0) / max(d.get("trials", 0), 1)
         out.append(
@@ -171,15 +182,26 @@ def limits(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
             + ("a front of one or two points cannot span the latency range, so at this budget the hypervolume "
                "counts trials more than it measures search quality."
                if s.get("front_sizes", {}).get("dnas", 0) <= 2 else
-               "measured from accuracy 0 and the teacher's fp32 latency, the hypervolume is mostly the area every "
-               "method covers, so fronts a few accuracy points apart differ by a few % in hypervolume."))
-    if not rows[3]["met"]:
+               ("measured from accuracy 0 and the teacher's fp32 latency, the hypervolume is mostly the area every "
+                "method covers, so fronts a few accuracy points apart differ by a few % in hypervolume"
+                if not (met("hv_nsga2") and met("hv_random")) else "the whole-range ratios are met")
+               + ("; in the region that beats the teacher's ORT int8 the ratios are "
+                  f"{rows['hv_region_nsga2']['value']:.2f} (NSGA-II) and {rows['hv_region_random']['value']:.2f} "
+                  "(random)" if "hv_region_nsga2" in rows else "") + "."))
+    if not met("fidelity"):
         fid = s.get("fidelity", {}).get("search_fronts", {})
         bias = fid.get("mean_signed")
+        d = drift or {}
+        checked = (f"; before the run the table's calibration models measured {d['median_ratio']:.2f}× their "
+                   "recorded latency" + (" and the search used the recalibrated table" if d.get("recalibrated")
+                                         else "") if d.get("checked") else "")
         out.append("Latency fidelity: measurements on a 2-core machine shared with other jobs are noisy (see IQR)"
+                   + checked
                    + (f"; the table predicts {-bias:.0%} below the measurements on average, a uniform offset "
-                      "(the host slower than when the table was built: check with `nas lut drift`)"
-                      if bias is not None and bias < -0.05 else "") + ".")
+                      "(the host slower than when the table was built or recalibrated: `nas lut drift`)"
+                      if bias is not None and bias < -0.05 else "")
+                   + (f"; {fid['mape']:.1%} MAPE is the table's per-architecture error plus that noise"
+                      if fid.get("mape") is not None else "") + ".")
     return out
 
 
@@ -203,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.report_only:
             src = Path(args.report_only)
             doc = json.loads(src.read_text())
-            doc["summary"]["limits"] = limits(doc["summary"], doc["config"])  # the current wording
+            from experiments.benchmark_minilm_cpu.analysis import targets
+
+            doc["summary"]["targets"] = targets(doc["summary"], doc["config"]["targets"])  # the current rows
+            doc["summary"]["limits"] = limits(doc["summary"], doc["config"], doc["latency_table"].get("drift"))
             files = write_report_files(doc, Path(args.out) if args.out else src.parent, args.name or src.stem)
             say("wrote " + ", ".join(str(p) for p in files.values()))
             return 0
@@ -223,9 +248,11 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         os.environ["NAS_CACHE_DIR"] = str(work / "cache")  # the Ray trials see NAS_* variables
     try:
-        table = cfg.latency_table or quick_table(cfg, work)
+        from experiments.benchmark_minilm_cpu.drift import prepare_table
+
+        table, drift = prepare_table(cfg.latency_table or quick_table(cfg, work), cfg.recalibrate, work, say)
         say(f"latency table: {table}")
-        doc = _run(cfg, args, table, work)
+        doc = _run(cfg, args, table, work, drift)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -270,7 +297,7 @@ def dnas_seeds(cfg: BenchConfig) -> list[int]:
     return [int(cfg.trainer.get("seed", cfg.seed))]
 
 
-def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path) -> dict[str, Any]:
+def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, drift: dict[str, Any]) -> dict[str, Any]:
     from experiments.benchmark_minilm_cpu.context import Bench
     from experiments.benchmark_minilm_cpu.dnas import experiment_dict, run_dnas
     from experiments.benchmark_minilm_cpu.methods import run_baselines, run_nsga2, run_random
@@ -302,11 +329,13 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path) -> 
         candidates += runs[m].candidates
     points = evaluate_points(bench, candidates, cfg, work)
     return {
-        "config": cfg.to_dict(), "latency_table": {"id": bench.table.id, "path": table, "clock": bench.table.protocol.get("clock")},
+        "config": cfg.to_dict(),
+        "latency_table": {"id": bench.table.id, "path": table, "clock": bench.table.protocol.get("clock"),
+                          "source": cfg.latency_table or "built for --quick", "drift": drift},
         "data": {"source": bench.data_source, "n_train": len(bench.train), "n_val": len(bench.val),
                  "n_test": len(bench.test), "teacher_torch_accuracy": bench.teacher.accuracy},
         "measure": {"samples_per_point": cfg.measure.rounds * cfg.measure.repeats, "order": ["baselines", *args.methods]},
-        "setup_s": setup_s, "summary": summarize(points, runs, cfg), "points": points,
+        "setup_s": setup_s, "summary": summarize(points, runs, cfg, drift), "points": points,
     }
 
 

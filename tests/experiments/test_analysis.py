@@ -58,3 +58,19 @@ def test_targets_report_met_and_gap():
     assert [r["met"] for r in rows] == [False, True, True, True]
     assert rows[0]["gap"] == pytest.approx(-0.5) and rows[1]["value"] == pytest.approx(1.2)
     assert rows[2]["value"] == pytest.approx(1.5)
+    assert [r["key"] for r in rows] == ["speedup", "hv_nsga2", "hv_random", "fidelity"]
+
+
+def test_targets_add_the_region_hypervolume_rows_with_the_same_goals():
+    goals = {"max_accuracy_drop_points": 1.0, "speedup_vs_teacher_int8": 3.0, "hv_ratio_vs_nsga2": 1.2,
+             "hv_ratio_vs_random": 1.3, "latency_within": 0.10, "latency_within_share": 0.95}
+    summary = {"speedup": {"dnas": None}, "hypervolume": {"dnas": 0.6, "nsga2": 0.6, "random": 0.6},
+               "region": {"accuracy_drop_points": 5.0},
+               "hypervolume_region": {"dnas": 0.03, "nsga2": 0.02, "random": 0.025},
+               "fidelity": {"search_fronts": {"n": 0}}}
+    rows = {r["key"]: r for r in A.targets(summary, goals)}
+    assert rows["hv_region_nsga2"]["value"] == pytest.approx(1.5) and rows["hv_region_nsga2"]["met"]
+    assert rows["hv_region_random"]["value"] == pytest.approx(1.2) and not rows["hv_region_random"]["met"]
+    assert not rows["hv_nsga2"]["met"] and "whole range" in rows["hv_nsga2"]["target"]
+    assert "teacher − 5 pt" in rows["hv_region_random"]["target"]
+    assert rows["speedup"]["value"] == 0.0 and not rows["speedup"]["met"]

@@ -55,8 +55,23 @@ def test_every_method_has_points_and_a_finite_hypervolume(quick_run):
         assert 0.0 <= p["accuracy"] <= 1.0 and p["size_mb"] > 0
         for t in (1, 2):
             assert p["latency"][f"t{t}"]["median_ms"] > 0 and p["latency"][f"t{t}"]["iqr_ms"] >= 0
-    assert len(s["targets"]) == 4 and all(isinstance(t["met"], bool) for t in s["targets"])
+    assert len(s["targets"]) == 6 and all(isinstance(t["met"], bool) for t in s["targets"])
+    for m in METHODS:
+        assert math.isfinite(s["hypervolume_region"][m]) and 0 <= s["hypervolume_region"][m] <= s["hypervolume"][m]
+    teacher = next(p for p in doc["points"] if p["name"] == "teacher")
+    assert s["region"]["accuracy"] == pytest.approx(teacher["accuracy"] - 0.05)
     assert s["fidelity"]["all_in_space_points"]["n"] >= 2
+
+
+def test_the_table_is_checked_and_recalibrated_before_any_method(quick_run):
+    """Quick mode says ``recalibrate: always``: every method searched with the refitted table, entries unchanged."""
+    out, proc = quick_run
+    doc = json.loads((out / "minilm_cpu_quick.json").read_text())
+    d = doc["latency_table"]["drift"]
+    assert d["checked"] and d["recalibrated"] and d["median_ratio"] > 0 and len(d["models"]) >= 2
+    assert doc["latency_table"]["path"] == d["path"] and d["path"].endswith(".recalibrated.json")
+    assert proc.stderr.index("drift check:") < proc.stderr.index("== dnas")
+    assert "Table check before the run" in (out / "minilm_cpu_quick.md").read_text()
 
 
 def test_report_has_summary_first_and_how_to_read(quick_run):
@@ -88,3 +103,15 @@ def test_quick_config_overrides():
     assert full.space == "minilm-l6" and full.latency_table and full.students_k == (4, 3, 2)
     assert quick.space == "tiny-bert" and quick.latency_table is None and quick.budget_minutes == 0.5
     assert quick.threads == (1, 2)
+    assert full.recalibrate == "if_drifted" and quick.recalibrate == "always"
+
+
+@pytest.mark.parametrize("key, value, field", [("recalibrate", "sometimes", "recalibrate"),
+                                               ("region", {"accuracy_drop_points": -1}, "region.accuracy_drop_points"),
+                                               ("region", {}, "region.accuracy_drop_points")])
+def test_bad_benchmark_keys_are_named(key, value, field):
+    from experiments.benchmark_minilm_cpu.config import BenchConfig
+    from nas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        BenchConfig.from_dict({"space": "tiny-bert", "latency_table": None, "budget_minutes": 1, key: value})

@@ -1,0 +1,43 @@
+"""Before any method runs: is the latency table still true on this machine? Recalibrate it if not.
+
+A table measured hours earlier on a shared machine can be 10–20 % off by the time the
+benchmark runs (``nas lut drift``). Every method searches with the same table, so the
+drift does not favour one of them, but it shows up as a uniform bias in the table's
+fidelity. With ``recalibrate: if_drifted`` the benchmark does what the CLI tells a user
+to do: re-measure the table's calibration models and, beyond ±5 %, refit its
+calibration (:func:`nas.latency.drift.recalibrated`: entries unchanged) and search with
+that table, written into the work folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def prepare_table(table_path: str, mode: str, work: Path, say: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
+    """``(table every method searches with, what was checked)`` for ``mode`` in ``if_drifted|always|never``."""
+    if mode == "never":
+        return table_path, {"mode": mode, "checked": False, "recalibrated": False}
+    from nas.latency.drift import check_drift, recalibrated
+    from nas.latency.table import load_table
+
+    table = load_table(table_path)
+    say(f"drift check: re-measuring the {len((table.calibration or {}).get('models') or [])} calibration models "
+        f"of {table.id}")
+    report = check_drift(table)
+    info = {"mode": mode, "checked": True, "median_ratio": report["median_ratio"], "q1": report["q1"],
+            "q3": report["q3"], "drifted": report["drifted"], "tolerance": report["tolerance"],
+            "clock": report["clock"], "models": report["models"], "recalibrated": False}
+    say(f"drift check: now/then median {report['median_ratio']:.3f} (IQR {report['q1']:.3f}–{report['q3']:.3f}); "
+        + ("drifted" if report["drifted"] else "within tolerance"))
+    if mode == "always" or report["drifted"]:
+        new = recalibrated(table, report)
+        out = work / f"{Path(table.path or 'table').stem}.recalibrated.json"
+        new.save(out)
+        info.update(recalibrated=True, path=str(out), fit_mape=new.calibration["fit_mape"],
+                    calibration={k: v for k, v in new.calibration.items() if k not in ("models", "recalibrated")})
+        say(f"drift check: searching with the recalibrated table {out} (fit MAPE {new.calibration['fit_mape']:.1%})")
+        return str(out), info
+    return table_path, info
