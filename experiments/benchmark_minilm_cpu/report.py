@@ -69,6 +69,12 @@ def markdown(doc: Mapping[str, Any]) -> str:
              f"Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores), load average "
              f"{doc['machine']['loadavg_before']} before / {doc['machine']['loadavg_after']} after; "
              f"{doc['machine']['note']}")
+    r = doc.get("measure", {}).get("remeasured")
+    if r:
+        L.append("")
+        L.append(f"Latencies re-measured at {r['at']} UTC from the run's artifacts (`--remeasure`, {r['rounds']} "
+                 f"rounds; load average {r['loadavg_before']} before): the run's own measurement was taken at a "
+                 "noisy moment. Accuracies, trials and costs are the run's.")
     L.append("")
     L.append("## Summary")
     L.append("")

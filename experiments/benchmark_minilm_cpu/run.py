@@ -31,6 +31,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from experiments.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, load_config  # noqa: E402
+from nas.errors import ConfigError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "experiments" / "reports"
@@ -68,7 +69,7 @@ def quick_table(cfg: BenchConfig, work: Path) -> str:
 def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConfig, work: Path) -> list[dict[str, Any]]:
     """Export every candidate, score its test accuracy with onnxruntime, measure all latencies interleaved."""
     from experiments.benchmark_minilm_cpu.context import load_head
-    from experiments.benchmark_minilm_cpu.measure import export_artifact, file_mb, measure_latency, onnx_accuracy
+    from experiments.benchmark_minilm_cpu.measure import export_artifact, file_mb, onnx_accuracy
     from nas.export.quantize import bits_by_node
     from nas.supernet.derive import load_subnet
 
@@ -90,18 +91,61 @@ def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConf
         p.update(accuracy=acc, size_mb=file_mb(path), artifact=str(path.name), key=key)
         points.append(p)
         say(f"eval {key}: accuracy {acc:.4f} (torch {c.get('test_accuracy_torch')}), {p['size_mb']:.2f} MB")
-    lat = {}
-    for t in cfg.threads:
-        say(f"measuring {len(paths)} artifacts interleaved at {t} thread(s)")
-        m = cfg.measure
-        lat[t] = measure_latency(paths, space=bench.space, threads=t, batch=m.batch, seq=m.seq, warmup=m.warmup,
-                                 rounds=m.rounds, repeats=m.repeats, remeasure=m.remeasure, clock=m.clock_t1)
+    p_dirs = {p["key"]: str(paths[p["key"]].parent.relative_to(work)) for p in points}
     for p in points:
-        p["latency"] = {f"t{t}": lat[t][p["key"]] for t in cfg.threads}
+        p["artifact_dir"] = p_dirs[p["key"]]
+    measure_points(points, paths, bench.space, cfg)
     return points
 
 
-def summarize(points: list[dict[str, Any]], runs: dict[str, Any], cfg: BenchConfig,
+def measure_points(points: list[dict[str, Any]], paths: dict[str, Path], space: Any, cfg: BenchConfig,
+                   rounds: int | None = None) -> None:
+    """Measure every artifact interleaved at each thread count; set each point's ``latency``."""
+    from experiments.benchmark_minilm_cpu.measure import measure_latency
+
+    lat, m = {}, cfg.measure
+    for t in cfg.threads:
+        say(f"measuring {len(paths)} artifacts interleaved at {t} thread(s)")
+        lat[t] = measure_latency(paths, space=space, threads=t, batch=m.batch, seq=m.seq, warmup=m.warmup,
+                                 rounds=rounds or m.rounds, repeats=m.repeats, remeasure=m.remeasure, clock=m.clock_t1)
+    for p in points:
+        p["latency"] = {f"t{t}": lat[t][p["key"]] for t in cfg.threads}
+
+
+def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, Any]:
+    """Measure a finished run's artifacts again (kept with ``--work``) and recompute its summary."""
+    from nas.spaces import load_space
+
+    cfg = BenchConfig.from_dict(doc["config"])
+    paths = {}
+    for p in doc["points"]:
+        folder = work / "artifacts" / p["method"] / p.get("artifact_dir", "").split("/")[-1]
+        if not p.get("artifact_dir"):  # runs before artifact_dir was recorded: <method>/<name without -int8>
+            folder = work / "artifacts" / p["method"] / p["name"].removesuffix("-int8")
+        path = folder / p["artifact"]
+        if not path.is_file():
+            raise ConfigError(f"--remeasure: {p['key']}: no artifact at {path} (the run's --work folder?)")
+        paths[p["key"]] = path
+    measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds)
+    drift = doc["latency_table"].get("drift")
+    doc["summary"] = summarize(doc["points"], doc["summary"]["cost"], cfg, drift)
+    m = cfg.measure
+    doc["measure"]["samples_per_point"] = (rounds or m.rounds) * m.repeats
+    doc["measure"]["remeasured"] = {"at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_before": loadavg(),
+                                    "rounds": rounds or m.rounds}
+    return doc
+
+
+def run_costs(runs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each method's cost summary (wall clock, trials, CPU-hours allotted, overhead share)."""
+    cores = os.cpu_count() or 1
+    cost = {m: {**r.summary(), "cpu_hours_allotted": r.wall_s * cores / 3600} for m, r in runs.items()}
+    for c in cost.values():
+        c.pop("calls", None)
+    return cost
+
+
+def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg: BenchConfig,
               drift: dict[str, Any] | None = None) -> dict[str, Any]:
     from experiments.benchmark_minilm_cpu import analysis as A
 
@@ -109,6 +153,8 @@ def summarize(points: list[dict[str, Any]], runs: dict[str, Any], cfg: BenchConf
     teacher = next(p for p in points if p["name"] == "teacher")
     teacher_int8 = next(p for p in points if p["name"] == "teacher-int8")
     t_ms = A.lat(teacher)
+    for p in points:
+        p["on_front"] = False
     fronts = {m: A.front(ps) for m, ps in by.items() if ps}
     for m, f in fronts.items():
         for p in f:
@@ -117,22 +163,18 @@ def summarize(points: list[dict[str, Any]], runs: dict[str, Any], cfg: BenchConf
     in_space = [p for p in points if p.get("predicted_ms") is not None]
     goals = cfg.targets
     drop = goals.get("max_accuracy_drop_points", 1.0) / 100
-    cores = os.cpu_count() or 1
     region_ref = {"accuracy": teacher["accuracy"] - float(cfg.region["accuracy_drop_points"]) / 100,
                   "latency_fraction": A.lat(teacher_int8) / t_ms}
-    cost = {m: {**r.summary(), "cpu_hours_allotted": r.wall_s * cores / 3600} for m, r in runs.items()}
-    for c in cost.values():
-        c.pop("calls", None)
     s: dict[str, Any] = {
         "teacher": {"accuracy": teacher["accuracy"], "latency_ms_t1": t_ms, "int8_latency_ms_t1": A.lat(teacher_int8),
                     "int8_accuracy": teacher_int8["accuracy"]},
         "reference_ms": cfg.reference["latency_fraction"] * t_ms,
         "hypervolume": {m: A.hypervolume(ps, teacher_ms=t_ms, ref=cfg.reference) for m, ps in by.items()
-                        if ps or m in runs},  # a method that ran but finished no trial scores 0
+                        if ps or m in cost},  # a method that ran but finished no trial scores 0
         "region": {"accuracy_drop_points": float(cfg.region["accuracy_drop_points"]),
                    "accuracy": region_ref["accuracy"], "latency_ms": A.lat(teacher_int8)},
         "hypervolume_region": {m: A.hypervolume(ps, teacher_ms=t_ms, ref=region_ref) for m, ps in by.items()
-                               if ps or m in runs},
+                               if ps or m in cost},
         "hypervolume_t2": {m: A.hypervolume(ps, teacher_ms=A.lat(teacher, 2), ref=cfg.reference, threads=2)
                            for m, ps in by.items() if ps and 2 in cfg.threads},
         "front_sizes": {m: len(f) for m, f in fronts.items()},
@@ -215,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=None, help="keep subnets, studies and ONNX files here (default: a temp folder)")
     ap.add_argument("--methods", nargs="+", default=["dnas", "random", "nsga2"], choices=["dnas", "random", "nsga2"])
     ap.add_argument("--report-only", metavar="JSON", help="rewrite the report (md, png) from a run's JSON")
+    ap.add_argument("--remeasure", metavar="JSON", help="measure a run's artifacts again (with its --work folder) "
+                    "and rewrite its report: for a measurement spoilt by a noisy moment")
+    ap.add_argument("--rounds", type=int, default=None, help="with --remeasure: rounds per artifact (config default)")
     ap.add_argument("--label", default=None, help="a note printed at the top of the report (e.g. 'reduced budget')")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -222,6 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     from nas.errors import NASError
 
     try:
+        if args.remeasure:
+            if not args.work:
+                raise ConfigError("--remeasure: needs --work, the run's kept work folder")
+            src = Path(args.remeasure)
+            doc = remeasure(json.loads(src.read_text()), Path(args.work), args.rounds)
+            doc["summary"]["limits"] = limits(doc["summary"], doc["config"], doc["latency_table"].get("drift"))
+            files = write_report_files(doc, Path(args.out) if args.out else src.parent, args.name or src.stem)
+            say("wrote " + ", ".join(str(p) for p in files.values()))
+            return 0
         if args.report_only:
             src = Path(args.report_only)
             doc = json.loads(src.read_text())
@@ -335,7 +389,7 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
         "data": {"source": bench.data_source, "n_train": len(bench.train), "n_val": len(bench.val),
                  "n_test": len(bench.test), "teacher_torch_accuracy": bench.teacher.accuracy},
         "measure": {"samples_per_point": cfg.measure.rounds * cfg.measure.repeats, "order": ["baselines", *args.methods]},
-        "setup_s": setup_s, "summary": summarize(points, runs, cfg, drift), "points": points,
+        "setup_s": setup_s, "summary": summarize(points, run_costs(runs), cfg, drift), "points": points,
     }
 
 

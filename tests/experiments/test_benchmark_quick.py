@@ -27,7 +27,7 @@ def quick_run(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.benchmark_minilm_cpu.run", "--quick", "--budget-minutes", "0.05",
-         "--out", str(out)],
+         "--out", str(out), "--work", str(out / "work")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -72,6 +72,29 @@ def test_the_table_is_checked_and_recalibrated_before_any_method(quick_run):
     assert doc["latency_table"]["path"] == d["path"] and d["path"].endswith(".recalibrated.json")
     assert proc.stderr.index("drift check:") < proc.stderr.index("== dnas")
     assert "Table check before the run" in (out / "minilm_cpu_quick.md").read_text()
+
+
+def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(quick_run, tmp_path):
+    out, _ = quick_run
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    before = json.loads((out / "minilm_cpu_quick.json").read_text())
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark_minilm_cpu.run", "--remeasure", str(out / "minilm_cpu_quick.json"),
+         "--work", str(out / "work"), "--rounds", "2", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    after = json.loads((tmp_path / "minilm_cpu_quick.json").read_text())
+    assert after["measure"]["remeasured"]["rounds"] == 2
+    assert [p["key"] for p in after["points"]] == [p["key"] for p in before["points"]]
+    assert [p["accuracy"] for p in after["points"]] == [p["accuracy"] for p in before["points"]]
+    assert after["summary"]["cost"] == before["summary"]["cost"]
+    assert any(a["latency"] != b["latency"] for a, b in zip(after["points"], before["points"]))
+    assert "re-measured" in (tmp_path / "minilm_cpu_quick.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "experiments.benchmark_minilm_cpu.run", "--remeasure",
+                          str(out / "minilm_cpu_quick.json"), "--work", str(tmp_path / "nowhere")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "no artifact at" in bad.stderr
 
 
 def test_report_has_summary_first_and_how_to_read(quick_run):
