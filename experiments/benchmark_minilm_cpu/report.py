@@ -73,7 +73,8 @@ def markdown(doc: Mapping[str, Any]) -> str:
     if r:
         L.append("")
         L.append(f"Latencies re-measured at {r['at']} UTC from the run's artifacts (`--remeasure`, {r['rounds']} "
-                 f"rounds; load average {r['loadavg_before']} before): the run's own measurement was taken at a "
+                 f"rounds; load average {r.get('loadavg_before') or '–'} before / {r.get('loadavg_after') or '–'} after): "
+                 "the run's own measurement was taken at a "
                  "noisy moment. Accuracies, trials and costs are the run's.")
     L.append("")
     L.append("## Summary")

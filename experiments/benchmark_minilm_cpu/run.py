@@ -91,9 +91,8 @@ def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConf
         p.update(accuracy=acc, size_mb=file_mb(path), artifact=str(path.name), key=key)
         points.append(p)
         say(f"eval {key}: accuracy {acc:.4f} (torch {c.get('test_accuracy_torch')}), {p['size_mb']:.2f} MB")
-    p_dirs = {p["key"]: str(paths[p["key"]].parent.relative_to(work)) for p in points}
     for p in points:
-        p["artifact_dir"] = p_dirs[p["key"]]
+        p["artifact_dir"] = str(paths[p["key"]].parent.relative_to(work))
     measure_points(points, paths, bench.space, cfg)
     return points
 
@@ -117,22 +116,21 @@ def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, 
     from nas.spaces import load_space
 
     cfg = BenchConfig.from_dict(doc["config"])
-    paths = {}
+    load0, paths = loadavg(), {}
     for p in doc["points"]:
-        folder = work / "artifacts" / p["method"] / p.get("artifact_dir", "").split("/")[-1]
-        if not p.get("artifact_dir"):  # runs before artifact_dir was recorded: <method>/<name without -int8>
-            folder = work / "artifacts" / p["method"] / p["name"].removesuffix("-int8")
-        path = folder / p["artifact"]
+        # runs before artifact_dir was recorded: artifacts/<method>/<name without -int8>
+        rel = p.get("artifact_dir") or f"artifacts/{p['method']}/{p['name'].removesuffix('-int8')}"
+        path = work / rel / p["artifact"]
         if not path.is_file():
             raise ConfigError(f"--remeasure: {p['key']}: no artifact at {path} (the run's --work folder?)")
         paths[p["key"]] = path
     measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds)
     drift = doc["latency_table"].get("drift")
     doc["summary"] = summarize(doc["points"], doc["summary"]["cost"], cfg, drift)
-    m = cfg.measure
-    doc["measure"]["samples_per_point"] = (rounds or m.rounds) * m.repeats
-    doc["measure"]["remeasured"] = {"at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_before": loadavg(),
-                                    "rounds": rounds or m.rounds}
+    rounds = rounds or cfg.measure.rounds
+    doc["measure"]["samples_per_point"] = rounds * cfg.measure.repeats
+    doc["measure"]["remeasured"] = {"at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_before": load0,
+                                    "loadavg_after": loadavg(), "rounds": rounds}
     return doc
 
 
@@ -272,7 +270,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--remeasure: needs --work, the run's kept work folder")
             src = Path(args.remeasure)
             doc = remeasure(json.loads(src.read_text()), Path(args.work), args.rounds)
-            doc["summary"]["limits"] = limits(doc["summary"], doc["config"], doc["latency_table"].get("drift"))
             files = write_report_files(doc, Path(args.out) if args.out else src.parent, args.name or src.stem)
             say("wrote " + ", ".join(str(p) for p in files.values()))
             return 0
