@@ -185,8 +185,11 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
                                else experiment.sampler_seed + n_before)
         searcher = _study_searcher(experiment, st, name, sampler)
         progress = _progress_callback(searcher, outcome, say, remaining, t_start)
-        job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs)}
+        from nas.search.progress import LineRelay
         from nas.search.trial import tune_trainable
+
+        relay = LineRelay(say)  # the trials' own progress lines, printed here as "trial N: ..."
+        job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs), "progress": relay.queue}
 
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, job=job), {"cpu": cpus})
         tuner = tune.Tuner(
@@ -203,7 +206,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
             ),
         )
         outcome.setup_s = time.perf_counter() - t_start
-        tuner.fit()
+        with relay:
+            tuner.fit()
     finally:
         if started_ray:
             ray.shutdown()

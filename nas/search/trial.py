@@ -102,7 +102,8 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         config: the sampled parameters plus :data:`TRIAL_NUMBER_KEY`.
-        job: ``{"experiment": Experiment.to_dict(), "study": name, "runs_dir": path}``.
+        job: ``{"experiment": Experiment.to_dict(), "study": name, "runs_dir": path}``, optionally
+            ``"progress"``: a :class:`nas.search.progress.LineRelay` queue the trial's progress lines go to.
     """
     from nas.search.experiment import Experiment
 
@@ -114,7 +115,12 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     subnet_dir = Path(job["runs_dir"]) / job["study"] / f"trial-{number:05d}"
     ckpt = subnet_dir.with_name(subnet_dir.name + ".ckpt")  # a retried trial resumes its search from here
     t0 = time.perf_counter()
-    result = fn(search_config, checkpoint_dir=str(ckpt))
+    kw = {}
+    if job.get("progress") is not None:  # the driver's LineRelay queue
+        from nas.search.progress import forwarder
+
+        kw["progress"] = forwarder(job["progress"], f"trial {number}: ")
+    result = fn(search_config, checkpoint_dir=str(ckpt), **kw)
     result.subnet.save(subnet_dir)
     compute_s = time.perf_counter() - t0
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -74,8 +74,12 @@ def test_trial_raising_or_killed_is_retried(faults, tmp_path):
     (faults / "raise_first").touch()
     (faults / "kill_first").touch()  # that trial's process SIGKILLs itself
     url = f"sqlite:///{tmp_path}/s.db"
-    out = api.run_search(exp, storage=url, num_cpus=2)
+    lines = []
+    out = api.run_search(exp, storage=url, num_cpus=2, log=lines.append)
     assert (out.complete, out.ran, out.failed) == (4, 4, 0)
+    # each trial's own progress line reached the driver's log, prefixed with its number
+    for n in range(4):
+        assert any(line.startswith(f"trial {n}: light trial: L") for line in lines), (n, lines)
     assert (faults / "raise_first.done").exists() and (faults / "kill_first.done").exists()
     study = optuna.load_study(study_name="tiny", storage=url)
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
@@ -104,9 +108,12 @@ def test_smoke_experiment(faults, storage_url, study_name, tmp_path):
     """experiments/smoke.yaml with the real trainer (on the hand-made tiny-bert table), 3 trials."""
     exp = Experiment.from_yaml(ROOT / "experiments" / "smoke.yaml")
     exp = dataclasses.replace(exp, latency_table=str(tiny_table(tmp_path / "tiny.json")))
+    lines = []
     out = api.run_search(exp, storage=storage_url, study=study_name, trials=3, runs_dir=tmp_path / "runs",
-                         num_cpus=2)
+                         num_cpus=2, log=lines.append)
     assert out.complete == 3
+    for n in range(3):  # the real trainer's per-step lines, relayed from the Ray workers
+        assert any(line.startswith(f"trial {n}: ") and " step " in line for line in lines), (n, lines[:20])
     st = storage_url.replace("postgresql://", "postgresql+psycopg2://")
     study = optuna.load_study(study_name=study_name, storage=st)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3

@@ -65,6 +65,8 @@ def light_trial(config: SearchConfig, *, progress=None, checkpoint_dir=None) -> 
         _NETS[space.name] = Supernet.build(space)
     net = _NETS[space.name]
     arch = space.sample(random.Random(config.seed))
+    if progress:
+        progress(f"light trial: {format_arch(space, arch)}")
     sub = derive(net, arch)
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(1, min(space.dims.vocab_size, 1000), (4, 16), generator=g)
