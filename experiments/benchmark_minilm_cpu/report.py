@@ -56,6 +56,15 @@ def _f(v: Any, spec: str = ".3g") -> str:
     return format(v, spec)
 
 
+def _runtime(version: str | None, doc: Mapping[str, Any], *, sep: str = " ") -> str:
+    """``onnxruntime X (the table was measured with Y)``, or nothing when the run did not record it."""
+    if not version:
+        return ""
+    built = (doc.get("latency_table") or {}).get("runtime_version")
+    return (f"{sep}onnxruntime {version}" + (f" (the table was measured with {built})" if built and built != version
+                                            else "") + ("." if sep == " " else ""))
+
+
 def markdown(doc: Mapping[str, Any]) -> str:
     s, cfg = doc["summary"], doc["config"]
     ths = cfg["threads"]
@@ -68,13 +77,13 @@ def markdown(doc: Mapping[str, Any]) -> str:
     L.append(f"Command: `{doc['command']}` — {doc['started']} → {doc['finished']} UTC. "
              f"Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores), load average "
              f"{doc['machine']['loadavg_before']} before / {doc['machine']['loadavg_after']} after; "
-             f"{doc['machine']['note']}")
+             f"{doc['machine']['note']}" + _runtime(doc["machine"].get("onnxruntime"), doc))
     r = doc.get("measure", {}).get("remeasured")
     if r:
         L.append("")
         L.append(f"Latencies re-measured at {r['at']} UTC from the run's artifacts (`--remeasure`, {r['rounds']} "
-                 f"rounds; load average {r.get('loadavg_before') or '–'} before / {r.get('loadavg_after') or '–'} after): "
-                 "the run's own measurement was taken at a "
+                 f"rounds; load average {r.get('loadavg_before') or '–'} before / {r.get('loadavg_after') or '–'} after"
+                 f"{_runtime(r.get('onnxruntime'), doc, sep='; ')}): the run's own measurement was taken at a "
                  "noisy moment. Accuracies, trials and costs are the run's.")
     L.append("")
     L.append("## Summary")

@@ -125,13 +125,23 @@ def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, 
             raise ConfigError(f"--remeasure: {p['key']}: no artifact at {path} (the run's --work folder?)")
         paths[p["key"]] = path
     measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds)
+    if "runtime_version" not in doc["latency_table"] and Path(doc["latency_table"]["path"]).is_file():
+        from nas.latency.table import load_table  # runs before the version was recorded
+
+        doc["latency_table"]["runtime_version"] = load_table(doc["latency_table"]["path"]).runtime.get("version")
     drift = doc["latency_table"].get("drift")
     doc["summary"] = summarize(doc["points"], doc["summary"]["cost"], cfg, drift)
     rounds = rounds or cfg.measure.rounds
     doc["measure"]["samples_per_point"] = rounds * cfg.measure.repeats
     doc["measure"]["remeasured"] = {"at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_before": load0,
-                                    "loadavg_after": loadavg(), "rounds": rounds}
+                                    "loadavg_after": loadavg(), "rounds": rounds, "onnxruntime": ort_version()}
     return doc
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def run_costs(runs: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -227,7 +237,13 @@ def limits(s: dict[str, Any], cfg: dict[str, Any], drift: dict[str, Any] | None 
                 if not (met("hv_nsga2") and met("hv_random")) else "the whole-range ratios are met")
                + ("; in the region that beats the teacher's ORT int8 the ratios are "
                   f"{rows['hv_region_nsga2']['value']:.2f} (NSGA-II) and {rows['hv_region_random']['value']:.2f} "
-                  "(random)" if "hv_region_nsga2" in rows else "") + "."))
+                  "(random)" if "hv_region_nsga2" in rows else "")
+               + ("; there too the black-box fronts come close: with this fine-tuning budget a sampled architecture "
+                  "fine-tuned alone scores nearly as well as a searched one, and they try "
+                  f"{min(cost.get('random', {}).get('trials', 0), cost.get('nsga2', {}).get('trials', 0)) / max(d.get('trials', 0), 1):.1f}× "
+                  "as many architectures"
+                  if "hv_region_nsga2" in rows and not (met("hv_region_nsga2") and met("hv_region_random")) else "")
+               + "."))
     if not met("fidelity"):
         fid = s.get("fidelity", {}).get("search_fronts", {})
         bias = fid.get("mean_signed")
@@ -240,6 +256,10 @@ def limits(s: dict[str, Any], cfg: dict[str, Any], drift: dict[str, Any] | None 
                    + (f"; the table predicts {-bias:.0%} below the measurements on average, a uniform offset "
                       "(the host slower than when the table was built or recalibrated: `nas lut drift`)"
                       if bias is not None and bias < -0.05 else "")
+                   + (f"; on DNAS's front the table predicts {dbias:+.0%} against the measurements on average (a "
+                      "recalibration fitted on the calibration models scales every architecture alike)"
+                      if (dbias := s.get("fidelity", {}).get("dnas_front", {}).get("mean_signed")) is not None
+                      and abs(dbias) > 0.05 else "")
                    + (f"; {fid['mape']:.1%} MAPE is the table's per-architecture error plus that noise"
                       if fid.get("mape") is not None else "") + ".")
     return out
@@ -317,6 +337,7 @@ def run(args: argparse.Namespace) -> int:
         started=started, finished=time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         machine={"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                  "loadavg_before": load0, "loadavg_after": loadavg(), "torch": torch.__version__,
+                 "onnxruntime": ort_version(),
                  "note": ("the machine is shared (load well above its core count during the run): latencies are "
                           "noisy" + ("; the 1-thread clock excludes time stolen by other processes, 2-thread wall "
                                      "times do not." if cfg.measure.clock_t1 == "thread-cpu" else ".")
@@ -382,6 +403,7 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
     return {
         "config": cfg.to_dict(),
         "latency_table": {"id": bench.table.id, "path": table, "clock": bench.table.protocol.get("clock"),
+                          "runtime_version": bench.table.runtime.get("version"),
                           "source": cfg.latency_table or "built for --quick", "drift": drift},
         "data": {"source": bench.data_source, "n_train": len(bench.train), "n_val": len(bench.val),
                  "n_test": len(bench.test), "teacher_torch_accuracy": bench.teacher.accuracy},

@@ -85,7 +85,13 @@ def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(qui
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     after = json.loads((tmp_path / "minilm_cpu_quick.json").read_text())
+    import onnxruntime
+
     assert after["measure"]["remeasured"]["rounds"] == 2
+    assert after["measure"]["remeasured"]["onnxruntime"] == onnxruntime.__version__
+    assert before["machine"]["onnxruntime"] == onnxruntime.__version__
+    assert after["latency_table"]["runtime_version"] == before["latency_table"]["runtime_version"]
+    assert f"onnxruntime {onnxruntime.__version__}" in (tmp_path / "minilm_cpu_quick.md").read_text()
     assert [p["key"] for p in after["points"]] == [p["key"] for p in before["points"]]
     assert [p["accuracy"] for p in after["points"]] == [p["accuracy"] for p in before["points"]]
     assert after["summary"]["cost"] == before["summary"]["cost"]

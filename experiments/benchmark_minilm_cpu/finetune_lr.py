@@ -1,0 +1,143 @@
+"""Side experiment: which fine-tuning learning rate should the benchmark give every method?
+
+    PYTHONPATH=. .venv/bin/python -m experiments.benchmark_minilm_cpu.finetune_lr [--lrs 5e-5,1.5e-4,3e-4] [--quick]
+
+Each architecture (subnets found by an earlier full run, one random-search trial and
+a uniform student) is derived from the pretrained supernet and fine-tuned with the
+benchmark's shared budget (``trainer.finetune_steps``) at each learning rate; the
+rate is chosen on **validation** accuracy (mean over architectures), test accuracy
+is reported next to it. Writes ``experiments/reports/minilm_cpu.finetune_lr.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from experiments.benchmark_minilm_cpu.config import DEFAULT_CONFIG, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORTS = ROOT / "experiments" / "reports"
+
+#: Architectures of the sweep (minilm-l6 space), named by where they came from.
+ARCHS = {
+    "dnas-7ms": "L0,3,5 H6,2,2 F512,768,768 A16,32,32 M8,8,8 E8",
+    "dnas-7ms-b": "L0,3,5 H6,6,2 F512,768,768 A32,8,8 M8,8,8 E8",
+    "dnas-6ms": "L3,4,5 H2,2,6 F256,768,512 A8,8,32 M8,8,8 E8",
+    "random-7ms": "L2,3 H8,8 F1536,256 A16,32 M8,32 E16",
+    "dnas-11ms": "L0,1,3,4,5 H6,4,6,4,2 F512,256,768,512,768 A32,16,8,16,8 M8,32,8,8,8 E8",
+    "dnas-12ms": "L0,1,3,4,5 H6,2,2,6,12 F512,256,1536,512,256 A4,8,16,16,32 M8,8,8,8,4 E32",
+    "first4": "L0,1,2,3 H12,12,12,12 F1536,1536,1536,1536 A32,32,32,32 M32,32,32,32 E32",
+}
+
+
+def choose(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per learning rate: mean validation and test accuracy over the architectures run at every rate;
+    ``best`` is the rate with the highest mean validation accuracy (ties: the smaller rate)."""
+    lrs = sorted({float(r["lr"]) for r in rows})
+    archs = sorted({r["arch"] for r in rows})
+    complete = [a for a in archs if all(any(r["arch"] == a and float(r["lr"]) == lr for r in rows) for lr in lrs)]
+    if not complete:
+        raise ValueError("no architecture was run at every learning rate")
+    per_lr = {}
+    for lr in lrs:
+        sel = [r for r in rows if float(r["lr"]) == lr and r["arch"] in complete]
+        per_lr[lr] = {"val": statistics.fmean(r["val"] for r in sel), "test": statistics.fmean(r["test"] for r in sel)}
+    best = max(lrs, key=lambda lr: (per_lr[lr]["val"], -lr))
+    base = lrs[0]
+    wins = sum(1 for a in complete
+               if _acc(rows, a, best, "val") > _acc(rows, a, base, "val"))
+    return {"archs": complete, "per_lr": {repr(k): v for k, v in per_lr.items()}, "best": best, "baseline": base,
+            "val_gain_points": 100 * (per_lr[best]["val"] - per_lr[base]["val"]),
+            "test_gain_points": 100 * (per_lr[best]["test"] - per_lr[base]["test"]),
+            "val_wins": wins}
+
+
+def _acc(rows: Sequence[Mapping[str, Any]], arch: str, lr: float, key: str) -> float:
+    return next(float(r[key]) for r in rows if r["arch"] == arch and float(r["lr"]) == lr)
+
+
+def render(doc: Mapping[str, Any]) -> str:
+    c = doc["choice"]
+    lrs = sorted(float(k) for k in c["per_lr"])
+    lines = [
+        "# Side experiment: the benchmark's fine-tuning learning rate", "",
+        f"Command: `{doc['command']}` — {doc['at']}. Every architecture is derived from the pretrained supernet "
+        f"and fine-tuned for {doc['finetune_steps']} steps (batch {doc['batch_size']}, seed {doc['seed']}), the "
+        f"benchmark's shared budget; accuracy on {doc['n_val']} validation and {doc['n_test']} test WordNet noun "
+        "glosses. The rate is chosen on validation accuracy; one seed per cell, so single cells move by ±1–2 pt.", "",
+        "| architecture | " + " | ".join(f"val / test % @ {lr:g}" for lr in lrs) + " |",
+        "| --- | " + " | ".join("---" for _ in lrs) + " |",
+    ]
+    for a in c["archs"]:
+        cells = [f"{100 * _acc(doc['rows'], a, lr, 'val'):.2f} / {100 * _acc(doc['rows'], a, lr, 'test'):.2f}"
+                 for lr in lrs]
+        lines.append(f"| {a} `{doc['archs'][a]}` | " + " | ".join(cells) + " |")
+    lines.append("| **mean** | " + " | ".join(
+        f"**{100 * c['per_lr'][repr(lr)]['val']:.2f} / {100 * c['per_lr'][repr(lr)]['test']:.2f}**" for lr in lrs) + " |")
+    lines += ["", f"Chosen: **{c['best']:g}** (highest mean validation accuracy): {c['val_gain_points']:+.2f} pt "
+              f"validation, {c['test_gain_points']:+.2f} pt test over {c['baseline']:g}; better on validation for "
+              f"{c['val_wins']} of {len(c['archs'])} architectures.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--lrs", default="5e-5,1.5e-4,3e-4")
+    ap.add_argument("--archs", default=",".join(ARCHS), help="names from ARCHS (full mode)")
+    ap.add_argument("--quick", action="store_true", help="tiny-bert, first-k students, seconds (tests)")
+    ap.add_argument("--out", default=str(REPORTS))
+    ap.add_argument("--name", default=None)
+    args = ap.parse_args(argv)
+
+    from experiments.benchmark_minilm_cpu.context import Bench
+    from experiments.benchmark_minilm_cpu.run import quick_table
+    from nas.spaces.summary import format_arch, parse_arch
+    from trainers.config import SearchConfig
+
+    cfg = load_config(DEFAULT_CONFIG, quick=args.quick)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "finetune_lr_work"
+    if cfg.latency_table is None:
+        work.mkdir(exist_ok=True)
+    table = cfg.latency_table or quick_table(cfg, work)
+    base = SearchConfig.from_dict({"space": cfg.space, "latency_table": table, **cfg.trainer, "seed": cfg.seed})
+    bench = Bench(base, val_examples=cfg.val_examples, progress=print)
+    if args.quick:
+        archs = {f"first{k}": format_arch(bench.space, bench.first_k(k)) for k in (1, 2)}
+    else:
+        archs = {n: ARCHS[n] for n in args.archs.split(",")}
+    lrs = [float(x) for x in args.lrs.split(",")]
+    rows = []
+    for name, summary in archs.items():
+        arch = parse_arch(bench.space, summary)
+        for lr in lrs:
+            bench.config = dataclasses.replace(base, finetune_lr=lr)
+            tr = bench.train_arch(arch)
+            row = {"arch": name, "lr": lr, "val": bench.val_accuracy(tr), "test": bench.test_accuracy(tr),
+                   "seconds": tr.seconds}
+            rows.append(row)
+            print(f"{name} lr {lr:g}: val {row['val']:.4f} test {row['test']:.4f} ({row['seconds']:.0f} s)", flush=True)
+    doc = {"command": "python -m experiments.benchmark_minilm_cpu.finetune_lr " + " ".join(sys.argv[1:] if argv is None else argv),
+           "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "space": cfg.space,
+           "finetune_steps": base.finetune_steps, "batch_size": base.batch_size, "seed": base.seed,
+           "n_val": len(bench.val), "n_test": len(bench.test), "archs": archs, "rows": rows, "choice": choose(rows)}
+    stem = args.name or ("minilm_cpu_quick.finetune_lr" if args.quick else "minilm_cpu.finetune_lr")
+    for suffix, text in ((".json", json.dumps(doc, indent=1)), (".md", render(doc))):
+        tmp = out / f".{stem}{suffix}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / f"{stem}{suffix}")
+    print(f"chosen learning rate {doc['choice']['best']:g} (mean val {doc['choice']['val_gain_points']:+.2f} pt)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
