@@ -96,7 +96,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPORTS))
     ap.add_argument("--name", default=None)
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    from nas.errors import ConfigError, NASError
 
+    try:
+        lrs = parse_lrs(args.lrs)
+        names = args.archs.split(",")
+        unknown = [n for n in names if n not in ARCHS]
+        if unknown and not args.quick:
+            raise ConfigError(f"--archs: unknown architecture {unknown[0]!r}; known: {', '.join(ARCHS)}")
+        return _sweep(args, lrs, names)
+    except NASError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def parse_lrs(text: str) -> list[float]:
+    """``"5e-5,3e-4"`` to positive floats (ConfigError naming ``--lrs`` otherwise)."""
+    from nas.errors import ConfigError
+
+    try:
+        lrs = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--lrs: expected comma-separated numbers, got {text!r}") from None
+    if not lrs or any(not lr > 0 for lr in lrs):
+        raise ConfigError(f"--lrs: learning rates must be > 0, got {text!r}")
+    return lrs
+
+
+def _sweep(args: argparse.Namespace, lrs: list[float], names: list[str]) -> int:
     from experiments.benchmark_minilm_cpu.context import Bench
     from experiments.benchmark_minilm_cpu.run import quick_table
     from nas.spaces.summary import format_arch, parse_arch
@@ -114,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         archs = {f"first{k}": format_arch(bench.space, bench.first_k(k)) for k in (1, 2)}
     else:
-        archs = {n: ARCHS[n] for n in args.archs.split(",")}
-    lrs = [float(x) for x in args.lrs.split(",")]
+        archs = {n: ARCHS[n] for n in names}
     rows = []
     for name, summary in archs.items():
         arch = parse_arch(bench.space, summary)
@@ -126,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                    "seconds": tr.seconds}
             rows.append(row)
             print(f"{name} lr {lr:g}: val {row['val']:.4f} test {row['test']:.4f} ({row['seconds']:.0f} s)", flush=True)
-    doc = {"command": "python -m experiments.benchmark_minilm_cpu.finetune_lr " + " ".join(sys.argv[1:] if argv is None else argv),
+    doc = {"command": " ".join(["python -m experiments.benchmark_minilm_cpu.finetune_lr", *args.argv]),
            "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "space": cfg.space,
            "finetune_steps": base.finetune_steps, "batch_size": base.batch_size, "seed": base.seed,
            "n_val": len(bench.val), "n_test": len(bench.test), "archs": archs, "rows": rows, "choice": choose(rows)}

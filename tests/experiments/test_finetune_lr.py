@@ -53,3 +53,15 @@ def test_quick_sweep_writes_its_report(tmp_path):
     md = (tmp_path / "minilm_cpu_quick.finetune_lr.md").read_text()
     assert "Chosen:" in md and "first2" in md
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_bad_arguments_are_one_line_errors_before_any_compute(tmp_path, capsys):
+    from experiments.benchmark_minilm_cpu.finetune_lr import main
+
+    assert main(["--archs", "first4,nope", "--out", str(tmp_path)]) == 1
+    assert "--archs: unknown architecture 'nope'" in capsys.readouterr().err
+    assert main(["--lrs", "1e-4,fast", "--out", str(tmp_path)]) == 1
+    assert "--lrs: expected comma-separated numbers" in capsys.readouterr().err
+    assert main(["--lrs", "0,1e-4", "--out", str(tmp_path)]) == 1
+    assert "--lrs: learning rates must be > 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
