@@ -2,7 +2,7 @@
 
 One command (optionally rebuilding the tables first, on a quiet machine)::
 
-    PYTHONPATH=. .venv/bin/python experiments/latency_validation.py --samples 50 [--build] [--threads 1 2]
+    PYTHONPATH=. .venv/bin/python experiments/latency_validation.py --samples 50 [--build [--clock thread-cpu]] [--threads 1 2]
 
 For each thread count it loads ``latency_luts/minilm-l6.onnxruntime-cpu.t<T>.b1.s128.json``,
 measures ``--samples`` random mixed-precision subnets (derived, exported, quantized with
@@ -48,6 +48,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per group (default: the table's)")
     ap.add_argument("--build", action="store_true", help="rebuild the tables first (writes latency_luts/)")
+    ap.add_argument("--clock", choices=("wall", "thread-cpu"), default="wall",
+                    help="with --build at 1 thread: the table's clock (more threads always use wall)")
     ap.add_argument("--out", default=str(REPORTS / "latency_validation"))
     args = ap.parse_args()
 
@@ -61,7 +63,7 @@ def main() -> int:
         if args.build:
             print(f"== building {path.name}", file=sys.stderr, flush=True)
             build_table(space, threads=t, supernet=net, log=sys.stderr,
-                        protocol=Protocol(max_noisy_fraction=1.0)).save(path)
+                        protocol=Protocol(max_noisy_fraction=1.0, clock=args.clock if t == 1 else "wall")).save(path)
         table = load_table(path)
         print(f"== validating {path.name} with {args.samples} subnets", file=sys.stderr, flush=True)
         rep = validate_table(table, samples=args.samples, seed=args.seed, rounds=args.rounds, supernet=net, log=sys.stderr)

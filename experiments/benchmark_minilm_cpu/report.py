@@ -124,9 +124,7 @@ def markdown(doc: Mapping[str, Any]) -> str:
         "point's own fine-tuned head. **Latency** is measured here, not predicted: all points interleaved "
         f"(nas.latency.protocol), batch {cfg['measure']['batch']}, seq {cfg['measure']['seq']}, median and IQR "
         f"over {doc['measure']['samples_per_point']} calls, at threads {', '.join(map(str, ths))}. "
-        + ("At 1 thread the clock is `thread-cpu` (the shipped table's clock: CPU time of the calling thread, "
-           "which excludes time stolen by other processes on a busy machine); at more threads it is wall time. "
-           if cfg["measure"]["clock_t1"] == "thread-cpu" else "The clock is wall time at every thread count. ")
+        + clock_sentence(doc)
         + "**Size** is the ONNX file in MB.")
     L.append(
         f"* **Equal wall clock**: each search method had {cfg['budget_minutes']:g} min; a trial starts only "
@@ -224,3 +222,15 @@ def write_report(doc: dict[str, Any], out_dir: Path, name: str) -> dict[str, Pat
     md = out_dir / f"{name}.md"
     md.write_text(markdown(doc))
     return {"md": md, "json": js, **{f"png_t{t}": p for t, p in zip(doc["config"]["threads"], plots)}}
+
+
+def clock_sentence(doc: dict[str, Any]) -> str:
+    """How the report's latencies were timed, naming whether the 1-thread clock is the table's."""
+    table_clock = doc["latency_table"].get("clock") or "wall"
+    # runs before the resolved clock was recorded measured with the configured one
+    clock = doc["measure"].get("clock_t1") or doc["config"]["measure"]["clock_t1"]
+    same = "the latency table's clock too" if clock == table_clock else f"the latency table's clock is `{table_clock}`"
+    if clock == "thread-cpu":
+        return (f"At 1 thread the clock is `thread-cpu` (CPU time of the calling thread, which excludes time "
+                f"stolen by other processes on a busy machine; {same}); at more threads it is wall time. ")
+    return f"The clock is wall time at every thread count ({same} at 1 thread). "

@@ -30,7 +30,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from experiments.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, load_config  # noqa: E402
+from experiments.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, clock_t1, load_config  # noqa: E402
 from nas.errors import ConfigError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,20 +93,25 @@ def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConf
         say(f"eval {key}: accuracy {acc:.4f} (torch {c.get('test_accuracy_torch')}), {p['size_mb']:.2f} MB")
     for p in points:
         p["artifact_dir"] = str(paths[p["key"]].parent.relative_to(work))
-    measure_points(points, paths, bench.space, cfg)
+    measure_points(points, paths, bench.space, cfg, table_clock=bench.table.protocol.get("clock", "wall"))
     return points
 
 
 def measure_points(points: list[dict[str, Any]], paths: dict[str, Path], space: Any, cfg: BenchConfig,
-                   rounds: int | None = None) -> None:
-    """Measure every artifact interleaved at each thread count; set each point's ``latency``."""
+                   rounds: int | None = None, *, table_clock: str) -> None:
+    """Measure every artifact interleaved at each thread count; set each point's ``latency``.
+
+    At 1 thread the clock is :func:`~experiments.benchmark_minilm_cpu.config.clock_t1` (by default the
+    latency table's own, so that prediction and measurement time the same thing); more threads use wall time.
+    """
     from experiments.benchmark_minilm_cpu.measure import measure_latency
 
     lat, m = {}, cfg.measure
     for t in cfg.threads:
         say(f"measuring {len(paths)} artifacts interleaved at {t} thread(s)")
         lat[t] = measure_latency(paths, space=space, threads=t, batch=m.batch, seq=m.seq, warmup=m.warmup,
-                                 rounds=rounds or m.rounds, repeats=m.repeats, remeasure=m.remeasure, clock=m.clock_t1)
+                                 rounds=rounds or m.rounds, repeats=m.repeats, remeasure=m.remeasure,
+                                 clock=clock_t1(cfg, table_clock))
     for p in points:
         p["latency"] = {f"t{t}": lat[t][p["key"]] for t in cfg.threads}
 
@@ -124,7 +129,8 @@ def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, 
         if not path.is_file():
             raise ConfigError(f"--remeasure: {p['key']}: no artifact at {path} (the run's --work folder?)")
         paths[p["key"]] = path
-    measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds)
+    measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds,
+                   table_clock=doc["latency_table"].get("clock") or "wall")
     if "runtime_version" not in doc["latency_table"] and Path(doc["latency_table"]["path"]).is_file():
         from nas.latency.table import load_table  # runs before the version was recorded
 
@@ -133,6 +139,7 @@ def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, 
     doc["summary"] = summarize(doc["points"], doc["summary"]["cost"], cfg, drift)
     rounds = rounds or cfg.measure.rounds
     doc["measure"]["samples_per_point"] = rounds * cfg.measure.repeats
+    doc["measure"]["clock_t1"] = clock_t1(cfg, doc["latency_table"].get("clock") or "wall")
     doc["measure"]["remeasured"] = {"at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_before": load0,
                                     "loadavg_after": loadavg(), "rounds": rounds, "onnxruntime": ort_version()}
     return doc
@@ -256,8 +263,9 @@ def limits(s: dict[str, Any], cfg: dict[str, Any], drift: dict[str, Any] | None 
                    + (f"; the table predicts {-bias:.0%} below the measurements on average, a uniform offset "
                       "(the host slower than when the table was built or recalibrated: `nas lut drift`)"
                       if bias is not None and bias < -0.05 else "")
-                   + (f"; on DNAS's front the table predicts {dbias:+.0%} against the measurements on average (a "
-                      "recalibration fitted on the calibration models scales every architecture alike)"
+                   + (f"; on DNAS's front the table predicts {dbias:+.0%} against the measurements on average"
+                      + (" (a recalibration fitted on the calibration models scales every architecture alike)"
+                         if d.get("recalibrated") else " (the sum of per-block entries misses some whole-model effect)")
                       if (dbias := s.get("fidelity", {}).get("dnas_front", {}).get("mean_signed")) is not None
                       and abs(dbias) > 0.05 else "")
                    + (f"; {fid['mape']:.1%} MAPE is the table's per-architecture error plus that noise"
@@ -340,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
                  "onnxruntime": ort_version(),
                  "note": ("the machine is shared (load well above its core count during the run): latencies are "
                           "noisy" + ("; the 1-thread clock excludes time stolen by other processes, 2-thread wall "
-                                     "times do not." if cfg.measure.clock_t1 == "thread-cpu" else ".")
+                                     "times do not." if doc["measure"]["clock_t1"] == "thread-cpu" else ".")
                           if (load0 or [0])[0] > (os.cpu_count() or 1) else "machine quiet.")},
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -407,7 +415,8 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
                           "source": cfg.latency_table or "built for --quick", "drift": drift},
         "data": {"source": bench.data_source, "n_train": len(bench.train), "n_val": len(bench.val),
                  "n_test": len(bench.test), "teacher_torch_accuracy": bench.teacher.accuracy},
-        "measure": {"samples_per_point": cfg.measure.rounds * cfg.measure.repeats, "order": ["baselines", *args.methods]},
+        "measure": {"samples_per_point": cfg.measure.rounds * cfg.measure.repeats, "order": ["baselines", *args.methods],
+                    "clock_t1": clock_t1(cfg, bench.table.protocol.get("clock", "wall"))},
         "setup_s": setup_s, "summary": summarize(points, run_costs(runs), cfg, drift), "points": points,
     }
 

@@ -103,6 +103,13 @@ def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(qui
     assert bad.returncode == 1 and "no artifact at" in bad.stderr
 
 
+def test_one_thread_latencies_are_timed_with_the_tables_clock(quick_run):
+    out, _ = quick_run
+    doc = json.loads((out / "minilm_cpu_quick.json").read_text())
+    assert doc["measure"]["clock_t1"] == doc["latency_table"]["clock"] == "wall"
+    assert "wall time at every thread count (the latency table's clock too" in (out / "minilm_cpu_quick.md").read_text()
+
+
 def test_report_has_summary_first_and_how_to_read(quick_run):
     out, _ = quick_run
     md = (out / "minilm_cpu_quick.md").read_text()
@@ -137,10 +144,28 @@ def test_quick_config_overrides():
 
 @pytest.mark.parametrize("key, value, field", [("recalibrate", "sometimes", "recalibrate"),
                                                ("region", {"accuracy_drop_points": -1}, "region.accuracy_drop_points"),
-                                               ("region", {}, "region.accuracy_drop_points")])
+                                               ("region", {}, "region.accuracy_drop_points"),
+                                               ("measure", {"clock_t1": "cpu"}, "measure.clock_t1")])
 def test_bad_benchmark_keys_are_named(key, value, field):
     from experiments.benchmark_minilm_cpu.config import BenchConfig
     from nas.errors import ConfigError
 
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         BenchConfig.from_dict({"space": "tiny-bert", "latency_table": None, "budget_minutes": 1, key: value})
+
+
+def test_clock_t1_resolves_table_to_the_tables_clock_and_keeps_an_explicit_one():
+    from experiments.benchmark_minilm_cpu.config import BenchConfig, clock_t1
+    from experiments.benchmark_minilm_cpu.report import clock_sentence
+
+    base = {"space": "tiny-bert", "latency_table": None, "budget_minutes": 1}
+    default = BenchConfig.from_dict(base)
+    assert default.measure.clock_t1 == "table"
+    assert clock_t1(default, "thread-cpu") == "thread-cpu" and clock_t1(default, "wall") == "wall"
+    wall = BenchConfig.from_dict({**base, "measure": {"clock_t1": "wall"}})
+    assert clock_t1(wall, "thread-cpu") == "wall"
+    doc = {"latency_table": {"clock": "thread-cpu"}, "measure": {"clock_t1": "wall"}, "config": wall.to_dict()}
+    assert "the latency table's clock is `thread-cpu`" in clock_sentence(doc)
+    doc["measure"]["clock_t1"] = "thread-cpu"
+    assert clock_sentence(doc).startswith("At 1 thread the clock is `thread-cpu`")
+    assert "the latency table's clock too" in clock_sentence(doc)
