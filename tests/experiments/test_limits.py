@@ -38,3 +38,18 @@ def test_fidelity_names_the_bias_on_the_dnas_front_only_when_it_exceeds_5_percen
     assert "on DNAS's front the table predicts +6% against the measurements" in biased
     plain = " ".join(limits(_summary(met=True, region_met=True, dnas_bias=0.02), CFG))
     assert "Latency fidelity" in plain and "on DNAS's front" not in plain
+
+
+def test_hypervolume_names_the_ceiling_when_the_goals_exceed_what_any_front_could_reach():
+    from experiments.benchmark_minilm_cpu.run import hv_ceiling
+
+    s = {**_summary(met=False, region_met=True, dnas_bias=0.0),
+         "hypervolume": {"dnas": 0.7537, "random": 0.6933, "nsga2": 0.6943},
+         "best_accuracy": {"dnas": 0.804, "random": 0.798, "nsga2": 0.785}}
+    cfg = {**CFG, "reference": {"accuracy": 0.0}, "targets": {"hv_ratio_vs_nsga2": 1.2, "hv_ratio_vs_random": 1.3}}
+    text = " ".join(limits(s, cfg))
+    # 1.3 × 0.6933 = 0.901 > 0.804: no front of accuracy ≤ 80.4 % can reach it, even at zero latency
+    assert "hypervolume of 0.901" in text and "0.804 for the best point of any method, 80.40% by dnas" in text
+    reachable = {**s, "hypervolume": {"dnas": 0.5, "random": 0.5, "nsga2": 0.5}}  # goals need 0.65 ≤ 0.804
+    assert hv_ceiling(reachable, cfg) == ""
+    assert hv_ceiling(s, {**cfg, "reference": {"accuracy": 0.5}}) != ""  # ceiling 0.304 < 0.901
