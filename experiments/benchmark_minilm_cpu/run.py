@@ -66,7 +66,8 @@ def quick_table(cfg: BenchConfig, work: Path) -> str:
     return str(path)
 
 
-def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConfig, work: Path) -> list[dict[str, Any]]:
+def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConfig, work: Path, *,
+                    clock: str) -> list[dict[str, Any]]:
     """Export every candidate, score its test accuracy with onnxruntime, measure all latencies interleaved."""
     from experiments.benchmark_minilm_cpu.context import load_head
     from experiments.benchmark_minilm_cpu.measure import export_artifact, file_mb, onnx_accuracy
@@ -93,16 +94,17 @@ def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConf
         say(f"eval {key}: accuracy {acc:.4f} (torch {c.get('test_accuracy_torch')}), {p['size_mb']:.2f} MB")
     for p in points:
         p["artifact_dir"] = str(paths[p["key"]].parent.relative_to(work))
-    measure_points(points, paths, bench.space, cfg, table_clock=bench.table.protocol.get("clock", "wall"))
+    measure_points(points, paths, bench.space, cfg, clock=clock)
     return points
 
 
 def measure_points(points: list[dict[str, Any]], paths: dict[str, Path], space: Any, cfg: BenchConfig,
-                   rounds: int | None = None, *, table_clock: str) -> None:
+                   rounds: int | None = None, *, clock: str) -> None:
     """Measure every artifact interleaved at each thread count; set each point's ``latency``.
 
-    At 1 thread the clock is :func:`~experiments.benchmark_minilm_cpu.config.clock_t1` (by default the
-    latency table's own, so that prediction and measurement time the same thing); more threads use wall time.
+    ``clock`` times the 1-thread measurements (:func:`~experiments.benchmark_minilm_cpu.config.clock_t1`: by
+    default the latency table's own, so that prediction and measurement time the same thing); more threads
+    use wall time.
     """
     from experiments.benchmark_minilm_cpu.measure import measure_latency
 
@@ -111,7 +113,7 @@ def measure_points(points: list[dict[str, Any]], paths: dict[str, Path], space: 
         say(f"measuring {len(paths)} artifacts interleaved at {t} thread(s)")
         lat[t] = measure_latency(paths, space=space, threads=t, batch=m.batch, seq=m.seq, warmup=m.warmup,
                                  rounds=rounds or m.rounds, repeats=m.repeats, remeasure=m.remeasure,
-                                 clock=clock_t1(cfg, table_clock))
+                                 clock=clock)
     for p in points:
         p["latency"] = {f"t{t}": lat[t][p["key"]] for t in cfg.threads}
 
@@ -129,8 +131,8 @@ def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, 
         if not path.is_file():
             raise ConfigError(f"--remeasure: {p['key']}: no artifact at {path} (the run's --work folder?)")
         paths[p["key"]] = path
-    measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds,
-                   table_clock=doc["latency_table"].get("clock") or "wall")
+    clock = clock_t1(cfg, doc["latency_table"].get("clock") or "wall")
+    measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds, clock=clock)
     if "runtime_version" not in doc["latency_table"] and Path(doc["latency_table"]["path"]).is_file():
         from nas.latency.table import load_table  # runs before the version was recorded
 
@@ -139,7 +141,7 @@ def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, 
     doc["summary"] = summarize(doc["points"], doc["summary"]["cost"], cfg, drift)
     rounds = rounds or cfg.measure.rounds
     doc["measure"]["samples_per_point"] = rounds * cfg.measure.repeats
-    doc["measure"]["clock_t1"] = clock_t1(cfg, doc["latency_table"].get("clock") or "wall")
+    doc["measure"]["clock_t1"] = clock
     doc["measure"]["remeasured"] = {"at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_before": load0,
                                     "loadavg_after": loadavg(), "rounds": rounds, "onnxruntime": ort_version()}
     return doc
@@ -427,7 +429,8 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
             runs[m] = run_nsga2(bench, budget, work, say, seed=cfg.seed,
                                 population_size=int(cfg.nsga2.get("population_size", 8)))
         candidates += runs[m].candidates
-    points = evaluate_points(bench, candidates, cfg, work)
+    clock = clock_t1(cfg, bench.table.protocol.get("clock", "wall"))
+    points = evaluate_points(bench, candidates, cfg, work, clock=clock)
     return {
         "config": cfg.to_dict(),
         "latency_table": {"id": bench.table.id, "path": table, "clock": bench.table.protocol.get("clock"),
@@ -436,7 +439,7 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
         "data": {"source": bench.data_source, "n_train": len(bench.train), "n_val": len(bench.val),
                  "n_test": len(bench.test), "teacher_torch_accuracy": bench.teacher.accuracy},
         "measure": {"samples_per_point": cfg.measure.rounds * cfg.measure.repeats, "order": ["baselines", *args.methods],
-                    "clock_t1": clock_t1(cfg, bench.table.protocol.get("clock", "wall"))},
+                    "clock_t1": clock},
         "setup_s": setup_s, "summary": summarize(points, run_costs(runs), cfg, drift), "points": points,
     }
 
