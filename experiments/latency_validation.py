@@ -113,7 +113,9 @@ def render_md(meta: dict) -> str:
     for key, r in meta["results"].items():
         c = r["table_calibration"]
         if c:
-            lines.append(f"- {key}: calibration scale {c['scale']:.3f}, per layer {c['per_layer_ms']:.3f} ms, "
+            loo = ", ".join(f"{f} {v:.1%}" for f, v in (c.get("loo_mape") or {}).items())
+            lines.append(f"- {key}: calibration form `{c.get('form', 'affine_layers')}` (leave-one-out MAPE: "
+                         f"{loo or 'not recorded'}): scale {c['scale']:.3f}, per layer {c['per_layer_ms']:.3f} ms, "
                          f"constant {c['constant_ms']:.3f} ms; fit MAPE {c['fit_mape']:.1%} over {c['samples']} "
                          f"whole models (plain block sum: {c['raw_mape']:.1%}). Scatter: `{r['plot']}`")
     lines += ["", "A loadavg above ~1 on this 2-core machine means other processes shared the CPU during the "

@@ -41,3 +41,19 @@ def prepare_table(table_path: str, mode: str, work: Path, say: Callable[[str], N
         say(f"drift check: searching with the recalibrated table {out} (fit MAPE {new.calibration['fit_mape']:.1%})")
         return str(out), info
     return table_path, info
+
+
+def recheck_table(table_path: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """After the measurements: the searched table's calibration models re-measured again.
+
+    Against the check before the run, this tells a host that drifted *during* the
+    run (a uniform offset in the fidelity) from a table that misses some
+    architectures (an error that no re-anchoring removes).
+    """
+    from nas.latency.drift import check_drift
+    from nas.latency.table import load_table
+
+    report = check_drift(load_table(table_path))
+    say(f"drift check after the measurements: now/then median {report['median_ratio']:.3f} "
+        f"(IQR {report['q1']:.3f}–{report['q3']:.3f})")
+    return {k: report[k] for k in ("median_ratio", "q1", "q3", "drifted", "measured")}

@@ -190,7 +190,12 @@ def markdown(doc: Mapping[str, Any]) -> str:
                  f"now/then median {d['median_ratio']:.3f} (IQR {d['q1']:.3f}–{d['q3']:.3f}); "
                  + (f"every method searched with the recalibrated table (calibration refitted, fit MAPE "
                     f"{d['fit_mape']:.1%}; entries unchanged), whose predictions are the ones above."
-                    if d.get("recalibrated") else "within ±5 %: the table was used as shipped."))
+                    if d.get("recalibrated") else "within ±5 %: the table was used as shipped.")
+                 + (f" After the measurements the same models measured {d['after']['median_ratio']:.3f}× the searched "
+                    f"table's (IQR {d['after']['q1']:.3f}–{d['after']['q3']:.3f}): "
+                    + ("the host drifted during the run, a uniform offset in the errors above."
+                       if d["after"].get("drifted") else "the host held steady, so the errors above are the table's.")
+                    if d.get("after") else ""))
     bh = s["budget_hits"]
     L.append("")
     L.append(f"DNAS budget-hit rate: measured {_f(bh.get('measured_hit_rate'), '.0%')}, predicted "

@@ -280,6 +280,9 @@ def limits(s: dict[str, Any], cfg: dict[str, Any], drift: dict[str, Any] | None 
         checked = (f"; before the run the table's calibration models measured {d['median_ratio']:.2f}× their "
                    "recorded latency" + (" and the search used the recalibrated table" if d.get("recalibrated")
                                          else "") if d.get("checked") else "")
+        if d.get("after"):
+            checked += (f"; after the measurements they measured {d['after']['median_ratio']:.2f}× the searched "
+                        "table's (IQR " f"{d['after']['q1']:.2f}–{d['after']['q3']:.2f})")
         out.append("Latency fidelity: measurements on a 2-core machine shared with other jobs are noisy (see IQR)"
                    + checked
                    + (f"; the table predicts {-bias:.0%} below the measurements on average, a uniform offset "
@@ -431,6 +434,10 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
         candidates += runs[m].candidates
     clock = clock_t1(cfg, bench.table.protocol.get("clock", "wall"))
     points = evaluate_points(bench, candidates, cfg, work, clock=clock)
+    if drift.get("checked"):
+        from experiments.benchmark_minilm_cpu.drift import recheck_table
+
+        drift = {**drift, "after": recheck_table(table, say)}
     return {
         "config": cfg.to_dict(),
         "latency_table": {"id": bench.table.id, "path": table, "clock": bench.table.protocol.get("clock"),

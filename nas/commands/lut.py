@@ -29,7 +29,7 @@ def register(sub) -> None:
     b.add_argument("--max-noisy", type=float, default=0.2, help="refuse when more than this fraction stays noisy")
     b.add_argument("--clock", choices=("wall", "thread-cpu"), default="wall",
                    help="wall (default) or thread-cpu (threads 1 only: excludes time stolen by other processes)")
-    b.add_argument("--calibration-samples", type=int, default=8, help="whole models measured for calibration")
+    b.add_argument("--calibration-samples", type=int, default=12, help="whole models measured for calibration")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_build)
 
@@ -77,7 +77,8 @@ def cmd_build(args) -> int:
     table.save(out)
     cal = table.calibration
     print(f"wrote {out}: {len(table.entries)} entries"
-          + (f", calibration fit MAPE {cal['fit_mape']:.1%} (raw sum {cal['raw_mape']:.1%})" if cal else ""))
+          + (f", calibration {cal.get('form', 'affine_layers')}: fit MAPE {cal['fit_mape']:.1%} (raw sum "
+             f"{cal['raw_mape']:.1%})" if cal else ""))
     return 0
 
 
@@ -149,7 +150,7 @@ def cmd_show(args) -> int:
         print(f"device {d.get('cpu')} ({d.get('cores')} cores, {','.join(d.get('isa', []))}; {d.get('fingerprint')})")
         print(f"runtime {r.get('name')} {r.get('version')} {r.get('provider')}")
         if c:
-            print(f"calibration scale {c.get('scale', 1):.4f} per_layer {c.get('per_layer_ms', 0):.3f} ms "
+            print(f"calibration {c.get('form', 'affine_layers')}: scale {c.get('scale', 1):.4f} per_layer {c.get('per_layer_ms', 0):.3f} ms "
                   f"constant {c.get('constant_ms', 0):.3f} ms (fit MAPE {c.get('fit_mape', 0):.1%} over "
                   f"{c.get('samples')} models; raw sum {c.get('raw_mape', 0):.1%})")
     print(render(rows, args.format))

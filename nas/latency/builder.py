@@ -103,12 +103,30 @@ def entry_runners(
 
 
 def calibration_archs(space: SearchSpace, count: int, *, seed: int = 0) -> list[Arch]:
-    """``count`` architectures: the full one, the smallest one, then seeded random ones."""
+    """``count`` architectures: the full one, the smallest one, then seeded random ones spread over depths.
+
+    Uniform sampling piles up in the middle depths (3–4 of 6 layers), while the
+    search's fronts live at 1–3 layers; so the random ones cycle through the depths
+    the space allows (rejection sampling, the first sample taken after 200 misses).
+    """
     rng = random.Random(seed + 7919)
-    archs = [space.full(), space.smallest()]
+    archs = [space.full(), space.smallest()][:count]
+    depths = sorted({len(space.kept_layers(space.sample(random.Random(seed + k)))) for k in range(200)}
+                    | {len(space.kept_layers(a)) for a in archs})
+    n = 0
     while len(archs) < count:
-        archs.append(space.sample(rng))
-    return archs[:count]
+        want = depths[n % len(depths)]
+        n += 1
+        first = None
+        for _ in range(200):
+            a = space.sample(rng)
+            first = first or a
+            if len(space.kept_layers(a)) == want:
+                break
+        else:
+            a = first
+        archs.append(a)
+    return archs
 
 
 def model_runner(net: torch.nn.Module, arch: Arch, backend: BaseLatencyBackend, *, batch: int, seq: int) -> Runner:
@@ -129,7 +147,7 @@ def build_table(
     batch: int = 1,
     seq: int = 128,
     protocol: Protocol | None = None,
-    calibration_samples: int = 8,
+    calibration_samples: int = 12,
     seed: int = 0,
     supernet: torch.nn.Module | None = None,
     log: TextIO | None = None,

@@ -1,9 +1,25 @@
-"""Calibration: fit the correction from the pure block sum to whole-model latency.
+"""Calibration: the correction from the pure block sum to whole-model latency.
 
-``measured ≈ scale · raw + per_layer_ms · layers + constant_ms`` by least
-squares on *relative* errors (each row weighted by 1/measured, so a 1-layer
-subnet counts as much as the full model: the targets are relative, MAPE and
-±10 %) over a handful of whole models the builder measured.
+``measured ≈ scale · raw + per_layer_ms · layers + constant_ms``, one of four
+nested forms, chosen by leave-one-out error on a handful of whole models the
+builder measured:
+
+==============  =====================================  ==========================
+form            fitted                                 needs
+==============  =====================================  ==========================
+identity        nothing (1, 0, 0): the plain block sum  any 2 models
+scale           ``scale``                              2 models
+affine          ``scale``, ``constant_ms``             3 models
+affine_layers   ``scale``, ``per_layer_ms``,           4 models, 3 layer counts
+                ``constant_ms``
+==============  =====================================  ==========================
+
+Fits are least squares on *relative* errors (each row weighted by 1/measured,
+so a 1-layer subnet counts as much as the full model: the targets are relative,
+MAPE and ±10 %). Choosing by held-out error, not by in-sample fit, matters: on a
+noisy host a three-term fit on 8 models can predict unseen subnets *worse* than
+the plain sum (it did: 6.8 % MAPE against 5.9 %, experiments/reports/latency_validation.md).
+The simplest form within ``tolerance`` of the best held-out MAPE wins.
 """
 
 from __future__ import annotations
@@ -15,47 +31,89 @@ import numpy as np
 
 from nas.errors import LatencyTableError
 
+FORMS: dict[str, tuple[str, ...]] = {
+    "identity": (),
+    "scale": ("raw",),
+    "affine": ("raw", "one"),
+    "affine_layers": ("raw", "layers", "one"),
+}
 
-def fit_calibration(raw_ms: Sequence[float], layers: Sequence[int], measured_ms: Sequence[float]) -> dict[str, Any]:
-    """Least-squares ``scale``, ``per_layer_ms``, ``constant_ms`` and the fit's errors.
 
-    With fewer than 3 distinct layer counts, ``per_layer_ms`` is fixed at 0 (it
-    cannot be told apart from the constant). A non-positive fitted scale falls
-    back to ``scale`` + ``constant_ms`` only.
+def _design(form: str, raw: np.ndarray, layers: np.ndarray) -> np.ndarray:
+    cols = {"raw": raw, "layers": layers, "one": np.ones_like(raw)}
+    return np.stack([cols[c] for c in FORMS[form]], axis=1)
+
+
+def _fit(form: str, raw: np.ndarray, layers: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """``(scale, per_layer_ms, constant_ms)`` of ``form`` fitted on the rows given."""
+    if form == "identity":
+        return 1.0, 0.0, 0.0
+    w = 1.0 / y
+    coef = np.linalg.lstsq(_design(form, raw, layers) * w[:, None], y * w, rcond=None)[0]
+    terms = dict(zip(FORMS[form], (float(c) for c in coef)))
+    return terms.get("raw", 1.0), terms.get("layers", 0.0), terms.get("one", 0.0)
+
+
+def _predict(terms: tuple[float, float, float], raw: np.ndarray, layers: np.ndarray) -> np.ndarray:
+    scale, per_layer, const = terms
+    return scale * raw + per_layer * layers + const
+
+
+def usable_forms(layers: Sequence[int]) -> list[str]:
+    """Forms that leave-one-out can judge on these models (a form needs a row more than its terms)."""
+    n, distinct = len(layers), len(set(layers))
+    return [f for f in FORMS if n >= len(FORMS[f]) + 1 and (f != "affine_layers" or distinct >= 3)]
+
+
+def loo_mape(form: str, raw: np.ndarray, layers: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out mean relative error of ``form``: each model predicted by a fit on the others."""
+    errs = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        p = _predict(_fit(form, raw[keep], layers[keep], y[keep]), raw[i:i + 1], layers[i:i + 1])[0]
+        errs.append(abs(p - y[i]) / y[i])
+    return float(np.mean(errs))
+
+
+def fit_calibration(raw_ms: Sequence[float], layers: Sequence[int], measured_ms: Sequence[float], *,
+                    tolerance: float = 0.005) -> dict[str, Any]:
+    """The calibration form with the lowest leave-one-out MAPE (the simplest within ``tolerance``), fitted on all rows.
+
+    A fitted form whose scale is not positive is skipped (it would invert the ranking).
 
     Returns:
-        ``{"scale", "per_layer_ms", "constant_ms", "samples", "fit_mape", "fit_max_pct", "raw_mape"}``
-        (errors as fractions of the measured latency).
+        ``{"form", "scale", "per_layer_ms", "constant_ms", "samples", "loo_mape" (form -> held-out MAPE),
+        "fit_mape", "fit_max_pct", "raw_mape"}`` (errors as fractions of the measured latency).
 
     Raises:
-        LatencyTableError: fewer than 2 samples or lengths that differ.
+        LatencyTableError: fewer than 2 samples, lengths that differ or a non-positive measurement.
     """
     raw, lay, y = (np.asarray(v, dtype=float) for v in (raw_ms, layers, measured_ms))
     if not len(raw) == len(lay) == len(y):
         raise LatencyTableError("calibration: raw, layers and measured differ in length")
     if len(y) < 2:
         raise LatencyTableError(f"calibration: needs at least 2 whole-model measurements, got {len(y)}")
-    cols = [raw, np.ones_like(raw)]
-    use_layers = len(set(lay.tolist())) >= 3 and len(y) >= 4
-    if use_layers:
-        cols.insert(1, lay)
     if (y <= 0).any():
         raise LatencyTableError("calibration: measured latencies must be positive")
-    w = 1.0 / y
-    coef = np.linalg.lstsq(np.stack(cols, axis=1) * w[:, None], y * w, rcond=None)[0]
-    if coef[0] <= 0 and use_layers:
-        use_layers = False
-        coef = np.linalg.lstsq(np.stack([raw, np.ones_like(raw)], axis=1) * w[:, None], y * w, rcond=None)[0]
-    scale = float(coef[0])
-    per_layer = float(coef[1]) if use_layers else 0.0
-    const = float(coef[-1])
-    pred = scale * raw + per_layer * lay + const
+    loo: dict[str, float] = {}
+    fitted: dict[str, tuple[float, float, float]] = {}
+    for form in usable_forms([int(v) for v in lay]):
+        terms = _fit(form, raw, lay, y)
+        if terms[0] <= 0:
+            continue
+        fitted[form], loo[form] = terms, loo_mape(form, raw, lay, y)
+    best = min(loo.values())
+    form = next(f for f in fitted if loo[f] <= best + tolerance)  # FORMS order: simplest first
+    pred = _predict(fitted[form], raw, lay)
     err = np.abs(pred - y) / y
+    scale, per_layer, const = fitted[form]
     return {
+        "form": form,
         "scale": scale,
         "per_layer_ms": per_layer,
         "constant_ms": const,
         "samples": int(len(y)),
+        "loo_mape": loo,
         "fit_mape": float(err.mean()),
         "fit_max_pct": float(err.max()),
         "raw_mape": float((np.abs(raw - y) / y).mean()),

@@ -16,7 +16,7 @@ import datetime as _dt
 import statistics
 from typing import Any, TextIO
 
-from nas.errors import LatencyTableError
+from nas.errors import ArchError, LatencyTableError
 from nas.latency.calibration import fit_calibration
 from nas.latency.table import LatencyTable
 
@@ -47,23 +47,25 @@ def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool 
             (another space or seed), or (``strict``) it was built on another device or runtime.
     """
     from nas.latency.backends import get_backend
-    from nas.latency.builder import calibration_archs, model_runner
+    from nas.latency.builder import model_runner
     from nas.latency.device import device_info
     from nas.latency.predictor import raw_latency_ms
     from nas.latency.protocol import Protocol, measure
     from nas.spaces import load_space
-    from nas.spaces.summary import format_arch
+    from nas.spaces.summary import parse_arch
 
     models = (table.calibration or {}).get("models") or []
     if len(models) < 2:
         raise LatencyTableError(f"{table.id}: calibration.models: needs the whole models the table was calibrated on")
     space = load_space(table.space_name)
     protocol = dict(table.protocol or {})
-    archs = calibration_archs(space, len(models), seed=int(protocol.get("seed", 0)))
-    for m, arch in zip(models, archs):
-        if format_arch(space, arch) != m["arch"]:
-            raise LatencyTableError(f"{table.id}: calibration.models: cannot re-derive {m['arch']!r} "
-                                    f"(got {format_arch(space, arch)!r}); rebuild the table")
+    archs = []
+    for m in models:
+        try:
+            archs.append(parse_arch(space, str(m["arch"])))
+        except (ArchError, KeyError) as e:
+            raise LatencyTableError(f"{table.id}: calibration.models: cannot re-derive {m.get('arch')!r} in space "
+                                    f"{space.name!r} ({e}); rebuild the table") from None
     backend = get_backend(table.runtime.get("name", ""), threads=table.threads)
     table.check_environment(device=device_info(), runtime=backend.info(), strict=strict)
     if supernet is None:

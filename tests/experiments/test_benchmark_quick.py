@@ -72,6 +72,11 @@ def test_the_table_is_checked_and_recalibrated_before_any_method(quick_run):
     assert doc["latency_table"]["path"] == d["path"] and d["path"].endswith(".recalibrated.json")
     assert proc.stderr.index("drift check:") < proc.stderr.index("== dnas")
     assert "Table check before the run" in (out / "minilm_cpu_quick.md").read_text()
+    # and again after every point was measured, against the table the methods searched with
+    after = d["after"]
+    assert after["q1"] <= after["median_ratio"] <= after["q3"] and isinstance(after["drifted"], bool)
+    assert proc.stderr.index("drift check after the measurements") > proc.stderr.index("== nsga2")
+    assert "After the measurements the same models measured" in (out / "minilm_cpu_quick.md").read_text()
 
 
 def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(quick_run, tmp_path):

@@ -132,3 +132,13 @@ def test_drift_without_calibration_models_is_a_typed_error(built, tmp_path):
     bad.write_text(json.dumps(d))
     res = nas("lut", "drift", str(bad), check=False)
     assert res.returncode == 1 and "calibration.models" in res.stderr
+
+
+def test_drift_with_an_unparsable_calibration_model_names_it(built, tmp_path):
+    path, _ = built
+    d = json.loads(Path(path).read_text())
+    d["calibration"]["models"][1]["arch"] = "L0 H2 Fx A8 M8 E32"
+    bad = tmp_path / "badarch.json"
+    bad.write_text(json.dumps(d))
+    res = nas("lut", "drift", str(bad), check=False)
+    assert res.returncode == 1 and "cannot re-derive 'L0 H2 Fx A8 M8 E32'" in res.stderr

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from nas.errors import LatencyTableError
@@ -14,12 +15,39 @@ def test_recovers_exact_terms():
     assert cal["fit_mape"] == pytest.approx(0.0, abs=1e-9)
     # raw misses by 4.5/14.5, 7/27, 6.5/21.5, 13/53
     assert cal["raw_mape"] == pytest.approx((4.5 / 14.5 + 7 / 27 + 6.5 / 21.5 + 13 / 53) / 4)
-    assert cal["samples"] == 4
+    assert cal["samples"] == 4 and cal["form"] == "affine_layers" and cal["loo_mape"]["affine_layers"] < 1e-9
 
 
-def test_too_few_layer_counts_fit_scale_and_constant_only():
-    cal = fit_calibration([10.0, 20.0], [1, 1], [21.0, 41.0])
+def test_too_few_layer_counts_never_fit_a_per_layer_term():
+    # an exact scale + constant line over one layer count: affine wins, per_layer stays 0
+    cal = fit_calibration([10.0, 20.0, 30.0, 40.0], [1, 1, 1, 1], [21.0, 41.0, 61.0, 81.0])
+    assert cal["form"] == "affine" and "affine_layers" not in cal["loo_mape"]
     assert (cal["scale"], cal["per_layer_ms"], cal["constant_ms"]) == pytest.approx((2.0, 0.0, 1.0))
+
+
+def test_two_models_can_only_fit_a_scale():
+    cal = fit_calibration([10.0, 20.0], [1, 2], [20.0, 40.0])
+    assert set(cal["loo_mape"]) == {"identity", "scale"}
+    assert cal["form"] == "scale" and cal["scale"] == pytest.approx(2.0)
+
+
+def test_noise_around_the_plain_sum_keeps_the_plain_sum():
+    # measured = raw × (1 ± 6 % noise): any fitted term only chases the noise, and held-out error says so
+    rng = np.random.default_rng(0)
+    raw = np.array([1.5, 2.5, 3.0, 4.5, 6.0, 7.5, 9.0, 10.5, 12.0, 14.0, 17.0, 19.0])
+    layers = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+    measured = raw * (1 + rng.uniform(-0.06, 0.06, len(raw)))
+    cal = fit_calibration(raw, layers, measured)
+    assert cal["form"] == "identity", cal["loo_mape"]
+    assert (cal["scale"], cal["per_layer_ms"], cal["constant_ms"]) == (1.0, 0.0, 0.0)
+    # the richest form fits these 12 models better in-sample, yet predicts held-out ones worse
+    assert cal["loo_mape"]["affine_layers"] > cal["loo_mape"]["identity"]
+
+
+def test_a_uniform_slowdown_is_a_scale():
+    raw = [2.0, 4.0, 6.0, 8.0, 10.0]
+    cal = fit_calibration(raw, [1, 2, 3, 4, 5], [1.15 * r for r in raw])
+    assert cal["form"] == "scale" and cal["scale"] == pytest.approx(1.15) and cal["fit_mape"] == pytest.approx(0.0)
 
 
 def test_fit_error_is_reported():

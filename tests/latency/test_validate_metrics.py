@@ -30,5 +30,14 @@ def test_calibration_archs_anchor_full_and_smallest(hand_space):
     assert calibration_archs(hand_space, 4, seed=0) == archs  # seeded
 
 
+def test_calibration_archs_spread_over_depths():
+    from nas.spaces import load_space
+
+    space = load_space("minilm-l6")
+    depths = [len(space.kept_layers(a)) for a in calibration_archs(space, 14, seed=0)]
+    assert depths[:2] == [6, 1]
+    assert sorted(depths[2:]) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]  # uniform sampling would pile up at 3-4
+
+
 def test_table_filename():
     assert table_filename("minilm-l6", "onnxruntime-cpu", 1, 1, 128) == "minilm-l6.onnxruntime-cpu.t1.b1.s128.json"
