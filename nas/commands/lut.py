@@ -63,6 +63,7 @@ def register(sub) -> None:
 
 def cmd_build(args) -> int:
     from nas.latency.builder import build_table, table_filename
+    from nas.latency.calibration import form_of
     from nas.latency.protocol import Protocol
     from nas.spaces import load_space
 
@@ -77,7 +78,7 @@ def cmd_build(args) -> int:
     table.save(out)
     cal = table.calibration
     print(f"wrote {out}: {len(table.entries)} entries"
-          + (f", calibration {cal.get('form', 'affine_layers')}: fit MAPE {cal['fit_mape']:.1%} (raw sum "
+          + (f", calibration {form_of(cal)}: fit MAPE {cal['fit_mape']:.1%} (raw sum "
              f"{cal['raw_mape']:.1%})" if cal else ""))
     return 0
 
@@ -145,12 +146,14 @@ def cmd_show(args) -> int:
     rows = [{"key": k, "median_ms": e["median_ms"], "iqr_ms": e.get("iqr_ms"), "n": e.get("n"),
              "noisy": e.get("noisy", False)} for k, e in table.entries.items()]
     if args.format == "table":
+        from nas.latency.calibration import form_of
+
         d, r, c = table.device, table.runtime, table.calibration
         print(f"{table.id}  space hash {table.space_hash}  created {table.created}")
         print(f"device {d.get('cpu')} ({d.get('cores')} cores, {','.join(d.get('isa', []))}; {d.get('fingerprint')})")
         print(f"runtime {r.get('name')} {r.get('version')} {r.get('provider')}")
         if c:
-            print(f"calibration {c.get('form', 'affine_layers')}: scale {c.get('scale', 1):.4f} per_layer {c.get('per_layer_ms', 0):.3f} ms "
+            print(f"calibration {form_of(c)}: scale {c.get('scale', 1):.4f} per_layer {c.get('per_layer_ms', 0):.3f} ms "
                   f"constant {c.get('constant_ms', 0):.3f} ms (fit MAPE {c.get('fit_mape', 0):.1%} over "
                   f"{c.get('samples')} models; raw sum {c.get('raw_mape', 0):.1%})")
     print(render(rows, args.format))

@@ -44,7 +44,7 @@ def _design(form: str, raw: np.ndarray, layers: np.ndarray) -> np.ndarray:
     return np.stack([cols[c] for c in FORMS[form]], axis=1)
 
 
-def _fit(form: str, raw: np.ndarray, layers: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+def fit_form(form: str, raw: np.ndarray, layers: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     """``(scale, per_layer_ms, constant_ms)`` of ``form`` fitted on the rows given."""
     if form == "identity":
         return 1.0, 0.0, 0.0
@@ -59,6 +59,17 @@ def _predict(terms: tuple[float, float, float], raw: np.ndarray, layers: np.ndar
     return scale * raw + per_layer * layers + const
 
 
+def form_of(calibration: dict[str, Any]) -> str:
+    """The form of a table's calibration (tables built before forms were recorded: read off its terms)."""
+    if calibration.get("form") in FORMS:
+        return str(calibration["form"])
+    if calibration.get("per_layer_ms", 0.0):
+        return "affine_layers"
+    if calibration.get("constant_ms", 0.0):
+        return "affine"
+    return "scale" if calibration.get("scale", 1.0) != 1.0 else "identity"
+
+
 def usable_forms(layers: Sequence[int]) -> list[str]:
     """Forms that leave-one-out can judge on these models (a form needs a row more than its terms)."""
     n, distinct = len(layers), len(set(layers))
@@ -70,7 +81,7 @@ def loo_mape(form: str, raw: np.ndarray, layers: np.ndarray, y: np.ndarray) -> f
     errs = []
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        p = _predict(_fit(form, raw[keep], layers[keep], y[keep]), raw[i:i + 1], layers[i:i + 1])[0]
+        p = _predict(fit_form(form, raw[keep], layers[keep], y[keep]), raw[i:i + 1], layers[i:i + 1])[0]
         errs.append(abs(p - y[i]) / y[i])
     return float(np.mean(errs))
 
@@ -98,7 +109,7 @@ def fit_calibration(raw_ms: Sequence[float], layers: Sequence[int], measured_ms:
     loo: dict[str, float] = {}
     fitted: dict[str, tuple[float, float, float]] = {}
     for form in usable_forms([int(v) for v in lay]):
-        terms = _fit(form, raw, lay, y)
+        terms = fit_form(form, raw, lay, y)
         if terms[0] <= 0:
             continue
         fitted[form], loo[form] = terms, loo_mape(form, raw, lay, y)

@@ -82,3 +82,12 @@ def test_recalibrated_refits_on_the_new_measurements_only(hand_space):
     new = recalibrated(table, {"models": rows, "measured": "now", "median_ratio": 3.0})
     assert new.calibration["scale"] == pytest.approx(3.0) and abs(new.calibration["constant_ms"]) < 1e-9
     assert new.entries == table.entries and new.calibration["recalibrated"]["previous"]["scale"] == 1.0
+
+
+def test_form_of_reads_old_tables_off_their_terms():
+    from nas.latency.calibration import form_of
+
+    assert form_of({"form": "scale", "scale": 1.1}) == "scale"
+    assert form_of({"scale": 0.46, "per_layer_ms": 0.0, "constant_ms": 0.97}) == "affine"
+    assert form_of({"scale": 0.89, "per_layer_ms": 0.31, "constant_ms": -0.39}) == "affine_layers"
+    assert form_of({}) == "identity"
