@@ -29,7 +29,7 @@ def register(sub) -> None:
     b.add_argument("--max-noisy", type=float, default=0.2, help="refuse when more than this fraction stays noisy")
     b.add_argument("--clock", choices=("wall", "thread-cpu"), default="wall",
                    help="wall (default) or thread-cpu (threads 1 only: excludes time stolen by other processes)")
-    b.add_argument("--calibration-samples", type=int, default=12, help="whole models measured for calibration")
+    b.add_argument("--calibration-samples", type=int, default=14, help="whole models measured for calibration")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_build)
 

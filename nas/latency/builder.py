@@ -102,15 +102,37 @@ def entry_runners(
     return runners
 
 
-def calibration_archs(space: SearchSpace, count: int, *, seed: int = 0) -> list[Arch]:
-    """``count`` architectures: the full one, the smallest one, then seeded random ones spread over depths.
+def precision_anchors(space: SearchSpace) -> list[Arch]:
+    """The smallest architecture at each weight precision of the space (every ``bits`` choice set to it).
 
+    Which precision is fastest depends on the device and runtime (int8 on VNNI/AMX, while
+    ORT's int4 ``MatMulNBits`` runs slower than fp32 there), so the fastest corner of the
+    space, where low-latency searches end up, is one of these, not necessarily
+    :meth:`~nas.spaces.space.SearchSpace.smallest`.
+    """
+    base = space.smallest()
+    bits = sorted({b for c in space.choices if c.kind == "bits" for b in c.options}, reverse=True)
+    out = []
+    for b in bits:
+        arch = {**base, **{c.label: b for c in space.choices if c.kind == "bits" and b in c.options}}
+        if arch != base and arch not in out:
+            out.append(arch)
+    return out
+
+
+def calibration_archs(space: SearchSpace, count: int, *, seed: int = 0) -> list[Arch]:
+    """``count`` architectures: the full one, the smallest one, the smallest at each other precision,
+    then seeded random ones spread over depths.
+
+    The anchors bound the calibration's range at both ends: without them a search that ends
+    below the fastest calibration model extrapolates the fitted constant (a 1-layer int8
+    subnet predicted at 0.36 ms by a fit whose fastest model, int4, measured 0.74 ms).
     Uniform sampling piles up in the middle depths (3–4 of 6 layers), while the
     search's fronts live at 1–3 layers; so the random ones cycle through the depths
     the space allows (rejection sampling, the first sample taken after 200 misses).
     """
     rng = random.Random(seed + 7919)
-    archs = [space.full(), space.smallest()][:count]
+    archs = [space.full(), space.smallest(), *precision_anchors(space)][:count]
     depths = sorted({len(space.kept_layers(space.sample(random.Random(seed + k)))) for k in range(200)}
                     | {len(space.kept_layers(a)) for a in archs})
     n = 0
@@ -147,7 +169,7 @@ def build_table(
     batch: int = 1,
     seq: int = 128,
     protocol: Protocol | None = None,
-    calibration_samples: int = 12,
+    calibration_samples: int = 14,
     seed: int = 0,
     supernet: torch.nn.Module | None = None,
     log: TextIO | None = None,

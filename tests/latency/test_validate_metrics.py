@@ -30,13 +30,22 @@ def test_calibration_archs_anchor_full_and_smallest(hand_space):
     assert calibration_archs(hand_space, 4, seed=0) == archs  # seeded
 
 
-def test_calibration_archs_spread_over_depths():
+def test_calibration_archs_anchor_every_precision_then_spread_over_depths():
+    from nas.latency.builder import precision_anchors
+    from nas.spaces.choice import layer_label
     from nas.spaces import load_space
 
     space = load_space("minilm-l6")
-    depths = [len(space.kept_layers(a)) for a in calibration_archs(space, 14, seed=0)]
-    assert depths[:2] == [6, 1]
-    assert sorted(depths[2:]) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]  # uniform sampling would pile up at 3-4
+    archs = calibration_archs(space, 17, seed=0)
+    anchors = precision_anchors(space)
+    assert archs[:2] == [space.full(), space.smallest()] and archs[2:2 + len(anchors)] == anchors
+    # the smallest architecture at 32, 16 and 8 bits (smallest() is the 4-bit one): one layer each
+    assert [a["embed.bits"] for a in anchors] == [32, 16, 8]
+    for a in anchors:
+        (i,) = space.kept_layers(a)
+        assert space.value(a, layer_label(i, "ffn.bits")) == space.value(a, layer_label(i, "attn.bits")) == a["embed.bits"]
+    depths = [len(space.kept_layers(a)) for a in archs[2 + len(anchors):]]
+    assert sorted(depths) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]  # uniform sampling would pile up at 3-4
 
 
 def test_table_filename():
