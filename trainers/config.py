@@ -12,7 +12,7 @@ from typing import Any
 
 from nas.errors import ConfigError
 
-LOSSES = ("hinge", "fbnet", "linear")
+LOSSES = ("hinge", "fbnet", "linear", "band")
 TASKS = ("wordnet-nouns", "wordnet-embed")
 TAU_SCHEDULES = ("exponential", "linear", "constant")
 CONFIG_VERSION = 1
@@ -31,10 +31,11 @@ class SearchConfig:
         target_ms / target_fraction: the latency budget T, absolute or as a
             fraction of the full model's table latency (exactly one is set).
         loss: latency penalty form: ``hinge`` (``task + λ·max(0, E[LAT]−T)/T``),
-            ``fbnet`` (``task·α·(log E[LAT])^β``), ``linear`` (``task + λ·E[LAT]/T``).
+            ``fbnet`` (``task·α·(log E[LAT])^β``), ``linear`` (``task + λ·E[LAT]/T``),
+            ``band`` (the hinge plus its mirror below ``band_low``·T: lands in ``[band_low·T, T]``).
         lambda0: initial penalty weight λ; ``dual_lr`` its dual-ascent step
             (0 keeps λ fixed).
-        alpha, beta: FBNet multiplicative penalty constants.
+        alpha, beta: FBNet multiplicative penalty constants; band_low: the lower edge of ``band``, a fraction of T.
         size_weight, size_target_mb: optional hinge penalty on expected size.
         tau_schedule, tau0, tau_min: Gumbel temperature schedule (see nas.supernet.gumbel.tau).
         hard: straight-through (one-hot forward) sampling instead of soft.
@@ -66,6 +67,7 @@ class SearchConfig:
     dual_lr: float = 0.5
     alpha: float = 0.2
     beta: float = 0.6
+    band_low: float = 0.9
     size_weight: float = 0.0
     size_target_mb: float | None = None
     tau_schedule: str = "exponential"
@@ -124,6 +126,8 @@ class SearchConfig:
                 raise bad(f, f"must be positive or None, got {v}")
         if not 0 <= self.kd_weight <= 1:
             raise bad("kd_weight", f"must be in [0, 1], got {self.kd_weight}")
+        if not 0 < self.band_low < 1:
+            raise bad("band_low", f"must be in (0, 1), got {self.band_low}")
         if not 0 < self.arch_fraction < 1:
             raise bad("arch_fraction", f"must be in (0, 1), got {self.arch_fraction}")
         if self.size_weight > 0 and not (self.size_target_mb or 0) > 0:

@@ -7,7 +7,12 @@ target ``T`` (ms):
 * ``hinge`` (default): ``task + λ·max(0, E − T)/T``;
 * ``fbnet``: ``task · α·(log E)^β`` (FBNet's multiplicative form; ``log E`` is
   clamped at 1e-6 so that sub-millisecond tables stay defined; λ is not used);
-* ``linear``: ``task + λ·E/T`` (ProxylessNAS-style additive).
+* ``linear``: ``task + λ·E/T`` (ProxylessNAS-style additive);
+* ``band``: ``task + λ·(max(0, E − T) + max(0, b·T − E))/T``: the hinge plus
+  its mirror below ``b·T`` (``band_low`` b, 0.9 by default), so the search
+  spends the budget it is given instead of overshooting into the smallest
+  corner of the space (the hinge has no gradient once E < T, and Adam's
+  momentum carries the architecture logits on past T).
 
 An optional size hinge adds ``w_s·max(0, S − S_T)/S_T`` on the expected size S.
 """
@@ -20,7 +25,7 @@ from torch import Tensor
 
 from nas.errors import ConfigError
 
-PENALTIES = ("hinge", "fbnet", "linear")
+PENALTIES = ("hinge", "fbnet", "linear", "band")
 
 
 def latency_penalty(
@@ -32,6 +37,7 @@ def latency_penalty(
     lmbda: float = 1.0,
     alpha: float = 0.2,
     beta: float = 0.6,
+    band_low: float = 0.9,
     expected_size: Tensor | None = None,
     size_target: float | None = None,
     size_weight: float = 0.0,
@@ -39,12 +45,13 @@ def latency_penalty(
     """The latency-penalized loss of one architecture step.
 
     Args:
-        form: ``hinge``, ``fbnet`` or ``linear`` (see module docstring).
+        form: ``hinge``, ``fbnet``, ``linear`` or ``band`` (see module docstring).
         task: the task (or distillation) loss, a scalar.
         expected_ms: E[LAT] in ms, differentiable in the architecture probabilities.
         target_ms: the budget T (> 0).
         lmbda: penalty weight λ (hinge, linear).
         alpha, beta: FBNet constants.
+        band_low: lower edge of ``band``'s target band, as a fraction of T (0 < b < 1).
         expected_size, size_target, size_weight: optional size hinge.
 
     Returns:
@@ -60,6 +67,12 @@ def latency_penalty(
         raise ConfigError(f"target_ms: must be > 0, got {target_ms}")
     if form == "hinge":
         penalty = lmbda * torch.clamp(expected_ms - target_ms, min=0.0) / target_ms
+        loss = task + penalty
+    elif form == "band":
+        if not 0.0 < band_low < 1.0:
+            raise ConfigError(f"band_low: must be in (0, 1), got {band_low}")
+        excess = torch.clamp(expected_ms - target_ms, min=0.0) + torch.clamp(band_low * target_ms - expected_ms, min=0.0)
+        penalty = lmbda * excess / target_ms
         loss = task + penalty
     elif form == "linear":
         penalty = lmbda * expected_ms / target_ms
@@ -82,6 +95,15 @@ def latency_penalty(
 
 def _f(t: Tensor | float) -> float:
     return float(t.detach()) if isinstance(t, Tensor) else float(t)
+
+
+def band_violation(latency_ms: float, target_ms: float, band_low: float) -> float:
+    """``band``'s constraint violation: the relative distance outside ``[b·T, T]`` (> 0 outside, ≤ 0 inside).
+
+    Inside the band it is the (negative) distance to the nearer edge, so λ decays there
+    by dual ascent as it does under the hinge once the budget is met.
+    """
+    return max(latency_ms - target_ms, band_low * target_ms - latency_ms) / target_ms
 
 
 def dual_ascent(lmbda: float, violation: float, lr: float) -> float:

@@ -50,7 +50,7 @@ from nas.supernet.quant import fake_quant, mixed_weight
 from nas.supernet.supernet import Supernet
 from trainers.batches import Encoded, batch_indices
 from trainers.config import SearchConfig
-from trainers.losses import dual_ascent, hidden_mse, latency_penalty
+from trainers.losses import band_violation, dual_ascent, hidden_mse, latency_penalty
 from trainers.tasks import ClassifyTask, EmbedTask
 
 Progress = Callable[[str], None]
@@ -186,20 +186,24 @@ class DNASSearch:
             with torch.no_grad():
                 argmax_ms = self.predictor.latency_ms(self.net.export())
             exp_ms = float(expected.detach())
-            st = expected + (max(exp_ms, argmax_ms) - expected).detach()
+            # the penalty's value: the architecture derive() would take (band) or the larger of it and E[LAT]
+            # (hinge/linear/fbnet, so that neither is over T); its gradient: E[LAT]'s
+            lat = argmax_ms if c.loss == "band" else max(exp_ms, argmax_ms)
+            st = expected + (lat - expected).detach()
             size_kw: dict[str, Any] = {}
             if c.size_weight > 0 and self.size_predictor is not None:
                 size_kw = dict(expected_size=self.size_predictor.expected_latency(probs) / 1e6,
                                size_target=c.size_target_mb, size_weight=c.size_weight)
             loss, details = latency_penalty(c.loss, task, st, self.target, lmbda=self.state.lmbda,
-                                            alpha=c.alpha, beta=c.beta, **size_kw)
+                                            alpha=c.alpha, beta=c.beta, band_low=c.band_low, **size_kw)
             loss.backward()
             self.aopt.step()
         finally:
             for p in self.weight_params:
                 p.requires_grad_(True)
-        violation = (max(exp_ms, argmax_ms) - self.target) / self.target
-        if c.loss in ("hinge", "linear"):
+        violation = (band_violation(lat, self.target, c.band_low) if c.loss == "band"
+                     else (lat - self.target) / self.target)
+        if c.loss in ("hinge", "linear", "band"):
             self.state.lmbda = dual_ascent(self.state.lmbda, violation, c.dual_lr)
         details.update(expected_ms=exp_ms, ratio=exp_ms / self.target,
                        argmax_ms=argmax_ms, argmax_ratio=argmax_ms / self.target, violation=violation)

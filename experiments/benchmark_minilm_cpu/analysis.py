@@ -35,9 +35,13 @@ def hypervolume(points: Sequence[Mapping[str, Any]], *, teacher_ms: float, ref: 
     return hypervolume_2d(pts, (ref["accuracy"], ref["latency_fraction"]))
 
 
-def fidelity(points: Sequence[Mapping[str, Any]], within: float = 0.10) -> dict[str, Any]:
-    """Predicted (table) vs measured latency at 1 thread: Spearman, MAPE, share within ``±within``."""
-    pairs = [(float(p["predicted_ms"]), lat(p)) for p in points if p.get("predicted_ms") is not None]
+def fidelity(points: Sequence[Mapping[str, Any]], within: float = 0.10, *, scale: float = 1.0) -> dict[str, Any]:
+    """Predicted (table) vs measured latency at 1 thread: Spearman, MAPE, share within ``±within``.
+
+    ``scale`` multiplies every prediction (the host's uniform drift, measured on the table's
+    calibration models: :func:`experiments.benchmark_minilm_cpu.drift.recheck_table`).
+    """
+    pairs = [(scale * float(p["predicted_ms"]), lat(p)) for p in points if p.get("predicted_ms") is not None]
     out: dict[str, Any] = {"n": len(pairs)}
     if not pairs:
         return out

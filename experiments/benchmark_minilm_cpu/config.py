@@ -13,6 +13,7 @@ from nas.errors import ConfigError
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "config.yaml"
 RECALIBRATE = ("if_drifted", "always", "never")
+LATENCY_CAPS = ("none", "teacher_int8")
 CLOCKS_T1 = ("table", "wall", "thread-cpu")  # table: the latency table's own clock (prediction and measurement agree)
 
 
@@ -49,6 +50,11 @@ class BenchConfig:
             ``{accuracy_drop_points}`` below the teacher, and the teacher's ORT int8 latency (1 thread).
         recalibrate: ``if_drifted`` (re-measure the table's calibration models first and, if the machine
             drifted by more than ±5 %, search with the recalibrated table), ``always`` or ``never``.
+        latency_cap: ``teacher_int8`` confines every search method to architectures the table predicts
+            no slower than the full model with every weight at int8 (what onnxruntime gives a user for
+            free): random search and NSGA-II reject slower proposals before training them (counted, not
+            trained), DNAS samples its target T at most that latency. A number in (0, 1]: that fraction of
+            the full model's table latency. ``none``: the whole space.
         targets: the issue's goals.
     """
 
@@ -66,6 +72,7 @@ class BenchConfig:
     reference: Mapping[str, float] = field(default_factory=lambda: {"accuracy": 0.0, "latency_fraction": 1.0})
     region: Mapping[str, float] = field(default_factory=lambda: {"accuracy_drop_points": 5.0})
     recalibrate: str = "if_drifted"
+    latency_cap: str | float = "none"
     targets: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -88,6 +95,10 @@ class BenchConfig:
                               f"{self.region.get('accuracy_drop_points')!r}")
         if self.recalibrate not in RECALIBRATE:
             raise ConfigError(f"recalibrate: one of {', '.join(RECALIBRATE)}, got {self.recalibrate!r}")
+        cap = self.latency_cap
+        if not (cap in LATENCY_CAPS or (isinstance(cap, (int, float)) and not isinstance(cap, bool) and 0 < cap <= 1)):
+            raise ConfigError(f"latency_cap: one of {', '.join(LATENCY_CAPS)} or a fraction in (0, 1] of the full "
+                              f"model's table latency, got {cap!r}")
 
     @property
     def budget_s(self) -> float:
@@ -137,6 +148,33 @@ def load_config(path: str | Path = DEFAULT_CONFIG, *, quick: bool = False,
     if budget_minutes is not None:
         raw["budget_minutes"] = budget_minutes
     return BenchConfig.from_dict(raw)
+
+
+def capped_target_fraction(sample: Mapping[str, Any], cap_fraction: float) -> dict[str, Any]:
+    """DNAS's sampled fields with ``target_fraction``'s upper end lowered to ``cap_fraction``.
+
+    A fixed ``target_fraction`` above the cap becomes the cap; a ``{float: [lo, hi]}`` range
+    becomes ``[lo, min(hi, cap)]``; a missing one samples ``[lo=0.5·cap, cap]``.
+
+    Raises:
+        ConfigError: the range lies wholly above the cap.
+    """
+    out = dict(sample)
+    spec = out.get("target_fraction")
+    if spec is None:
+        out["target_fraction"] = {"float": [0.5 * cap_fraction, cap_fraction]}
+    elif isinstance(spec, Mapping) and "float" in spec:
+        lo, hi = (float(v) for v in spec["float"])
+        if lo >= cap_fraction:
+            raise ConfigError(f"dnas.sample.target_fraction: range [{lo:g}, {hi:g}] lies above the latency cap "
+                              f"({cap_fraction:.3f} of the full model)")
+        out["target_fraction"] = {**spec, "float": [lo, min(hi, cap_fraction)]}
+    elif isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        out["target_fraction"] = min(float(spec), cap_fraction)
+    else:
+        raise ConfigError("dnas.sample.target_fraction: with latency_cap, a number or {float: [lo, hi]}, got "
+                          f"{spec!r}")
+    return out
 
 
 def clock_t1(cfg: BenchConfig, table_clock: str) -> str:

@@ -92,6 +92,15 @@ class Bench:
     def predicted_ms(self, arch: Mapping[str, int]) -> float:
         return float(self.predictor.latency_ms(arch))
 
+    def latency_cap_ms(self, cap: str | float) -> float | None:
+        """The table's latency for ``cap``: ``teacher_int8`` (every layer kept, every weight at int8), a
+        fraction of the full model, or ``none`` (None)."""
+        if cap == "none":
+            return None
+        if not isinstance(cap, str):
+            return float(cap) * self.predicted_ms(self.space.full())
+        return self.predicted_ms(self.first_k(self.space.dims.num_layers, bits=8))
+
     def first_k(self, k: int, bits: int = 32) -> dict[str, int]:
         """The full-width architecture keeping layers ``0..k-1`` at ``bits`` (32 = fp32)."""
         arch = dict(self.space.full())

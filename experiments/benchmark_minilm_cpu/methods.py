@@ -96,13 +96,18 @@ def _derive_full(bench: Bench):
 
 def _blackbox(method: str, bench: Bench, budget_s: float, work: Path, say: Callable[[str], None],
               propose: Callable[[], tuple[Any, dict[str, int] | None]],
-              tell: Callable[[Any, float | None, float | None], None]) -> MethodRun:
+              tell: Callable[[Any, float | None, float | None], None], cap_ms: float | None = None) -> MethodRun:
     run = MethodRun(method, budget_s=budget_s)
+    run.extra["rejected_over_cap"] = 0
     t0, c0 = time.perf_counter(), cpu_seconds()
     while time.perf_counter() - t0 < budget_s:
         handle, arch = propose()
         if arch is None:  # an architecture the space rejects (every layer skipped)
             run.failed += 1
+            tell(handle, None, None)
+            continue
+        if cap_ms is not None and bench.predicted_ms(arch) > cap_ms:  # outside the searched region: not trained
+            run.extra["rejected_over_cap"] += 1
             tell(handle, None, None)
             continue
         tr = bench.train_arch(arch, seed=bench.config.seed + run.trials)
@@ -120,11 +125,15 @@ def _blackbox(method: str, bench: Bench, budget_s: float, work: Path, say: Calla
     return run
 
 
-def run_random(bench: Bench, budget_s: float, work: Path, say: Callable[[str], None], *, seed: int) -> MethodRun:
-    """Random search: ``space.sample`` per trial, same per-trial work as NSGA-II."""
+def run_random(bench: Bench, budget_s: float, work: Path, say: Callable[[str], None], *, seed: int,
+               cap_ms: float | None = None) -> MethodRun:
+    """Random search: ``space.sample`` per trial, same per-trial work as NSGA-II.
+
+    ``cap_ms``: samples the table predicts slower are redrawn (uniform over the capped space).
+    """
     rng = random.Random(seed)
     return _blackbox("random", bench, budget_s, work, say, lambda: (None, bench.space.sample(rng)),
-                     lambda *_: None)
+                     lambda *_: None, cap_ms)
 
 
 def suggest_arch(trial: Any, space: Any) -> dict[str, int]:
@@ -133,8 +142,11 @@ def suggest_arch(trial: Any, space: Any) -> dict[str, int]:
 
 
 def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], None], *, seed: int,
-              population_size: int) -> MethodRun:
-    """NSGA-II (Optuna) with one categorical parameter per space label."""
+              population_size: int, cap_ms: float | None = None) -> MethodRun:
+    """NSGA-II (Optuna) with one categorical parameter per space label.
+
+    ``cap_ms``: proposals the table predicts slower are told to the study as failed, untrained.
+    """
     import optuna
 
     from nas.errors import ArchError
@@ -157,7 +169,7 @@ def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], No
         else:
             study.tell(trial, [val, pred])
 
-    run = _blackbox("nsga2", bench, budget_s, work, say, propose, tell)
+    run = _blackbox("nsga2", bench, budget_s, work, say, propose, tell, cap_ms)
     run.extra["population_size"] = population_size
     run.extra["generations_completed"] = run.trials // population_size
     return run

@@ -137,7 +137,8 @@ def markdown(doc: Mapping[str, Any]) -> str:
         "The **teacher** is the pretrained encoder, frozen, with a linear head trained on its embeddings "
         f"({cfg['trainer'].get('teacher_steps')} steps): the distillation target and the accuracy reference of the "
         "targets. Subnets, students and trials fine-tune the whole encoder, so they can score above it; a fully "
-        "fine-tuned uncompressed model would set a higher bar than this teacher.")
+        "fine-tuned uncompressed model would set a higher bar than this teacher."
+        + cap_sentence(doc))
     L.append(
         "* **Front**: non-dominated points in (accuracy ↑, measured latency ↓). **Hypervolume**: area dominated "
         "by a method's points in (accuracy, latency / teacher fp32 latency at 1 thread), reference point "
@@ -195,7 +196,12 @@ def markdown(doc: Mapping[str, Any]) -> str:
                     f"table's (IQR {d['after']['q1']:.3f}–{d['after']['q3']:.3f}): "
                     + ("the host drifted during the run, a uniform offset in the errors above."
                        if d["after"].get("drifted") else "the host held steady, so the errors above are the table's.")
-                    if d.get("after") else ""))
+                    if d.get("after") else "")
+                 + (" Row `search_fronts_drift_corrected`: the same front points with every prediction multiplied "
+                    "by that ratio (the host's uniform drift, measured side by side on the calibration models "
+                    "after the run), which separates the table's per-architecture error from the host's drift; "
+                    "the target is judged on the uncorrected row."
+                    if "search_fronts_drift_corrected" in s["fidelity"] else ""))
     bh = s["budget_hits"]
     L.append("")
     L.append(f"DNAS budget-hit rate: measured {_f(bh.get('measured_hit_rate'), '.0%')}, predicted "
@@ -215,6 +221,23 @@ def markdown(doc: Mapping[str, Any]) -> str:
                  f"{_f(p.get('target_ms'), '.3f')} | {p['size_mb']:.2f} | {'✓' if p.get('on_front') else ''} |")
     L.append("")
     return "\n".join(L)
+
+
+def cap_sentence(doc: dict[str, Any]) -> str:
+    """What the latency cap did to each method (``""`` for runs without one)."""
+    cap = doc.get("latency_cap") or {}
+    if not cap.get("predicted_ms"):
+        return ""
+    cost = doc["summary"]["cost"]
+    rej = ", ".join(f"{LABELS[m]} {cost[m].get('rejected_over_cap', 0)}" for m in ("random", "nsga2") if m in cost)
+    tf = cap.get("dnas_target_fraction")
+    tf_txt = (f"[{tf['float'][0]:.2f}, {tf['float'][1]:.2f}]" if isinstance(tf, dict) and "float" in tf else str(tf))
+    return (f" **Latency cap** (`latency_cap: {cap['kind']}`): every method searched only architectures the table "
+            f"predicts at most {cap['predicted_ms']:.3f} ms"
+            + (", its prediction for the teacher with every weight at int8 (what a user gets for free)"
+               if cap["kind"] == "teacher_int8" else f" ({cap['kind']} of the full model's)")
+            + ": black-box proposals above it were rejected before training (not counted as "
+            f"trials: {rej}); DNAS sampled its target T as a fraction {tf_txt} of the full model's table latency.")
 
 
 def write_report(doc: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:

@@ -30,7 +30,13 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from experiments.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, clock_t1, load_config  # noqa: E402
+from experiments.benchmark_minilm_cpu.config import (  # noqa: E402
+    DEFAULT_CONFIG,
+    BenchConfig,
+    capped_target_fraction,
+    clock_t1,
+    load_config,
+)
 from nas.errors import ConfigError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,6 +210,10 @@ def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg
         "budget_hits": A.budget_hits(by["dnas"]),
         "cost": cost,
     }
+    after = (drift or {}).get("after") or {}
+    if after.get("median_ratio"):  # the host's drift since the table was (re)calibrated, measured after the run
+        s["fidelity"]["search_fronts_drift_corrected"] = A.fidelity(
+            search_front_pts, goals.get("latency_within", 0.10), scale=float(after["median_ratio"]))
     s["targets"] = A.targets(s, goals)
     s["limits"] = limits(s, cfg.to_dict(), drift)
     return s
@@ -415,6 +425,15 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
         for seed in dnas_seeds(cfg):
             bench.cached_teacher(seed, progress=say)
     setup_s = time.perf_counter() - t0
+    cap_ms = bench.latency_cap_ms(cfg.latency_cap)
+    dnas_sample = dict(cfg.dnas.get("sample", {}))
+    if cap_ms is not None:
+        full_ms = bench.predicted_ms(bench.space.full())
+        if cap_ms < bench.predictor.min_latency_ms():
+            raise ConfigError(f"latency_cap: {cap_ms:.4g} ms is below the space's smallest architecture")
+        dnas_sample = capped_target_fraction(dnas_sample, cap_ms / full_ms)
+        say(f"latency cap ({cfg.latency_cap}): {cap_ms:.3f} ms predicted = {cap_ms / full_ms:.3f} of the full model; "
+            f"DNAS target_fraction {dnas_sample['target_fraction']}")
     runs, candidates = {}, []
     runs["baselines"] = run_baselines(bench, list(cfg.students_k), work, say)
     candidates += runs["baselines"].candidates
@@ -423,14 +442,15 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
         say(f"== {m}: {budget:.0f} s")
         if m == "dnas":
             exp = experiment_dict("bench_dnas", space=cfg.space, latency_table=table,
-                                  trainer={k: v for k, v in cfg.trainer.items()}, dnas={**cfg.dnas, "seed": cfg.seed})
+                                  trainer={k: v for k, v in cfg.trainer.items()},
+                                  dnas={**cfg.dnas, "sample": dnas_sample, "seed": cfg.seed})
             runs[m], cands = run_dnas(exp, budget, work, say)
             runs[m].candidates = cands
         elif m == "random":
-            runs[m] = run_random(bench, budget, work, say, seed=cfg.seed)
+            runs[m] = run_random(bench, budget, work, say, seed=cfg.seed, cap_ms=cap_ms)
         else:
             runs[m] = run_nsga2(bench, budget, work, say, seed=cfg.seed,
-                                population_size=int(cfg.nsga2.get("population_size", 8)))
+                                population_size=int(cfg.nsga2.get("population_size", 8)), cap_ms=cap_ms)
         candidates += runs[m].candidates
     clock = clock_t1(cfg, bench.table.protocol.get("clock", "wall"))
     points = evaluate_points(bench, candidates, cfg, work, clock=clock)
@@ -447,6 +467,8 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
                  "n_test": len(bench.test), "teacher_torch_accuracy": bench.teacher.accuracy},
         "measure": {"samples_per_point": cfg.measure.rounds * cfg.measure.repeats, "order": ["baselines", *args.methods],
                     "clock_t1": clock},
+        "latency_cap": {"kind": cfg.latency_cap, "predicted_ms": cap_ms,
+                        "dnas_target_fraction": dnas_sample.get("target_fraction")},
         "setup_s": setup_s, "summary": summarize(points, run_costs(runs), cfg, drift), "points": points,
     }
 

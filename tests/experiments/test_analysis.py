@@ -35,6 +35,14 @@ def test_fidelity_counts_errors_relative_to_the_measurement():
     assert f["spearman"] == pytest.approx(1.0)
 
 
+def test_fidelity_scale_multiplies_every_prediction():
+    # predictions × 1.25: a 5.5 (+37.5 %), b 2.5 (+25 %), c 3.0 (0 %)
+    f = A.fidelity(POINTS, scale=1.25)
+    assert f["mape"] == pytest.approx((0.375 + 0.25 + 0.0) / 3)
+    assert f["within_share"] == pytest.approx(1 / 3) and f["mean_signed"] == pytest.approx((0.375 + 0.25) / 3)
+    assert f["spearman"] == pytest.approx(A.fidelity(POINTS)["spearman"])  # a uniform scale keeps the ranking
+
+
 def test_budget_hits_measured_and_predicted():
     h = A.budget_hits(POINTS)
     assert h == {"n": 3, "measured_hit_rate": pytest.approx(2 / 3), "predicted_hit_rate": pytest.approx(2 / 3),

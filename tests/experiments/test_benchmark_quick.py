@@ -77,6 +77,10 @@ def test_the_table_is_checked_and_recalibrated_before_any_method(quick_run):
     assert after["q1"] <= after["median_ratio"] <= after["q3"] and isinstance(after["drifted"], bool)
     assert proc.stderr.index("drift check after the measurements") > proc.stderr.index("== nsga2")
     assert "After the measurements the same models measured" in (out / "minilm_cpu_quick.md").read_text()
+    # the front's fidelity once more with that drift taken out, next to the uncorrected row
+    fid = doc["summary"]["fidelity"]
+    assert fid["search_fronts_drift_corrected"]["n"] == fid["search_fronts"]["n"]
+    assert "| search_fronts_drift_corrected |" in (out / "minilm_cpu_quick.md").read_text()
 
 
 def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(quick_run, tmp_path):
@@ -139,18 +143,55 @@ def test_optuna_parameter_names_are_the_space_labels():
     assert set(trial.params) == set(space.labels) and arch == trial.params
 
 
+def test_every_method_searched_under_the_latency_cap(quick_run):
+    """``latency_cap`` binds in quick mode: black-box trials and DNAS targets stay at or under it."""
+    out, _ = quick_run
+    doc = json.loads((out / "minilm_cpu_quick.json").read_text())
+    cap = doc["latency_cap"]
+    assert cap["kind"] == 0.9 and cap["predicted_ms"] > 0
+    searched = [p for p in doc["points"] if p["method"] in ("random", "nsga2")]
+    assert searched and all(p["predicted_ms"] <= cap["predicted_ms"] + 1e-9 for p in searched)
+    dnas = [p for p in doc["points"] if p["method"] == "dnas"]
+    assert dnas and all(p["target_ms"] <= cap["predicted_ms"] * (1 + 1e-6) for p in dnas)
+    lo, hi = cap["dnas_target_fraction"]["float"]
+    assert hi == pytest.approx(0.9) and lo == pytest.approx(0.75)
+    assert all(isinstance(doc["summary"]["cost"][m]["rejected_over_cap"], int) for m in ("random", "nsga2"))
+    assert "**Latency cap**" in (out / "minilm_cpu_quick.md").read_text()
+
+
+def test_capped_target_fraction_lowers_only_the_upper_end():
+    from experiments.benchmark_minilm_cpu.config import capped_target_fraction
+    from nas.errors import ConfigError
+
+    sample = {"target_fraction": {"float": [0.15, 0.8]}, "loss": {"choices": ["hinge"]}}
+    capped = capped_target_fraction(sample, 0.4)
+    assert capped["target_fraction"] == {"float": [0.15, 0.4]} and capped["loss"] == sample["loss"]
+    assert sample["target_fraction"] == {"float": [0.15, 0.8]}  # the input is left alone
+    assert capped_target_fraction(sample, 0.9)["target_fraction"] == {"float": [0.15, 0.8]}
+    assert capped_target_fraction({"target_fraction": 0.7}, 0.4)["target_fraction"] == 0.4
+    assert capped_target_fraction({}, 0.4)["target_fraction"] == {"float": [0.2, 0.4]}
+    with pytest.raises(ConfigError, match=r"dnas\.sample\.target_fraction"):
+        capped_target_fraction({"target_fraction": {"float": [0.5, 0.8]}}, 0.4)
+    with pytest.raises(ConfigError, match=r"dnas\.sample\.target_fraction"):
+        capped_target_fraction({"target_fraction": {"choices": [0.3]}}, 0.4)
+
+
 def test_quick_config_overrides():
     full, quick = load_config(), load_config(quick=True, budget_minutes=0.5)
     assert full.space == "minilm-l6" and full.latency_table and full.students_k == (4, 3, 2)
     assert quick.space == "tiny-bert" and quick.latency_table is None and quick.budget_minutes == 0.5
     assert quick.threads == (1, 2)
     assert full.recalibrate == "if_drifted" and quick.recalibrate == "always"
+    assert full.latency_cap == "teacher_int8" and quick.latency_cap == 0.9
 
 
 @pytest.mark.parametrize("key, value, field", [("recalibrate", "sometimes", "recalibrate"),
                                                ("region", {"accuracy_drop_points": -1}, "region.accuracy_drop_points"),
                                                ("region", {}, "region.accuracy_drop_points"),
-                                               ("measure", {"clock_t1": "cpu"}, "measure.clock_t1")])
+                                               ("measure", {"clock_t1": "cpu"}, "measure.clock_t1"),
+                                               ("latency_cap", "teacher", "latency_cap"),
+                                               ("latency_cap", 1.5, "latency_cap"),
+                                               ("latency_cap", True, "latency_cap")])
 def test_bad_benchmark_keys_are_named(key, value, field):
     from experiments.benchmark_minilm_cpu.config import BenchConfig
     from nas.errors import ConfigError

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nas.errors import ConfigError
-from trainers.losses import cosine_loss, dual_ascent, hidden_mse, kd_kl, latency_penalty
+from trainers.losses import band_violation, cosine_loss, dual_ascent, hidden_mse, kd_kl, latency_penalty
 
 
 def test_hinge_matches_hand_computation_and_gradient():
@@ -30,6 +30,25 @@ def test_linear_and_fbnet_forms():
     # task·α·(log E)^β with E = e^4: 2 · 0.2 · 4^0.5 = 0.8
     loss, d = latency_penalty("fbnet", torch.tensor(2.0), torch.tensor(math.exp(4.0)), 10.0, alpha=0.2, beta=0.5)
     assert float(loss) == pytest.approx(0.8) and d["penalty"] == pytest.approx(0.8 - 2.0)
+
+
+@pytest.mark.parametrize("e, penalty, grad", [(15.0, 2.0 * 5.0 / 10.0, 2.0 / 10.0),   # above T: the hinge
+                                               (9.5, 0.0, 0.0),                          # inside [0.9·T, T]
+                                               (6.0, 2.0 * 3.0 / 10.0, -2.0 / 10.0)])    # below 0.9·T: pulled up
+def test_band_is_the_hinge_plus_its_mirror_below_the_band(e, penalty, grad):
+    et = torch.tensor(e, requires_grad=True)
+    loss, d = latency_penalty("band", torch.tensor(1.0), et, 10.0, lmbda=2.0, band_low=0.9)
+    assert float(loss.detach()) == pytest.approx(1.0 + penalty) and d["penalty"] == pytest.approx(penalty)
+    loss.backward()
+    assert float(et.grad) == pytest.approx(grad)
+
+
+def test_band_violation_is_the_distance_outside_the_band():
+    assert band_violation(12.0, 10.0, 0.9) == pytest.approx(0.2)
+    assert band_violation(6.0, 10.0, 0.9) == pytest.approx(0.3)
+    assert band_violation(9.5, 10.0, 0.9) == pytest.approx(-0.05)  # inside: λ decays
+    with pytest.raises(ConfigError, match="band_low"):
+        latency_penalty("band", torch.tensor(1.0), torch.tensor(1.0), 1.0, band_low=1.0)
 
 
 def test_size_penalty_adds_a_hinge_on_size():

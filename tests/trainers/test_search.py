@@ -84,6 +84,19 @@ def test_dual_ascent_raises_lambda_while_the_budget_is_violated(name, tiny_table
     assert lams == sorted(lams) and lams[-1] > lams[0]
 
 
+def test_band_penalises_the_latency_of_the_architecture_derive_would_take(tiny_table):
+    """``band``: the violation (and λ's step) follows the argmax architecture, above T or below band_low·T."""
+    from trainers.losses import band_violation
+
+    for frac in (0.1, 0.95):
+        search, _ = make_search("tiny-bert", tiny_table("tiny-bert"), target_fraction=frac, loss="band",
+                                band_low=0.9, lambda0=0.5, dual_lr=1.0)
+        lam = search.state.lmbda
+        d = search.arch_step(1, 1.0)
+        assert d["violation"] == pytest.approx(band_violation(d["argmax_ms"], search.target, 0.9))
+        assert search.state.lmbda == pytest.approx(max(0.0, lam + d["violation"]))
+
+
 @pytest.mark.parametrize("name", ["tiny-bert", "tiny-llama"])
 def test_search_lowers_expected_latency_and_final_architecture_meets_target(name, tiny_table):
     search, pred = make_search(name, tiny_table(name), target_fraction=0.3, steps=12, arch_lr=0.2)
