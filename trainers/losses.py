@@ -10,9 +10,10 @@ target ``T`` (ms):
 * ``linear``: ``task + λ·E/T`` (ProxylessNAS-style additive);
 * ``band``: ``task + λ·(max(0, E − T) + max(0, b·T − E))/T``: the hinge plus
   its mirror below ``b·T`` (``band_low`` b, 0.9 by default), so the search
-  spends the budget it is given instead of overshooting into the smallest
-  corner of the space (the hinge has no gradient once E < T, and Adam's
-  momentum carries the architecture logits on past T).
+  spends the budget it is given instead of falling into the smallest corner
+  of the space. The search values it at the latency of the argmax
+  architecture (what derive takes): with keep probabilities near ½, E[LAT]
+  can meet T while the argmax drops most layers.
 
 An optional size hinge adds ``w_s·max(0, S − S_T)/S_T`` on the expected size S.
 """

@@ -40,6 +40,42 @@ class Trained:
     seconds: float
 
 
+def first_k(space: Any, k: int, bits: int = 32) -> dict[str, int]:
+    """The full-width architecture of ``space`` keeping layers ``0..k-1`` at ``bits`` (32 = fp32)."""
+    arch = dict(space.full())
+    for label in arch:
+        if label.endswith(".keep"):
+            arch[label] = 1 if int(label[len("layer"):].split(".")[0]) < k else 0
+        elif label.endswith(".bits") and bits in space.options(label):
+            arch[label] = bits
+    return space.validate(arch)
+
+
+def resolve_latency_cap(cap: str | float, table: str, space_name: str,
+                        dnas_sample: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """``(cap in ms, DNAS's sampled fields with T capped)`` from the table's predictions; ``none``: ``(None, sample)``.
+
+    ``teacher_int8``: every layer kept at full width, every weight at int8; a number: that fraction of
+    the full model. Reads only the space and the table, so a bad cap fails before any compute.
+
+    Raises:
+        ConfigError: the cap is below the space's smallest architecture, or DNAS's T range lies above it.
+    """
+    from experiments.benchmark_minilm_cpu.config import capped_target_fraction
+    from nas.errors import ConfigError
+
+    if cap == "none":
+        return None, dict(dnas_sample)
+    space = load_space(space_name)
+    predictor = Predictor(load_table(table), space)
+    full_ms = float(predictor.latency_ms(space.full()))
+    cap_ms = (float(cap) * full_ms if not isinstance(cap, str)
+              else float(predictor.latency_ms(first_k(space, space.dims.num_layers, bits=8))))
+    if cap_ms < predictor.min_latency_ms():
+        raise ConfigError(f"latency_cap: {cap_ms:.4g} ms is below the space's smallest architecture")
+    return cap_ms, capped_target_fraction(dnas_sample, cap_ms / full_ms)
+
+
 class Bench:
     """Shared state of one benchmark run (built once, before any method's clock starts)."""
 
@@ -92,24 +128,9 @@ class Bench:
     def predicted_ms(self, arch: Mapping[str, int]) -> float:
         return float(self.predictor.latency_ms(arch))
 
-    def latency_cap_ms(self, cap: str | float) -> float | None:
-        """The table's latency for ``cap``: ``teacher_int8`` (every layer kept, every weight at int8), a
-        fraction of the full model, or ``none`` (None)."""
-        if cap == "none":
-            return None
-        if not isinstance(cap, str):
-            return float(cap) * self.predicted_ms(self.space.full())
-        return self.predicted_ms(self.first_k(self.space.dims.num_layers, bits=8))
-
     def first_k(self, k: int, bits: int = 32) -> dict[str, int]:
-        """The full-width architecture keeping layers ``0..k-1`` at ``bits`` (32 = fp32)."""
-        arch = dict(self.space.full())
-        for label in arch:
-            if label.endswith(".keep"):
-                arch[label] = 1 if int(label[len("layer"):].split(".")[0]) < k else 0
-            elif label.endswith(".bits") and bits in self.space.options(label):
-                arch[label] = bits
-        return self.space.validate(arch)
+        """The full-width architecture keeping layers ``0..k-1`` at ``bits`` (32 = fp32): :func:`first_k`."""
+        return first_k(self.space, k, bits)
 
     def train_arch(self, arch: Mapping[str, int], *, seed: int | None = None) -> Trained:
         """Derive ``arch`` from the pretrained supernet and distil it with the shared fine-tuning budget."""

@@ -30,13 +30,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from experiments.benchmark_minilm_cpu.config import (  # noqa: E402
-    DEFAULT_CONFIG,
-    BenchConfig,
-    capped_target_fraction,
-    clock_t1,
-    load_config,
-)
+from experiments.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, clock_t1, load_config  # noqa: E402
 from nas.errors import ConfigError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -362,8 +356,11 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         os.environ["NAS_CACHE_DIR"] = str(work / "cache")  # the Ray trials see NAS_* variables
     try:
+        from experiments.benchmark_minilm_cpu.context import resolve_latency_cap
         from experiments.benchmark_minilm_cpu.drift import prepare_table
 
+        if cfg.latency_table:  # a bad cap fails before the drift check measures anything
+            resolve_latency_cap(cfg.latency_cap, cfg.latency_table, cfg.space, cfg.dnas.get("sample", {}))
         table, drift = prepare_table(cfg.latency_table or quick_table(cfg, work), cfg.recalibrate, work, say)
         say(f"latency table: {table}")
         doc = _run(cfg, args, table, work, drift)
@@ -413,27 +410,22 @@ def dnas_seeds(cfg: BenchConfig) -> list[int]:
 
 
 def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, drift: dict[str, Any]) -> dict[str, Any]:
-    from experiments.benchmark_minilm_cpu.context import Bench
+    from experiments.benchmark_minilm_cpu.context import Bench, resolve_latency_cap
     from experiments.benchmark_minilm_cpu.dnas import experiment_dict, run_dnas
     from experiments.benchmark_minilm_cpu.methods import run_baselines, run_nsga2, run_random
     from trainers.config import SearchConfig
 
     base = SearchConfig.from_dict({"space": cfg.space, "latency_table": table, **cfg.trainer, "seed": cfg.seed})
+    cap_ms, dnas_sample = resolve_latency_cap(cfg.latency_cap, table, cfg.space, cfg.dnas.get("sample", {}))
+    if cap_ms is not None:
+        say(f"latency cap ({cfg.latency_cap}): {cap_ms:.3f} ms predicted; DNAS target_fraction "
+            f"{dnas_sample['target_fraction']}")
     t0 = time.perf_counter()
     bench = Bench(base, val_examples=cfg.val_examples, progress=say)
     if "dnas" in args.methods:  # teachers of every seed a DNAS trial may sample: shared, outside the budgets
         for seed in dnas_seeds(cfg):
             bench.cached_teacher(seed, progress=say)
     setup_s = time.perf_counter() - t0
-    cap_ms = bench.latency_cap_ms(cfg.latency_cap)
-    dnas_sample = dict(cfg.dnas.get("sample", {}))
-    if cap_ms is not None:
-        full_ms = bench.predicted_ms(bench.space.full())
-        if cap_ms < bench.predictor.min_latency_ms():
-            raise ConfigError(f"latency_cap: {cap_ms:.4g} ms is below the space's smallest architecture")
-        dnas_sample = capped_target_fraction(dnas_sample, cap_ms / full_ms)
-        say(f"latency cap ({cfg.latency_cap}): {cap_ms:.3f} ms predicted = {cap_ms / full_ms:.3f} of the full model; "
-            f"DNAS target_fraction {dnas_sample['target_fraction']}")
     runs, candidates = {}, []
     runs["baselines"] = run_baselines(bench, list(cfg.students_k), work, say)
     candidates += runs["baselines"].candidates

@@ -215,3 +215,19 @@ def test_clock_t1_resolves_table_to_the_tables_clock_and_keeps_an_explicit_one()
     doc["measure"]["clock_t1"] = "thread-cpu"
     assert clock_sentence(doc).startswith("At 1 thread the clock is `thread-cpu`")
     assert "the latency table's clock too" in clock_sentence(doc)
+
+
+def test_resolve_latency_cap_reads_only_the_space_and_table():
+    from experiments.benchmark_minilm_cpu.context import resolve_latency_cap
+    from nas.errors import ConfigError
+
+    table = "minilm-l6.onnxruntime-cpu.t1.b1.s128"
+    sample = {"target_fraction": {"float": [0.04, 0.8], "log": True}}
+    cap_ms, capped = resolve_latency_cap("teacher_int8", table, "minilm-l6", sample)
+    lo, hi = capped["target_fraction"]["float"]
+    assert lo == 0.04 and 0.04 < hi < 0.8 and capped["target_fraction"]["log"] is True
+    full_ms, _ = resolve_latency_cap(1.0, table, "minilm-l6", sample)
+    assert cap_ms == pytest.approx(hi * full_ms)
+    assert resolve_latency_cap("none", table, "minilm-l6", sample) == (None, sample)
+    with pytest.raises(ConfigError, match="latency_cap"):
+        resolve_latency_cap(0.001, table, "minilm-l6", sample)
