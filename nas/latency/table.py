@@ -1,6 +1,8 @@
 """The latency table: measured block latencies of one space on one device, runtime and shape.
 
-Stored as JSON (``latency_luts/<space>.<runtime>.t<threads>.b<batch>.s<seq>.json``)::
+Stored as JSON (``latency_luts/<space>.<runtime>.t<threads>.b<batch>.s<seq>.json``; a machine
+with its own measurement ships it as ``latency_luts/<device fingerprint>/<same name>``, which
+:func:`load_table` prefers on that machine)::
 
     {
       "schema": 1,
@@ -198,22 +200,23 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
     return path
 
 
-def load_table(name_or_path: str | Path) -> LatencyTable:
+def load_table(name_or_path: str | Path, *, fingerprint: str | None = None) -> LatencyTable:
     """A table by path, or by file name (with or without ``.json``) among the shipped ones.
+
+    A shipped name resolves per device: ``latency_luts/<fingerprint>/<name>.json`` when the
+    machine (``fingerprint``, default this one's, :func:`nas.latency.device.device_info`) has
+    its own table, else the default ``latency_luts/<name>.json`` (measured on another machine:
+    :meth:`LatencyTable.check_environment` says so).
 
     Raises:
         LatencyTableError: missing, truncated or corrupt file, unknown schema.
     """
     p = Path(name_or_path)
     if not p.is_file():
-        from importlib import resources
-
-        stem = p.name if p.name.endswith(".json") else f"{p.name}.json"
-        res = resources.files("latency_luts") / stem
-        if res.is_file():
-            text, where = res.read_text(), f"latency_luts/{stem}"
-        else:
+        res = shipped_table(p.name, fingerprint=fingerprint)
+        if res is None:
             raise LatencyTableError(f"{name_or_path}: no such latency table file (nor a shipped table)")
+        text, where = res
     else:
         text, where = p.read_text(), str(p)
     try:
@@ -221,3 +224,22 @@ def load_table(name_or_path: str | Path) -> LatencyTable:
     except json.JSONDecodeError as e:
         raise LatencyTableError(f"{where}: corrupt or truncated JSON ({e.msg} at line {e.lineno})") from None
     return LatencyTable.from_dict(data, path=where)
+
+
+def shipped_table(name: str, *, fingerprint: str | None = None) -> tuple[str, str] | None:
+    """``(JSON text, "latency_luts/...")`` of the shipped table ``name`` for a device, or None.
+
+    The device's own ``latency_luts/<fingerprint>/<name>.json`` wins over the default ``latency_luts/<name>.json``.
+    """
+    from importlib import resources
+
+    from nas.latency.device import device_info
+
+    stem = name if name.endswith(".json") else f"{name}.json"
+    root = resources.files("latency_luts")
+    fp = fingerprint if fingerprint is not None else device_info()["fingerprint"]
+    for parts in ((fp, stem), (stem,)):
+        res = root.joinpath(*parts)
+        if res.is_file():
+            return res.read_text(), "latency_luts/" + "/".join(parts)
+    return None

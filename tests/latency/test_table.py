@@ -82,3 +82,29 @@ def test_check_space_lists_missing_keys(hand_space):
     with pytest.raises(LatencyTableError, match="5 missing"):
         table.check_space(hand_space)
     assert isinstance(table, LatencyTable)
+
+
+def test_shipped_name_resolves_to_the_devices_own_table():
+    name = "minilm-l6.onnxruntime-cpu.t1.b1.s128"
+    own = load_table(name, fingerprint="60ce96d48035")
+    assert own.device["fingerprint"] == "60ce96d48035"
+    assert own.path == f"latency_luts/60ce96d48035/{name}.json"
+    default = load_table(name, fingerprint="000000000000")
+    assert default.path == f"latency_luts/{name}.json"
+    assert default.device["fingerprint"] != "000000000000"
+    # the default table names its own device: another machine is warned, not silently trusted
+    with pytest.warns(UserWarning, match="device"):
+        assert default.check_environment(device={"fingerprint": "000000000000"})
+
+
+def test_device_folders_hold_only_tables_of_that_device():
+    from importlib import resources
+
+    root = resources.files("latency_luts")
+    folders = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith("__")]
+    assert folders
+    for folder in folders:
+        for f in folder.iterdir():
+            t = load_table(str(f))
+            assert t.device["fingerprint"] == folder.name, f
+            assert (root / f.name).is_file(), f"{f}: no default table of that name"
