@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
+from experiments.dnas_budget import quartiles  # noqa: E402
 from nas.latency.table import write_json_atomic  # noqa: E402
 from trainers import SearchConfig, search_once  # noqa: E402
 
@@ -53,10 +53,17 @@ def run_trial(config: SearchConfig) -> dict:
 
 
 def _med_iqr(xs: list[float]) -> tuple[float, float, float]:
-    if len(xs) == 1:
-        return xs[0], xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return statistics.median(xs), q[0], q[2]
+    q = quartiles(xs)
+    return q["median"], q["q1"], q["q3"]
+
+
+def parse_setting(text: str) -> tuple[int, float]:
+    """``"STEPS:ARCH_LR"`` → ``(steps, arch_lr)``; argparse reports a bad one by name."""
+    try:
+        steps, lr = text.split(":")
+        return int(steps), float(lr)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected STEPS:ARCH_LR, e.g. 20:0.03") from None
 
 
 def summarize(trials: list[dict]) -> dict[str, dict]:
@@ -109,11 +116,12 @@ def markdown(doc: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--settings", nargs="+", default=["60:0.01", "30:0.02", "20:0.03"], metavar="STEPS:ARCH_LR")
+    ap.add_argument("--settings", nargs="+", type=parse_setting, default=[(60, 0.01), (30, 0.02), (20, 0.03)],
+                    metavar="STEPS:ARCH_LR")
     ap.add_argument("--targets", type=float, nargs="+", default=[0.06, 0.15])
     ap.add_argument("--seeds", type=int, default=2)
     args = ap.parse_args(argv)
-    settings = [(int(s.split(":")[0]), float(s.split(":")[1])) for s in args.settings]
+    settings = args.settings
     bench = yaml.safe_load(BENCH.read_text())
     trainer = dict(bench["trainer"])
     started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
