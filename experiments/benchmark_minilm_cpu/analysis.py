@@ -56,6 +56,51 @@ def fidelity(points: Sequence[Mapping[str, Any]], within: float = 0.10, *, scale
     return out
 
 
+def _affine_fit(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """``(a, b)`` of ``measured ≈ a·predicted + b``, least squares on relative errors (as nas.latency.calibration)."""
+    import numpy as np
+
+    pr, m = (np.array(v, dtype=float) for v in zip(*pairs))
+    w = 1.0 / m
+    a, b = np.linalg.lstsq(np.stack([pr, np.ones_like(pr)], axis=1) * w[:, None], m * w, rcond=None)[0]
+    return float(a), float(b)
+
+
+def refit_fidelity(points: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
+                   within: float = 0.10, *, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Fidelity on ``targets`` once the table is recalibrated on this run's own measurements, cross-validated.
+
+    The prediction is refitted as ``a·predicted + b`` on the in-space ``points`` (``targets`` among
+    them); each target is predicted by the fit on the folds that do not hold it. The fit is the
+    table's ``scale`` and ``affine`` calibration forms (and any uniform drift correction) made on
+    measurements taken side by side with the targets', so what stays outside ``±within`` is the
+    table's per-architecture error plus measurement noise: the part of a fidelity miss that
+    recalibrating the table on today's host would not remove.
+
+    Returns:
+        :func:`fidelity`'s keys for the targets (with their held-out predictions), plus ``folds``,
+        ``fit_points`` and the ``a``, ``b`` of the fit on every point; ``{"n": 0}`` with fewer
+        than ``2·folds`` points.
+    """
+    import random
+
+    pts = [p for p in points if p.get("predicted_ms") is not None]
+    if len(pts) < 2 * folds or not targets:
+        return {"n": 0}
+    order = list(range(len(pts)))
+    random.Random(seed).shuffle(order)
+    fold_of = {id(pts[i]): k % folds for k, i in enumerate(order)}
+    fits = [_affine_fit([(float(p["predicted_ms"]), lat(p)) for p in pts if fold_of[id(p)] != f]) for f in range(folds)]
+    held_out = []
+    for t in targets:
+        if id(t) not in fold_of:
+            raise ValueError(f"refit_fidelity: target {t.get('method')}/{t.get('name')} is not among the points")
+        a, b = fits[fold_of[id(t)]]
+        held_out.append({**t, "predicted_ms": a * float(t["predicted_ms"]) + b})
+    a, b = _affine_fit([(float(p["predicted_ms"]), lat(p)) for p in pts])
+    return {**fidelity(held_out, within), "folds": folds, "fit_points": len(pts), "a": a, "b": b}
+
+
 def budget_hits(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Share of DNAS trials whose measured (1 thread) and predicted latency meet the trial's target."""
     with_t = [p for p in points if p.get("target_ms") is not None and math.isfinite(p["target_ms"])]

@@ -202,6 +202,15 @@ def markdown(doc: Mapping[str, Any]) -> str:
                     "after the run), which separates the table's per-architecture error from the host's drift; "
                     "the target is judged on the uncorrected row."
                     if "search_fronts_drift_corrected" in s["fidelity"] else ""))
+    rf = s["fidelity"].get("search_fronts_refit_cv")
+    if rf and rf.get("n"):
+        L.append("")
+        L.append(f"Row `search_fronts_refit_cv`: the same front points with the prediction recalibrated on this run's "
+                 f"own measurements, `a·predicted + b` fitted on the {rf['fit_points']} in-space points "
+                 f"({rf['folds']}-fold cross-validated: each point predicted by a fit that did not see it; on all "
+                 f"points a = {rf['a']:.3f}, b = {rf['b']:+.3f} ms). It stands for the table recalibrated on this host "
+                 "at the time of the measurements (its `scale` and `affine` forms), so its misses are the table's "
+                 "per-architecture error plus measurement noise, not drift.")
     bh = s["budget_hits"]
     L.append("")
     L.append(f"DNAS budget-hit rate: measured {_f(bh.get('measured_hit_rate'), '.0%')}, predicted "

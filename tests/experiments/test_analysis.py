@@ -82,3 +82,34 @@ def test_targets_add_the_region_hypervolume_rows_with_the_same_goals():
     assert not rows["hv_nsga2"]["met"] and "whole range" in rows["hv_nsga2"]["target"]
     assert "teacher − 5 pt" in rows["hv_region_random"]["target"]
     assert rows["speedup"]["value"] == 0.0 and not rows["speedup"]["met"]
+
+
+def _line(n, a=1.0, b=0.0):
+    """``n`` points whose measurement is exactly ``a·predicted + b``."""
+    return [pt("random", f"p{i}", 0.5, a * (1.0 + i) + b, predicted=1.0 + i) for i in range(n)]
+
+
+def test_refit_fidelity_removes_an_affine_offset_of_the_whole_table():
+    pts = _line(12, a=2.0, b=0.5)  # the table predicts every point ~2× too fast: a drift, not a table error
+    assert A.fidelity(pts)["within_share"] == 0.0
+    r = A.refit_fidelity(pts, pts[:5])
+    assert r["n"] == 5 and r["within_share"] == 1.0 and r["mape"] == pytest.approx(0.0, abs=1e-9)
+    assert (r["a"], r["b"]) == pytest.approx((2.0, 0.5)) and (r["folds"], r["fit_points"]) == (5, 12)
+
+
+def test_refit_fidelity_keeps_a_per_architecture_error_it_never_saw():
+    pts = _line(12)
+    odd = pt("dnas", "odd", 0.5, 1.3 * 4.0, predicted=4.0)  # measured 30 % slower than predicted
+    r = A.refit_fidelity([*pts, odd], [odd])
+    # odd is held out of the fit that predicts it, and the others lie exactly on measured = predicted:
+    # its error stays the whole 1 − 1/1.3 ≈ 23 % (a fit that saw it would absorb part of it)
+    assert r["within_share"] == 0.0 and r["max_abs"] == pytest.approx(0.3 / 1.3, rel=1e-6)
+    seen = A._affine_fit([(float(p["predicted_ms"]), A.lat(p)) for p in [*pts, odd]])
+    assert abs((seen[0] * 4.0 + seen[1]) / 5.2 - 1) < 0.3 / 1.3
+
+
+def test_refit_fidelity_needs_enough_points_and_targets_among_them():
+    assert A.refit_fidelity(_line(9), _line(9)[:2]) == {"n": 0}  # fewer than 2 × 5 folds
+    pts = _line(12)
+    with pytest.raises(ValueError, match="dnas/stranger"):
+        A.refit_fidelity(pts, [pt("dnas", "stranger", 0.5, 1.0, predicted=1.0)])

@@ -53,3 +53,30 @@ def test_hypervolume_names_the_ceiling_when_the_goals_exceed_what_any_front_coul
     reachable = {**s, "hypervolume": {"dnas": 0.5, "random": 0.5, "nsga2": 0.5}}  # goals need 0.65 ≤ 0.804
     assert hv_ceiling(reachable, cfg) == ""
     assert hv_ceiling(s, {**cfg, "reference": {"accuracy": 0.5}}) != ""  # ceiling 0.304 < 0.901
+
+
+def test_fidelity_names_what_a_recalibration_on_the_run_would_leave():
+    s = _summary(met=True, region_met=True, dnas_bias=0.0)
+    assert "recalibrated on this run" not in " ".join(limits(s, CFG))  # no refit row: nothing claimed
+    s["fidelity"]["search_fronts_refit_cv"] = {"n": 35, "within_share": 0.86, "mape": 0.052, "folds": 5,
+                                               "fit_points": 150}
+    text = " ".join(limits(s, CFG))
+    assert "recalibrated on this run's own 150 measured in-space points (5-fold cross-validated)" in text
+    assert "86% of the front points within ±10% (MAPE 5.2%)" in text
+
+
+def test_add_refit_fidelity_judges_the_search_front_points_only():
+    from experiments.benchmark_minilm_cpu.run import add_refit_fidelity
+
+    def p(method, i, on_front):
+        return {"method": method, "name": f"{method}{i}", "predicted_ms": 1.0 + i, "on_front": on_front,
+                "latency": {"t1": {"median_ms": 1.0 + i}}}
+
+    pts = [p("random", i, i < 3) for i in range(10)] + [p("baselines", 10, True)]
+    s = {"fidelity": {}}
+    add_refit_fidelity(s, pts, 0.10)
+    row = s["fidelity"]["search_fronts_refit_cv"]
+    assert (row["n"], row["fit_points"], row["within_share"]) == (3, 11, 1.0)  # the baseline is fitted, not judged
+    few = {"fidelity": {}}
+    add_refit_fidelity(few, pts[:4], 0.10)
+    assert few == {"fidelity": {}}  # too few points to cross-validate: no row
