@@ -316,8 +316,10 @@ def limits(s: dict[str, Any], cfg: dict[str, Any], drift: dict[str, Any] | None 
                       if fid.get("mape") is not None else "")
                    + (f"; recalibrated on this run's own {rf['fit_points']} measured in-space points "
                       f"({rf['folds']}-fold cross-validated), the table would put {rf['within_share']:.0%} of the front "
-                      f"points within ±{cfg.get('targets', {}).get('latency_within', 0.10):.0%} (MAPE {rf['mape']:.1%}): what is left is the "
-                      "per-architecture error of a sum of per-block entries, which no recalibration removes"
+                      f"points within ±{cfg.get('targets', {}).get('latency_within', 0.10):.0%} "
+                      f"(MAPE {rf['mape']:.1%}): what is left is the "
+                      "per-architecture error of a sum of per-block entries plus measurement noise, which no recalibration "
+                      "removes"
                       if (rf := s.get("fidelity", {}).get("search_fronts_refit_cv", {})).get("n") else "") + ".")
     return out
 
