@@ -71,8 +71,8 @@ def markdown(doc: Mapping[str, Any]) -> str:
     L: list[str] = []
     L.append(f"# Benchmark: MiniLM on this CPU — does the search beat what a user would do instead? ({doc['mode']})")
     L.append("")
-    if doc["mode"] != "full":
-        L.append(f"> **{doc['mode']} run.** {doc['mode_note']}")
+    if doc["mode"] != "full" or doc.get("mode_note"):
+        L.append(f"> **{doc['mode']} run.** {doc['mode_note']}" if doc["mode"] != "full" else f"> {doc['mode_note']}")
         L.append("")
     L.append(f"Command: `{doc['command']}` — {doc['started']} → {doc['finished']} UTC. "
              f"Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores), load average "
@@ -195,7 +195,12 @@ def markdown(doc: Mapping[str, Any]) -> str:
                  + (f" After the measurements the same models measured {d['after']['median_ratio']:.3f}× the searched "
                     f"table's (IQR {d['after']['q1']:.3f}–{d['after']['q3']:.3f}): "
                     + ("the host drifted during the run, a uniform offset in the errors above."
-                       if d["after"].get("drifted") else "the host held steady, so the errors above are the table's.")
+                       if d["after"].get("drifted") else
+                       (f"yet the table predicts {ms:+.0%} against the in-space points' measurements on average: "
+                        "the host ran at another speed while the points were measured than during these short "
+                        "checks, a uniform offset in the errors above (row `search_fronts_refit_cv` takes it out)."
+                        if abs(ms := s["fidelity"].get("all_in_space_points", {}).get("mean_signed", 0.0)) > 0.05
+                        else "the host held steady, so the errors above are the table's."))
                     if d.get("after") else "")
                  + (" Row `search_fronts_drift_corrected`: the same front points with every prediction multiplied "
                     "by that ratio (the host's uniform drift, measured side by side on the calibration models "

@@ -233,6 +233,18 @@ def hv_ceiling(s: dict[str, Any], cfg: dict[str, Any]) -> str:
             f"method, {best[top]:.2%} by {top}, even at zero latency)")
 
 
+def run_mode(*, quick: bool, budget_minutes: float | None, default_minutes: float, methods: list[str]) -> str:
+    """``quick``, ``reduced`` (less wall clock than the config's or not every search method) or ``full``.
+
+    A ``--label`` is a note on the run, not a mode: a full run may carry one.
+    """
+    if quick:
+        return "quick"
+    if (budget_minutes is not None and budget_minutes < default_minutes) or set(methods) != {"dnas", "random", "nsga2"}:
+        return "reduced"
+    return "full"
+
+
 def add_refit_fidelity(s: dict[str, Any], points: list[dict[str, Any]], within: float) -> None:
     """Add row ``search_fronts_refit_cv`` to ``s["fidelity"]``: what recalibrating on this run's own measurements leaves.
 
@@ -394,7 +406,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     doc.update(
-        mode="quick" if args.quick else ("reduced" if args.label else "full"),
+        mode=run_mode(quick=args.quick, budget_minutes=args.budget_minutes, methods=args.methods,
+                      default_minutes=load_config(args.config, quick=args.quick).budget_minutes),
         mode_note=args.label or ("tiny-bert with random weights and a table measured in seconds: checks the "
                                  "pipeline, not the method." if args.quick else ""),
         command=shlex.join(["python", "-m", "experiments.benchmark_minilm_cpu.run", *args.argv]),
