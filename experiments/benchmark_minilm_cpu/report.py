@@ -196,9 +196,10 @@ def markdown(doc: Mapping[str, Any]) -> str:
                     f"table's (IQR {d['after']['q1']:.3f}–{d['after']['q3']:.3f}): "
                     + ("the host drifted during the run, a uniform offset in the errors above."
                        if d["after"].get("drifted") else
-                       (f"yet the table predicts {ms:+.0%} against the in-space points' measurements on average: "
-                        "the host ran at another speed while the points were measured than during these short "
-                        "checks, a uniform offset in the errors above (row `search_fronts_refit_cv` takes it out)."
+                       (f"yet the table predicts {ms:+.0%} against the in-space points' measurements on average, "
+                        "an offset these short checks did not see: the host's speed while the points were measured, "
+                        "or the table's error on these architectures (row `search_fronts_refit_cv` takes a uniform "
+                        "offset out)."
                         if abs(ms := s["fidelity"].get("all_in_space_points", {}).get("mean_signed", 0.0)) > 0.05
                         else "the host held steady, so the errors above are the table's."))
                     if d.get("after") else "")

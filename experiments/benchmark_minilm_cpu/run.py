@@ -240,7 +240,9 @@ def run_mode(*, quick: bool, budget_minutes: float | None, default_minutes: floa
     """
     if quick:
         return "quick"
-    if (budget_minutes is not None and budget_minutes < default_minutes) or set(methods) != {"dnas", "random", "nsga2"}:
+    from experiments.benchmark_minilm_cpu.analysis import SEARCH_METHODS
+
+    if (budget_minutes is not None and budget_minutes < default_minutes) or set(methods) != set(SEARCH_METHODS):
         return "reduced"
     return "full"
 
@@ -405,11 +407,14 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
     import torch
 
+    mode = run_mode(quick=args.quick, budget_minutes=args.budget_minutes, methods=args.methods,
+                    default_minutes=load_config(args.config, quick=args.quick).budget_minutes)
     doc.update(
-        mode=run_mode(quick=args.quick, budget_minutes=args.budget_minutes, methods=args.methods,
-                      default_minutes=load_config(args.config, quick=args.quick).budget_minutes),
+        mode=mode,
         mode_note=args.label or ("tiny-bert with random weights and a table measured in seconds: checks the "
-                                 "pipeline, not the method." if args.quick else ""),
+                                 "pipeline, not the method." if args.quick else
+                                 f"{cfg.budget_minutes:g} min per method; methods: {', '.join(args.methods)}."
+                                 if mode == "reduced" else ""),
         command=shlex.join(["python", "-m", "experiments.benchmark_minilm_cpu.run", *args.argv]),
         started=started, finished=time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         machine={"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
