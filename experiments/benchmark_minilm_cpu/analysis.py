@@ -57,13 +57,14 @@ def fidelity(points: Sequence[Mapping[str, Any]], within: float = 0.10, *, scale
 
 
 def _affine_fit(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """``(a, b)`` of ``measured ≈ a·predicted + b``, least squares on relative errors (as nas.latency.calibration)."""
+    """``(a, b)`` of ``measured ≈ a·predicted + b``: the table calibration's ``affine`` form (relative least squares)."""
     import numpy as np
 
+    from nas.latency.calibration import fit_form
+
     pr, m = (np.array(v, dtype=float) for v in zip(*pairs))
-    w = 1.0 / m
-    a, b = np.linalg.lstsq(np.stack([pr, np.ones_like(pr)], axis=1) * w[:, None], m * w, rcond=None)[0]
-    return float(a), float(b)
+    a, _, b = fit_form("affine", pr, np.zeros_like(pr), m)
+    return a, b
 
 
 def refit_fidelity(points: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
