@@ -247,6 +247,10 @@ def cap_sentence(doc: dict[str, Any]) -> str:
     rej = ", ".join(f"{LABELS[m]} {cost[m].get('rejected_over_cap', 0)}" for m in ("random", "nsga2") if m in cost)
     tf = cap.get("dnas_target_fraction")
     tf_txt = (f"[{tf['float'][0]:.2f}, {tf['float'][1]:.2f}]" if isinstance(tf, dict) and "float" in tf else str(tf))
+    if isinstance(tf, dict) and "float" in tf:
+        how = ("swept evenly over the trials (`stratified`: trial n takes the n-th point of a van der Corput "
+               "sequence)" if tf.get("stratified") else "sampled by the study's sampler")
+        tf_txt += f" ({'log-spaced, ' if tf.get('log') else ''}{how})"
     return (f" **Latency cap** (`latency_cap: {cap['kind']}`): every method searched only architectures the table "
             f"predicts at most {cap['predicted_ms']:.3f} ms"
             + (", its prediction for the teacher with every weight at int8 (what a user gets for free)"

@@ -12,7 +12,7 @@ An experiment is a YAML file (``experiments/*.yaml``)::
       steps: 200
       finetune_steps: 100
     sample:                          # what Optuna samples per trial, one SearchConfig field each
-      target_fraction: {float: [0.3, 0.8]}
+      target_fraction: {float: [0.3, 0.8], stratified: true}   # swept evenly over trials (below)
       loss: {choices: [hinge, fbnet]}
       lambda0: {float: [0.1, 10.0], log: true}
       tau0: {float: [1.0, 5.0]}
@@ -24,6 +24,12 @@ An experiment is a YAML file (``experiments/*.yaml``)::
       cpus_per_trial: 2
       max_failures: 2                # retries of a trial that raises or is killed
     sampler: {name: tpe, seed: 0}    # tpe | random | nsga2
+
+A ``stratified: true`` range is not left to the sampler: trial ``n`` takes the
+``n``-th point of a shifted van der Corput sequence over the range (log-spaced with
+``log``), so any run of trials covers the range evenly (:meth:`Param.stratified_value`).
+Use it for the latency target: a front needs targets across the whole range, and a
+model-based sampler otherwise tends to collapse onto the targets it scored first.
 
 Every mistake raises :class:`~nas.errors.ConfigError` ``"<file>: <field>: <reason>"``.
 A latency table built for another space raises :class:`~nas.errors.LatencyTableError`
@@ -60,6 +66,7 @@ class Param:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    stratified: bool = False
 
     def distribution(self):
         """The Optuna distribution (imports optuna)."""
@@ -78,13 +85,50 @@ class Param:
         mid = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
         return int(round(mid)) if self.kind == "int" else float(mid)
 
+    def stratified_value(self, index: int, shift: float = 0.0) -> float | int:
+        """The value trial ``index`` takes when the range is ``stratified``.
+
+        ``u = frac(vdc(index) + shift)`` with ``vdc`` the base-2 van der Corput sequence
+        (0, 1/2, 1/4, 3/4, 1/8, ...): the first ``2^k`` trials put one value in each of
+        ``2^k`` equal strata of ``[0, 1)``. ``u`` maps to ``[low, high)`` linearly, or
+        geometrically with ``log``; ``int`` ranges round (``high`` included).
+        """
+        if self.kind == "choices":
+            raise ValueError(f"{self.name}: choices cannot be stratified")
+        u = (van_der_corput(index) + shift) % 1.0
+        if self.kind == "int":
+            lo, hi = float(self.low), float(self.high) + 1.0
+            v = lo * (hi / lo) ** u if self.log else lo + u * (hi - lo)
+            return min(int(math.floor(v)), int(self.high))
+        lo, hi = float(self.low), float(self.high)
+        return lo * (hi / lo) ** u if self.log else lo + u * (hi - lo)
+
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "choices":
             return {"choices": list(self.choices)}
         d: dict[str, Any] = {self.kind: [self.low, self.high]}
         if self.log:
             d["log"] = True
+        if self.stratified:
+            d["stratified"] = True
         return d
+
+
+def van_der_corput(index: int) -> float:
+    """The ``index``-th point of the base-2 van der Corput sequence: ``index``'s bits mirrored after the point."""
+    if index < 0:
+        raise ValueError(f"index must be >= 0, got {index}")
+    u, denom = 0.0, 1.0
+    while index:
+        index, bit = divmod(index, 2)
+        denom *= 2.0
+        u += bit / denom
+    return u
+
+
+def stratum_shift(seed: int | None) -> float:
+    """The sequence's shift for a sampler seed: ``frac((seed + 1)·φ)`` (golden ratio), 0 without a seed."""
+    return 0.0 if seed is None else ((seed + 1) * 0.6180339887498949) % 1.0
 
 
 @dataclass(frozen=True)
@@ -303,17 +347,20 @@ def _param(name: str, spec: Any, bad) -> Param:
     if not isinstance(spec, dict):
         raise bad(f"expected {{float: [lo, hi]}}, {{int: [lo, hi]}} or {{choices: [...]}}, got {spec!r}")
     kinds = [k for k in ("float", "int", "choices") if k in spec]
-    extra = set(spec) - {"float", "int", "choices", "log"}
+    extra = set(spec) - {"float", "int", "choices", "log", "stratified"}
     if len(kinds) != 1 or extra:
-        raise bad("give exactly one of float, int, choices (and optionally log)")
+        raise bad("give exactly one of float, int, choices (and optionally log, stratified)")
     kind = kinds[0]
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise bad(f"log: expected true or false, got {log!r}")
+    stratified = spec.get("stratified", False)
+    if not isinstance(stratified, bool):
+        raise bad(f"stratified: expected true or false, got {stratified!r}")
     if kind == "choices":
         ch = spec["choices"]
-        if not isinstance(ch, list) or not ch or log:
-            raise bad("choices: expected a non-empty list (and no log)")
+        if not isinstance(ch, list) or not ch or log or stratified:
+            raise bad("choices: expected a non-empty list (and no log or stratified)")
         return Param(name, "choices", choices=tuple(ch))
     rng = spec[kind]
     if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -326,4 +373,4 @@ def _param(name: str, spec: Any, bad) -> Param:
         raise bad(f"{kind}: low {lo} must be < high {hi}")
     if log and lo <= 0:
         raise bad(f"log: needs low > 0, got {lo}")
-    return Param(name, kind, low=lo, high=hi, log=log)
+    return Param(name, kind, low=lo, high=hi, log=log, stratified=stratified)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError
-from nas.search.experiment import Experiment
+from nas.search.experiment import Experiment, stratum_shift
 from nas.search.storage import redact, resolve_url
 from nas.search.trial import ATTRS_KEY, COMPUTE_KEY, TRIAL_NUMBER_KEY, import_trial_fn
 
@@ -249,8 +249,17 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
     from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
 
+    stratified = {k: p for k, p in experiment.sample.items() if p.stratified}
+    shift = stratum_shift(experiment.sampler_seed)
+
     class StudySearch(OptunaSearch):
         def suggest(self, trial_id: str):
+            if stratified and trial_id not in self._ot_trials:
+                # The next trial's number indexes the sequence (so a resumed study carries on
+                # where it stopped); the enqueued values are fixed, the sampler draws the rest.
+                index = len(self._ot_study.trials)
+                _retry(lambda: self._ot_study.enqueue_trial(
+                    {k: p.stratified_value(index, shift) for k, p in stratified.items()}, skip_if_exists=False))
             params = super().suggest(trial_id)
             if params is not None:
                 params[TRIAL_NUMBER_KEY] = self._ot_trials[trial_id].number

@@ -155,6 +155,14 @@ def test_every_method_searched_under_the_latency_cap(quick_run):
     assert dnas and all(p["target_ms"] <= cap["predicted_ms"] * (1 + 1e-6) for p in dnas)
     lo, hi = cap["dnas_target_fraction"]["float"]
     assert hi == pytest.approx(0.9) and lo == pytest.approx(0.75)
+    # stratified (config.yaml): DNAS trial n searched for the n-th target of the sequence, not TPE's choice
+    from nas.search.experiment import Param, stratum_shift
+
+    tf = Param("target_fraction", "float", low=lo, high=hi, stratified=True)
+    assert cap["dnas_target_fraction"]["stratified"] is True
+    for p in dnas:
+        n = int(p["name"].split("-")[1])
+        assert p["target_fraction"] == pytest.approx(tf.stratified_value(n, stratum_shift(0))), p["name"]
     assert all(isinstance(doc["summary"]["cost"][m]["rejected_over_cap"], int) for m in ("random", "nsga2"))
     assert "**Latency cap**" in (out / "minilm_cpu_quick.md").read_text()
 

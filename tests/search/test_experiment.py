@@ -1,13 +1,14 @@
 """Experiment files: parsing, field-level errors, the SearchConfig of a trial."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import yaml
 
 from nas.errors import ConfigError, LatencyTableError
-from nas.search.experiment import Experiment
+from nas.search.experiment import Experiment, Param, stratum_shift, van_der_corput
 from tests.search.fixtures import experiment_file, tiny_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,8 @@ def test_parse_and_trial_config(tmp_path):
     ({"run": {"gpus": 1}}, "run.gpus: unknown field"),
     ({"sampler": {"name": "grid"}}, "sampler.name: unknown sampler 'grid'"),
     ({"trial": "no_colon"}, "trial: expected 'module:function'"),
+    ({"sample": {"loss": {"choices": ["hinge"], "stratified": True}}}, "sample.loss: choices: expected a non-empty"),
+    ({"sample": {"lambda0": {"float": [0.1, 1.0], "stratified": "yes"}}}, "sample.lambda0: stratified: expected true"),
 ])
 def test_field_errors(tmp_path, over, where):
     p = write(tmp_path, yaml.safe_dump(base(tmp_path, **over)))
@@ -99,3 +102,36 @@ def test_tiny_table_by_hand(tmp_path):
     space = load_space("tiny-bert")
     table = load_table(tiny_table(tmp_path / "t.json"))
     assert latency_ms(table, space, space.full()) == pytest.approx(1.95)
+
+
+def test_van_der_corput_fills_strata():
+    assert [van_der_corput(i) for i in range(8)] == [0, 0.5, 0.25, 0.75, 0.125, 0.625, 0.375, 0.875]
+    for k in range(1, 7):  # the first 2^k points: one in each of 2^k equal strata
+        assert sorted(int(van_der_corput(i) * 2 ** k) for i in range(2 ** k)) == list(range(2 ** k))
+    with pytest.raises(ValueError):
+        van_der_corput(-1)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_stratified_values_cover_the_range(log):
+    p = Param("target_fraction", "float", low=0.04, high=0.37, log=log, stratified=True)
+    shift = stratum_shift(0)
+    assert 0 < shift < 1 and stratum_shift(None) == 0.0 and stratum_shift(1) != shift
+    vs = [p.stratified_value(i, shift) for i in range(16)]
+    assert all(0.04 <= v < 0.37 for v in vs)
+    # 16 trials put one value in each of 16 equal strata (log-spaced with log): none left empty
+    span = math.log(0.37 / 0.04) if log else 0.33
+    us = [(((math.log(v / 0.04) if log else v - 0.04) / span) - shift) % 1.0 for v in vs]
+    assert sorted(round(u * 16) % 16 for u in us) == list(range(16))
+    assert Param("n", "int", low=1, high=4, stratified=True).stratified_value(3, 0.9) in (1, 2, 3, 4)
+    assert sorted(Param("n", "int", low=1, high=4, stratified=True).stratified_value(i) for i in range(4)) == [1, 2, 3, 4]
+    with pytest.raises(ValueError):
+        Param("loss", "choices", choices=("a",)).stratified_value(0)
+
+
+def test_stratified_roundtrip(tmp_path):
+    d = base(tmp_path, sample={"target_fraction": {"float": [0.3, 0.9], "stratified": True}, "seed": {"int": [0, 9]}})
+    exp = Experiment.from_yaml(write(tmp_path, yaml.safe_dump(d)))
+    assert exp.sample["target_fraction"].stratified and not exp.sample["seed"].stratified
+    assert exp.to_dict()["sample"]["target_fraction"] == {"float": [0.3, 0.9], "stratified": True}
+    assert Experiment.from_dict(exp.to_dict(), source="db").sample == exp.sample

@@ -19,7 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.search import api, attrs
-from nas.search.experiment import Experiment
+from nas.search.experiment import Experiment, stratum_shift
 from nas.search.trial import sha256_file
 from tests.search.fixtures import experiment_file, tiny_table
 
@@ -101,6 +101,26 @@ def test_trial_failing_every_attempt_ends_failed(faults, tmp_path):
     (t,) = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/s.db").trials
     assert t.state == TrialState.FAIL
     assert t.user_attrs["attempt_failures"] == 1 and "injected failure" in t.user_attrs["last_error"]
+
+
+def test_stratified_target_is_swept_across_resumes(faults, tmp_path):
+    """A stratified target_fraction: trial n gets the n-th point of the sequence, also after a resume,
+    while TPE samples the other fields."""
+    exp = Experiment.from_yaml(experiment_file(
+        tmp_path, run={"trials": 2, "concurrency": 1}, sampler={"name": "tpe", "seed": 3},
+        sample={"target_fraction": {"float": [0.3, 0.9], "stratified": True}, "seed": {"int": [0, 100000]}}))
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert api.run_search(exp, storage=url, num_cpus=2).complete == 2
+    assert api.run_search(exp, storage=url, trials=4, resume=True, num_cpus=2).complete == 4
+    study = optuna.load_study(study_name="tiny", storage=url)
+    shift = stratum_shift(3)
+    want = [exp.sample["target_fraction"].stratified_value(n, shift) for n in range(4)]
+    assert [t.params["target_fraction"] for t in sorted(study.trials, key=lambda t: t.number)] == pytest.approx(want)
+    assert sorted(round(((v - 0.3) / 0.6 - shift) % 1.0 * 4) % 4 for v in want) == [0, 1, 2, 3]  # one per quarter
+    assert len({t.params["seed"] for t in study.trials}) > 1
+    for t in study.trials:
+        check_complete_trial(t, exp)
+        assert t.user_attrs[attrs.CONFIG]["target_fraction"] == pytest.approx(t.params["target_fraction"])
 
 
 @pytest.mark.slow
