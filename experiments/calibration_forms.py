@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     say = lambda s: print(f"[calibration_forms] {s}", file=sys.stderr, flush=True)  # noqa: E731
 
+    for flag, path in (("--bench", args.bench), ("--models", args.models)):
+        if path and not Path(path).is_file():
+            raise SystemExit(f"{flag}: no such file: {path}")
     bench = json.loads(Path(args.bench).read_text())
     space = load_space("minilm-l6")
     table = load_table(args.table or TABLE)
