@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nas.latency.calibration import relative_lstsq as fit  # the tables' own fit: relative least squares
+
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "minilm-l6.onnxruntime-cpu.t1.b1.s128"
 BITS = (32, 16, 8, 4)
@@ -37,19 +39,12 @@ BITS = (32, 16, 8, 4)
 
 def precision_parts(table, space, arch) -> np.ndarray:
     """``[fixed, raw_32, raw_16, raw_8, raw_4]``: the table's entries for ``arch`` summed by weight precision."""
-    from nas.latency.table import OVERHEAD, REST, attn_key, embed_key, ffn_key
-    from nas.spaces.choice import layer_label
+    from nas.latency.predictor import entry_keys
 
-    v = space.value
-    parts = dict.fromkeys(BITS, 0.0)
-    eb = v(arch, "embed.bits")
-    parts[eb] += table.ms(embed_key(eb))
-    for i in space.kept_layers(arch):
-        b = v(arch, layer_label(i, "attn.bits"))
-        parts[b] += table.ms(attn_key(v(arch, layer_label(i, "heads")), b))
-        b = v(arch, layer_label(i, "ffn.bits"))
-        parts[b] += table.ms(ffn_key(v(arch, layer_label(i, "ffn")), b))
-    return np.array([table.ms(OVERHEAD) + table.ms(REST), *(parts[b] for b in BITS)])
+    parts = dict.fromkeys((None, *BITS), 0.0)
+    for key, bits in entry_keys(space, arch):
+        parts[bits] += table.ms(key)
+    return np.array([parts[b] for b in (None, *BITS)])
 
 
 def design(form: str, parts: np.ndarray) -> np.ndarray:
@@ -58,12 +53,6 @@ def design(form: str, parts: np.ndarray) -> np.ndarray:
     if form == "affine":
         return np.stack([parts.sum(axis=1), one], axis=1)
     return np.column_stack([parts[:, 1:], one])
-
-
-def fit(d: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Relative least squares (weights 1/y), as ``nas.latency.calibration.fit_form``."""
-    w = 1.0 / y
-    return np.linalg.lstsq(d * w[:, None], y * w, rcond=None)[0]
 
 
 def loo_mape(d: np.ndarray, y: np.ndarray) -> float:

@@ -44,12 +44,17 @@ def _design(form: str, raw: np.ndarray, layers: np.ndarray) -> np.ndarray:
     return np.stack([cols[c] for c in FORMS[form]], axis=1)
 
 
+def relative_lstsq(design: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Coefficients of ``y ≈ design @ coef`` minimising relative errors (rows weighted by 1/y)."""
+    w = 1.0 / y
+    return np.linalg.lstsq(design * w[:, None], y * w, rcond=None)[0]
+
+
 def fit_form(form: str, raw: np.ndarray, layers: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     """``(scale, per_layer_ms, constant_ms)`` of ``form`` fitted on the rows given."""
     if form == "identity":
         return 1.0, 0.0, 0.0
-    w = 1.0 / y
-    coef = np.linalg.lstsq(_design(form, raw, layers) * w[:, None], y * w, rcond=None)[0]
+    coef = relative_lstsq(_design(form, raw, layers), y)
     terms = dict(zip(FORMS[form], (float(c) for c in coef)))
     return terms.get("raw", 1.0), terms.get("layers", 0.0), terms.get("one", 0.0)
 

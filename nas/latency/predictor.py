@@ -51,13 +51,19 @@ def raw_latency_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, i
         ArchError: ``arch`` does not fit the space (naming the label).
     """
     _check_hash(table, space)
-    arch = space.validate(arch)
+    return sum(table.ms(key) for key, _ in entry_keys(space, space.validate(arch)))
+
+
+def entry_keys(space: SearchSpace, arch: Mapping[str, int]) -> list[tuple[str, int | None]]:
+    """The table entries that price ``arch`` (a validated architecture), each with its weight bits (None: fixed parts)."""
     v = space.value
-    total = table.ms(OVERHEAD) + table.ms(REST) + table.ms(embed_key(v(arch, "embed.bits")))
+    eb = v(arch, "embed.bits")
+    keys: list[tuple[str, int | None]] = [(OVERHEAD, None), (REST, None), (embed_key(eb), eb)]
     for i in space.kept_layers(arch):
-        total += table.ms(attn_key(v(arch, layer_label(i, "heads")), v(arch, layer_label(i, "attn.bits"))))
-        total += table.ms(ffn_key(v(arch, layer_label(i, "ffn")), v(arch, layer_label(i, "ffn.bits"))))
-    return total
+        ab, fb = v(arch, layer_label(i, "attn.bits")), v(arch, layer_label(i, "ffn.bits"))
+        keys.append((attn_key(v(arch, layer_label(i, "heads")), ab), ab))
+        keys.append((ffn_key(v(arch, layer_label(i, "ffn")), fb), fb))
+    return keys
 
 
 def latency_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int]) -> float:
