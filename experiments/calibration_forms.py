@@ -39,12 +39,10 @@ BITS = (32, 16, 8, 4)
 
 def precision_parts(table, space, arch) -> np.ndarray:
     """``[fixed, raw_32, raw_16, raw_8, raw_4]``: the table's entries for ``arch`` summed by weight precision."""
-    from nas.latency.predictor import entry_keys
+    from nas.latency.predictor import raw_by_bits, raw_latency_ms
 
-    parts = dict.fromkeys((None, *BITS), 0.0)
-    for key, bits in entry_keys(space, arch):
-        parts[bits] += table.ms(key)
-    return np.array([parts[b] for b in (None, *BITS)])
+    parts = raw_by_bits(table, space, arch)
+    return np.array([raw_latency_ms(table, space, arch) - sum(parts.values()), *(parts[b] for b in BITS)])
 
 
 def design(form: str, parts: np.ndarray) -> np.ndarray:

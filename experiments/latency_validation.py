@@ -111,23 +111,20 @@ def calibration_forms(table, space, subnets: list[dict]) -> dict[str, dict[str, 
     """
     import numpy as np
 
-    from nas.latency.calibration import FORMS, fit_form, form_of, usable_forms
-    from nas.latency.predictor import raw_latency_ms
+    from nas.latency.calibration import FORMS, fit_form, form_of, make_rows, usable_forms
+    from nas.latency.predictor import raw_by_bits, raw_latency_ms
     from nas.spaces.summary import parse_arch
 
+    def rows(archs, measured):
+        return make_rows([raw_latency_ms(table, space, a) for a in archs], [len(space.kept_layers(a)) for a in archs],
+                         measured, [raw_by_bits(table, space, a) for a in archs])
+
     models = table.calibration["models"]
-    m_arch = [parse_arch(space, m["arch"]) for m in models]
-    m_raw = np.array([m["raw_ms"] for m in models])
-    m_lay = np.array([len(space.kept_layers(a)) for a in m_arch], dtype=float)
-    m_y = np.array([m["measured_ms"] for m in models])
-    archs = [parse_arch(space, r["arch"]) for r in subnets]
-    raw = np.array([raw_latency_ms(table, space, a) for a in archs])
-    lay = np.array([len(space.kept_layers(a)) for a in archs], dtype=float)
-    y = np.array([r["measured_ms"] for r in subnets])
+    fit_rows = rows([parse_arch(space, m["arch"]) for m in models], [m["measured_ms"] for m in models])
+    test = rows([parse_arch(space, r["arch"]) for r in subnets], [r["measured_ms"] for r in subnets])
     out = {}
-    for form in (f for f in FORMS if f in usable_forms([int(v) for v in m_lay])):
-        scale, per_layer, const = fit_form(form, m_raw, m_lay, m_y)
-        err = (scale * raw + per_layer * lay + const - y) / y
+    for form in (f for f in FORMS if f in usable_forms(fit_rows)):
+        err = (test.predict(fit_form(form, fit_rows)) - test.y) / test.y
         out[form] = {"loo_mape": (table.calibration.get("loo_mape") or {}).get(form), "mape": float(np.abs(err).mean()),
                      "within_10pct": float((np.abs(err) <= 0.1).mean()), "mean_signed": float(err.mean()),
                      "chosen": form == form_of(table.calibration)}

@@ -60,11 +60,11 @@ def _affine_fit(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """``(a, b)`` of ``measured ≈ a·predicted + b``: the table calibration's ``affine`` form (relative least squares)."""
     import numpy as np
 
-    from nas.latency.calibration import fit_form
+    from nas.latency.calibration import fit_form, make_rows
 
     pr, m = (np.array(v, dtype=float) for v in zip(*pairs))
-    a, _, b = fit_form("affine", pr, np.zeros_like(pr), m)
-    return a, b
+    cal = fit_form("affine", make_rows(pr, np.zeros_like(pr), m))
+    return cal.scale, cal.constant_ms
 
 
 def refit_fidelity(points: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],

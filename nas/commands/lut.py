@@ -153,7 +153,8 @@ def cmd_show(args) -> int:
         print(f"device {d.get('cpu')} ({d.get('cores')} cores, {','.join(d.get('isa', []))}; {d.get('fingerprint')})")
         print(f"runtime {r.get('name')} {r.get('version')} {r.get('provider')}")
         if c:
-            print(f"calibration {form_of(c)}: scale {c.get('scale', 1):.4f} per_layer {c.get('per_layer_ms', 0):.3f} ms "
+            bits = "".join(f" s{b} {v:.4f}" for b, v in (c.get("bit_scale") or {}).items())
+            print(f"calibration {form_of(c)}: scale {c.get('scale', 1):.4f}{bits} per_layer {c.get('per_layer_ms', 0):.3f} ms "
                   f"constant {c.get('constant_ms', 0):.3f} ms (fit MAPE {c.get('fit_mape', 0):.1%} over "
                   f"{c.get('samples')} models; raw sum {c.get('raw_mape', 0):.1%})")
     print(render(rows, args.format))

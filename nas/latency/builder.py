@@ -23,7 +23,7 @@ from nas.latency.backends import BaseLatencyBackend, Runner, get_backend
 from nas.latency.blocks import AttnPart, EmbedPart, FFNPart, OverheadPart, RestPart
 from nas.latency.calibration import fit_calibration
 from nas.latency.device import device_info
-from nas.latency.predictor import raw_latency_ms
+from nas.latency.predictor import raw_by_bits, raw_latency_ms
 from nas.latency.protocol import Protocol, measure
 from nas.latency.table import OVERHEAD, REST, LatencyTable, attn_key, embed_key, ffn_key, required_keys
 from nas.spaces.choice import layer_label
@@ -239,7 +239,7 @@ def build_table(
         raw = [raw_latency_ms(table, space, a) for a in archs]
         meas = [stats[f"model:{n}"]["median_ms"] for n in range(len(archs))]
         layers = [len(space.kept_layers(a)) for a in archs]
-        cal = fit_calibration(raw, layers, meas)
+        cal = fit_calibration(raw, layers, meas, raw_by_bits=[raw_by_bits(table, space, a) for a in archs])
         cal["models"] = [
             {"arch": format_arch(space, a), "raw_ms": r, "measured_ms": m, "iqr_ms": stats[f"model:{n}"]["iqr_ms"]}
             for n, (a, r, m) in enumerate(zip(archs, raw, meas))

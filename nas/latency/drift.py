@@ -39,7 +39,7 @@ def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool 
     """Re-measure ``table``'s calibration models now.
 
     Returns:
-        ``{"models": [{arch, layers, raw_ms, then_ms, now_ms, iqr_ms}], "median_ratio", "q1", "q3",
+        ``{"models": [{arch, layers, raw_ms, raw_by_bits, then_ms, now_ms, iqr_ms}], "median_ratio", "q1", "q3",
         "drifted", "tolerance", "clock", "measured"}``.
 
     Raises:
@@ -49,7 +49,7 @@ def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool 
     from nas.latency.backends import get_backend
     from nas.latency.builder import model_runner
     from nas.latency.device import device_info
-    from nas.latency.predictor import raw_latency_ms
+    from nas.latency.predictor import raw_by_bits, raw_latency_ms
     from nas.latency.protocol import Protocol, measure
     from nas.spaces import load_space
     from nas.spaces.summary import parse_arch
@@ -78,7 +78,7 @@ def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool 
     runners = {str(n): model_runner(supernet, a, backend, batch=table.batch, seq=table.seq) for n, a in enumerate(archs)}
     stats = measure(runners, proto, log=log)
     rows = [{"arch": m["arch"], "layers": len(space.kept_layers(a)), "raw_ms": raw_latency_ms(table, space, a),
-             "then_ms": m["measured_ms"], "now_ms": stats[str(n)]["median_ms"], "iqr_ms": stats[str(n)]["iqr_ms"]}
+             "raw_by_bits": {str(b): v for b, v in raw_by_bits(table, space, a).items()}, "then_ms": m["measured_ms"], "now_ms": stats[str(n)]["median_ms"], "iqr_ms": stats[str(n)]["iqr_ms"]}
             for n, (m, a) in enumerate(zip(models, archs))]
     summary = drift_summary([r["then_ms"] for r in rows], [r["now_ms"] for r in rows])
     del summary["ratios"]
@@ -87,9 +87,16 @@ def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool 
 
 
 def recalibrated(table: LatencyTable, drift: dict[str, Any]) -> LatencyTable:
-    """``table`` with its calibration refitted on ``drift``'s measurements (pure; entries unchanged)."""
+    """``table`` with its calibration refitted on ``drift``'s measurements (pure; entries unchanged).
+
+    Every form is considered again (``per_precision`` where the rows carry ``raw_by_bits``), so the
+    form may change with the host.
+    """
     rows = drift["models"]
-    cal = fit_calibration([r["raw_ms"] for r in rows], [r["layers"] for r in rows], [r["now_ms"] for r in rows])
+    split = [{int(b): float(v) for b, v in r["raw_by_bits"].items()} for r in rows] \
+        if all("raw_by_bits" in r for r in rows) else None
+    cal = fit_calibration([r["raw_ms"] for r in rows], [r["layers"] for r in rows], [r["now_ms"] for r in rows],
+                          raw_by_bits=split)
     cal["models"] = [{"arch": r["arch"], "raw_ms": r["raw_ms"], "measured_ms": r["now_ms"], "iqr_ms": r["iqr_ms"]}
                      for r in rows]
     cal["recalibrated"] = {"measured": drift["measured"], "median_ratio": drift["median_ratio"],

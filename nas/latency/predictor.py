@@ -3,14 +3,17 @@
 For an architecture with kept layers K::
 
     raw(arch) = overhead + embed[b_E] + rest + Σ_{i∈K} (attn[h_i, a_i] + ffn[f_i, m_i])
-    latency_ms(arch) = scale · raw(arch) + per_layer_ms · |K| + constant_ms
+    latency_ms(arch) = s·(overhead + rest) + s_{b_E}·embed[b_E]
+                       + Σ_{i∈K} (s_{a_i}·attn[h_i, a_i] + s_{m_i}·ffn[f_i, m_i] + per_layer_ms) + constant_ms
 
-where ``scale``, ``per_layer_ms`` and ``constant_ms`` are the table's fitted
-calibration (defaults 1, 0, 0). Under the supernet's independent categorical
-distributions the expectation is linear, so::
+where ``s`` (``scale``), ``s_b`` (``bit_scale[b]``, else ``scale``), ``per_layer_ms`` and
+``constant_ms`` are the table's fitted calibration (:class:`nas.latency.calibration.Calibration`;
+defaults 1, 0, 0): every entry is scaled by its own precision's factor, so the prediction stays
+linear in the entries. Under the supernet's independent categorical distributions the
+expectation is then linear too; with ``Ŝ[x] = s_b·x`` for an entry ``x`` at ``b`` bits::
 
-    E[LAT] = scale·(overhead + rest + Σ_b p_E(b)·embed[b])
-             + Σ_i p_keep,i · (scale·(Σ_{h,a} p_h p_a attn[h,a] + Σ_{f,m} p_f p_m ffn[f,m]) + per_layer_ms)
+    E[LAT] = s·(overhead + rest) + Σ_b p_E(b)·Ŝ[embed[b]]
+             + Σ_i p_keep,i · (Σ_{h,a} p_h p_a Ŝ[attn[h,a]] + Σ_{f,m} p_f p_m Ŝ[ffn[f,m]] + per_layer_ms)
              + constant_ms
 
 which :func:`expected_latency` evaluates in torch, differentiable in the probabilities.
@@ -24,15 +27,11 @@ import torch
 from torch import Tensor
 
 from nas.errors import ArchError, LatencyTableError
+from nas.latency.calibration import Calibration
 from nas.latency.table import OVERHEAD, REST, LatencyTable, attn_key, embed_key, ffn_key
 from nas.spaces.choice import layer_label
 from nas.spaces.space import SearchSpace
 from nas.supernet.quant import weight_bytes
-
-
-def _cal(table: LatencyTable) -> tuple[float, float, float]:
-    c = table.calibration or {}
-    return float(c.get("scale", 1.0)), float(c.get("per_layer_ms", 0.0)), float(c.get("constant_ms", 0.0))
 
 
 def _check_hash(table: LatencyTable, space: SearchSpace) -> None:
@@ -66,10 +65,33 @@ def entry_keys(space: SearchSpace, arch: Mapping[str, int]) -> list[tuple[str, i
     return keys
 
 
+def space_bits(space: SearchSpace) -> tuple[int, ...]:
+    """Every weight precision an architecture of ``space`` can use (searched options and fixed values), widest first."""
+    bits = {b for c in space if c.kind == "bits" for b in c.options}
+    bits |= {b for _, b in entry_keys(space, space.full()) if b is not None}
+    return tuple(sorted(bits, reverse=True))
+
+
+def raw_by_bits(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int]) -> dict[int, float]:
+    """``arch``'s table entries summed per weight precision, every precision of the space a key (0 if unused).
+
+    The fixed entries (``overhead``, ``rest``) are in no part: ``raw − Σ parts`` is their sum.
+    """
+    _check_hash(table, space)
+    out = dict.fromkeys(space_bits(space), 0.0)
+    for key, bits in entry_keys(space, space.validate(arch)):
+        if bits is not None:
+            out[bits] = out.get(bits, 0.0) + table.ms(key)
+    return out
+
+
 def latency_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int]) -> float:
     """Calibrated predicted latency of one concrete architecture, in ms."""
-    scale, per_layer, const = _cal(table)
-    return scale * raw_latency_ms(table, space, arch) + per_layer * len(space.kept_layers(arch)) + const
+    _check_hash(table, space)
+    cal = Calibration.from_dict(table.calibration)
+    arch = space.validate(arch)
+    blocks = sum(cal.entry_scale(bits) * table.ms(key) for key, bits in entry_keys(space, arch))
+    return blocks + cal.per_layer_ms * len(space.kept_layers(arch)) + cal.constant_ms
 
 
 class Predictor:
@@ -83,16 +105,18 @@ class Predictor:
     def __init__(self, table: LatencyTable, space: SearchSpace) -> None:
         table.check_space(space)
         self.table, self.space = table, space
-        self.scale, self.per_layer, self.constant = _cal(table)
+        cal = Calibration.from_dict(table.calibration)
+        self.per_layer, self.constant = cal.per_layer_ms, cal.constant_ms
         o = space.options
-        self.embed = torch.tensor([table.ms(embed_key(b)) for b in o("embed.bits")])
-        self.fixed = table.ms(OVERHEAD) + table.ms(REST)
+        ms = lambda key, bits: cal.entry_scale(bits) * table.ms(key)  # noqa: E731  (entries calibrated in place)
+        self.embed = torch.tensor([ms(embed_key(b), b) for b in o("embed.bits")])
+        self.fixed = cal.scale * (table.ms(OVERHEAD) + table.ms(REST))
         self.attn: list[Tensor] = []
         self.ffn: list[Tensor] = []
         for i in range(space.dims.num_layers):
             L = lambda w: layer_label(i, w)  # noqa: E731
-            self.attn.append(torch.tensor([[table.ms(attn_key(h, b)) for b in o(L("attn.bits"))] for h in o(L("heads"))]))
-            self.ffn.append(torch.tensor([[table.ms(ffn_key(f, b)) for b in o(L("ffn.bits"))] for f in o(L("ffn"))]))
+            self.attn.append(torch.tensor([[ms(attn_key(h, b), b) for b in o(L("attn.bits"))] for h in o(L("heads"))]))
+            self.ffn.append(torch.tensor([[ms(ffn_key(f, b), b) for b in o(L("ffn.bits"))] for f in o(L("ffn"))]))
 
     def latency_ms(self, arch: Mapping[str, int]) -> float:
         return latency_ms(self.table, self.space, arch)
@@ -108,27 +132,25 @@ class Predictor:
         """
         ref = next(iter(probs.values())) if probs else torch.ones(1)
         like = {"dtype": ref.dtype if ref.is_floating_point() else torch.float32, "device": ref.device}
-        s = self.scale
         p = lambda label: _probs(probs, self.space, label).to(**like)  # noqa: E731
-        total = s * (self.fixed + (p("embed.bits") * self.embed.to(**like)).sum()) + self.constant
+        total = self.fixed + (p("embed.bits") * self.embed.to(**like)).sum() + self.constant
         for i in range(self.space.dims.num_layers):
             L = lambda w: layer_label(i, w)  # noqa: E731
             attn = p(L("heads")) @ self.attn[i].to(**like) @ p(L("attn.bits"))
             ffn = p(L("ffn")) @ self.ffn[i].to(**like) @ p(L("ffn.bits"))
             keep_opts = self.space.options(L("keep"))
             p_keep = p(L("keep"))[keep_opts.index(1)] if 1 in keep_opts else torch.zeros((), **like)
-            total = total + p_keep * (s * (attn + ffn) + self.per_layer)
+            total = total + p_keep * (attn + ffn + self.per_layer)
         return total
 
     def min_latency_ms(self) -> float:
         """The lowest predicted latency any architecture of the space can reach."""
-        s = self.scale
         n = self.space.dims.num_layers
-        cost = [s * (float(self.attn[i].min()) + float(self.ffn[i].min())) + self.per_layer for i in range(n)]
+        cost = [float(self.attn[i].min()) + float(self.ffn[i].min()) + self.per_layer for i in range(n)]
         # Layers that cannot be skipped are paid for; if all can be, one layer is still kept.
         forced = [cost[i] for i in range(n) if 0 not in self.space.options(layer_label(i, "keep"))]
         layers = sum(forced) if forced else min(cost)
-        return s * (self.fixed + float(self.embed.min())) + self.constant + layers
+        return self.fixed + float(self.embed.min()) + self.constant + layers
 
 
 def _probs(probs: Mapping[str, Tensor], space: SearchSpace, label: str) -> Tensor:

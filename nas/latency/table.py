@@ -12,7 +12,9 @@ with its own measurement ships it as ``latency_luts/<device fingerprint>/<same n
       "threads": 1, "batch": 1, "seq": 128,
       "protocol": {...},                       # warm-up, repeats, rounds, noise threshold
       "entries": {"attn:heads=12:bits=8": {"median_ms": 1.9, "iqr_ms": 0.05, "n": 60}, ...},
-      "calibration": {"scale": 1.0, "per_layer_ms": 0.0, "constant_ms": 0.0, "fit_mape": 0.0, ...},
+      "calibration": {"form": "affine", "scale": 1.0, "per_layer_ms": 0.0, "constant_ms": 0.0,
+                      "bit_scale": {"8": 1.7, ...},    # per_precision only (nas.latency.calibration)
+                      "fit_mape": 0.0, "models": [...], ...},
       "created": "2026-11-22T03:00:00Z"
     }
 
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import LatencyTableError
+from nas.latency.calibration import Calibration
 from nas.spaces.space import SearchSpace
 
 TABLE_SCHEMA = 1
@@ -134,6 +137,12 @@ class LatencyTable:
             raise LatencyTableError(f"{where}: not a latency table (expected a JSON object)")
         if d.get("schema") != TABLE_SCHEMA:
             raise LatencyTableError(f"{where}: schema: unknown latency-table schema version {d.get('schema')!r}")
+        if d.get("calibration") is not None and not isinstance(d["calibration"], dict):
+            raise LatencyTableError(f"{where}: calibration: expected an object, got {d['calibration']!r}")
+        try:
+            Calibration.from_dict(d.get("calibration"))
+        except LatencyTableError as e:
+            raise LatencyTableError(f"{where}: {e}") from None
         try:
             entries = d["entries"]
             for k, e in entries.items():

@@ -91,3 +91,76 @@ def test_form_of_reads_old_tables_off_their_terms():
     assert form_of({"scale": 0.46, "per_layer_ms": 0.0, "constant_ms": 0.97}) == "affine"
     assert form_of({"scale": 0.89, "per_layer_ms": 0.31, "constant_ms": -0.39}) == "affine_layers"
     assert form_of({}) == "identity"
+
+
+def _precision_rows():
+    """8 models: fixed .75 ms, entries split over 32/8/4 bits; measured = p32 + 1.8·p8 + 0.9·p4 + fixed + 0.3."""
+    parts = [{32: 6.0, 8: 0.0, 4: 2.0}, {32: 1.0, 8: 4.0, 4: 0.0}, {32: 3.0, 8: 3.0, 4: 3.0},
+             {32: 10.0, 8: 1.0, 4: 0.0}, {32: 0.0, 8: 6.0, 4: 5.0}, {32: 2.0, 8: 0.0, 4: 9.0},
+             {32: 8.0, 8: 8.0, 4: 1.0}, {32: 4.0, 8: 2.0, 4: 6.0}]
+    raw = [0.75 + sum(p.values()) for p in parts]
+    measured = [p[32] + 1.8 * p[8] + 0.9 * p[4] + 0.75 + 0.3 for p in parts]
+    layers = [1, 2, 3, 4, 5, 6, 6, 4]
+    return raw, layers, measured, parts
+
+
+def test_per_precision_recovers_one_scale_per_precision():
+    raw, layers, measured, parts = _precision_rows()
+    cal = fit_calibration(raw, layers, measured, raw_by_bits=parts)
+    assert cal["form"] == "per_precision"
+    assert {int(b): s for b, s in cal["bit_scale"].items()} == pytest.approx({32: 1.0, 8: 1.8, 4: 0.9})
+    # the fixed .75 stays at face value (scale 1): the constant is only the 0.3 on top
+    assert cal["scale"] == 1.0 and cal["constant_ms"] == pytest.approx(0.3) and cal["fit_mape"] < 1e-9
+    # one scale cannot follow the mix: every single-scale form predicts held-out models worse
+    assert min(v for f, v in cal["loo_mape"].items() if f != "per_precision") > 0.02
+
+
+def test_per_precision_needs_the_split_and_every_precision_twice():
+    raw, layers, measured, parts = _precision_rows()
+    assert "per_precision" not in fit_calibration(raw, layers, measured)["loo_mape"]
+    once = [{**p, 4: 0.0} if i else p for i, p in enumerate(parts)]  # 4-bit blocks in one model only
+    raw1 = [0.75 + sum(p.values()) for p in once]
+    assert "per_precision" not in fit_calibration(raw1, layers, raw1, raw_by_bits=once)["loo_mape"]
+    with pytest.raises(LatencyTableError, match="length"):
+        fit_calibration(raw, layers, measured, raw_by_bits=parts[:-1])
+    with pytest.raises(LatencyTableError, match="exceed"):
+        fit_calibration([1.0] * 8, layers, measured, raw_by_bits=parts)
+
+
+def test_calibration_terms_predict_like_the_fit():
+    from nas.latency.calibration import Calibration, make_rows
+
+    raw, layers, measured, parts = _precision_rows()
+    cal = Calibration.from_dict(fit_calibration(raw, layers, measured, raw_by_bits=parts))
+    assert cal.form == "per_precision" and cal.entry_scale(8) == pytest.approx(1.8) and cal.entry_scale(None) == 1.0
+    assert make_rows(raw, layers, measured, parts).predict(cal) == pytest.approx(measured)
+
+
+@pytest.mark.parametrize("cal, match", [
+    ({"bit_scale": {"eight": 1.7}}, r"bit_scale\.eight: not a bit-width"),
+    ({"bit_scale": {"8": -1.0}}, r"bit_scale\.8: scale must be positive"),
+    ({"bit_scale": {"8": "fast"}}, r"bit_scale\.8: not a number"),
+    ({"bit_scale": [1.7]}, r"bit_scale: expected an object"),
+    ({"scale": None}, r"calibration\.scale: not a number"),
+    ({"constant_ms": float("nan")}, r"calibration\.constant_ms: not finite"),
+])
+def test_bad_calibration_terms_name_the_key(cal, match):
+    from nas.latency.calibration import Calibration
+
+    with pytest.raises(LatencyTableError, match=match):
+        Calibration.from_dict(cal)
+
+
+def test_recalibrated_considers_per_precision_when_the_rows_carry_the_split(hand_space):
+    from nas.latency.drift import recalibrated
+    from tests.latency.conftest import make_table
+
+    raw, layers, measured, parts = _precision_rows()
+    rows = [{"arch": f"a{i}", "layers": n, "raw_ms": r, "raw_by_bits": {str(b): v for b, v in p.items()},
+             "now_ms": m, "then_ms": r, "iqr_ms": 0.1} for i, (r, n, m, p) in enumerate(zip(raw, layers, measured, parts))]
+    new = recalibrated(make_table(hand_space), {"models": rows, "measured": "now", "median_ratio": 1.3})
+    assert new.calibration["form"] == "per_precision" and new.calibration["bit_scale"]["8"] == pytest.approx(1.8)
+    for r in rows:
+        del r["raw_by_bits"]  # rows of an older drift report: the single-scale forms only
+    assert "per_precision" not in recalibrated(make_table(hand_space), {"models": rows, "measured": "now",
+                                                                       "median_ratio": 1.3}).calibration["loo_mape"]

@@ -130,3 +130,53 @@ def test_size_bytes_equals_derived_size(name):
     rng = random.Random(1)
     for arch in [space.full(), space.smallest()] + [space.sample(rng) for _ in range(4)]:
         assert size_bytes(space, arch) == derive(net, arch).size().bytes
+
+
+PER_PRECISION = {"form": "per_precision", "scale": 1.0, "bit_scale": {"32": 1.0, "8": 3.0}, "per_layer_ms": 0.0,
+                 "constant_ms": 0.5}
+
+
+def test_per_precision_latency_by_hand(hand_space):
+    table = make_table(hand_space, calibration=PER_PRECISION)
+    # fixed .75 (scale 1) + embed32 1 + layer0 (3 × attn8 1.5 + ffn 3) + layer1 (attn32 2 + ffn 3) + .5
+    assert latency_ms(table, hand_space, BOTH) == pytest.approx(14.75)
+    # fixed .75 + embed 1 + attn32 2 + ffn 3 + .5: no int8 block, so the int8 scale does not enter
+    assert latency_ms(table, hand_space, ONE) == pytest.approx(7.25)
+    pred = Predictor(table, hand_space)
+    # fixed + embed + const = 2.25; layer 0: .5 × 2 + .5 × 4.5 + 3 = 6.25; layer 1 w.p. 1/4: .25 × (2 + 3)
+    assert float(pred.expected_latency(_probs())) == pytest.approx(9.75)
+    for arch in (BOTH, ONE):
+        one_hot = {c.label: torch.tensor([1.0 if o == arch[c.label] else 0.0 for o in c.options]) for c in hand_space}
+        assert float(pred.expected_latency(one_hot)) == pytest.approx(pred.latency_ms(arch))
+    # int8 attention is now dearer than fp32 (4.5 > 2): the fastest keeps fp32
+    assert pred.min_latency_ms() == pytest.approx(7.25)
+
+
+def test_raw_by_bits_splits_the_block_sum(hand_space, hand_table):
+    from nas.latency.predictor import raw_by_bits, space_bits
+
+    assert space_bits(hand_space) == (32, 8)
+    # fp32: embed 1 + ffn 3 + attn 2 + ffn 3; int8: attn 1.5; the fixed .75 is in neither
+    assert raw_by_bits(hand_table, hand_space, BOTH) == pytest.approx({32: 9.0, 8: 1.5})
+    assert raw_by_bits(hand_table, hand_space, ONE) == pytest.approx({32: 6.0, 8: 0.0})
+    assert raw_latency_ms(hand_table, hand_space, BOTH) - sum(raw_by_bits(hand_table, hand_space, BOTH).values()) \
+        == pytest.approx(0.75)
+
+
+def test_per_precision_gradient_matches_finite_differences(minilm_space):
+    from nas.latency.table import LatencyTable
+
+    rng = random.Random(1)
+    table = LatencyTable(space_name=minilm_space.name, space_hash=minilm_space.hash, device={}, runtime={},
+                         threads=1, batch=1, seq=8,
+                         entries={k: {"median_ms": rng.uniform(0.1, 5)} for k in required_keys(minilm_space)},
+                         calibration={"form": "per_precision", "scale": 1.0, "constant_ms": -0.4,
+                                      "bit_scale": {"32": 0.9, "16": 1.1, "8": 1.8, "4": 1.3}})
+    pred = Predictor(table, minilm_space)
+    g = torch.Generator().manual_seed(1)
+    logits = {c.label: torch.randn(len(c.options), generator=g, dtype=torch.float64) for c in minilm_space}
+    for lab in ("layer1.attn.bits", "layer3.ffn.bits", "embed.bits"):
+        def f(z):
+            return pred.expected_latency({k: torch.softmax(z if k == lab else v, 0) for k, v in logits.items()})
+
+        assert torch.autograd.gradcheck(f, (logits[lab].clone().requires_grad_(True),), eps=1e-6, atol=1e-6)

@@ -40,6 +40,8 @@ def test_truncated_json_is_a_clear_error(tmp_path, hand_table):
     (lambda d: d.pop("entries"), "malformed.*entries"),
     (lambda d: d["entries"]["rest"].pop("median_ms"), "malformed"),
     (lambda d: d.update(threads="two"), "malformed"),
+    (lambda d: d.update(calibration=[1.0]), "calibration: expected an object"),
+    (lambda d: d["calibration"].update(bit_scale={"8": 0.0}), r"calibration\.bit_scale\.8: scale must be positive"),
 ])
 def test_malformed_tables(tmp_path, hand_table, mutate, match):
     d = hand_table.to_dict()
