@@ -49,6 +49,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per group (default: the table's)")
     ap.add_argument("--build", action="store_true", help="rebuild the tables first (writes latency_luts/)")
+    ap.add_argument("--table", default=None, help="validate this table file (one --threads value, the table's) "
+                                                  "instead of the shipped default, e.g. a device folder's own")
     ap.add_argument("--clock", choices=("wall", "thread-cpu"), default="wall",
                     help="with --build at 1 thread: the table's clock (more threads always use wall)")
     ap.add_argument("--out", default=str(REPORTS / "latency_validation"))
@@ -66,18 +68,23 @@ def main() -> int:
         print(render_md(meta))
         return 0
 
+    if args.table and (args.build or len(args.threads) != 1 or not Path(args.table).is_file()):
+        raise SystemExit("--table: needs an existing table file, one --threads value and no --build")
     space = load_space("minilm-l6")
     net = Supernet.build(space)
     previous = Path(f"{args.out}.json")
     # Thread counts not re-run this time keep their previous results (each row says its command).
     results = json.loads(previous.read_text()).get("results", {}) if previous.is_file() else {}
     for t in args.threads:
-        path = ROOT / "latency_luts" / table_filename(space.name, "onnxruntime-cpu", t, 1, 128)
+        path = Path(args.table).resolve() if args.table else \
+            ROOT / "latency_luts" / table_filename(space.name, "onnxruntime-cpu", t, 1, 128)
         if args.build:
             print(f"== building {path.name}", file=sys.stderr, flush=True)
             build_table(space, threads=t, supernet=net, log=sys.stderr,
                         protocol=Protocol(max_noisy_fraction=1.0, clock=args.clock if t == 1 else "wall")).save(path)
         table = load_table(path)
+        if table.threads != t:
+            raise SystemExit(f"--table: {path} is a {table.threads}-thread table, not {t}")
         print(f"== validating {path.name} with {args.samples} subnets", file=sys.stderr, flush=True)
         rep = validate_table(table, samples=args.samples, seed=args.seed, rounds=args.rounds, supernet=net, log=sys.stderr)
         rep["table"] = str(path.relative_to(ROOT))

@@ -36,6 +36,8 @@ class SearchConfig:
         lambda0: initial penalty weight λ; ``dual_lr`` its dual-ascent step
             (0 keeps λ fixed).
         alpha, beta: FBNet multiplicative penalty constants; band_low: the lower edge of ``band``, a fraction of T.
+        band_fill: with ``band``, a derived architecture below ``band_low``·T is grown into the band, most
+            probable move per millisecond first, never past T (:func:`trainers.feasible.most_probable_in_band`).
         size_weight, size_target_mb: optional hinge penalty on expected size.
         tau_schedule, tau0, tau_min: Gumbel temperature schedule (see nas.supernet.gumbel.tau).
         hard: straight-through (one-hot forward) sampling instead of soft.
@@ -68,6 +70,7 @@ class SearchConfig:
     alpha: float = 0.2
     beta: float = 0.6
     band_low: float = 0.9
+    band_fill: bool = True
     size_weight: float = 0.0
     size_target_mb: float | None = None
     tau_schedule: str = "exponential"
@@ -128,6 +131,8 @@ class SearchConfig:
             raise bad("kd_weight", f"must be in [0, 1], got {self.kd_weight}")
         if not 0 < self.band_low < 1:
             raise bad("band_low", f"must be in (0, 1), got {self.band_low}")
+        if not isinstance(self.band_fill, bool):
+            raise bad("band_fill", f"must be true or false, got {self.band_fill!r}")
         if not 0 < self.arch_fraction < 1:
             raise bad("arch_fraction", f"must be in (0, 1), got {self.arch_fraction}")
         if self.size_weight > 0 and not (self.size_target_mb or 0) > 0:

@@ -35,7 +35,7 @@ from nas.supernet.supernet import Supernet
 from trainers.batches import encode, tokenizer_for
 from trainers.config import SearchConfig
 from trainers.data import CLASSES, file_fingerprint, is_arch_example, load_wordnet_nouns
-from trainers.feasible import log_probs_of, most_probable_feasible
+from trainers.feasible import log_probs_of, most_probable_feasible, most_probable_in_band
 from trainers.finetune import evaluate, finetune
 from trainers.result import SearchResult
 from trainers.search import DNASSearch, make_task
@@ -152,7 +152,7 @@ def search_once(
     state = search.run(progress=say, checkpoint_dir=checkpoint_dir)
     phases["search"] = time.perf_counter() - t
 
-    # -- derive (feasibility rule) -----------------------------------------------------------
+    # -- derive (feasibility rule; with band, the band's lower edge too) -----------------------
     t = time.perf_counter()
     with torch.no_grad():
         argmax = net.export()
@@ -166,6 +166,14 @@ def search_once(
                      f"took the most probable feasible architecture after {len(moves)} downgrade(s): "
                      + "; ".join(moves))
         say(f"derive: {notes[-1]}")
+    if config.loss == "band" and config.band_fill:
+        start, below = arch, predictor.latency_ms(arch)
+        arch, up = most_probable_in_band(space, predictor.latency_ms, logp, start, target, config.band_low)
+        if up:
+            notes.append(f"{format_arch(space, start)} is {below:.4g} ms < {config.band_low:g}·T = "
+                         f"{config.band_low * target:.4g} ms; grew it toward the band in {len(up)} move(s): "
+                         + "; ".join(up))
+            say(f"derive: {notes[-1]}")
     subnet = derive(net, arch)
     phases["derive"] = time.perf_counter() - t
 

@@ -40,3 +40,33 @@ def test_unreachable_target_is_a_config_error(tiny_table):
     assert pred.min_latency_ms() == pytest.approx(1.5)
     with pytest.raises(ConfigError, match="target_ms"):
         most_probable_feasible(space, pred.latency_ms, _peaked(space, space.full()), space.full(), 1.0)
+
+
+def test_band_fill_takes_the_cheapest_probability_loss_per_ms_added(tiny_table):
+    from trainers.feasible import most_probable_in_band
+
+    space = load_space("tiny-bert")
+    pred = Predictor(load_table(tiny_table()), space)
+    start = {**space.full(), "layer1.ffn": 32}
+    assert pred.latency_ms(start) == pytest.approx(16.0)
+    # layer1.ffn is a coin flip between 64 and 32: moving it back costs no probability and adds 2 ms
+    lp = _peaked(space, start, {"layer1.ffn": {64: -0.693, 32: -0.693, 16: -10.0}})
+    arch, moves = most_probable_in_band(space, pred.latency_ms, lp, start, 18.0, 0.95)
+    assert arch == space.full() and len(moves) == 1 and "layer1.ffn 32→64" in moves[0]
+
+
+def test_band_fill_never_passes_t_and_leaves_an_arch_in_the_band_alone(tiny_table):
+    from trainers.feasible import most_probable_in_band
+
+    space = load_space("tiny-bert")
+    pred = Predictor(load_table(tiny_table()), space)
+    low = {**space.full(), "layer1.ffn.bits": 8}  # layer 1's FFN at 1 ms instead of 4: 15 ms
+    # T = 17: int8 → fp16 adds 1 ms; fp16 → fp32 would add 2 more and pass T, so the walk stops at 16
+    arch, moves = most_probable_in_band(space, pred.latency_ms, _peaked(space, low), low, 17.0, 0.99)
+    assert arch == {**low, "layer1.ffn.bits": 16} and pred.latency_ms(arch) == pytest.approx(16.0) and len(moves) == 1
+    start = {**space.full(), "layer1.ffn": 32}  # 16 ms
+    assert most_probable_in_band(space, pred.latency_ms, _peaked(space, start), start, 17.0, 0.9) == (start, [])
+    with pytest.raises(ConfigError, match="above T"):
+        most_probable_in_band(space, pred.latency_ms, _peaked(space, start), start, 15.0, 0.9)
+    with pytest.raises(ConfigError, match="band_low"):
+        most_probable_in_band(space, pred.latency_ms, _peaked(space, start), start, 17.0, 1.0)

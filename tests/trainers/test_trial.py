@@ -71,11 +71,24 @@ def test_missing_wordnet_is_a_data_error(tiny_table, tmp_path, monkeypatch):
 @pytest.mark.parametrize("change, field", [
     ({"loss": "quadratic"}, "loss"), ({"target_ms": 0.0, "target_fraction": None}, "target_ms"),
     ({"target_ms": -3.0, "target_fraction": None}, "target_ms"), ({"kd_weight": 1.5}, "kd_weight"),
-    ({"size_weight": 1.0}, "size_target_mb"), ({"max_train": 0}, "max_train"),
+    ({"size_weight": 1.0}, "size_target_mb"), ({"max_train": 0}, "max_train"), ({"band_fill": "yes"}, "band_fill"),
 ])
 def test_bad_config_is_a_config_error_naming_the_field(change, field):
     with pytest.raises(ConfigError, match=field):
         SearchConfig(**change)
+
+
+def test_band_derives_into_the_band(tiny_table, wordnet_slice):
+    # 2 architecture steps cannot move the distribution far: the argmax stays where it starts, and
+    # with band (and band_fill) the derived architecture is grown into [0.9·T, T] all the same
+    cfg = SearchConfig(latency_table=tiny_table(), target_fraction=0.6, loss="band",
+                       **{**FAST, "steps": 2, "warmup_steps": 0, "finetune_steps": 0})
+    r = search_once(cfg)
+    assert r.argmax_latency_ms < 0.9 * r.target_ms  # 2.25 ms (one int8 layer) against T = 10.8 ms
+    assert 0.9 * r.target_ms <= r.latency_ms <= r.target_ms
+    assert any("grew it toward the band" in n for n in r.notes)
+    off = search_once(cfg.replace(band_fill=False))
+    assert off.latency_ms == pytest.approx(r.argmax_latency_ms) and not off.notes
 
 
 def test_config_round_trips():
