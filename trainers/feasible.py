@@ -12,9 +12,13 @@ T ≥ the space's minimum latency (checked upfront by the trainer).
 The mirror rule for the ``band`` loss, whose aim is ``[band_low·T, T]``: if the
 argmax architecture is *below* ``band_low·T`` (a short search at a large T leaves
 the distribution near its start: at 20 steps, 8 of 18 benchmark trials derived
-0.5–0.86·T), :func:`most_probable_in_band` walks up instead, each move the one
-that loses the least log-probability per millisecond *added* without passing T,
-until the latency reaches ``band_low·T`` or no move fits.
+0.5–0.86·T), :func:`most_probable_in_band` walks up instead. Its moves only grow
+the subnet (keep a layer, more heads, a wider FFN, more weight bits: every
+changed label to a larger option), so it never buys latency with a loss of
+capacity (int4 kernels slower than int8 ones, as on AVX-512 VNNI, would
+otherwise make 8→4 bits a "growth"); each move is the one that loses the least
+log-probability per millisecond added without passing T, until the latency
+reaches ``band_low·T`` or no move fits.
 """
 
 from __future__ import annotations
@@ -85,8 +89,8 @@ def most_probable_in_band(
 ) -> tuple[Arch, list[str]]:
     """Walk up from a feasible ``start`` below ``band_low·target_ms`` into ``[band_low·T, T]``.
 
-    Each move is the one with the least log-probability lost per millisecond added among those
-    that keep the latency ≤ T; the walk stops in the band or when no move fits (then the
+    Each move sets every label it changes to a larger option (keep, heads, FFN width, bits) and is the
+    one with the least log-probability lost per millisecond added among those that keep the latency ≤ T; the walk stops in the band or when no move fits (then the
     architecture is the largest the rule reaches, still ≤ T).
 
     Returns:
@@ -104,7 +108,7 @@ def most_probable_in_band(
     moves: list[str] = []
     while lat < band_low * target_ms:
         best = _best_move(space, latency, log_probs, arch, lat,
-                          lambda new: new - lat if new <= target_ms else 0.0)
+                          lambda new: new - lat if new <= target_ms else 0.0, grow_only=True)
         if best is None:
             break
         arch, new, desc = best
@@ -114,12 +118,18 @@ def most_probable_in_band(
 
 
 def _best_move(space: SearchSpace, latency: LatencyFn, log_probs: Mapping[str, Mapping[int, float]],
-               arch: Arch, lat: float, gain: Callable[[float], float]) -> tuple[Arch, float, str] | None:
-    """The one-group move with the least log-probability lost per unit of ``gain(new latency)`` (> 0), if any."""
+               arch: Arch, lat: float, gain: Callable[[float], float], *,
+               grow_only: bool = False) -> tuple[Arch, float, str] | None:
+    """The one-group move with the least log-probability lost per unit of ``gain(new latency)`` (> 0), if any.
+
+    ``grow_only``: only moves that set every label they change to a larger option.
+    """
     best: tuple[float, Arch, float, str] | None = None
     for g in _groups(space):
         for values in itertools.product(*(space.options(lbl) for lbl in g)):
             if all(arch[lbl] == v for lbl, v in zip(g, values)):
+                continue
+            if grow_only and any(v < arch[lbl] for lbl, v in zip(g, values)):
                 continue
             cand = dict(arch)
             cand.update(zip(g, values))

@@ -70,3 +70,20 @@ def test_band_fill_never_passes_t_and_leaves_an_arch_in_the_band_alone(tiny_tabl
         most_probable_in_band(space, pred.latency_ms, _peaked(space, start), start, 15.0, 0.9)
     with pytest.raises(ConfigError, match="band_low"):
         most_probable_in_band(space, pred.latency_ms, _peaked(space, start), start, 17.0, 1.0)
+
+
+def test_band_fill_only_grows(tiny_table, tmp_path):
+    from tests.trainers.conftest import table_ms, write_table
+    from trainers.feasible import most_probable_in_band
+
+    space = load_space("tiny-bert")
+    start = {**space.full(), "layer1.ffn.bits": 16}  # layer 1's FFN at 2 ms instead of 4: 16 ms
+    # the distribution is split between 16- and 4-bit FFN weights in layer 1, and dislikes 32
+    lp = _peaked(space, start, {"layer1.ffn.bits": {32: -10.0, 16: -0.7, 8: -10.0, 4: -0.7}})
+    # a device where 4-bit kernels run 5x slower (int4 MatMulNBits on VNNI is slower than int8): 16 → 4 bits
+    # would add 0.5 ms at no probability cost, but it loses capacity, so the walk takes 16 → 32 instead
+    slow4 = lambda key: table_ms(key) * (5.0 if key.endswith("bits=4") else 1.0)  # noqa: E731
+    pred = Predictor(load_table(write_table(space, tmp_path / "slow4.json", ms=slow4)), space)
+    assert pred.latency_ms({**start, "layer1.ffn.bits": 4}) == pytest.approx(pred.latency_ms(start) + 0.5)
+    arch, moves = most_probable_in_band(space, pred.latency_ms, lp, start, 18.0, 0.99)
+    assert arch == space.full() and len(moves) == 1 and "layer1.ffn.bits 16→32" in moves[0]
