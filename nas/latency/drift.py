@@ -78,7 +78,8 @@ def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool 
     runners = {str(n): model_runner(supernet, a, backend, batch=table.batch, seq=table.seq) for n, a in enumerate(archs)}
     stats = measure(runners, proto, log=log)
     rows = [{"arch": m["arch"], "layers": len(space.kept_layers(a)), "raw_ms": raw_latency_ms(table, space, a),
-             "raw_by_bits": {str(b): v for b, v in raw_by_bits(table, space, a).items()}, "then_ms": m["measured_ms"], "now_ms": stats[str(n)]["median_ms"], "iqr_ms": stats[str(n)]["iqr_ms"]}
+             "raw_by_bits": {str(b): v for b, v in raw_by_bits(table, space, a).items()},
+             "then_ms": m["measured_ms"], "now_ms": stats[str(n)]["median_ms"], "iqr_ms": stats[str(n)]["iqr_ms"]}
             for n, (m, a) in enumerate(zip(models, archs))]
     summary = drift_summary([r["then_ms"] for r in rows], [r["now_ms"] for r in rows])
     del summary["ratios"]
