@@ -88,7 +88,10 @@ def raw_by_bits(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int]
 def latency_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int]) -> float:
     """Calibrated predicted latency of one concrete architecture, in ms."""
     _check_hash(table, space)
-    cal = Calibration.from_dict(table.calibration)
+    return _calibrated_ms(table, space, arch, Calibration.from_dict(table.calibration))
+
+
+def _calibrated_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int], cal: Calibration) -> float:
     arch = space.validate(arch)
     blocks = sum(cal.entry_scale(bits) * table.ms(key) for key, bits in entry_keys(space, arch))
     return blocks + cal.per_layer_ms * len(space.kept_layers(arch)) + cal.constant_ms
@@ -105,7 +108,7 @@ class Predictor:
     def __init__(self, table: LatencyTable, space: SearchSpace) -> None:
         table.check_space(space)
         self.table, self.space = table, space
-        cal = Calibration.from_dict(table.calibration)
+        self.cal = cal = Calibration.from_dict(table.calibration)  # parsed once: latency_ms runs in derive's walks
         self.per_layer, self.constant = cal.per_layer_ms, cal.constant_ms
         o = space.options
         ms = lambda key, bits: cal.entry_scale(bits) * table.ms(key)  # noqa: E731  (entries calibrated in place)
@@ -119,7 +122,7 @@ class Predictor:
             self.ffn.append(torch.tensor([[ms(ffn_key(f, b), b) for b in o(L("ffn.bits"))] for f in o(L("ffn"))]))
 
     def latency_ms(self, arch: Mapping[str, int]) -> float:
-        return latency_ms(self.table, self.space, arch)
+        return _calibrated_ms(self.table, self.space, arch, self.cal)
 
     def expected_latency(self, probs: Mapping[str, Tensor]) -> Tensor:
         """E[LAT] in ms under per-label probabilities (see module docstring); differentiable.
