@@ -8,6 +8,7 @@ fp32 points also carry ``arch`` and ``predicted_ms`` (the table's prediction at 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,7 +40,8 @@ def fidelity(points: Sequence[Mapping[str, Any]], within: float = 0.10, *, scale
     """Predicted (table) vs measured latency at 1 thread: Spearman, MAPE, share within ``±within``.
 
     ``scale`` multiplies every prediction (the host's uniform drift, measured on the table's
-    calibration models: :func:`experiments.benchmark_minilm_cpu.drift.recheck_table`).
+    calibration models alongside the points: :func:`experiments.benchmark_minilm_cpu.run.measure_points`).
+    ``median_ratio`` is the median of measured / predicted: the uniform offset, comparable with a drift ratio.
     """
     pairs = [(scale * float(p["predicted_ms"]), lat(p)) for p in points if p.get("predicted_ms") is not None]
     out: dict[str, Any] = {"n": len(pairs)}
@@ -48,7 +50,8 @@ def fidelity(points: Sequence[Mapping[str, Any]], within: float = 0.10, *, scale
     rel = [(pr - m) / m for pr, m in pairs]
     out.update(mape=sum(abs(r) for r in rel) / len(rel),
                within_share=sum(abs(r) <= within + 1e-9 for r in rel) / len(rel),  # ±within inclusive
-               mean_signed=sum(rel) / len(rel), max_abs=max(abs(r) for r in rel))
+               mean_signed=sum(rel) / len(rel), max_abs=max(abs(r) for r in rel),
+               median_ratio=statistics.median(m / pr for pr, m in pairs))
     if len(pairs) >= 3:
         from scipy.stats import spearmanr
 

@@ -8,7 +8,9 @@
   through the point's fine-tuned classification head.
 * **Latency**: every artifact of the run measured *interleaved* with
   :func:`nas.latency.protocol.measure` (batch 1, seq 128 by default) at each thread count;
-  median and IQR.
+  median and IQR. At the latency table's thread count the table's calibration models run
+  in the same interleaved rounds (:func:`nas.latency.drift.calibration_runners`): their
+  now/then ratio is the host's drift *while the points were measured*.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas.latency.protocol import Protocol, measure
+from nas.latency.protocol import Protocol, Runner, measure
 
 
 def export_artifact(subnet: Any, folder: Path, *, bits: Mapping[str, int] | None = None,
@@ -85,14 +87,16 @@ def file_mb(path: Path) -> float:
 
 
 def measure_latency(paths: Mapping[str, Path], *, space: Any, threads: int, batch: int, seq: int, warmup: int,
-                    rounds: int, repeats: int, remeasure: int, clock: str) -> dict[str, dict[str, Any]]:
-    """``{name: {"median_ms", "iqr_ms", "rel_iqr", "n", "noisy"}}``: every path measured interleaved."""
+                    rounds: int, repeats: int, remeasure: int, clock: str,
+                    extra: Mapping[str, Runner] | None = None) -> dict[str, dict[str, Any]]:
+    """``{name: {"median_ms", "iqr_ms", "rel_iqr", "n", "noisy"}}``: every path (and ``extra`` runner) measured interleaved."""
     from nas.latency.backends import OnnxRuntimeCPUBackend
     from nas.latency.builder import model_inputs
 
     backend = OnnxRuntimeCPUBackend(threads=threads)
     inputs = model_inputs(space, batch, seq)
     runners = {k: backend.runner_for(p, inputs) for k, p in paths.items()}
+    runners.update(extra or {})
     proto = Protocol(warmup=warmup, rounds=rounds, repeats=repeats, remeasure=remeasure, max_noisy_fraction=1.0,
                      clock=clock if threads == 1 else "wall")
     return measure(runners, proto, log=sys.stderr)

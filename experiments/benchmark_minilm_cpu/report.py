@@ -195,19 +195,25 @@ def markdown(doc: Mapping[str, Any]) -> str:
                  + (f" After the measurements the same models measured {d['after']['median_ratio']:.3f}× the searched "
                     f"table's (IQR {d['after']['q1']:.3f}–{d['after']['q3']:.3f}): "
                     + ("the host drifted during the run, a uniform offset in the errors above."
-                       if d["after"].get("drifted") else
+                       if d["after"].get("drifted") else "the host held steady between the two checks."
+                       if d.get("during") else
                        (f"yet the table predicts {ms:+.0%} against the in-space points' measurements on average, "
                         "an offset these short checks did not see: the host's speed while the points were measured, "
                         "or the table's error on these architectures (row `search_fronts_refit_cv` takes a uniform "
                         "offset out)."
                         if abs(ms := s["fidelity"].get("all_in_space_points", {}).get("mean_signed", 0.0)) > 0.05
                         else "the host held steady, so the errors above are the table's."))
-                    if d.get("after") else "")
-                 + (" Row `search_fronts_drift_corrected`: the same front points with every prediction multiplied "
-                    "by that ratio (the host's uniform drift, measured side by side on the calibration models "
-                    "after the run), which separates the table's per-architecture error from the host's drift; "
-                    "the target is judged on the uncorrected row."
-                    if "search_fronts_drift_corrected" in s["fidelity"] else ""))
+                    if d.get("after") else ""))
+    if d.get("during"):
+        L.append("")
+        L.append(during_sentence(d["during"], s["fidelity"].get("all_in_space_points", {})))
+    corr = s["fidelity"].get("search_fronts_drift_corrected")
+    if corr:
+        src = {"during": "measured alongside the points", "after": "measured on the calibration models after the run"}
+        L.append("")
+        L.append("Row `search_fronts_drift_corrected`: the same front points with every prediction multiplied by the "
+                 f"host's drift ({src.get(corr.get('drift_source', 'after'), 'after the run')}), which separates the "
+                 "table's per-architecture error from the host's drift; the target is judged on the uncorrected row.")
     rf = s["fidelity"].get("search_fronts_refit_cv")
     if rf and rf.get("n"):
         L.append("")
@@ -281,3 +287,18 @@ def clock_sentence(doc: dict[str, Any]) -> str:
         return (f"At 1 thread the clock is `thread-cpu` (CPU time of the calling thread, which excludes time "
                 f"stolen by other processes on a busy machine; {same}); at more threads it is wall time. ")
     return f"The clock is wall time at every thread count ({same} at 1 thread). "
+
+
+def during_sentence(during: dict[str, Any], in_space: dict[str, Any]) -> str:
+    """What the calibration models measured alongside the points says about the table's offset on them."""
+    r, pts = during["median_ratio"], in_space.get("median_ratio")
+    out = (f"Alongside the points (in the same interleaved rounds at {during.get('threads', 1)} thread(s)) the "
+           f"table's {during.get('n', '')} calibration models measured {r:.3f}× their recorded latency "
+           f"(IQR {during['q1']:.3f}–{during['q3']:.3f}): the host's drift in the points' own time window.")
+    if pts is None:
+        return out
+    out += f" The in-space points measured {pts:.3f}× their predictions (median): "
+    if abs(pts / r - 1) <= 0.03:
+        return out + "the host's drift accounts for the table's offset on them (within 3 %)."
+    return out + (f"{pts / r:.3f}× beyond the drift, an offset of the table on these architectures (the sum of "
+                  "per-block entries against whole models), not the host's speed.")

@@ -67,8 +67,11 @@ def quick_table(cfg: BenchConfig, work: Path) -> str:
 
 
 def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConfig, work: Path, *,
-                    clock: str) -> list[dict[str, Any]]:
-    """Export every candidate, score its test accuracy with onnxruntime, measure all latencies interleaved."""
+                    clock: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Export every candidate, score its test accuracy with onnxruntime, measure all latencies interleaved.
+
+    Returns the points and the drift measured alongside them (:func:`measure_points`).
+    """
     from experiments.benchmark_minilm_cpu.context import load_head
     from experiments.benchmark_minilm_cpu.measure import export_artifact, file_mb, onnx_accuracy
     from nas.export.quantize import bits_by_node
@@ -94,28 +97,59 @@ def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConf
         say(f"eval {key}: accuracy {acc:.4f} (torch {c.get('test_accuracy_torch')}), {p['size_mb']:.2f} MB")
     for p in points:
         p["artifact_dir"] = str(paths[p["key"]].parent.relative_to(work))
-    measure_points(points, paths, bench.space, cfg, clock=clock)
-    return points
+    during = measure_points(points, paths, bench.space, cfg, clock=clock, table=bench.table)
+    return points, during
 
 
 def measure_points(points: list[dict[str, Any]], paths: dict[str, Path], space: Any, cfg: BenchConfig,
-                   rounds: int | None = None, *, clock: str) -> None:
+                   rounds: int | None = None, *, clock: str, table: Any = None) -> dict[str, Any] | None:
     """Measure every artifact interleaved at each thread count; set each point's ``latency``.
 
     ``clock`` times the 1-thread measurements (:func:`~experiments.benchmark_minilm_cpu.config.clock_t1`: by
     default the latency table's own, so that prediction and measurement time the same thing); more threads
-    use wall time.
+    use wall time. With ``table`` (a :class:`~nas.latency.table.LatencyTable` with calibration models), its
+    models run in the same interleaved rounds at the table's thread count.
+
+    Returns:
+        The drift of the table's calibration models measured alongside the points (``{median_ratio, q1, q3,
+        drifted, measured, n, threads}``), or None without a table or when it has no calibration models.
     """
     from experiments.benchmark_minilm_cpu.measure import measure_latency
 
-    lat, m = {}, cfg.measure
+    lat, m, during = {}, cfg.measure, None
+    cal_runners, cal_rows = calibration_alongside(table, cfg)
     for t in cfg.threads:
-        say(f"measuring {len(paths)} artifacts interleaved at {t} thread(s)")
+        extra = {f"calibration/{k}": r for k, r in cal_runners.items()} if t == getattr(table, "threads", None) else {}
+        say(f"measuring {len(paths)} artifacts interleaved at {t} thread(s)"
+            + (f" with the table's {len(extra)} calibration models" if extra else ""))
         lat[t] = measure_latency(paths, space=space, threads=t, batch=m.batch, seq=m.seq, warmup=m.warmup,
                                  rounds=rounds or m.rounds, repeats=m.repeats, remeasure=m.remeasure,
-                                 clock=clock)
+                                 clock=clock, extra=extra)
+        if extra:
+            from nas.latency.drift import drift_report
+
+            stats = {k.removeprefix("calibration/"): v for k, v in lat[t].items() if k.startswith("calibration/")}
+            rep = drift_report(table, cal_rows, stats, clock=clock)
+            during = {k: rep[k] for k in ("median_ratio", "q1", "q3", "drifted", "measured")}
+            during.update(n=len(cal_rows), threads=t)
+            say(f"drift alongside the points: now/then median {rep['median_ratio']:.3f} "
+                f"(IQR {rep['q1']:.3f}–{rep['q3']:.3f})")
     for p in points:
         p["latency"] = {f"t{t}": lat[t][p["key"]] for t in cfg.threads}
+    return during
+
+
+def calibration_alongside(table: Any, cfg: BenchConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``table``'s calibration runners and rows (:func:`nas.latency.drift.calibration_runners`), or empty ones.
+
+    Empty without a table, with fewer than two calibration models, or when no measured thread count is the table's.
+    """
+    models = ((getattr(table, "calibration", None) or {}).get("models")) or []
+    if table is None or len(models) < 2 or table.threads not in cfg.threads:
+        return {}, []
+    from nas.latency.drift import calibration_runners
+
+    return calibration_runners(table)
 
 
 def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, Any]:
@@ -132,12 +166,18 @@ def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, 
             raise ConfigError(f"--remeasure: {p['key']}: no artifact at {path} (the run's --work folder?)")
         paths[p["key"]] = path
     clock = clock_t1(cfg, doc["latency_table"].get("clock") or "wall")
-    measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds, clock=clock)
-    if "runtime_version" not in doc["latency_table"] and Path(doc["latency_table"]["path"]).is_file():
-        from nas.latency.table import load_table  # runs before the version was recorded
+    table = None
+    if Path(doc["latency_table"]["path"]).is_file():  # the searched table (a recalibrated one lives in --work)
+        from nas.latency.table import load_table
 
-        doc["latency_table"]["runtime_version"] = load_table(doc["latency_table"]["path"]).runtime.get("version")
+        table = load_table(doc["latency_table"]["path"])
+        doc["latency_table"].setdefault("runtime_version", table.runtime.get("version"))
+    during = measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds, clock=clock, table=table)
     drift = doc["latency_table"].get("drift")
+    if drift is not None:  # a drift from the first measurements no longer applies to these
+        drift.pop("during", None)
+        if during:
+            drift["during"] = during
     doc["summary"] = summarize(doc["points"], doc["summary"]["cost"], cfg, drift)
     rounds = rounds or cfg.measure.rounds
     doc["measure"]["samples_per_point"] = rounds * cfg.measure.repeats
@@ -204,14 +244,28 @@ def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg
         "budget_hits": A.budget_hits(by["dnas"]),
         "cost": cost,
     }
-    after = (drift or {}).get("after") or {}
-    if after.get("median_ratio"):  # the host's drift since the table was (re)calibrated, measured after the run
+    ratio = drift_ratio(drift)
+    if ratio:  # the host's drift since the table was (re)calibrated
         s["fidelity"]["search_fronts_drift_corrected"] = A.fidelity(
-            search_front_pts, goals.get("latency_within", 0.10), scale=float(after["median_ratio"]))
+            search_front_pts, goals.get("latency_within", 0.10), scale=ratio[0])
+        s["fidelity"]["search_fronts_drift_corrected"]["drift_source"] = ratio[1]
     add_refit_fidelity(s, points, goals.get("latency_within", 0.10))
     s["targets"] = A.targets(s, goals)
     s["limits"] = limits(s, cfg.to_dict(), drift)
     return s
+
+
+def drift_ratio(drift: dict[str, Any] | None) -> tuple[float, str] | None:
+    """``(now/then median of the table's calibration models, "during" | "after")`` to correct predictions by, or None.
+
+    The ratio measured interleaved with the points (``during``) shares their time window; the check after
+    the measurements (``after``) is the fallback for runs made before the calibration models ran alongside.
+    """
+    for key in ("during", "after"):
+        r = ((drift or {}).get(key) or {}).get("median_ratio")
+        if r:
+            return float(r), key
+    return None
 
 
 def hv_ceiling(s: dict[str, Any], cfg: dict[str, Any]) -> str:
@@ -316,6 +370,13 @@ def limits(s: dict[str, Any], cfg: dict[str, Any], drift: dict[str, Any] | None 
         if d.get("after"):
             checked += (f"; after the measurements they measured {d['after']['median_ratio']:.2f}× the searched "
                         "table's (IQR " f"{d['after']['q1']:.2f}–{d['after']['q3']:.2f})")
+        corr = s.get("fidelity", {}).get("search_fronts_drift_corrected", {})
+        if d.get("during"):
+            checked += (f"; in the same interleaved rounds as the points they measured {d['during']['median_ratio']:.2f}× "
+                        "(the host's drift while the points were measured)")
+        if corr.get("n"):
+            checked += (f"; with that drift taken out of the predictions {corr['within_share']:.0%} of the front points "
+                        f"fall within ±{cfg.get('targets', {}).get('latency_within', 0.10):.0%}")
         out.append("Latency fidelity: measurements on a 2-core machine shared with other jobs are noisy (see IQR)"
                    + checked
                    + (f"; the table predicts {-bias:.0%} below the measurements on average, a uniform offset "
@@ -487,7 +548,9 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
                                 population_size=int(cfg.nsga2.get("population_size", 8)), cap_ms=cap_ms)
         candidates += runs[m].candidates
     clock = clock_t1(cfg, bench.table.protocol.get("clock", "wall"))
-    points = evaluate_points(bench, candidates, cfg, work, clock=clock)
+    points, during = evaluate_points(bench, candidates, cfg, work, clock=clock)
+    if during:
+        drift = {**drift, "during": during}
     if drift.get("checked"):
         from experiments.benchmark_minilm_cpu.drift import recheck_table
 

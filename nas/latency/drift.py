@@ -4,7 +4,10 @@ A table is measured once, but a shared or thermally throttled machine drifts: th
 same model can run 10–15 % slower hours later. :func:`check_drift` re-measures
 the table's own calibration models (the whole subnets its calibration was fitted
 on, re-derived from the space and the table's seed) with the table's backend and
-protocol, and compares them with what the table recorded. :func:`recalibrated`
+protocol, and compares them with what the table recorded (:func:`calibration_runners`
+and :func:`drift_report` do the same for models measured interleaved with other
+entries, e.g. the artifacts of a benchmark, so that drift and measurements share
+one time window). :func:`recalibrated`
 refits the calibration on the new measurements (entries unchanged, so relative
 costs stay the table's; only the map from block sum to whole-model latency moves).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import statistics
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from nas.errors import ArchError, LatencyTableError
@@ -34,13 +38,14 @@ def drift_summary(then_ms: list[float], now_ms: list[float]) -> dict[str, Any]:
             "drifted": abs(median - 1) > DRIFT_TOLERANCE, "tolerance": DRIFT_TOLERANCE}
 
 
-def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool = False, supernet: Any = None,
-                log: TextIO | None = None) -> dict[str, Any]:
-    """Re-measure ``table``'s calibration models now.
+def calibration_runners(table: LatencyTable, *, strict: bool = False, supernet: Any = None
+                        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Runners of ``table``'s calibration models on this machine, ready to measure (with other entries or alone).
 
     Returns:
-        ``{"models": [{arch, layers, raw_ms, raw_by_bits, then_ms, now_ms, iqr_ms}], "median_ratio", "q1", "q3",
-        "drifted", "tolerance", "clock", "measured"}``.
+        ``(runners, rows)``: ``runners[str(n)]`` runs model ``n`` (exported and quantized like ``nas export``,
+        with the table's backend, threads and shape); ``rows[n]`` is ``{arch, layers, raw_ms, raw_by_bits,
+        then_ms}`` (what the table recorded and predicts for it), for :func:`drift_report`.
 
     Raises:
         LatencyTableError: the table has no calibration models, they cannot be re-derived
@@ -50,7 +55,6 @@ def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool 
     from nas.latency.builder import model_runner
     from nas.latency.device import device_info
     from nas.latency.predictor import raw_by_bits, raw_latency_ms
-    from nas.latency.protocol import Protocol, measure
     from nas.spaces import load_space
     from nas.spaces.summary import parse_arch
 
@@ -58,7 +62,6 @@ def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool 
     if len(models) < 2:
         raise LatencyTableError(f"{table.id}: calibration.models: needs the whole models the table was calibrated on")
     space = load_space(table.space_name)
-    protocol = dict(table.protocol or {})
     archs = []
     for m in models:
         try:
@@ -72,19 +75,48 @@ def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool 
         from nas.supernet.supernet import Supernet
 
         supernet = Supernet.build(space)
-    known = set(Protocol.__dataclass_fields__)
-    proto = Protocol(**{**{k: v for k, v in protocol.items() if k in known}, "max_noisy_fraction": 1.0,
-                        **({"rounds": rounds} if rounds else {})})
     runners = {str(n): model_runner(supernet, a, backend, batch=table.batch, seq=table.seq) for n, a in enumerate(archs)}
-    stats = measure(runners, proto, log=log)
     rows = [{"arch": m["arch"], "layers": len(space.kept_layers(a)), "raw_ms": raw_latency_ms(table, space, a),
              "raw_by_bits": {str(b): v for b, v in raw_by_bits(table, space, a).items()},
-             "then_ms": m["measured_ms"], "now_ms": stats[str(n)]["median_ms"], "iqr_ms": stats[str(n)]["iqr_ms"]}
-            for n, (m, a) in enumerate(zip(models, archs))]
+             "then_ms": m["measured_ms"]}
+            for m, a in zip(models, archs)]
+    return runners, rows
+
+
+def drift_report(table: LatencyTable, rows: list[dict[str, Any]], stats: Mapping[str, Mapping[str, Any]], *,
+                 clock: str) -> dict[str, Any]:
+    """:func:`check_drift`'s report from :func:`calibration_runners`' ``rows`` and their measured ``stats`` (pure).
+
+    ``stats[str(n)]`` holds model ``n``'s ``median_ms`` and ``iqr_ms`` (:func:`nas.latency.protocol.measure`).
+    """
+    missing = [str(n) for n in range(len(rows)) if str(n) not in stats]
+    if missing:
+        raise LatencyTableError(f"{table.id}: calibration.models: not measured: {', '.join(missing)}")
+    rows = [{**r, "now_ms": stats[str(n)]["median_ms"], "iqr_ms": stats[str(n)]["iqr_ms"]} for n, r in enumerate(rows)]
     summary = drift_summary([r["then_ms"] for r in rows], [r["now_ms"] for r in rows])
     del summary["ratios"]
-    return {"table": table.path or table.id, "models": rows, **summary, "clock": proto.clock,
+    return {"table": table.path or table.id, "models": rows, **summary, "clock": clock,
             "measured": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def check_drift(table: LatencyTable, *, rounds: int | None = None, strict: bool = False, supernet: Any = None,
+                log: TextIO | None = None) -> dict[str, Any]:
+    """Re-measure ``table``'s calibration models now, with the table's own protocol.
+
+    Returns:
+        ``{"models": [{arch, layers, raw_ms, raw_by_bits, then_ms, now_ms, iqr_ms}], "median_ratio", "q1", "q3",
+        "drifted", "tolerance", "clock", "measured"}``.
+
+    Raises:
+        LatencyTableError: as :func:`calibration_runners`.
+    """
+    from nas.latency.protocol import Protocol, measure
+
+    runners, rows = calibration_runners(table, strict=strict, supernet=supernet)
+    known = set(Protocol.__dataclass_fields__)
+    proto = Protocol(**{**{k: v for k, v in dict(table.protocol or {}).items() if k in known},
+                        "max_noisy_fraction": 1.0, **({"rounds": rounds} if rounds else {})})
+    return drift_report(table, rows, measure(runners, proto, log=log), clock=proto.clock)
 
 
 def recalibrated(table: LatencyTable, drift: dict[str, Any]) -> LatencyTable:

@@ -83,6 +83,28 @@ def test_the_table_is_checked_and_recalibrated_before_any_method(quick_run):
     assert "| search_fronts_drift_corrected |" in (out / "minilm_cpu_quick.md").read_text()
 
 
+def test_the_calibration_models_run_interleaved_with_the_points(quick_run):
+    """At the table's thread count its calibration models share the points' rounds; that drift corrects the front."""
+    out, proc = quick_run
+    doc = json.loads((out / "minilm_cpu_quick.json").read_text())
+    d = doc["latency_table"]["drift"]
+    during = d["during"]
+    assert during["n"] == len(d["models"]) and during["threads"] == 1
+    assert during["q1"] <= during["median_ratio"] <= during["q3"] and isinstance(during["drifted"], bool)
+    assert f"at 1 thread(s) with the table's {len(d['models'])} calibration models" in proc.stderr
+    assert "at 2 thread(s) with the table's" not in proc.stderr
+    assert not any(p["key"].startswith("calibration/") for p in doc["points"])
+    fid = doc["summary"]["fidelity"]
+    assert fid["search_fronts_drift_corrected"]["drift_source"] == "during"
+    pairs = [(p["predicted_ms"] * during["median_ratio"], p["latency"]["t1"]["median_ms"]) for p in doc["points"]
+             if p.get("on_front") and p["method"] != "baselines" and p.get("predicted_ms") is not None]
+    assert fid["search_fronts_drift_corrected"]["mape"] == pytest.approx(
+        sum(abs(pr - m) / m for pr, m in pairs) / len(pairs))
+    md = (out / "minilm_cpu_quick.md").read_text()
+    assert "Alongside the points (in the same interleaved rounds at 1 thread(s))" in md
+    assert "(measured alongside the points)" in md
+
+
 def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(quick_run, tmp_path):
     out, _ = quick_run
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
@@ -105,6 +127,9 @@ def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(qui
     assert [p["accuracy"] for p in after["points"]] == [p["accuracy"] for p in before["points"]]
     assert after["summary"]["cost"] == before["summary"]["cost"]
     assert any(a["latency"] != b["latency"] for a, b in zip(after["points"], before["points"]))
+    # the calibration models ran alongside the re-measured points: a fresh drift, not the first one
+    assert after["latency_table"]["drift"]["during"]["median_ratio"] != before["latency_table"]["drift"]["during"][
+        "median_ratio"]
     assert "re-measured" in (tmp_path / "minilm_cpu_quick.md").read_text()
     bad = subprocess.run([sys.executable, "-m", "experiments.benchmark_minilm_cpu.run", "--remeasure",
                           str(out / "minilm_cpu_quick.json"), "--work", str(tmp_path / "nowhere")],

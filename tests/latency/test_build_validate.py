@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from nas.errors import LatencyTableError
 from nas.latency.table import load_table, required_keys
 from nas.spaces import load_space
 
@@ -142,3 +143,26 @@ def test_drift_with_an_unparsable_calibration_model_names_it(built, tmp_path):
     bad.write_text(json.dumps(d))
     res = nas("lut", "drift", str(bad), check=False)
     assert res.returncode == 1 and "cannot re-derive 'L0 H2 Fx A8 M8 E32'" in res.stderr
+
+
+def test_calibration_models_measured_among_other_entries_give_the_drift_report(built):
+    """The runners of ``nas lut drift``'s models run in any interleaved measurement; the report reads their stats."""
+    from nas.latency.drift import calibration_runners, drift_report
+    from nas.latency.protocol import Protocol, measure
+
+    path, _ = built
+    table = load_table(path)
+    runners, rows = calibration_runners(table)
+    assert list(runners) == [str(n) for n in range(4)] and [r["arch"] for r in rows] == [
+        m["arch"] for m in table.calibration["models"]]
+    assert all(r["then_ms"] == m["measured_ms"] for r, m in zip(rows, table.calibration["models"]))
+    other = {"other/busy": lambda: sum(range(20000))}  # an entry that is not a calibration model
+    stats = measure({**{f"cal/{k}": r for k, r in runners.items()}, **other},
+                    Protocol(warmup=1, rounds=2, repeats=2, remeasure=0, max_noisy_fraction=1.0))
+    report = drift_report(table, rows, {k.removeprefix("cal/"): v for k, v in stats.items() if k.startswith("cal/")},
+                          clock="wall")
+    assert [m["now_ms"] for m in report["models"]] == [stats[f"cal/{n}"]["median_ms"] for n in range(4)]
+    ratios = sorted(m["now_ms"] / m["then_ms"] for m in report["models"])
+    assert report["median_ratio"] == pytest.approx((ratios[1] + ratios[2]) / 2)
+    with pytest.raises(LatencyTableError, match="not measured: 3"):
+        drift_report(table, rows, {str(n): stats[f"cal/{n}"] for n in range(3)}, clock="wall")
