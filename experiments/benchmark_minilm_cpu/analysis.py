@@ -105,15 +105,26 @@ def refit_fidelity(points: Sequence[Mapping[str, Any]], targets: Sequence[Mappin
     return {**fidelity(held_out, within), "folds": folds, "fit_points": len(pts), "a": a, "b": b}
 
 
-def budget_hits(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Share of DNAS trials whose measured (1 thread) and predicted latency meet the trial's target."""
+def budget_hits(points: Sequence[Mapping[str, Any]], *, drift: float | None = None) -> dict[str, Any]:
+    """Share of DNAS trials whose measured (1 thread) and predicted latency meet the trial's target.
+
+    With ``drift`` (the host's now/then ratio on the table's calibration models), also the measured rates
+    with that uniform slow-down divided out (``drift_corrected_*``): whether the search landed in its budget
+    on the machine the table describes, apart from how much the host's speed moved since.
+    """
     with_t = [p for p in points if p.get("target_ms") is not None and math.isfinite(p["target_ms"])]
     if not with_t:
         return {"n": 0}
-    return {"n": len(with_t),
-            "measured_hit_rate": sum(lat(p) <= p["target_ms"] for p in with_t) / len(with_t),
-            "predicted_hit_rate": sum(p["predicted_ms"] <= p["target_ms"] for p in with_t) / len(with_t),
-            "within_10pct_of_target_rate": sum(lat(p) <= 1.1 * p["target_ms"] for p in with_t) / len(with_t)}
+    out = {"n": len(with_t),
+           "measured_hit_rate": sum(lat(p) <= p["target_ms"] for p in with_t) / len(with_t),
+           "predicted_hit_rate": sum(p["predicted_ms"] <= p["target_ms"] for p in with_t) / len(with_t),
+           "within_10pct_of_target_rate": sum(lat(p) <= 1.1 * p["target_ms"] for p in with_t) / len(with_t)}
+    if drift:
+        out.update(drift=drift,
+                   drift_corrected_hit_rate=sum(lat(p) / drift <= p["target_ms"] for p in with_t) / len(with_t),
+                   drift_corrected_within_10pct_rate=sum(lat(p) / drift <= 1.1 * p["target_ms"]
+                                                         for p in with_t) / len(with_t))
+    return out
 
 
 def best_speedup(points: Sequence[Mapping[str, Any]], *, teacher_acc: float, max_drop: float,

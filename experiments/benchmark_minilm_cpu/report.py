@@ -227,7 +227,11 @@ def markdown(doc: Mapping[str, Any]) -> str:
     L.append("")
     L.append(f"DNAS budget-hit rate: measured {_f(bh.get('measured_hit_rate'), '.0%')}, predicted "
              f"{_f(bh.get('predicted_hit_rate'), '.0%')}, measured within 1.1·T {_f(bh.get('within_10pct_of_target_rate'), '.0%')} "
-             f"({bh.get('n', 0)} trials).")
+             f"({bh.get('n', 0)} trials)"
+             + (f"; with the host's drift ({bh['drift']:.3f}×, the drift-corrected row's) divided out of the "
+                f"measurements: {_f(bh.get('drift_corrected_hit_rate'), '.0%')} within T, "
+                f"{_f(bh.get('drift_corrected_within_10pct_rate'), '.0%')} within 1.1·T" if bh.get("drift") else "")
+             + ".")
     L.append("")
     L.append("## Every point")
     L.append("")

@@ -49,6 +49,15 @@ def test_budget_hits_measured_and_predicted():
                  "within_10pct_of_target_rate": pytest.approx(2 / 3)}
 
 
+def test_budget_hits_with_the_hosts_drift_divided_out():
+    # a host 1.25× slower than the table: b's 2.0 ms is 1.6 ms on the table's machine (> T 1.5, ≤ 1.1·T 1.65)
+    h = A.budget_hits(POINTS, drift=1.25)
+    assert h["measured_hit_rate"] == pytest.approx(2 / 3)  # the raw rates are unchanged
+    assert h["drift_corrected_hit_rate"] == pytest.approx(2 / 3)
+    assert h["drift_corrected_within_10pct_rate"] == pytest.approx(1.0)
+    assert A.budget_hits(POINTS, drift=1.4)["drift_corrected_hit_rate"] == pytest.approx(1.0)
+
+
 def test_best_speedup_within_the_accuracy_drop():
     # teacher 0.81: within 1 pt only a (0.80 @ 4 ms); int8 baseline 12 ms -> 3×
     s = A.best_speedup(POINTS, teacher_acc=0.81, max_drop=0.01, baseline_ms=12.0)

@@ -103,6 +103,14 @@ def test_the_calibration_models_run_interleaved_with_the_points(quick_run):
     md = (out / "minilm_cpu_quick.md").read_text()
     assert "Alongside the points (in the same interleaved rounds at 1 thread(s))" in md
     assert "(measured alongside the points)" in md
+    bh = doc["summary"]["budget_hits"]
+    # the same drift divided out of DNAS's measured latencies before comparing with T (every quick run has DNAS points)
+    assert bh["n"] >= 1
+    assert bh["drift"] == pytest.approx(during["median_ratio"])
+    dnas = [p for p in doc["points"] if p["method"] == "dnas" and p.get("target_ms") is not None]
+    assert bh["drift_corrected_hit_rate"] == pytest.approx(
+        sum(p["latency"]["t1"]["median_ms"] / bh["drift"] <= p["target_ms"] for p in dnas) / len(dnas))
+    assert "with the host's drift (" in md
 
 
 def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(quick_run, tmp_path):
