@@ -115,15 +115,18 @@ def budget_hits(points: Sequence[Mapping[str, Any]], *, drift: float | None = No
     with_t = [p for p in points if p.get("target_ms") is not None and math.isfinite(p["target_ms"])]
     if not with_t:
         return {"n": 0}
+
+    def share(ok: Any) -> float:
+        return sum(map(ok, with_t)) / len(with_t)
+
     out = {"n": len(with_t),
-           "measured_hit_rate": sum(lat(p) <= p["target_ms"] for p in with_t) / len(with_t),
-           "predicted_hit_rate": sum(p["predicted_ms"] <= p["target_ms"] for p in with_t) / len(with_t),
-           "within_10pct_of_target_rate": sum(lat(p) <= 1.1 * p["target_ms"] for p in with_t) / len(with_t)}
+           "measured_hit_rate": share(lambda p: lat(p) <= p["target_ms"]),
+           "predicted_hit_rate": share(lambda p: p["predicted_ms"] <= p["target_ms"]),
+           "within_10pct_of_target_rate": share(lambda p: lat(p) <= 1.1 * p["target_ms"])}
     if drift:
         out.update(drift=drift,
-                   drift_corrected_hit_rate=sum(lat(p) / drift <= p["target_ms"] for p in with_t) / len(with_t),
-                   drift_corrected_within_10pct_rate=sum(lat(p) / drift <= 1.1 * p["target_ms"]
-                                                         for p in with_t) / len(with_t))
+                   drift_corrected_hit_rate=share(lambda p: lat(p) / drift <= p["target_ms"]),
+                   drift_corrected_within_10pct_rate=share(lambda p: lat(p) / drift <= 1.1 * p["target_ms"]))
     return out
 
 

@@ -222,6 +222,7 @@ def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg
     drop = goals.get("max_accuracy_drop_points", 1.0) / 100
     region_ref = {"accuracy": teacher["accuracy"] - float(cfg.region["accuracy_drop_points"]) / 100,
                   "latency_fraction": A.lat(teacher_int8) / t_ms}
+    ratio = drift_ratio(drift)  # the host's drift since the table was (re)calibrated
     s: dict[str, Any] = {
         "teacher": {"accuracy": teacher["accuracy"], "latency_ms_t1": t_ms, "int8_latency_ms_t1": A.lat(teacher_int8),
                     "int8_accuracy": teacher_int8["accuracy"]},
@@ -241,11 +242,10 @@ def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg
         "fidelity": {"search_fronts": A.fidelity(search_front_pts, goals.get("latency_within", 0.10)),
                      "dnas_front": A.fidelity(fronts.get("dnas", []), goals.get("latency_within", 0.10)),
                      "all_in_space_points": A.fidelity(in_space, goals.get("latency_within", 0.10))},
-        "budget_hits": A.budget_hits(by["dnas"], drift=(drift_ratio(drift) or (None,))[0]),
+        "budget_hits": A.budget_hits(by["dnas"], drift=ratio[0] if ratio else None),
         "cost": cost,
     }
-    ratio = drift_ratio(drift)
-    if ratio:  # the host's drift since the table was (re)calibrated
+    if ratio:
         s["fidelity"]["search_fronts_drift_corrected"] = A.fidelity(
             search_front_pts, goals.get("latency_within", 0.10), scale=ratio[0])
         s["fidelity"]["search_fronts_drift_corrected"]["drift_source"] = ratio[1]
@@ -433,9 +433,9 @@ def main(argv: list[str] | None = None) -> int:
             from experiments.benchmark_minilm_cpu.analysis import budget_hits, targets
 
             doc["summary"]["targets"] = targets(doc["summary"], doc["config"]["targets"])  # the current rows
+            ratio = drift_ratio(doc["latency_table"].get("drift"))
             doc["summary"]["budget_hits"] = budget_hits(  # with the drift-corrected rates of newer runs
-                [p for p in doc["points"] if p["method"] == "dnas"],
-                drift=(drift_ratio(doc["latency_table"].get("drift")) or (None,))[0])
+                [p for p in doc["points"] if p["method"] == "dnas"], drift=ratio[0] if ratio else None)
             if "search_fronts_refit_cv" not in doc["summary"].get("fidelity", {}):  # a run from before the row
                 add_refit_fidelity(doc["summary"], doc["points"], doc["config"]["targets"].get("latency_within", 0.10))
             doc["summary"]["limits"] = limits(doc["summary"], doc["config"], doc["latency_table"].get("drift"))
