@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from nas import __version__
+from nas.version import __version__
 from nas.errors import NASError
 
 COMMANDS: tuple[tuple[str, str], ...] = (

@@ -145,13 +145,19 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
-        """Build from a dict, naming the first unknown field or bad type."""
+        """Build from a dict, naming the first unknown field or bad type.
+
+        The budget is exactly one of ``target_ms`` and ``target_fraction``: a dict
+        that gives ``target_ms`` and no ``target_fraction`` drops the default fraction.
+        """
         if not isinstance(d, dict):
             raise ConfigError(f"search config: expected a mapping, got {type(d).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - set(fields))
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown field; allowed: {', '.join(sorted(fields))}")
+        if d.get("target_ms") is not None and "target_fraction" not in d:
+            d = {**d, "target_fraction": None}
         try:
             return cls(**d)
         except TypeError as e:

@@ -17,8 +17,8 @@ from torch import nn
 
 from nas.models.transformer import LayerControl, ModelControl, mean_pool
 from nas.supernet.derive import Subnet
-from nas.supernet.quant import fake_quant, quantize_dequantize
-from trainers.batches import Encoded, batch_indices, length_ordered_chunks
+from nas.quant import fake_quant, quantize_dequantize
+from nas.tasks.batches import Encoded, batch_indices, length_ordered_chunks
 
 
 def qat_control(subnet: Subnet) -> ModelControl:

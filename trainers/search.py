@@ -46,9 +46,9 @@ from nas.errors import ConfigError
 from nas.latency.predictor import Predictor
 from nas.models.transformer import ModelControl, mean_pool
 from nas.supernet.gumbel import tau as tau_schedule
-from nas.supernet.quant import fake_quant, mixed_weight
+from nas.quant import fake_quant, mixed_weight
 from nas.supernet.supernet import Supernet
-from trainers.batches import Encoded, batch_indices
+from nas.tasks.batches import Encoded, batch_indices
 from trainers.config import SearchConfig
 from trainers.losses import band_violation, dual_ascent, hidden_mse, latency_penalty
 from trainers.tasks import ClassifyTask, EmbedTask

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nas.latency.table import OVERHEAD, REST, LatencyTable, attn_key, embed_key, ffn_key, required_keys
 from nas.spaces.space import SearchSpace
-from nas.supernet.quant import weight_bytes
+from nas.quant import weight_bytes
 
 
 def size_table(space: SearchSpace) -> LatencyTable:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from nas.models.sources import LoadedModel
 from nas.models.transformer import TransformerModel, mean_pool
-from trainers.batches import Encoded, length_ordered_chunks
+from nas.tasks.batches import Encoded, length_ordered_chunks
 
 TEACHER_SCHEMA = 1
 

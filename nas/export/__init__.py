@@ -1,7 +1,7 @@
 """Export a chosen trial: safetensors + transformers folder + ONNX fp32 + per-layer quantized ONNX, verified.
 
-``nas.export.onnx`` exports a subnet (or one block) with named MatMul nodes,
-``nas.export.quantize`` quantizes chosen nodes with onnxruntime's own tools,
+``nas.runtime.onnx`` exports a subnet (or one block) with named MatMul nodes,
+``nas.runtime.quantize`` quantizes chosen nodes with onnxruntime's own tools,
 ``nas.export.export`` turns a study trial into a verified folder.
 
 ``import nas.export`` is light: onnx, onnxruntime, Optuna and transformers are

@@ -17,7 +17,7 @@ def _log(log: TextIO | None, msg: str) -> None:
 
 def node_labels(subnet: Any) -> dict[str, str]:
     """``{ONNX node name: bits label}``: ``layers.{k}.attn.q`` takes ``layer{i}.attn.bits`` of the original layer ``i``."""
-    from nas.export.onnx import EMBED_NODE
+    from nas.runtime.onnx import EMBED_NODE
 
     out = {EMBED_NODE: "embed.bits"}
     for k, ld in enumerate(subnet.model.layer_dims):
@@ -63,8 +63,8 @@ def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) 
         ``{"nodes": {node: {label, bits, applied, ops}}, "hf": {expressible, reason, dir}}``.
     """
     from nas.export.hf import expressible, save_hf
-    from nas.export.onnx import export_onnx
-    from nas.export.quantize import bits_by_node, quantize_onnx
+    from nas.runtime.onnx import export_onnx
+    from nas.runtime.quantize import bits_by_node, quantize_onnx
     from nas.spaces.summary import format_arch
 
     subnet.save(directory)

@@ -1,6 +1,6 @@
 """``export_trial``: a study trial → a verified folder (safetensors, HF, ONNX fp32 + quantized, manifest).
 
-Steps: pick the trial (:mod:`nas.export.trial`), load its subnet after checking
+Steps: pick the trial (:mod:`nas.export.select`), load its subnet after checking
 the weights' sha256, write every artifact into a temporary sibling folder,
 verify it from the written files (:func:`verify_export`), write
 ``manifest.json``, and rename the folder into place. A failed check removes
@@ -13,7 +13,7 @@ Folder layout::
     model.safetensors  subnet.json    the subnet (nas.load_subnet(DIR))
     arch.json                         {space, arch, arch_summary, layers}
     hf/config.json  hf/model.safetensors   transformers' AutoModel (when expressible)
-    model.onnx                        fp32 graph, weight nodes named layers.{k}.attn.q ... (nas.export.onnx)
+    model.onnx                        fp32 graph, weight nodes named layers.{k}.attn.q ... (nas.runtime.onnx)
     model.quant.onnx                  per-node int8 / int4 (MatMulNBits) / fp16 / fp32
     manifest.json                     see nas.export.manifest
 """
@@ -85,8 +85,10 @@ def verify_export(
         The checks, in order; see :func:`nas.export.verify.failures`.
     """
     from nas.export import verify as V
-    from nas.export.metric import eval_inputs, task_metric
+    from nas.quant import fake_quantized
+    from nas.runtime.session import cpu_session
     from nas.supernet.derive import load_subnet
+    from nas.tasks.metric import eval_inputs, task_metric
 
     directory = Path(directory)
     shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)
@@ -99,7 +101,7 @@ def verify_export(
     checks = [V.check_onnx(directory / FP32, directory / QUANT)]
     if checks[0].ok is False:
         return checks
-    checks.append(V.check_parity(subnet, V.session(directory / FP32), vocab, shapes=shapes, tolerance=tolerance))
+    checks.append(V.check_parity(subnet, cpu_session(directory / FP32), vocab, shapes=shapes, tolerance=tolerance))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     if (directory / HF_DIR / "config.json").is_file():
         from nas.export.hf import load_hf
@@ -108,12 +110,12 @@ def verify_export(
         c = V.check_parity(subnet, _HFSession(hf), vocab, shapes=shapes, tolerance=tolerance)
         checks.append(Check("parity_hf", c.ok, c.value, c.limit, c.detail, c.data))
         _log(log, f"check parity_hf: {c.detail}")
-    fq = V.fake_quantized(subnet)
-    quant = V.session(directory / QUANT)
+    fq = fake_quantized(subnet)
+    quant = cpu_session(directory / QUANT)
     source, ids, mask = eval_inputs(subnet.space)
     shaped = {f"{b}x{t}": V.inputs(vocab, b, t) for b, t in shapes}
     checks.append(V.check_cosine(fq, quant, {source: (ids, mask)}, min_cosine=min_cosine, report_only=shaped,
-                                 weight_only=V.fake_quantized(subnet, activations=False)))
+                                 weight_only=fake_quantized(subnet, activations=False)))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     name, metric = task_metric(subnet)
     checks.append(V.check_metric(metric, name, subnet, quant, tolerance_points=metric_tolerance))
@@ -173,7 +175,7 @@ def export_trial(
     """Export one trial of a study into ``out``, verified, with a manifest.
 
     Exactly one of ``trial``, ``max_latency_ms``, ``best_quality`` picks the
-    trial (rule: :mod:`nas.export.trial`).
+    trial (rule: :mod:`nas.export.select`).
 
     Args:
         study: the Optuna study name.
@@ -205,7 +207,7 @@ def export_trial(
         >>> m["ok"]  # doctest: +SKIP
         True
     """
-    from nas.export.trial import choose_trial, load_trial_subnet
+    from nas.export.select import choose_trial, load_trial_subnet
     from nas.search import attrs as A
 
     shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)

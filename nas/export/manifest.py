@@ -33,7 +33,7 @@ _PACKAGES = ("torch", "onnx", "onnxruntime", "transformers", "optuna", "safetens
 
 
 def versions() -> dict[str, str]:
-    from nas import __version__
+    from nas.version import __version__
 
     out = {"nas": __version__, "python": platform.python_version()}
     for p in _PACKAGES:
@@ -46,7 +46,7 @@ def versions() -> dict[str, str]:
 
 def file_hashes(directory: str | Path) -> dict[str, str]:
     """sha256 of every file under ``directory`` except the manifest, by relative path."""
-    from nas.export.trial import sha256_file
+    from nas.files import sha256_file
 
     directory = Path(directory)
     return {

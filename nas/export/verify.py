@@ -22,8 +22,6 @@
 
 from __future__ import annotations
 
-import copy
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,8 @@ import torch
 from torch import Tensor
 
 from nas.models.transformer import mean_pool
-from nas.supernet.quant import quantize_dequantize
+from nas.quant import fake_quantized, int8_pairs_saturate
+from nas.runtime.session import cpu_session, run
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((1, 8), (2, 17), (4, 32))
 
@@ -64,22 +63,6 @@ def inputs(vocab: int, batch: int, seq: int, *, seed: int = 0, pad: bool = True)
     return ids, mask
 
 
-def session(path: str | Path, *, threads: int = 1):
-    """An onnxruntime CPU session with ``threads`` intra-op threads and sequential execution."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def run(sess, ids: Tensor, mask: Tensor) -> np.ndarray:
-    return sess.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
-
-
 def check_onnx(*paths: str | Path) -> Check:
     import onnx
 
@@ -106,135 +89,6 @@ def check_parity(model: torch.nn.Module, sess, vocab: int, *, shapes: Sequence[t
     return Check("parity_fp32", ok, worst, tolerance,
                  f"max abs diff {worst:.3g} {'<=' if ok else '>'} {tolerance:g} over {len(shapes)} shapes",
                  {"per_shape": per_shape})
-
-
-def dynamic_uint8_codes(x: Tensor) -> tuple[Tensor, float, float]:
-    """onnxruntime's ``DynamicQuantizeLinear``: ``(codes, scale, zero_point)`` of ``x``.
-
-    One scale for the whole tensor: range ``[min(x, 0), max(x, 0)]`` over 255
-    steps, zero point ``round(−min/scale)``, codes ``round(x/scale) + zp``
-    saturated to 0..255 (rounding half to even, as onnxruntime does).
-    """
-    lo = min(float(x.min()), 0.0)
-    hi = max(float(x.max()), 0.0)
-    scale = float(torch.tensor((hi - lo) / 255.0, dtype=torch.float32))
-    if scale == 0.0:
-        return torch.zeros_like(x), 1.0, 0.0
-    zp = float(min(max(round(-lo / scale), 0), 255))
-    return torch.clamp(torch.round(x / scale) + zp, 0, 255), scale, zp
-
-
-def dynamic_uint8(x: Tensor) -> Tensor:
-    """``x`` through ``DynamicQuantizeLinear`` and back (what ``MatMulInteger`` multiplies)."""
-    codes, scale, zp = dynamic_uint8_codes(x)
-    return (codes - zp) * scale
-
-
-@functools.lru_cache(maxsize=1)
-def int8_pairs_saturate() -> bool:
-    """Whether this machine's onnxruntime ``MatMulInteger`` (uint8 × int8) saturates pair sums in int16.
-
-    x86 CPUs without VNNI multiply with ``vpmaddubsw``, which adds the products of
-    two neighbouring inputs into a saturating int16 (the reason for
-    ``quantize_dynamic``'s ``reduce_range``); VNNI and ARM kernels do not. Probed,
-    not guessed: 255·127 + 255·127 = 64770 comes back as 32767·K/2 where it saturates.
-    """
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    k = 64
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "probe",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, [4, k])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [4, 8])],
-        initializer=[numpy_helper.from_array(np.full((k, 8), 127, np.int8), "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    y = sess.run(None, {"a": np.full((4, k), 255, np.uint8)})[0]
-    return bool(int(y.max()) < 255 * 127 * k)
-
-
-_PAIR_CHUNK = 1 << 22  # elements of one (rows × candidate pairs) block
-
-
-def int8_matmul(a: Tensor, codes: Tensor, zero_point: float, *, saturate: bool) -> Tensor:
-    """``Σ_k (a_k − zp)·codes[n, k]`` for uint8 codes ``a`` (R × K) and int8 ``codes`` (N × K), in int64.
-
-    With ``saturate`` each neighbouring pair ``P = a_{2j}·b_{2j} + a_{2j+1}·b_{2j+1}``
-    (raw uint8 ``a``) is clamped to int16 before the sum, as the AVX2 kernel does.
-    The exact product comes from one float64 matmul (exact for these integers);
-    the saturation is a correction over the only pairs that can reach it,
-    ``255·(|b_{2j}| + |b_{2j+1}|) > 32767``.
-    """
-    a64, b64 = a.to(torch.float64), codes.to(torch.float64)
-    out = torch.round(a64 @ b64.T).to(torch.int64) - int(zero_point) * codes.to(torch.int64).sum(1)
-    if not saturate:
-        return out
-    if a.shape[1] % 2:
-        a64, b64 = torch.nn.functional.pad(a64, (0, 1)), torch.nn.functional.pad(b64, (0, 1))
-    b_pairs = b64.view(len(b64), -1, 2)
-    n_idx, j_idx = torch.nonzero(255 * b_pairs.abs().sum(-1) > 32767, as_tuple=True)
-    if len(n_idx) == 0:
-        return out
-    b0, b1 = b_pairs[n_idx, j_idx, 0], b_pairs[n_idx, j_idx, 1]
-    step = max(1, _PAIR_CHUNK // len(n_idx))
-    for r in range(0, len(a64), step):
-        rows = a64[r:r + step]
-        p = rows[:, 2 * j_idx] * b0 + rows[:, 2 * j_idx + 1] * b1
-        corr = (p.clamp(-32768, 32767) - p).to(torch.int64)
-        out[r:r + step].index_add_(1, n_idx, corr)
-    return out
-
-
-def int8_linear(x: Tensor, lin: torch.nn.Linear, *, saturate: bool, cache: dict[int, tuple[Tensor, Tensor]]) -> Tensor:
-    """``lin(x)`` as ``quantize_dynamic``'s graph computes it (``DynamicQuantizeLinear`` + ``MatMulInteger``).
-
-    The weight's int8 codes and per-channel scales are the ones the export writes
-    (:func:`nas.export.quantize.grid_scales`); ``cache`` keeps them per linear.
-    """
-    from nas.export.quantize import grid_scales
-
-    if id(lin) not in cache:
-        w = lin.weight.detach().double()
-        scale = torch.from_numpy(grid_scales(w.numpy(), 127))
-        cache[id(lin)] = (torch.clamp(torch.round(w / scale[:, None]), -127, 127), scale.float())
-    codes, w_scale = cache[id(lin)]
-    flat = x.reshape(-1, x.shape[-1])
-    a, a_scale, zp = dynamic_uint8_codes(flat)
-    acc = int8_matmul(a, codes, zp, saturate=saturate)
-    y = acc.to(torch.float32) * (torch.tensor(a_scale, dtype=torch.float32) * w_scale)
-    if lin.bias is not None:
-        y = y + lin.bias
-    return y.reshape(*x.shape[:-1], -1)
-
-
-def fake_quantized(subnet: Any, *, activations: bool = True, saturate: bool | None = None) -> Any:
-    """A copy of ``subnet`` at the precision ``model.quant.onnx`` runs it.
-
-    Every chosen weight is put on its bit grid (idempotent for derived subnets).
-    With ``activations`` every 8-bit linear also runs as onnxruntime's dynamic
-    int8 does (:func:`int8_linear`: per-tensor uint8 activations, integer
-    accumulation, and the int16 pair saturation of kernels without VNNI when
-    :func:`int8_pairs_saturate` finds it on this machine, or as ``saturate``
-    says). int4 ``MatMulNBits`` and the int8 embedding Gather are weight-only;
-    fp16 weights are cast back to fp32 before the MatMul.
-    """
-    q = copy.deepcopy(subnet).eval()
-    if saturate is None:
-        saturate = activations and int8_pairs_saturate()
-    with torch.no_grad():
-        w = q.model.embed.word.weight
-        w.copy_(quantize_dequantize(w, q.space.value(q.arch, "embed.bits")))
-        for ld, block in zip(q.model.layer_dims, q.model.layers):
-            for group, module in (("attn", block.attn), ("ffn", block.ffn)):
-                bits = q.space.value(q.arch, f"layer{ld.index}.{group}.bits")
-                for lin in module.children():
-                    if isinstance(lin, torch.nn.Linear):
-                        lin.weight.copy_(quantize_dequantize(lin.weight, bits))
-                if activations and bits == 8:
-                    cache: dict[int, tuple[Tensor, Tensor]] = {}
-                    module.linear = lambda x, lin, _fn=None, _c=cache: int8_linear(x, lin, saturate=saturate, cache=_c)
-    return q
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:

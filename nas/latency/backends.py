@@ -10,7 +10,7 @@ Contract of :class:`BaseLatencyBackend` (what the builder and the validator rely
 * ``prepare(module, inputs, bits=...)`` returns a zero-argument callable that
   runs one synchronous inference of ``module`` on the fixed ``inputs`` with the
   linears named in ``bits`` at those bit-widths (names are module paths, as in
-  :mod:`nas.export.onnx`), intra-op threads pinned to ``threads``. Everything
+  :mod:`nas.runtime.onnx`), intra-op threads pinned to ``threads``. Everything
   costly (export, quantization, session creation) happens in ``prepare``; the
   callable does nothing but run.
 
@@ -89,19 +89,13 @@ class OnnxRuntimeCPUBackend(BaseLatencyBackend):
 
     def session(self, path: str | Path) -> Any:
         """An inference session with intra-op threads pinned to ``threads``."""
-        import onnxruntime as ort
+        from nas.runtime.session import cpu_session
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return cpu_session(path, threads=self.threads)
 
     def prepare(self, module, inputs, *, bits, output_names=("output",)):
-        from nas.export.onnx import export_module
-        from nas.export.quantize import quantize_onnx
+        from nas.runtime.onnx import export_module
+        from nas.runtime.quantize import quantize_onnx
 
         axes = {n: {0: "batch", 1: "sequence"} for n in (*inputs, *output_names)}
         with tempfile.TemporaryDirectory() as tmp:

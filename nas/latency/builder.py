@@ -153,7 +153,7 @@ def calibration_archs(space: SearchSpace, count: int, *, seed: int = 0) -> list[
 
 def model_runner(net: torch.nn.Module, arch: Arch, backend: BaseLatencyBackend, *, batch: int, seq: int) -> Runner:
     """A runner of the whole derived subnet ``arch`` (exported and quantized like ``nas export``)."""
-    from nas.export.quantize import bits_by_node
+    from nas.runtime.quantize import bits_by_node
     from nas.supernet.derive import derive
 
     sub = derive(net, arch)

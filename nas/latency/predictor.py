@@ -31,7 +31,7 @@ from nas.latency.calibration import Calibration
 from nas.latency.table import OVERHEAD, REST, LatencyTable, attn_key, embed_key, ffn_key
 from nas.spaces.choice import layer_label
 from nas.spaces.space import SearchSpace
-from nas.supernet.quant import weight_bytes
+from nas.quant import weight_bytes
 
 
 def _check_hash(table: LatencyTable, space: SearchSpace) -> None:

@@ -7,11 +7,11 @@ An experiment is a YAML file (``experiments/*.yaml``)::
     task: wordnet-nouns
     latency_table: minilm-l6.onnxruntime-cpu.t1.b1.s128   # shipped table name or JSON path
     objectives: [quality, latency_ms, size_mb]           # any of these, in study-value order
-    trial: trainers:search_once      # module:function run per trial (default shown)
-    trainer:                         # fixed trainers.SearchConfig fields
+    trial: trainers:dnas             # the trial plug-in, module:attribute (default shown; nas.search.plugin)
+    trainer:                         # fixed fields of the plug-in's config (trainers.SearchConfig)
       steps: 200
       finetune_steps: 100
-    sample:                          # what Optuna samples per trial, one SearchConfig field each
+    sample:                          # what Optuna samples per trial, one config field each
       target_fraction: {float: [0.3, 0.8], stratified: true}   # swept evenly over trials (below)
       loss: {choices: [hinge, fbnet]}
       lambda0: {float: [0.1, 10.0], log: true}
@@ -47,11 +47,11 @@ from typing import Any
 
 from nas.errors import ConfigError, NASError
 from nas.search.attrs import DIRECTIONS, OBJECTIVES
+from nas.search.plugin import DEFAULT_PLUGIN, FIXED_BY_EXPERIMENT, TrialPlugin, load_plugin
 
 OBJECTIVE_DIRECTIONS = dict(zip(OBJECTIVES, DIRECTIONS))
 SAMPLERS = ("tpe", "random", "nsga2")
-DEFAULT_TRIAL = "trainers:search_once"
-FIXED_BY_EXPERIMENT = ("space", "task", "latency_table", "version")
+DEFAULT_TRIAL = DEFAULT_PLUGIN
 _TOP = ("name", "space", "task", "latency_table", "objectives", "trial", "trainer", "sample", "run", "sampler",
         "description")
 
@@ -147,7 +147,8 @@ class Experiment:
 
     Attributes:
         name: the default study name.
-        trainer: fixed ``SearchConfig`` fields.
+        trial: the trial plug-in, ``module:attribute`` (:mod:`nas.search.plugin`).
+        trainer: fixed fields of the plug-in's config.
         sample: sampled fields, by name.
         source: the file it came from (for messages).
     """
@@ -170,21 +171,30 @@ class Experiment:
     def directions(self) -> tuple[str, ...]:
         return tuple(OBJECTIVE_DIRECTIONS[o] for o in self.objectives)
 
+    @property
+    def plugin(self) -> TrialPlugin:
+        """The trial plug-in object ``trial`` names (imported on first use).
+
+        Raises:
+            ConfigError: ``"<file>: trial: <reason>"``.
+        """
+        try:
+            return load_plugin(self.trial)
+        except ConfigError as e:
+            raise ConfigError(f"{self.source}: {e}") from None
+
     def search_config(self, params: Mapping[str, Any]):
-        """The ``trainers.SearchConfig`` of one trial with sampled ``params``.
+        """The plug-in's config of one trial with sampled ``params``.
 
         Raises:
             ConfigError: ``"<file>: <field>: <reason>"``.
         """
-        from trainers.config import SearchConfig
-
         d: dict[str, Any] = {"space": self.space, "task": self.task, "latency_table": self.latency_table}
         d.update(self.trainer)
         d.update(params)
-        if "target_ms" in d and d["target_ms"] is not None and "target_fraction" not in d:
-            d["target_fraction"] = None
+        plugin = self.plugin
         try:
-            return SearchConfig.from_dict(d)
+            return plugin.make_config(d)
         except ConfigError as e:
             field_name = str(e).split(":", 1)[0]
             where = "sample" if field_name in self.sample else "trainer"
@@ -218,8 +228,6 @@ class Experiment:
     @classmethod
     def from_dict(cls, d: Any, *, source: str = "<experiment>", base: Path | None = None) -> "Experiment":
         """Parse and validate; relative space/table paths resolve against ``base``."""
-        from trainers.config import SearchConfig
-
         def bad(where: str, why: str) -> ConfigError:
             return ConfigError(f"{source}: {where}: {why}")
 
@@ -245,28 +253,30 @@ class Experiment:
             raise bad("objectives", "listed twice")
 
         trial = d.get("trial", DEFAULT_TRIAL)
-        if not isinstance(trial, str) or trial.count(":") != 1 or not all(trial.split(":")):
-            raise bad("trial", f"expected 'module:function', got {trial!r}")
+        try:
+            plugin = load_plugin(trial)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
 
-        fields = {f.name for f in dataclasses.fields(SearchConfig)}
+        fields = plugin.config_fields()
         trainer = d.get("trainer") or {}
         if not isinstance(trainer, dict):
-            raise bad("trainer", "expected a mapping of SearchConfig fields")
+            raise bad("trainer", "expected a mapping of the plug-in's config fields")
         for k in trainer:
             if k in FIXED_BY_EXPERIMENT:
                 raise bad(f"trainer.{k}", "set at the top level of the experiment")
             if k not in fields:
-                raise bad(f"trainer.{k}", "unknown SearchConfig field")
+                raise bad(f"trainer.{k}", f"unknown field of {trial}'s config")
 
         sample_raw = d.get("sample") or {}
         if not isinstance(sample_raw, dict):
-            raise bad("sample", "expected a mapping of SearchConfig fields to ranges")
+            raise bad("sample", "expected a mapping of config fields to ranges")
         if not sample_raw:
             raise bad("sample", "give at least one sampled field (e.g. seed: {int: [0, 9]})")
         sample = {}
         for k, spec in sample_raw.items():
             if k in FIXED_BY_EXPERIMENT or k not in fields:
-                raise bad(f"sample.{k}", "not a SearchConfig field that can be sampled")
+                raise bad(f"sample.{k}", f"not a field of {trial}'s config that can be sampled")
             if k in trainer:
                 raise bad(f"sample.{k}", "also fixed under trainer")
             sample[k] = _param(k, spec, lambda why, k=k: bad(f"sample.{k}", why))

@@ -32,7 +32,8 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.search.experiment import Experiment, stratum_shift
 from nas.search.storage import redact, resolve_url
-from nas.search.trial import ATTRS_KEY, COMPUTE_KEY, TRIAL_NUMBER_KEY, import_trial_fn
+from nas.search.storage import retry_transient
+from nas.search.worker import ATTRS_KEY, COMPUTE_KEY, TRIAL_NUMBER_KEY
 
 _RAY_ENV = {
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
@@ -151,7 +152,7 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         if cpus > num_cpus:
             raise ConfigError(f"run.cpus_per_trial: {cpus} exceeds the {num_cpus} CPUs of the local Ray")
     experiment.check()
-    import_trial_fn(experiment.trial)
+    experiment.plugin  # importable and a plug-in, before anything starts
 
     url = storage if isinstance(storage, str) or storage is None else None
     st = get_storage(storage)
@@ -186,7 +187,7 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         searcher = _study_searcher(experiment, st, name, sampler)
         progress = _progress_callback(searcher, outcome, say, remaining, t_start)
         from nas.search.progress import LineRelay
-        from nas.search.trial import tune_trainable
+        from nas.search.worker import tune_trainable
 
         relay = LineRelay(say)  # the trials' own progress lines, printed here as "trial N: ..."
         job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs), "progress": relay.queue}
@@ -258,7 +259,7 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
                 # The next trial's number indexes the sequence (so a resumed study carries on
                 # where it stopped); the enqueued values are fixed, the sampler draws the rest.
                 index = len(self._ot_study.trials)
-                _retry(lambda: self._ot_study.enqueue_trial(
+                retry_transient(lambda: self._ot_study.enqueue_trial(
                     {k: p.stratified_value(index, shift) for k, p in stratified.items()}, skip_if_exists=False))
             params = super().suggest(trial_id)
             if params is not None:
@@ -274,8 +275,8 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
             if t is None:
                 return
             n = int(t.user_attrs.get("attempt_failures", 0)) + 1
-            _retry(lambda: t.set_user_attr("attempt_failures", n))
-            _retry(lambda: t.set_user_attr("last_error", message[-500:]))
+            retry_transient(lambda: t.set_user_attr("attempt_failures", n))
+            retry_transient(lambda: t.set_user_attr("last_error", message[-500:]))
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             if trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -285,29 +286,16 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
             if result and not error and ATTRS_KEY in result:
                 values = [float(result[m]) for m in experiment.objectives]
                 for k, v in json.loads(result[ATTRS_KEY]).items():
-                    _retry(lambda k=k, v=v: t.set_user_attr(k, v))
-                _retry(lambda: t.set_user_attr(COMPUTE_KEY, float(result.get(COMPUTE_KEY, 0.0))))
+                    retry_transient(lambda k=k, v=v: t.set_user_attr(k, v))
+                retry_transient(lambda: t.set_user_attr(COMPUTE_KEY, float(result.get(COMPUTE_KEY, 0.0))))
             state = TrialState.COMPLETE if values is not None else TrialState.FAIL
-            _retry(lambda: self._ot_study.tell(t, values, state=state))
+            retry_transient(lambda: self._ot_study.tell(t, values, state=state))
             self._completed_trials.add(trial_id)
 
     mode = ["max" if d == "maximize" else "min" for d in experiment.directions]
     space = {k: p.distribution() for k, p in experiment.sample.items()}
     return StudySearch(space=space, metric=list(experiment.objectives), mode=mode, sampler=sampler,
                        study_name=study_name, storage=storage)
-
-
-def _retry(fn: Callable[[], Any], attempts: int = 6, delay: float = 0.5) -> Any:
-    """Retry a storage write on transient database errors (lock timeouts, dropped connections)."""
-    from sqlalchemy.exc import DBAPIError
-
-    for i in range(attempts):
-        try:
-            return fn()
-        except DBAPIError:
-            if i == attempts - 1:
-                raise
-            time.sleep(delay * (2 ** i))
 
 
 def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], None], total: int, t_start: float):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,18 @@ def get_storage(storage: Any = None):
     except Exception as e:  # sqlalchemy errors carry the URL; never echo it raw
         reason = redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
         raise StorageError(f"storage: cannot open {redact(url)}: {reason}") from None
+
+
+def retry_transient(fn: Callable[[], Any], attempts: int = 6, delay: float = 0.5) -> Any:
+    """``fn()``, retried with exponential back-off on transient database errors (lock timeouts, dropped connections)."""
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for i in range(attempts):
+        try:
+            return fn()
+        except DBAPIError:
+            if i == attempts - 1:
+                raise
+            time.sleep(delay * (2 ** i))

@@ -54,7 +54,7 @@ def create_or_load_study(storage, name: str, *, objectives: tuple[str, ...], dir
     """
     import optuna
 
-    from nas import __version__
+    from nas.version import __version__
 
     if name in study_names(storage):
         if not resume:

@@ -2,7 +2,7 @@
 
 from nas.supernet.derive import Subnet, derive, load_subnet
 from nas.supernet.gumbel import gumbel_softmax, tau
-from nas.supernet.quant import fake_quant, quantize_dequantize
+from nas.quant import fake_quant, quantize_dequantize
 from nas.supernet.supernet import Supernet, calibration_batch
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 ``derive(supernet, arch)`` slices every kept layer to its head prefix and FFN
 prefix, drops skipped layers, and replaces each weight by its value on the
-chosen bit grid (:func:`~nas.supernet.quant.quantize_dequantize`, applied to the
+chosen bit grid (:func:`~nas.quant.quantize_dequantize`, applied to the
 whole pretrained matrix before slicing, as in the supernet), so the subnet's
 output equals the supernet's at that one-hot architecture.
 
@@ -32,7 +32,7 @@ from nas.models.transformer import TransformerModel
 from nas.spaces.choice import layer_label
 from nas.spaces.space import Arch, SearchSpace
 from nas.supernet.head import HEAD_FILE, TaskHead, load_head
-from nas.supernet.quant import quantize_dequantize, weight_bytes
+from nas.quant import quantize_dequantize, weight_bytes
 
 SUBNET_SCHEMA = 1
 _ATTN = ("q", "k", "v", "o")

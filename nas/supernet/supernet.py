@@ -26,7 +26,7 @@ from nas.spaces.choice import layer_label
 from nas.spaces.space import Arch, SearchSpace
 from nas.supernet.gumbel import gumbel_softmax
 from nas.supernet.importance import CALIBRATION_TEXT, reorder_by_importance
-from nas.supernet.quant import mixed_weight
+from nas.quant import mixed_weight
 
 Weights = Mapping[str, Tensor]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments.benchmark_minilm_cpu import analysis as A
+from experiments.studies.benchmark_minilm_cpu import analysis as A
 
 
 def pt(method, name, acc, ms, predicted=None, target=None, ms2=None):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.benchmark_minilm_cpu.config import load_config
+from experiments.studies.benchmark_minilm_cpu.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("dnas", "random", "nsga2", "baselines")
@@ -26,7 +26,7 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark_minilm_cpu.run", "--quick", "--budget-minutes", "0.05",
+        [sys.executable, "-m", "experiments.studies.benchmark_minilm_cpu.run", "--quick", "--budget-minutes", "0.05",
          "--out", str(out), "--work", str(out / "work")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
@@ -118,7 +118,7 @@ def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(qui
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     before = json.loads((out / "minilm_cpu_quick.json").read_text())
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark_minilm_cpu.run", "--remeasure", str(out / "minilm_cpu_quick.json"),
+        [sys.executable, "-m", "experiments.studies.benchmark_minilm_cpu.run", "--remeasure", str(out / "minilm_cpu_quick.json"),
          "--work", str(out / "work"), "--rounds", "2", "--out", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
@@ -139,7 +139,7 @@ def test_remeasure_measures_the_kept_artifacts_again_and_rewrites_the_report(qui
     assert after["latency_table"]["drift"]["during"]["median_ratio"] != before["latency_table"]["drift"]["during"][
         "median_ratio"]
     assert "re-measured" in (tmp_path / "minilm_cpu_quick.md").read_text()
-    bad = subprocess.run([sys.executable, "-m", "experiments.benchmark_minilm_cpu.run", "--remeasure",
+    bad = subprocess.run([sys.executable, "-m", "experiments.studies.benchmark_minilm_cpu.run", "--remeasure",
                           str(out / "minilm_cpu_quick.json"), "--work", str(tmp_path / "nowhere")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "no artifact at" in bad.stderr
@@ -165,7 +165,7 @@ def test_optuna_parameter_names_are_the_space_labels():
     """NSGA-II asks one categorical per space label, named by the label (checked on the tiny space)."""
     import optuna
 
-    from experiments.benchmark_minilm_cpu.methods import suggest_arch
+    from experiments.studies.benchmark_minilm_cpu.methods import suggest_arch
     from nas.spaces import load_space
 
     space = load_space("tiny-bert")
@@ -201,7 +201,7 @@ def test_every_method_searched_under_the_latency_cap(quick_run):
 
 
 def test_capped_target_fraction_lowers_only_the_upper_end():
-    from experiments.benchmark_minilm_cpu.config import capped_target_fraction
+    from experiments.studies.benchmark_minilm_cpu.config import capped_target_fraction
     from nas.errors import ConfigError
 
     sample = {"target_fraction": {"float": [0.15, 0.8]}, "loss": {"choices": ["hinge"]}}
@@ -234,7 +234,7 @@ def test_quick_config_overrides():
                                                ("latency_cap", 1.5, "latency_cap"),
                                                ("latency_cap", True, "latency_cap")])
 def test_bad_benchmark_keys_are_named(key, value, field):
-    from experiments.benchmark_minilm_cpu.config import BenchConfig
+    from experiments.studies.benchmark_minilm_cpu.config import BenchConfig
     from nas.errors import ConfigError
 
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
@@ -242,8 +242,8 @@ def test_bad_benchmark_keys_are_named(key, value, field):
 
 
 def test_clock_t1_resolves_table_to_the_tables_clock_and_keeps_an_explicit_one():
-    from experiments.benchmark_minilm_cpu.config import BenchConfig, clock_t1
-    from experiments.benchmark_minilm_cpu.report import clock_sentence
+    from experiments.studies.benchmark_minilm_cpu.config import BenchConfig, clock_t1
+    from experiments.studies.benchmark_minilm_cpu.report import clock_sentence
 
     base = {"space": "tiny-bert", "latency_table": None, "budget_minutes": 1}
     default = BenchConfig.from_dict(base)
@@ -259,7 +259,7 @@ def test_clock_t1_resolves_table_to_the_tables_clock_and_keeps_an_explicit_one()
 
 
 def test_resolve_latency_cap_reads_only_the_space_and_table():
-    from experiments.benchmark_minilm_cpu.context import resolve_latency_cap
+    from experiments.studies.benchmark_minilm_cpu.context import resolve_latency_cap
     from nas.errors import ConfigError
 
     table = "minilm-l6.onnxruntime-cpu.t1.b1.s128"

@@ -1,11 +1,11 @@
-"""experiments/calibration_forms.py: the precision split and the fits (no measurement)."""
+"""experiments/studies/calibration_forms.py: the precision split and the fits (no measurement)."""
 
 import random
 
 import numpy as np
 import pytest
 
-from experiments.calibration_forms import design, fit, precision_parts, report, scores
+from experiments.studies.calibration_forms import design, fit, precision_parts, report, scores
 from nas.latency import latency_ms, load_table
 from nas.spaces import load_space
 from tests.search.fixtures import tiny_table

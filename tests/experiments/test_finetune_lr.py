@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.benchmark_minilm_cpu.finetune_lr import choose
+from experiments.studies.benchmark_minilm_cpu.finetune_lr import choose
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def test_choose_breaks_ties_towards_the_smaller_rate():
 @pytest.mark.slow
 def test_quick_sweep_writes_its_report(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "experiments.benchmark_minilm_cpu.finetune_lr", "--quick",
+    proc = subprocess.run([sys.executable, "-m", "experiments.studies.benchmark_minilm_cpu.finetune_lr", "--quick",
                            "--lrs", "1e-4,1e-3", "--out", str(tmp_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -56,7 +56,7 @@ def test_quick_sweep_writes_its_report(tmp_path):
 
 
 def test_bad_arguments_are_one_line_errors_before_any_compute(tmp_path, capsys):
-    from experiments.benchmark_minilm_cpu.finetune_lr import main
+    from experiments.studies.benchmark_minilm_cpu.finetune_lr import main
 
     assert main(["--archs", "first4,nope", "--out", str(tmp_path)]) == 1
     assert "--archs: unknown architecture 'nope'" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from experiments.benchmark_minilm_cpu.hypervolume import hypervolume_2d
+from experiments.studies.benchmark_minilm_cpu.hypervolume import hypervolume_2d
 
 REF = (0.0, 4.0)  # accuracy 0, latency 4 ms
 

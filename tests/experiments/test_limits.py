@@ -1,6 +1,6 @@
 """The report's "what limits the missed targets" sentences follow the run's numbers."""
 
-from experiments.benchmark_minilm_cpu.run import limits
+from experiments.studies.benchmark_minilm_cpu.run import limits
 
 
 def _summary(*, met, region_met, dnas_bias):
@@ -41,7 +41,7 @@ def test_fidelity_names_the_bias_on_the_dnas_front_only_when_it_exceeds_5_percen
 
 
 def test_hypervolume_names_the_ceiling_when_the_goals_exceed_what_any_front_could_reach():
-    from experiments.benchmark_minilm_cpu.run import hv_ceiling
+    from experiments.studies.benchmark_minilm_cpu.run import hv_ceiling
 
     s = {**_summary(met=False, region_met=True, dnas_bias=0.0),
          "hypervolume": {"dnas": 0.7537, "random": 0.6933, "nsga2": 0.6943},
@@ -66,7 +66,7 @@ def test_fidelity_names_what_a_recalibration_on_the_run_would_leave():
 
 
 def test_add_refit_fidelity_judges_the_search_front_points_only():
-    from experiments.benchmark_minilm_cpu.run import add_refit_fidelity
+    from experiments.studies.benchmark_minilm_cpu.run import add_refit_fidelity
 
     def p(method, i, on_front):
         return {"method": method, "name": f"{method}{i}", "predicted_ms": 1.0 + i, "on_front": on_front,
@@ -83,7 +83,7 @@ def test_add_refit_fidelity_judges_the_search_front_points_only():
 
 
 def test_run_mode_is_reduced_only_for_less_budget_or_fewer_methods():
-    from experiments.benchmark_minilm_cpu.run import run_mode
+    from experiments.studies.benchmark_minilm_cpu.run import run_mode
 
     every = ["dnas", "random", "nsga2"]
     assert run_mode(quick=False, budget_minutes=None, default_minutes=20, methods=every) == "full"

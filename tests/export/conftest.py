@@ -68,8 +68,8 @@ def centroid_head(sub, n: int = 200, n_eval: int = 300):
     from nas.models.sources import load_model
     from nas.models.transformer import mean_pool
     from nas.supernet.head import TaskHead
-    from trainers.batches import tokenizer_for
-    from trainers.data import CLASSES, load_wordnet_nouns
+    from nas.tasks.batches import tokenizer_for
+    from nas.tasks.wordnet import CLASSES, load_wordnet_nouns
 
     train = load_wordnet_nouns().train[:n]
     ids, mask = tokenizer_for(load_model(sub.space.model), 32)([e.text for e in train])
@@ -89,8 +89,8 @@ def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra
     import optuna
 
     import nas
-    from nas.export.metric import teacher_fidelity
-    from nas.export.trial import sha256_file
+    from nas.tasks.metric import teacher_fidelity
+    from nas.files import sha256_file
     from nas.latency import latency_ms
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -114,7 +114,7 @@ def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra
         if after_save is not None:  # lets a test damage the files before their sha256 is recorded
             after_save(subnet_dir)
         if heads:
-            from nas.export.metric import head_accuracy
+            from nas.tasks.metric import head_accuracy
 
             quality = head_accuracy(sub)[1](lambda ids, mask: sub(ids, mask))
         else:

@@ -10,7 +10,7 @@ import torch
 
 import nas
 from nas.export import export_trial
-from nas.export.trial import sha256_file
+from nas.files import sha256_file
 from tests.conftest import batch
 from tests.export.conftest import LATENCY, MIXED
 
@@ -99,7 +99,7 @@ def test_hf_export_where_expressible(smoke_study, tmp_path):
 
 @pytest.mark.parametrize(("bound", "expected"), [(0.2, "small"), (0.3, "small"), (0.32, "mixed"), (0.9, "mixed"), (5.0, "full_uniform")])
 def test_max_latency_takes_the_best_quality_that_fits(smoke_study, bound, expected):
-    from nas.export.trial import choose_trial
+    from nas.export.select import choose_trial
 
     # qualities: full_uniform > mixed > small (teacher fidelity); latencies 0.964, 0.316, 0.129 ms
     ref = choose_trial(study="smoke", storage=smoke_study.url, max_latency_ms=bound)

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from nas.errors import ExportError
-from nas.export.onnx import export_onnx, linear_names, matmul_nodes
-from nas.export.quantize import bits_by_node, node_kinds, quantize_onnx
+from nas.runtime.onnx import export_onnx, linear_names, matmul_nodes
+from nas.runtime.quantize import bits_by_node, node_kinds, quantize_onnx
 from nas.spaces import load_space
 from nas.supernet import Supernet, derive
 
@@ -111,7 +111,7 @@ def test_quantize_bad_input_names_the_node(tiny, tmp_path):
 def test_dynamic_uint8_matches_onnxruntime_dynamic_quantize_linear(shift):
     from onnx import TensorProto, helper
 
-    from nas.export.verify import dynamic_uint8
+    from nas.quant import dynamic_uint8
 
     x = (torch.randn(2, 7, 48, generator=torch.Generator().manual_seed(1)) + shift).float()
     graph = helper.make_graph(
@@ -132,7 +132,7 @@ def test_int8_matmul_matches_onnxruntime_matmul_integer_bit_for_bit():
     """Integer accumulation, zero point and (where this CPU's kernel has it) int16 pair saturation."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from nas.export.verify import int8_matmul, int8_pairs_saturate
+    from nas.quant import int8_matmul, int8_pairs_saturate
 
     g = torch.Generator().manual_seed(0)
     m, k, n = 24, 96, 40
@@ -157,7 +157,7 @@ def test_int8_matmul_matches_onnxruntime_matmul_integer_bit_for_bit():
 
 def test_fake_quantized_reference_computes_int8_linears_as_the_graph_does(tiny, tmp_path):
     """The deployed-precision reference matches the int8 graph far closer than weight-only fake quant."""
-    from nas.export.verify import fake_quantized
+    from nas.quant import fake_quantized
 
     space, net = tiny
     arch = _arch(space, **{f"layer{i}.{g}.bits": 8 for i in range(2) for g in ("attn", "ffn")})

@@ -8,9 +8,10 @@ import torch
 from onnx import numpy_helper
 
 import nas
-from nas.export.onnx import export_onnx
-from nas.export.quantize import bits_by_node, grid_scales, quantize_onnx
-from nas.export.verify import run, session
+from nas.runtime.onnx import export_onnx
+from nas.quant import grid_scales
+from nas.runtime.quantize import bits_by_node, quantize_onnx
+from nas.runtime.session import cpu_session as session, run
 from tests.conftest import batch
 
 

@@ -32,7 +32,7 @@ def tiny_table(path: Path) -> Path:
     return table.save(path)
 
 
-def experiment_file(tmp: Path, *, name: str = "tiny", trial: str = "tests.search.trials:light_trial",
+def experiment_file(tmp: Path, *, name: str = "tiny", trial: str = "tests.search.trials:light",
                     run: dict | None = None, **over) -> Path:
     table = tiny_table(tmp / "tiny-bert.fixture.json")
     d = {

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from nas.search import api, attrs
 from nas.search.experiment import Experiment, stratum_shift
-from nas.search.trial import sha256_file
+from nas.files import sha256_file
 from tests.search.fixtures import experiment_file, tiny_table
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -63,7 +63,7 @@ class TestStudyOnEveryStorage:
         """8 writers, each with its own connection, write 3 trials each at once: 24 distinct COMPLETE trials."""
         import threading
 
-        from nas.search.runner import _retry
+        from nas.search.storage import retry_transient
 
         create_or_load_study(get_storage(storage_url), study_name, objectives=OBJ, directions=DIRS)
         errors = []
@@ -72,9 +72,9 @@ class TestStudyOnEveryStorage:
             try:
                 s = optuna.load_study(study_name=study_name, storage=get_storage(storage_url))
                 for i in range(3):
-                    t = _retry(s.ask)
-                    _retry(lambda: t.set_user_attr(attrs.ARCH_SUMMARY, f"w{w} i{i}"))
-                    _retry(lambda: s.tell(t, [w / 10, i + 1.0, 1.0]))
+                    t = retry_transient(s.ask)
+                    retry_transient(lambda: t.set_user_attr(attrs.ARCH_SUMMARY, f"w{w} i{i}"))
+                    retry_transient(lambda: s.tell(t, [w / 10, i + 1.0, 1.0]))
             except Exception as e:  # noqa: BLE001 - collected and asserted below
                 errors.append(repr(e))
 

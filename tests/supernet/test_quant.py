@@ -1,6 +1,6 @@
 import torch
 
-from nas.supernet.quant import INT4_BLOCK, fake_quant, quantize_dequantize, weight_bytes
+from nas.quant import INT4_BLOCK, fake_quant, quantize_dequantize, weight_bytes
 
 
 def test_int8_per_row_grid():

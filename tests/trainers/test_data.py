@@ -1,7 +1,7 @@
 import pytest
 
 from nas.errors import DataError
-from trainers.data import CLASSES, is_arch_example, load_wordnet_nouns, parse_line, split_of
+from nas.tasks.wordnet import CLASSES, is_arch_example, load_wordnet_nouns, parse_line, split_of
 
 LINE = ("00001740 03 n 01 entity 0 003 ~ 00001930 n 0000 ~ 00002137 n 0000 | that which is perceived or known "
         "or inferred to have its own distinct existence (living or nonliving)  ")

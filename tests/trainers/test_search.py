@@ -8,7 +8,7 @@ from nas.latency import Predictor, load_table
 from nas.models import load_model
 from nas.supernet import Supernet
 from nas.spaces import load_space
-from trainers.batches import Encoded
+from nas.tasks.batches import Encoded
 from trainers.config import SearchConfig
 from trainers.feasible import log_probs_of, most_probable_feasible
 from trainers.search import DNASSearch, fast_control, make_task

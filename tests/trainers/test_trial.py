@@ -29,7 +29,7 @@ def test_short_run_meets_target_and_improves_over_its_first_step(tiny_table, wor
     json.dumps(r.to_dict())
     assert r.subnet is not None and r.size_bytes == r.subnet.size().bytes
     # the fine-tuned head travels with the subnet: it recomputes the recorded test accuracy exactly
-    from nas.export.metric import head_accuracy
+    from nas.tasks.metric import head_accuracy
 
     assert r.subnet.head is not None and r.subnet.head.max_length == FAST["max_length"]
     assert head_accuracy(r.subnet)[1](r.subnet) == pytest.approx(100 * r.quality_after, abs=1e-9)

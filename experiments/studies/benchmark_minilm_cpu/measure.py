@@ -1,7 +1,7 @@
 """Turn every point into deployed artifacts and measure them the same way.
 
-* **Artifact**: the subnet exported with :func:`nas.export.onnx.export_onnx` and, for
-  searched points, quantized per layer with :func:`nas.export.quantize.quantize_onnx`
+* **Artifact**: the subnet exported with :func:`nas.runtime.onnx.export_onnx` and, for
+  searched points, quantized per layer with :func:`nas.runtime.quantize.quantize_onnx`
   (what ``nas export`` ships); the user baselines' int8 is onnxruntime's own
   ``quantize_dynamic`` with its defaults (what a user would type).
 * **Accuracy**: the artifact run by onnxruntime on the WordNet test examples, mean-pooled,
@@ -36,7 +36,7 @@ def export_artifact(subnet: Any, folder: Path, *, bits: Mapping[str, int] | None
         bits: ``{node: bits}`` for :func:`quantize_onnx` (entries < 32 are quantized); None keeps fp32.
         user_int8: quantize with onnxruntime's ``quantize_dynamic`` defaults (weight type QInt8) instead.
     """
-    from nas.export.onnx import export_onnx
+    from nas.runtime.onnx import export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / "model.fp32.onnx"
@@ -57,7 +57,7 @@ def export_artifact(subnet: Any, folder: Path, *, bits: Mapping[str, int] | None
     quant = {k: int(b) for k, b in (bits or {}).items() if int(b) < 32}
     if not quant:
         return fp32
-    from nas.export.quantize import quantize_onnx
+    from nas.runtime.quantize import quantize_onnx
 
     return quantize_onnx(fp32, folder / "model.quant.onnx", quant)
 
@@ -66,7 +66,7 @@ def onnx_accuracy(path: Path, head: tuple[torch.Tensor, torch.Tensor], data: Any
                   batch_size: int = 64) -> float:
     """Accuracy of ``path`` (mean-pooled ``last_hidden_state`` → linear head) on ``data`` (a ``trainers`` Encoded)."""
     from nas.latency.backends import OnnxRuntimeCPUBackend
-    from trainers.batches import length_ordered_chunks
+    from nas.tasks.batches import length_ordered_chunks
 
     sess = OnnxRuntimeCPUBackend(threads=threads).session(path)
     w, b = head[0].numpy(), head[1].numpy()

@@ -1,6 +1,6 @@
 """Benchmark: does the search beat what a user would do instead? One command, one run, side by side.
 
-    PYTHONPATH=. .venv/bin/python -m experiments.benchmark_minilm_cpu.run [--quick] [--budget-minutes M] [--out DIR]
+    PYTHONPATH=. .venv/bin/python -m experiments.studies.benchmark_minilm_cpu.run [--quick] [--budget-minutes M] [--out DIR]
 
 Runs, on this machine, the user baselines (teacher fp32 / onnxruntime dynamic int8, first-k
 students fp32 / int8), then three searches over the same space, task and latency table with
@@ -30,10 +30,10 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from experiments.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, clock_t1, load_config  # noqa: E402
+from experiments.studies.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, clock_t1, load_config  # noqa: E402
 from nas.errors import ConfigError  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 REPORTS = ROOT / "experiments" / "reports"
 
 
@@ -72,9 +72,9 @@ def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConf
 
     Returns the points and the drift measured alongside them (:func:`measure_points`).
     """
-    from experiments.benchmark_minilm_cpu.context import load_head
-    from experiments.benchmark_minilm_cpu.measure import export_artifact, file_mb, onnx_accuracy
-    from nas.export.quantize import bits_by_node
+    from experiments.studies.benchmark_minilm_cpu.context import load_head
+    from experiments.studies.benchmark_minilm_cpu.measure import export_artifact, file_mb, onnx_accuracy
+    from nas.runtime.quantize import bits_by_node
     from nas.supernet.derive import load_subnet
 
     points, paths = [], {}
@@ -105,7 +105,7 @@ def measure_points(points: list[dict[str, Any]], paths: dict[str, Path], space: 
                    rounds: int | None = None, *, clock: str, table: Any = None) -> dict[str, Any] | None:
     """Measure every artifact interleaved at each thread count; set each point's ``latency``.
 
-    ``clock`` times the 1-thread measurements (:func:`~experiments.benchmark_minilm_cpu.config.clock_t1`: by
+    ``clock`` times the 1-thread measurements (:func:`~experiments.studies.benchmark_minilm_cpu.config.clock_t1`: by
     default the latency table's own, so that prediction and measurement time the same thing); more threads
     use wall time. With ``table`` (a :class:`~nas.latency.table.LatencyTable` with calibration models), its
     models run in the same interleaved rounds at the table's thread count.
@@ -114,7 +114,7 @@ def measure_points(points: list[dict[str, Any]], paths: dict[str, Path], space: 
         The drift of the table's calibration models measured alongside the points (``{median_ratio, q1, q3,
         drifted, measured, n, threads}``), or None without a table or when it has no calibration models.
     """
-    from experiments.benchmark_minilm_cpu.measure import measure_latency
+    from experiments.studies.benchmark_minilm_cpu.measure import measure_latency
 
     lat, m, during = {}, cfg.measure, None
     cal_runners, cal_rows = calibration_alongside(table, cfg)
@@ -204,7 +204,7 @@ def run_costs(runs: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg: BenchConfig,
               drift: dict[str, Any] | None = None) -> dict[str, Any]:
-    from experiments.benchmark_minilm_cpu import analysis as A
+    from experiments.studies.benchmark_minilm_cpu import analysis as A
 
     by = {m: [p for p in points if p["method"] == m] for m in (*A.SEARCH_METHODS, "baselines")}
     teacher = next(p for p in points if p["name"] == "teacher")
@@ -294,7 +294,7 @@ def run_mode(*, quick: bool, budget_minutes: float | None, default_minutes: floa
     """
     if quick:
         return "quick"
-    from experiments.benchmark_minilm_cpu.analysis import SEARCH_METHODS
+    from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS
 
     if (budget_minutes is not None and budget_minutes < default_minutes) or set(methods) != set(SEARCH_METHODS):
         return "reduced"
@@ -306,7 +306,7 @@ def add_refit_fidelity(s: dict[str, Any], points: list[dict[str, Any]], within: 
 
     ``points`` carry ``on_front`` (set by :func:`summarize`); a run too small to cross-validate adds nothing.
     """
-    from experiments.benchmark_minilm_cpu import analysis as A
+    from experiments.studies.benchmark_minilm_cpu import analysis as A
 
     in_space = [p for p in points if p.get("predicted_ms") is not None]
     fronts = [p for p in in_space if p.get("on_front") and p["method"] in A.SEARCH_METHODS]
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.report_only:
             src = Path(args.report_only)
             doc = json.loads(src.read_text())
-            from experiments.benchmark_minilm_cpu.analysis import budget_hits, targets
+            from experiments.studies.benchmark_minilm_cpu.analysis import budget_hits, targets
 
             doc["summary"]["targets"] = targets(doc["summary"], doc["config"]["targets"])  # the current rows
             ratio = drift_ratio(doc["latency_table"].get("drift"))
@@ -458,8 +458,8 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         os.environ["NAS_CACHE_DIR"] = str(work / "cache")  # the Ray trials see NAS_* variables
     try:
-        from experiments.benchmark_minilm_cpu.context import resolve_latency_cap
-        from experiments.benchmark_minilm_cpu.drift import prepare_table
+        from experiments.studies.benchmark_minilm_cpu.context import resolve_latency_cap
+        from experiments.studies.benchmark_minilm_cpu.drift import prepare_table
 
         if cfg.latency_table:  # a bad cap fails before the drift check measures anything
             resolve_latency_cap(cfg.latency_cap, cfg.latency_table, cfg.space, cfg.dnas.get("sample", {}))
@@ -479,7 +479,7 @@ def run(args: argparse.Namespace) -> int:
                                  "pipeline, not the method." if args.quick else
                                  f"{cfg.budget_minutes:g} min per method; methods: {', '.join(args.methods)}."
                                  if mode == "reduced" else ""),
-        command=shlex.join(["python", "-m", "experiments.benchmark_minilm_cpu.run", *args.argv]),
+        command=shlex.join(["python", "-m", "experiments.studies.benchmark_minilm_cpu.run", *args.argv]),
         started=started, finished=time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         machine={"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                  "loadavg_before": load0, "loadavg_after": loadavg(), "torch": torch.__version__,
@@ -499,7 +499,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_report_files(doc: dict[str, Any], out: Path, name: str) -> dict[str, Path]:
-    from experiments.benchmark_minilm_cpu.report import write_report
+    from experiments.studies.benchmark_minilm_cpu.report import write_report
 
     return write_report(doc, out, name)
 
@@ -516,9 +516,9 @@ def dnas_seeds(cfg: BenchConfig) -> list[int]:
 
 
 def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, drift: dict[str, Any]) -> dict[str, Any]:
-    from experiments.benchmark_minilm_cpu.context import Bench, resolve_latency_cap
-    from experiments.benchmark_minilm_cpu.dnas import experiment_dict, run_dnas
-    from experiments.benchmark_minilm_cpu.methods import run_baselines, run_nsga2, run_random
+    from experiments.studies.benchmark_minilm_cpu.context import Bench, resolve_latency_cap
+    from experiments.studies.benchmark_minilm_cpu.dnas import experiment_dict, run_dnas
+    from experiments.studies.benchmark_minilm_cpu.methods import run_baselines, run_nsga2, run_random
     from trainers.config import SearchConfig
 
     base = SearchConfig.from_dict({"space": cfg.space, "latency_table": table, **cfg.trainer, "seed": cfg.seed})
@@ -555,7 +555,7 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
     if during:
         drift = {**drift, "during": during}
     if drift.get("checked"):
-        from experiments.benchmark_minilm_cpu.drift import recheck_table
+        from experiments.studies.benchmark_minilm_cpu.drift import recheck_table
 
         drift = {**drift, "after": recheck_table(table, say)}
     return {

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.benchmark_minilm_cpu.analysis import SEARCH_METHODS, front, lat
+from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS, front, lat
 
 LABELS = {"dnas": "ours (DNAS, nas search)", "random": "random search", "nsga2": "NSGA-II (Optuna)",
           "baselines": "user baselines"}

@@ -4,11 +4,11 @@ A benchmark DNAS trial spends 60 supernet steps (≈28 s on 2 cores) before the 
 fine-tuning a black-box trial gets, so black-box search tries ~2.4× as many
 architectures in the same wall clock. This runs, in one process and interleaved,
 ``(steps, arch_lr)`` settings at the same targets and seeds with the benchmark's own
-trainer settings (``experiments/benchmark_minilm_cpu/config.yaml``: band loss, 300
+trainer settings (``experiments/studies/benchmark_minilm_cpu/config.yaml``: band loss, 300
 fine-tuning steps at 3e-4), and writes ``experiments/reports/dnas_steps.{md,json}``::
 
-    PYTHONPATH=. .venv/bin/python experiments/dnas_steps.py                       # 60/30/20 steps, T 6 % and 15 %, seeds 0-1
-    PYTHONPATH=. .venv/bin/python experiments/dnas_steps.py --settings 60:0.01 20:0.03 --seeds 3
+    PYTHONPATH=. .venv/bin/python experiments/studies/dnas_steps.py                       # 60/30/20 steps, T 6 % and 15 %, seeds 0-1
+    PYTHONPATH=. .venv/bin/python experiments/studies/dnas_steps.py --settings 60:0.01 20:0.03 --seeds 3
 
 Fewer steps with a proportionally larger ``arch_lr`` keep the architecture logits'
 total movement (steps × lr) about the same.
@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from experiments.dnas_budget import quartiles  # noqa: E402
+from experiments.studies.dnas_budget import quartiles  # noqa: E402
 from nas.latency.table import write_json_atomic  # noqa: E402
 from trainers import SearchConfig, search_once  # noqa: E402
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{len(trials)}] {t['setting']} T {frac:.0%} seed {seed}: acc {t['quality_after']:.4f} "
                       f"LAT {t['latency_ms']:.2f}/{t['target_ms']:.2f} ms, search {t['phase_seconds']['search']:.1f} s, "
                       f"wall {t['wall_s']:.1f} s", file=sys.stderr, flush=True)
-    doc = {"command": "PYTHONPATH=. .venv/bin/python experiments/dnas_steps.py " + " ".join(argv or sys.argv[1:]),
+    doc = {"command": "PYTHONPATH=. .venv/bin/python experiments/studies/dnas_steps.py " + " ".join(argv or sys.argv[1:]),
            "started": started, "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
            "machine": f"{platform.machine()} ({os.cpu_count()} cores)", "trainer_source": str(BENCH.relative_to(ROOT)),
            "trainer": trainer, "targets": args.targets, "seeds": list(range(args.seeds)),

@@ -10,12 +10,12 @@ trial number.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError, ModelError, StorageError
+from nas.files import sha256_file
 from nas.search import attrs as A
 from nas.search.pareto import Point, pick
 
@@ -84,14 +84,6 @@ def choose_trial(
         chosen = pick(points_on_front, max_latency_ms=max_latency_ms, best_quality=best_quality)
     return TrialRef(study=study, storage=redact(url), point=chosen,
                     on_front=any(p.trial == chosen.trial for p in points_on_front))
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_trial_subnet(ref: TrialRef):

@@ -1,7 +1,7 @@
 """Benchmark: export every Pareto-front point of a minilm_cpu study and check it against its promises.
 
-    PYTHONPATH=. .venv/bin/python experiments/export_front.py --study minilm_cpu --storage sqlite:///nas_studies.db
-    PYTHONPATH=. .venv/bin/python experiments/export_front.py --derived 6     # no search study at hand
+    PYTHONPATH=. .venv/bin/python experiments/studies/export_front.py --study minilm_cpu --storage sqlite:///nas_studies.db
+    PYTHONPATH=. .venv/bin/python experiments/studies/export_front.py --derived 6     # no search study at hand
 
 For each front point ``nas export`` writes and verifies the folder (fp32 parity over 3 shapes,
 quantized cosine, task metric, latency re-measured with the table's protocol). Then every
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from nas.errors import ExportError  # noqa: E402
@@ -51,8 +51,8 @@ def log(msg: str) -> None:
 def derived_study(root: Path, n: int, seed: int, table_name: str) -> tuple[str, str]:
     """A SQLite study of ``n`` derived (untrained) MiniLM subnets, recorded by the trial-attribute contract."""
     import nas
-    from nas.export.metric import teacher_fidelity
-    from nas.export.trial import sha256_file
+    from nas.tasks.metric import teacher_fidelity
+    from nas.files import sha256_file
     from nas.latency import latency_ms
     from nas.search import attrs as A
     from nas.search.storage import get_storage
@@ -94,8 +94,8 @@ def derived_study(root: Path, n: int, seed: int, table_name: str) -> tuple[str, 
 def baselines(work: Path, table) -> dict[str, Path]:
     """The full MiniLM as fp32 ONNX and as onnxruntime dynamic int8 (every linear, per-channel)."""
     import nas
-    from nas.export.onnx import export_onnx
-    from nas.export.quantize import bits_by_node, quantize_onnx
+    from nas.runtime.onnx import export_onnx
+    from nas.runtime.quantize import bits_by_node, quantize_onnx
 
     space = nas.load_space("minilm-l6")
     full = nas.derive(nas.Supernet.build(space, reorder=False), space.full())

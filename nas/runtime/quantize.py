@@ -1,8 +1,8 @@
 """Quantize chosen nodes of an ONNX graph with onnxruntime's own tools.
 
 Per node (a MatMul named after its linear, or the ``embed.word`` Gather, see
-:mod:`nas.export.onnx`) the bits mean what they mean in the supernet
-(:mod:`nas.supernet.quant`):
+:mod:`nas.runtime.onnx`) the bits mean what they mean in the supernet
+(:mod:`nas.quant`):
 
 * 32 – left in fp32;
 * 16 – the weight stored as fp16 followed by a ``Cast`` to fp32. onnxruntime's
@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ExportError
-from nas.export.onnx import EMBED_NODE
-from nas.supernet.quant import INT4_BLOCK
+from nas.runtime.onnx import EMBED_NODE
+from nas.quant import INT4_BLOCK, grid_scales
 
 BITS = (32, 16, 8, 4)
 _ATTN = ("q", "k", "v", "o")
@@ -115,34 +115,8 @@ def _gather_weight(proto: Any) -> Any:
     return numpy_helper.to_array(inits[node.input[0]])
 
 
-def grid_scales(groups: Any, qmax: int, *, tol: float = 1e-3) -> Any:
-    """One scale per row of ``groups`` (G × L) that puts every value on an integer code in ``−qmax..qmax``.
-
-    A derived subnet's weights already lie on a symmetric grid, but its scale may
-    come from the *unsliced* pretrained row or block (``derive`` quantizes, then
-    slices), so ``absmax/qmax`` of the kept values is not always it. The scale is
-    ``absmax/j`` for the largest ``j ≤ qmax`` that makes every ``value·j/absmax``
-    an integer (within ``tol``); rows off any grid (e.g. fine-tuned without fake
-    quantization) get the plain ``absmax/qmax``.
-    """
-    import numpy as np
-
-    g = np.asarray(groups, dtype=np.float64)
-    absmax = np.abs(g).max(-1)
-    safe = np.maximum(absmax, 1e-12)
-    unit = g / safe[:, None]
-    levels = np.full(len(g), qmax, dtype=np.float64)
-    found = np.zeros(len(g), dtype=bool)
-    for j in range(qmax, 0, -1):
-        x = unit * j
-        ok = ~found & (np.abs(x - np.round(x)).max(-1) < tol)
-        levels[ok] = j
-        found |= ok
-    return safe / levels
-
-
 def _onto_supernet_grid(proto: Any, weights: Mapping[str, Any]) -> None:
-    """Rewrite each ``MatMulNBits`` node's codes and scales onto :mod:`nas.supernet.quant`'s int4 grid.
+    """Rewrite each ``MatMulNBits`` node's codes and scales onto :mod:`nas.quant`'s int4 grid.
 
     ``MatMulNBitsQuantizer`` (symmetric) picks ``scale = absmax/8`` and codes −8..7;
     the supernet uses −7..7 (:func:`grid_scales` recovers each block's scale). Same
@@ -248,7 +222,7 @@ def quantize_onnx(
     """Quantize the named nodes of an fp32 ONNX file (see module docstring).
 
     Args:
-        fp32_path: the exported fp32 model (:func:`nas.export.onnx.export_onnx`).
+        fp32_path: the exported fp32 model (:func:`nas.runtime.onnx.export_onnx`).
         out_path: where to write the quantized model (atomically; checked with ``onnx.checker``).
         bits_by_node: ``{node name: bits}``; nodes not listed stay fp32.
         accuracy_level: ``MatMulNBits`` compute accuracy (None: onnxruntime's default, fp32).

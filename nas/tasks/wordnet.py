@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.errors import DataError
+from nas.files import sha256_file
 
 CLASSES = (
     "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute", "noun.body", "noun.cognition",
@@ -134,8 +135,4 @@ def load_wordnet_nouns(path: str | Path | None = None) -> Splits:
 
 def file_fingerprint(path: str | Path) -> str:
     """sha256 (16 hex digits) and size of a data file: part of the teacher's cache key."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return f"{h.hexdigest()[:16]}-{Path(path).stat().st_size}"
+    return f"{sha256_file(path)[:16]}-{Path(path).stat().st_size}"

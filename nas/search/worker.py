@@ -1,4 +1,4 @@
-"""What runs inside one Ray Tune trial: build the config, run the trial function, save the subnet.
+"""What runs inside one Ray Tune trial: build the plug-in's config, run the trial plug-in, save the subnet.
 
 The trial process never touches the study: it saves the subnet to
 ``<runs_dir>/<study>/trial-<number>/`` (atomically) and reports the objective
@@ -9,49 +9,20 @@ driver writes them to the study. One writer per study keeps SQLite free of
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nas.errors import ConfigError
+from nas.files import sha256_file, sha256_json
 from nas.search import attrs
 
 TRIAL_NUMBER_KEY = "__nas_trial_number"  # injected into each trial's config by the driver
 ATTRS_KEY = "nas_attrs"  # the reported JSON of every trial attribute
 COMPUTE_KEY = "compute_s"  # the trial function's own wall time
 HISTORY_POINTS = 50
-
-
-def import_trial_fn(spec: str) -> Callable[..., Any]:
-    """``module:function`` to the function.
-
-    The function has the signature of ``trainers.search_once``:
-    ``fn(config: SearchConfig, *, progress=..., checkpoint_dir=None) -> SearchResult``.
-
-    Raises:
-        ConfigError: ``trial: ...`` naming what could not be imported.
-    """
-    mod_name, _, fn_name = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"trial: cannot import {spec!r}: {e}") from None
-    if not callable(fn):
-        raise ConfigError(f"trial: {spec!r} is not callable")
-    return fn
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def thin(history: list[dict[str, Any]], n: int = HISTORY_POINTS) -> list[dict[str, Any]]:
@@ -64,7 +35,7 @@ def thin(history: list[dict[str, Any]], n: int = HISTORY_POINTS) -> list[dict[st
 
 def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
     """Every attribute of :mod:`nas.search.attrs` for one finished trial (JSON-serialisable)."""
-    from nas import __version__
+    from nas.version import __version__
     from nas.latency import load_table
     from nas.spaces import load_space
 
@@ -72,7 +43,6 @@ def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
     table = load_table(config.latency_table)
     metrics = {k: v for k, v in result.to_dict().items() if k not in ("history", "arch")}
     metrics["quality"] = result.quality_after
-    table_text = json.dumps(table.to_dict(), sort_keys=True).encode()
     head = subnet_dir / "head.safetensors"
     return {
         **({attrs.HEAD_SHA256: sha256_file(head)} if head.is_file() else {}),
@@ -87,7 +57,7 @@ def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
         attrs.LATENCY_TABLE: {
             "id": table.id, "path": table.path, "space_hash": table.space_hash,
             "device_fingerprint": table.device.get("fingerprint"),
-            "sha256": hashlib.sha256(table_text).hexdigest(),
+            "sha256": sha256_json(table.to_dict()),
         },
         attrs.NAS_VERSION: __version__,
     }
@@ -111,7 +81,7 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     number = int(config[TRIAL_NUMBER_KEY])
     params = {k: config[k] for k in exp.sample}
     search_config = exp.search_config(params)
-    fn = import_trial_fn(exp.trial)
+    plugin = exp.plugin
     subnet_dir = Path(job["runs_dir"]) / job["study"] / f"trial-{number:05d}"
     ckpt = subnet_dir.with_name(subnet_dir.name + ".ckpt")  # a retried trial resumes its search from here
     t0 = time.perf_counter()
@@ -120,7 +90,7 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         from nas.search.progress import forwarder
 
         kw["progress"] = forwarder(job["progress"], f"trial {number}: ")
-    result = fn(search_config, checkpoint_dir=str(ckpt), **kw)
+    result = plugin.run(search_config, checkpoint_dir=str(ckpt), **kw)
     result.subnet.save(subnet_dir)
     compute_s = time.perf_counter() - t0
     shutil.rmtree(ckpt, ignore_errors=True)

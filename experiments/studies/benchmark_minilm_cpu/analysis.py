@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from experiments.benchmark_minilm_cpu.hypervolume import hypervolume_2d
+from experiments.studies.benchmark_minilm_cpu.hypervolume import hypervolume_2d
 from nas.search.pareto import pareto_front
 
 SEARCH_METHODS = ("dnas", "random", "nsga2")
@@ -40,7 +40,7 @@ def fidelity(points: Sequence[Mapping[str, Any]], within: float = 0.10, *, scale
     """Predicted (table) vs measured latency at 1 thread: Spearman, MAPE, share within ``±within``.
 
     ``scale`` multiplies every prediction (the host's uniform drift, measured on the table's
-    calibration models alongside the points: :func:`experiments.benchmark_minilm_cpu.run.measure_points`).
+    calibration models alongside the points: :func:`experiments.studies.benchmark_minilm_cpu.run.measure_points`).
     ``median_ratio`` is the median of measured / predicted: the uniform offset, comparable with a drift ratio.
     """
     pairs = [(scale * float(p["predicted_ms"]), lat(p)) for p in points if p.get("predicted_ms") is not None]

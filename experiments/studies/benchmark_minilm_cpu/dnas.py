@@ -6,7 +6,7 @@ is spent in chunks: the first call runs one trial; each later call (``resume``)
 runs as many trials as the measured time per trial says fit in what is left, at
 least one. As for every method, a trial starting before the deadline finishes.
 
-The trial function is the service's default, ``trainers:search_once``; a
+The trial plug-in is the service's default, ``trainers:dnas``; a
 ``wordnet-nouns`` trial keeps its fine-tuned classification head next to the
 subnet (``head.safetensors``), through which the deployed subnet's accuracy is
 measured.
@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.benchmark_minilm_cpu.methods import MethodRun, cpu_seconds
+from experiments.studies.benchmark_minilm_cpu.methods import MethodRun, cpu_seconds
 
-TRIAL_FN = "trainers:search_once"
+TRIAL_FN = "trainers:dnas"
 
 
 def head_path(subnet_dir: str | Path) -> Path:

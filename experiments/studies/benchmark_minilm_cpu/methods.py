@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.benchmark_minilm_cpu.context import Bench, Trained, save_trained
+from experiments.studies.benchmark_minilm_cpu.context import Bench, Trained, save_trained
 from nas.spaces.summary import format_arch
 
 

@@ -6,7 +6,7 @@ operand of one ``MatMul`` node whose name is the module path of that linear
 ``layers.0.ffn.down``; its initializer is renamed ``<path>.weight_t`` (the
 transposed weight). The word-embedding lookup is the ``Gather`` node
 ``embed.word``. Quantization targets exactly these names
-(:func:`nas.export.quantize.quantize_onnx`).
+(:func:`nas.runtime.quantize.quantize_onnx`).
 
 Whole models take ``input_ids`` and ``attention_mask`` (int64, dynamic batch
 and sequence axes) and return ``last_hidden_state``. The TorchScript-based

@@ -1,6 +1,6 @@
 """Side experiment: which fine-tuning learning rate should the benchmark give every method?
 
-    PYTHONPATH=. .venv/bin/python -m experiments.benchmark_minilm_cpu.finetune_lr [--lrs 5e-5,1.5e-4,3e-4] [--quick]
+    PYTHONPATH=. .venv/bin/python -m experiments.studies.benchmark_minilm_cpu.finetune_lr [--lrs 5e-5,1.5e-4,3e-4] [--quick]
 
 Each architecture (subnets found by an earlier full run, one random-search trial and
 a uniform student) is derived from the pretrained supernet and fine-tuned with the
@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.benchmark_minilm_cpu.config import DEFAULT_CONFIG, load_config
+from experiments.studies.benchmark_minilm_cpu.config import DEFAULT_CONFIG, load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 REPORTS = ROOT / "experiments" / "reports"
 
 #: Architectures of the sweep (minilm-l6 space), named by where they came from.
@@ -125,8 +125,8 @@ def parse_lrs(text: str) -> list[float]:
 
 
 def _sweep(args: argparse.Namespace, lrs: list[float], names: list[str]) -> int:
-    from experiments.benchmark_minilm_cpu.context import Bench
-    from experiments.benchmark_minilm_cpu.run import quick_table
+    from experiments.studies.benchmark_minilm_cpu.context import Bench
+    from experiments.studies.benchmark_minilm_cpu.run import quick_table
     from nas.spaces.summary import format_arch, parse_arch
     from trainers.config import SearchConfig
 
@@ -153,7 +153,7 @@ def _sweep(args: argparse.Namespace, lrs: list[float], names: list[str]) -> int:
                    "seconds": tr.seconds}
             rows.append(row)
             print(f"{name} lr {lr:g}: val {row['val']:.4f} test {row['test']:.4f} ({row['seconds']:.0f} s)", flush=True)
-    doc = {"command": " ".join(["python -m experiments.benchmark_minilm_cpu.finetune_lr", *args.argv]),
+    doc = {"command": " ".join(["python -m experiments.studies.benchmark_minilm_cpu.finetune_lr", *args.argv]),
            "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "space": cfg.space,
            "finetune_steps": base.finetune_steps, "batch_size": base.batch_size, "seed": base.seed,
            "n_val": len(bench.val), "n_test": len(bench.test), "archs": archs, "rows": rows, "choice": choose(rows)}

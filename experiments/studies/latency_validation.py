@@ -2,7 +2,7 @@
 
 One command (optionally rebuilding the tables first, on a quiet machine)::
 
-    PYTHONPATH=. .venv/bin/python experiments/latency_validation.py --samples 50 [--build [--clock thread-cpu]] [--threads 1 2]
+    PYTHONPATH=. .venv/bin/python experiments/studies/latency_validation.py --samples 50 [--build [--clock thread-cpu]] [--threads 1 2]
 
 For each thread count it loads ``latency_luts/minilm-l6.onnxruntime-cpu.t<T>.b1.s128.json``,
 measures ``--samples`` random mixed-precision subnets (derived, exported, quantized with
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from nas.latency.builder import build_table, table_filename  # noqa: E402
@@ -98,12 +98,12 @@ def main() -> int:
         rep["table_calibration"] = {k: v for k, v in table.calibration.items() if k != "models"}
         if table.calibration.get("models"):
             rep["calibration_forms"] = calibration_forms(table, space, rep["subnets"])
-        rep["command"] = "PYTHONPATH=. .venv/bin/python experiments/latency_validation.py " + " ".join(sys.argv[1:])
+        rep["command"] = "PYTHONPATH=. .venv/bin/python experiments/studies/latency_validation.py " + " ".join(sys.argv[1:])
         results[f"t{t}"] = rep
         print(f"t{t}: spearman {rep['spearman']:.3f} kendall {rep['kendall']:.3f} MAPE {rep['mape']:.1%} "
               f"within10 {rep['within_10pct']:.0%} loadavg {rep['loadavg_before']} -> {rep['loadavg_after']}",
               file=sys.stderr, flush=True)
-    meta = {"command": "PYTHONPATH=. .venv/bin/python experiments/latency_validation.py --samples 50",
+    meta = {"command": "PYTHONPATH=. .venv/bin/python experiments/studies/latency_validation.py --samples 50",
             "machine": platform.processor() or platform.machine(), "targets_t1": TARGETS, "results": results}
     write_json_atomic(meta, f"{args.out}.json")
     Path(f"{args.out}.md").write_text(render_md(meta))

@@ -32,9 +32,9 @@ from nas.spaces.summary import format_arch
 from nas.supernet.derive import derive
 from nas.supernet.head import head_from_linear
 from nas.supernet.supernet import Supernet
-from trainers.batches import encode, tokenizer_for
+from nas.tasks.batches import encode, tokenizer_for
 from trainers.config import SearchConfig
-from trainers.data import CLASSES, file_fingerprint, is_arch_example, load_wordnet_nouns
+from nas.tasks.wordnet import CLASSES, file_fingerprint, is_arch_example, load_wordnet_nouns
 from trainers.feasible import log_probs_of, most_probable_feasible, most_probable_in_band
 from trainers.finetune import evaluate, finetune
 from trainers.result import SearchResult

@@ -12,7 +12,7 @@ n of them
 
 and predicts a benchmark run's in-space points (held out: the fit never sees them)::
 
-    PYTHONPATH=. .venv/bin/python experiments/calibration_forms.py --bench experiments/reports/minilm_cpu.json
+    PYTHONPATH=. .venv/bin/python experiments/studies/calibration_forms.py --bench experiments/reports/minilm_cpu.json
         [--count 60] [--seed 1] [--models JSON]   # --models: reuse a previous run's measurements
 
 Run it right after the benchmark, on the same host: the points were measured then. Writes
@@ -32,7 +32,7 @@ import numpy as np
 
 from nas.latency.calibration import relative_lstsq as fit  # the tables' own fit: relative least squares
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TABLE = "minilm-l6.onnxruntime-cpu.t1.b1.s128"
 BITS = (32, 16, 8, 4)
 

@@ -35,8 +35,8 @@ def eval_inputs(space, loaded=None, *, n: int = 64, max_length: int = 32) -> tup
     loaded = loaded or load_model(space.model)
     max_length = min(max_length, space.dims.max_positions)
     try:
-        from trainers.batches import tokenizer_for
-        from trainers.data import load_wordnet_nouns
+        from nas.tasks.batches import tokenizer_for
+        from nas.tasks.wordnet import load_wordnet_nouns
 
         test = load_wordnet_nouns().test[:n]
         ids, mask = tokenizer_for(loaded, max_length)([e.text for e in test])
@@ -70,8 +70,8 @@ def head_accuracy(subnet, *, batch_size: int = 128) -> tuple[str, Callable[[Forw
     """
     from nas.errors import ModelError
     from nas.models.sources import load_model
-    from trainers.batches import encode, length_ordered_chunks, tokenizer_for
-    from trainers.data import CLASSES, load_wordnet_nouns
+    from nas.tasks.batches import encode, length_ordered_chunks, tokenizer_for
+    from nas.tasks.wordnet import CLASSES, load_wordnet_nouns
 
     head = subnet.head
     if tuple(head.labels) != tuple(CLASSES):

@@ -1,6 +1,6 @@
 """Benchmark: what onnxruntime's dynamic int8 computes on this CPU, and what exactness would cost.
 
-    PYTHONPATH=. .venv/bin/python experiments/int8_kernels.py [--rounds R]
+    PYTHONPATH=. .venv/bin/python experiments/studies/int8_kernels.py [--rounds R]
 
 ``quantize_dynamic`` (what ``nas export`` applies to the 8-bit linears) runs uint8 activations
 × int8 weights (``MatMulInteger``). On x86 CPUs without VNNI that kernel (``vpmaddubsw``) adds
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
@@ -101,10 +101,14 @@ def main() -> int:
     load0 = os.getloadavg()
 
     import nas
-    from nas.export.metric import eval_inputs
-    from nas.export.onnx import export_onnx
-    from nas.export.quantize import bits_by_node, quantize_onnx
-    from nas.export.verify import _cos, fake_quantized, int8_pairs_saturate, run, session
+    from nas.tasks.metric import eval_inputs
+    from nas.runtime.onnx import export_onnx
+    from nas.runtime.quantize import bits_by_node, quantize_onnx
+    from nas.quant import fake_quantized, int8_pairs_saturate
+    from nas.runtime.session import cpu_session as session, run
+
+    def _cos(a, b):
+        return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
     from nas.latency import load_table
     from nas.latency.backends import get_backend
     from nas.latency.device import device_info
@@ -189,7 +193,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# onnxruntime dynamic int8 on this CPU: saturation and the cost of exactness",
         "",
-        "Command: `PYTHONPATH=. .venv/bin/python experiments/int8_kernels.py`  ",
+        "Command: `PYTHONPATH=. .venv/bin/python experiments/studies/int8_kernels.py`  ",
         f"CPU: {r['device'].get('cpu', r['cpu'])} (ISA {', '.join(r['device'].get('isa', []))}); "
         f"onnxruntime {r['onnxruntime'].get('version', '?')}; {r['threads']} thread, batch {r['batch']}, "
         f"{r['seq']} tokens; protocol {r['protocol']['rounds']} rounds × {r['protocol']['repeats']} calls "

@@ -4,12 +4,12 @@ One command runs every (target, seed) trial that is not yet in the report and
 rewrites ``experiments/reports/dnas_budget.{json,md}`` after each trial, so an
 interrupted benchmark continues where it stopped::
 
-    PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py            # 10 seeds at T = 50 %, 1 at 30 % / 70 %
-    PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py --seeds 3  # fewer seeds
-    PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py --set steps=150 --set finetune_steps=200
+    PYTHONPATH=. .venv/bin/python experiments/studies/dnas_budget.py            # 10 seeds at T = 50 %, 1 at 30 % / 70 %
+    PYTHONPATH=. .venv/bin/python experiments/studies/dnas_budget.py --seeds 3  # fewer seeds
+    PYTHONPATH=. .venv/bin/python experiments/studies/dnas_budget.py --set steps=150 --set finetune_steps=200
     # two processes side by side, one torch thread each, sharing the report (merged under a file lock)
-    PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py --threads 1 --shard 0/2 &
-    PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py --threads 1 --shard 1/2
+    PYTHONPATH=. .venv/bin/python experiments/studies/dnas_budget.py --threads 1 --shard 0/2 &
+    PYTHONPATH=. .venv/bin/python experiments/studies/dnas_budget.py --threads 1 --shard 1/2
 
 Setting: ``minilm-l6`` on WordNet nouns (26 lexicographer classes), the ORT
 latency table ``minilm-l6.onnxruntime-cpu.t1.b1.s128``, T as a fraction of the
@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         t["threads"] = args.threads
         doc["trials"].append(t)
         doc.update(
-            command="PYTHONPATH=. .venv/bin/python experiments/dnas_budget.py " + " ".join(sys.argv[1:]),
+            command="PYTHONPATH=. .venv/bin/python experiments/studies/dnas_budget.py " + " ".join(sys.argv[1:]),
             machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (torch threads per trial in the table)",
             table=TABLE, full_ms=t["target_ms"] / frac, teacher_quality=t["teacher_quality"],
             config={**base.to_dict(), "seed": None, "target_fraction": None})

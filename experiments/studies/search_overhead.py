@@ -12,7 +12,7 @@
    full attribute set of a real trial, tell) to one study at once, on PostgreSQL (and
    SQLite); the study must then hold exactly writers × per-writer distinct COMPLETE trials.
 
-    PYTHONPATH=. .venv/bin/python experiments/search_overhead.py --trials 8 --minilm-trials 1 \\
+    PYTHONPATH=. .venv/bin/python experiments/studies/search_overhead.py --trials 8 --minilm-trials 1 \\
         --table latency_luts/minilm-l6.onnxruntime-cpu.t1.b1.s128.json
 
 Writes experiments/reports/search_overhead.json (+ the .md report is written by hand from it).
@@ -32,7 +32,7 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
@@ -45,13 +45,19 @@ def med_iqr(xs):
 
 
 def overhead(trials: int) -> dict:
-    from nas.search import api
+    import nas
     from nas.search.experiment import Experiment
-    from tests.search.fixtures import experiment_file
 
     tmp = Path(tempfile.mkdtemp(prefix="nas-overhead-"))
-    exp = Experiment.from_yaml(experiment_file(tmp, run={"trials": trials, "concurrency": 1, "max_failures": 0}))
-    out = api.run_search(exp, storage=f"sqlite:///{tmp}/s.db", num_cpus=2, log=lambda s: print(s, flush=True))
+    exp = Experiment.from_dict({
+        "name": "overhead", "space": "tiny-bert", "task": "wordnet-embed",
+        "latency_table": "tiny-bert.onnxruntime-cpu.t1.b1.s32", "trial": "trainers.light:light",
+        "trainer": {"steps": 2, "warmup_steps": 0, "finetune_steps": 0},
+        "sample": {"target_fraction": {"float": [0.5, 0.9]}, "seed": {"int": [0, 100000]}},
+        "run": {"trials": trials, "concurrency": 1, "cpus_per_trial": 1, "max_failures": 0},
+        "sampler": {"name": "random", "seed": 0},
+    }, source="overhead")
+    out = nas.run_search(exp, storage=f"sqlite:///{tmp}/s.db", num_cpus=2, log=lambda s: print(s, flush=True))
     ts = sorted(out.timings, key=lambda t: t.finished_s)
     per_trial = [ts[i].finished_s - ts[i - 1].finished_s - ts[i].compute_s for i in range(1, len(ts))]
     return {
@@ -85,7 +91,7 @@ def minilm_compute(n: int, table: str | None) -> dict:
 def _writer(url: str, study: str, n: int, attrs_blob: dict, q) -> None:
     import optuna
 
-    from nas.search.runner import _retry
+    from nas.search.storage import retry_transient
     from nas.search.storage import get_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,10 +101,10 @@ def _writer(url: str, study: str, n: int, attrs_blob: dict, q) -> None:
     for i in range(n):
         t = time.perf_counter()
         try:
-            tr = _retry(lambda: s.ask())
+            tr = retry_transient(lambda: s.ask())
             for k, v in attrs_blob.items():
-                _retry(lambda k=k, v=v: tr.set_user_attr(k, v))
-            _retry(lambda: s.tell(tr, [0.5 + i / 1000, 1.0 + i, 2.0]))
+                retry_transient(lambda k=k, v=v: tr.set_user_attr(k, v))
+            retry_transient(lambda: s.tell(tr, [0.5 + i / 1000, 1.0 + i, 2.0]))
         except Exception as e:  # counted, and the run must report 0
             errors += 1
             print(f"writer {os.getpid()}: {type(e).__name__}: {str(e)[:200]}", flush=True)

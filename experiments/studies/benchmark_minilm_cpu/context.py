@@ -22,9 +22,9 @@ from nas.models.sources import load_model
 from nas.spaces.loader import load_space
 from nas.supernet.derive import Subnet, derive
 from nas.supernet.supernet import Supernet
-from trainers.batches import Encoded, encode, tokenizer_for
+from nas.tasks.batches import Encoded, encode, tokenizer_for
 from trainers.config import SearchConfig
-from trainers.data import CLASSES, file_fingerprint, load_wordnet_nouns
+from nas.tasks.wordnet import CLASSES, file_fingerprint, load_wordnet_nouns
 from trainers.finetune import evaluate, finetune
 from trainers.search import make_task
 from trainers.teacher import load_or_train_teacher
@@ -61,7 +61,7 @@ def resolve_latency_cap(cap: str | float, table: str, space_name: str,
     Raises:
         ConfigError: the cap is below the space's smallest architecture, or DNAS's T range lies above it.
     """
-    from experiments.benchmark_minilm_cpu.config import capped_target_fraction
+    from experiments.studies.benchmark_minilm_cpu.config import capped_target_fraction
     from nas.errors import ConfigError
 
     if cap == "none":
@@ -153,7 +153,7 @@ class Bench:
 def save_trained(trained: Trained, folder: Path, *, max_length: int, n_eval: int) -> dict[str, Any]:
     """Save the subnet with its fine-tuned head (``Subnet.save``, as a search trial does)."""
     from nas.supernet.head import HEAD_FILE, head_from_linear
-    from trainers.data import CLASSES
+    from nas.tasks.wordnet import CLASSES
 
     trained.subnet.head = head_from_linear(trained.task.head, task="wordnet-nouns", labels=CLASSES,
                                            max_length=max_length, n_eval=n_eval)

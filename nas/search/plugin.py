@@ -1,0 +1,74 @@
+"""The trial plug-in: the contract between the search service and a training recipe.
+
+The service (Ray runner, study, export) never imports a recipe; an experiment
+names one as ``trial: module:attribute`` (default ``trainers:dnas``, the DNAS
+recipe of the top-level ``trainers`` folder), and :func:`load_plugin` imports
+that object at run time and checks it keeps this contract.
+
+A plug-in object has three methods:
+
+* ``config_fields()`` – the names of its configuration fields: what an
+  experiment may fix under ``trainer:`` or sample under ``sample:``
+  (``space``, ``task`` and ``latency_table`` are set by the experiment itself);
+* ``make_config(fields)`` – a frozen, validated config from a plain dict, or
+  :class:`~nas.errors.ConfigError` ``"<field>: <reason>"``; the config has
+  ``to_dict()``, ``space``, ``task`` and ``latency_table``;
+* ``run(config, *, progress, checkpoint_dir)`` – one trial, no Ray and no
+  Optuna inside: returns a result with ``subnet`` (a :class:`~nas.supernet.Subnet`
+  to save), ``arch``, ``arch_summary``, ``quality_after``, ``history`` and
+  ``to_dict()`` (its metrics: at least ``latency_ms`` and ``size_mb``); a
+  checkpoint written under ``checkpoint_dir`` lets a retried trial resume;
+* ``task_metric(subnet)`` – ``(name, metric)`` that scores an exported model on
+  the trial's task, ``metric(forward) -> points`` (export compares the quantized
+  ONNX graph with the PyTorch subnet with it).
+
+Example:
+    >>> plugin = load_plugin("trainers:dnas")
+    >>> plugin.make_config({"space": "tiny-bert", "latency_table": "tiny-bert.onnxruntime-cpu.t1.b1.s32"}).space
+    'tiny-bert'
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from nas.errors import ConfigError
+
+DEFAULT_PLUGIN = "trainers:dnas"
+FIXED_BY_EXPERIMENT = ("space", "task", "latency_table", "version")
+
+
+@runtime_checkable
+class TrialPlugin(Protocol):
+    """See the module docstring for the contract of each method."""
+
+    def config_fields(self) -> frozenset[str]: ...
+
+    def make_config(self, fields: Mapping[str, Any]) -> Any: ...
+
+    def run(self, config: Any, *, progress: Callable[[str], None] | None = ...,
+            checkpoint_dir: str | None = ...) -> Any: ...
+
+    def task_metric(self, subnet: Any) -> tuple[str, Callable[..., float]]: ...
+
+
+def load_plugin(spec: str) -> TrialPlugin:
+    """``module:attribute`` to the plug-in object it names.
+
+    Raises:
+        ConfigError: ``trial: ...`` naming what could not be imported or what the object lacks.
+    """
+    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
+        raise ConfigError(f"trial: expected 'module:attribute', got {spec!r}")
+    mod_name, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"trial: cannot import {spec!r}: {e}") from None
+    if not isinstance(obj, TrialPlugin):
+        missing = [m for m in ("config_fields", "make_config", "run", "task_metric") if not callable(getattr(obj, m, None))]
+        raise ConfigError(f"trial: {spec!r} is not a trial plug-in (missing {', '.join(missing)}; "
+                          "see nas.search.plugin)")
+    return obj

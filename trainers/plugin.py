@@ -1,0 +1,42 @@
+"""The DNAS recipe as the search service's trial plug-in (:mod:`nas.search.plugin`).
+
+An experiment's default ``trial: trainers:dnas`` names :data:`dnas`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from trainers.config import SearchConfig
+from trainers.result import SearchResult
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class DNASPlugin:
+    """Gumbel-softmax search, derive, distillation fine-tuning (:func:`trainers.search_once`)."""
+
+    def config_fields(self) -> frozenset[str]:
+        return frozenset(f.name for f in dataclasses.fields(SearchConfig))
+
+    def make_config(self, fields: Mapping[str, Any]) -> SearchConfig:
+        return SearchConfig.from_dict(dict(fields))
+
+    def run(self, config: SearchConfig, *, progress: Callable[[str], None] | None = _stderr,
+            checkpoint_dir: str | None = None) -> SearchResult:
+        from trainers.pipeline import search_once
+
+        return search_once(config, progress=progress, checkpoint_dir=checkpoint_dir)
+
+    def task_metric(self, subnet: Any) -> tuple[str, Callable[..., float]]:
+        from nas.tasks.metric import task_metric
+
+        return task_metric(subnet)
+
+
+dnas = DNASPlugin()
