@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -68,6 +68,7 @@ def verify_export(
     metric_tolerance: float = 1.0,
     latency_table: Any = None,
     latency_tolerance: float | None = None,
+    task_metric: tuple[str, Callable[..., float]] | None = None,
     log: TextIO | None = None,
 ) -> list[Check]:
     """Run every check on an exported folder, from its files alone.
@@ -80,6 +81,8 @@ def verify_export(
         metric_tolerance: points the quantized ONNX's task metric may differ from the subnet's.
         latency_table: a :class:`~nas.latency.LatencyTable` to re-measure against (None: skip).
         latency_tolerance: relative bound on measured vs predicted latency (None: report only).
+        task_metric: ``(name, metric)`` of the trial's task, from its plug-in's ``task_metric``
+            (None: :func:`nas.tasks.metric.task_metric`, head accuracy or fidelity to the full model).
 
     Returns:
         The checks, in order; see :func:`nas.export.verify.failures`.
@@ -88,7 +91,8 @@ def verify_export(
     from nas.quant import fake_quantized
     from nas.runtime.session import cpu_session
     from nas.supernet.derive import load_subnet
-    from nas.tasks.metric import eval_inputs, task_metric
+    from nas.tasks.metric import eval_inputs
+    from nas.tasks.metric import task_metric as default_task_metric
 
     directory = Path(directory)
     shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)
@@ -117,7 +121,7 @@ def verify_export(
     checks.append(V.check_cosine(fq, quant, {source: (ids, mask)}, min_cosine=min_cosine, report_only=shaped,
                                  weight_only=fake_quantized(subnet, activations=False)))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
-    name, metric = task_metric(subnet)
+    name, metric = task_metric if task_metric is not None else default_task_metric(subnet)
     checks.append(V.check_metric(metric, name, subnet, quant, tolerance_points=metric_tolerance))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     if latency_table is not None:
@@ -217,6 +221,11 @@ def export_trial(
     ref = choose_trial(study=study, storage=storage, trial=trial, max_latency_ms=max_latency_ms,
                        best_quality=best_quality)
     subnet = load_trial_subnet(ref)
+    metric = None
+    if ref.plugin:
+        from nas.search.plugin import load_plugin
+
+        metric = load_plugin(ref.plugin).task_metric(subnet)  # the trial's own task, scored by its plug-in
     table = None
     table_info: dict[str, Any] = dict(ref.attrs.get(A.LATENCY_TABLE) or {})
     if measure_latency:
@@ -229,7 +238,7 @@ def export_trial(
         written = write_artifacts(subnet, tmp, log=log)
         checks = verify_export(tmp, shapes=shapes, tolerance=tolerance, min_cosine=min_cosine,
                                metric_tolerance=metric_tolerance, latency_table=table,
-                               latency_tolerance=latency_tolerance, log=log)
+                               latency_tolerance=latency_tolerance, task_metric=metric, log=log)
         rule = ({"trial": trial} if trial is not None else
                 {"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {"best_quality": True})
         manifest = {

@@ -29,6 +29,7 @@ class TrialRef:
     storage: str  # the URL with any password hidden
     point: Point
     on_front: bool
+    plugin: str | None = None  # the trial plug-in the study's experiment named
 
     @property
     def number(self) -> int:
@@ -82,8 +83,9 @@ def choose_trial(
         chosen = pick([to_point(t)], trial=trial)
     else:
         chosen = pick(points_on_front, max_latency_ms=max_latency_ms, best_quality=best_quality)
+    experiment = s.user_attrs.get("experiment") or {}
     return TrialRef(study=study, storage=redact(url), point=chosen,
-                    on_front=any(p.trial == chosen.trial for p in points_on_front))
+                    on_front=any(p.trial == chosen.trial for p in points_on_front), plugin=experiment.get("trial"))
 
 
 def load_trial_subnet(ref: TrialRef):

@@ -37,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 from nas.errors import ConfigError
 
 DEFAULT_PLUGIN = "trainers:dnas"
+RENAMED = {"trainers:search_once": DEFAULT_PLUGIN}  # what studies made before the plug-in contract recorded
 FIXED_BY_EXPERIMENT = ("space", "task", "latency_table", "version")
 
 
@@ -62,7 +63,7 @@ def load_plugin(spec: str) -> TrialPlugin:
     """
     if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
         raise ConfigError(f"trial: expected 'module:attribute', got {spec!r}")
-    mod_name, _, attr = spec.partition(":")
+    mod_name, _, attr = RENAMED.get(spec, spec).partition(":")
     try:
         obj = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as e:
