@@ -4,7 +4,8 @@ Each entry maps a command name to the module that defines it; the module
 exposes ``register(subparsers)`` and sets ``func`` on its parsers. Modules are
 imported only to build the parser, and heavy libraries (Ray, ONNX,
 onnxruntime) only inside the handlers. Every :class:`~nas.errors.NASError`
-becomes one line on stderr and exit code 1.
+becomes one line on stderr and exit code 1; a search stopped by a signal
+(:class:`~nas.errors.SearchInterrupted`) exits 128 + the signal (130 SIGINT, 143 SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from nas.version import __version__
-from nas.errors import NASError
+from nas.errors import NASError, SearchInterrupted
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("space", "nas.commands.space"),
@@ -44,8 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)
+    except SearchInterrupted as e:
+        print(f"nas: {e}", file=sys.stderr)
+        return 128 + e.signum
     except NASError as e:
-        print(f"nas: error: {e}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"nas: error: {message or type(e).__name__}", file=sys.stderr)  # one line, whatever the message
         return 1
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)

@@ -47,3 +47,15 @@ class ExportError(NASError, RuntimeError):
 
 class MissingDependencyError(NASError, ImportError):
     """An optional dependency is not installed; the message says how to install it."""
+
+
+class StudyBusyError(StorageError):
+    """Another live search driver holds the study's lease (the message names it and its heartbeat's age)."""
+
+
+class SearchInterrupted(NASError):
+    """A search stopped by SIGINT or SIGTERM after recording what finished; ``signum`` says which."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -44,3 +44,41 @@ def test_user_errors_are_one_line(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("nas: error:"), r.stderr
     assert "layer0.ffn" in nas("space", "show", str(bad)).stderr
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path):
+    """Non-UTF-8 space, experiment and latency-table files, a bad space field, a control character in YAML."""
+    space = tmp_path / "latin1.yaml"
+    space.write_bytes("name: t\nmodel: tiny-bert\ndescription: café\n".encode("latin-1"))
+    exp = tmp_path / "exp.yaml"
+    exp.write_bytes("name: café\nspace: tiny-bert\n".encode("latin-1"))
+    table = tmp_path / "t.json"
+    table.write_bytes('{"schema": 1, "device": {"cpu": "Tést"}}'.encode("latin-1"))
+    bits = tmp_path / "bits.yaml"
+    bits.write_text("name: t\nmodel: tiny-bert\nbits: x\n")
+    bell = tmp_path / "bell.yaml"
+    bell.write_text("name: x\x07\nspace: tiny-bert\n")
+    for args, needle in (
+        (("space", "show", str(space)), f"{space}: not UTF-8 text (byte 41: invalid continuation byte)"),
+        (("search", str(exp), "--storage", f"sqlite:///{tmp_path}/s.db"), f"{exp}: not UTF-8 text (byte 9:"),
+        (("lut", "show", str(table)), f"{table}: not UTF-8 text (byte 34:"),
+        (("space", "show", str(bits)), f"nas: error: {bits}: bits: expected a list, got str"),
+        (("search", str(bell), "--storage", f"sqlite:///{tmp_path}/s.db"), f"{bell}: (yaml): malformed YAML"),
+    ):
+        r = nas(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("nas: error:"), r.stderr
+        assert needle in lines[0], lines[0]
+
+
+def test_every_nas_error_is_one_line_even_a_multi_line_message(monkeypatch, capsys):
+    from nas.cli import main
+    from nas.commands import space
+    from nas.errors import NASError
+
+    def boom(args):
+        raise NASError("first line\n  second line")
+
+    monkeypatch.setattr(space, "cmd_list", boom)
+    assert main(["space", "list"]) == 1
+    assert capsys.readouterr().err == "nas: error: first line second line\n"

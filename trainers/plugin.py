@@ -27,6 +27,15 @@ class DNASPlugin:
     def make_config(self, fields: Mapping[str, Any]) -> SearchConfig:
         return SearchConfig.from_dict(dict(fields))
 
+    def check(self, config: SearchConfig) -> None:
+        """The space and table belong together and the latency target is reachable (no compute)."""
+        from nas.latency.predictor import Predictor
+        from nas.latency.table import load_table
+        from nas.spaces.loader import load_space
+        from trainers.pipeline import resolve_target
+
+        resolve_target(config, Predictor(load_table(config.latency_table), load_space(config.space)))
+
     def run(self, config: SearchConfig, *, progress: Callable[[str], None] | None = _stderr,
             checkpoint_dir: str | None = None) -> SearchResult:
         from trainers.pipeline import search_once

@@ -201,10 +201,16 @@ class Experiment:
             raise ConfigError(f"{self.source}: {where}.{e}") from None
 
     def check(self) -> None:
-        """Load the space and the latency table and check they belong together.
+        """Load the space and the latency table, check they belong together, and that every sampled value can run.
+
+        The plug-in checks (``plugin.check``) the trial config at both ends of every
+        sampled range and at every choice, the other fields at their representative
+        values: a range that reaches what the space and table cannot (e.g. a
+        ``target_fraction`` below the smallest architecture) is refused here, before
+        Ray starts, instead of failing trials.
 
         Raises:
-            SpaceError, LatencyTableError: naming the file and what is wrong.
+            SpaceError, LatencyTableError, ConfigError: naming the file, the field and what is wrong.
         """
         from nas.latency import load_table
         from nas.spaces import load_space
@@ -215,6 +221,23 @@ class Experiment:
             table.check_space(space)
         except NASError as e:
             raise type(e)(f"{self.source}: latency_table: {e}") from None
+        plugin = self.plugin
+        examples = {k: p.example() for k, p in self.sample.items()}
+        corners: list[tuple[str, Any]] = [("", None)]
+        for k, p in self.sample.items():
+            values = p.choices if p.kind == "choices" else (p.low, p.high)
+            corners += [(k, v) for v in values]
+        for k, v in corners:
+            params = dict(examples) if not k else {**examples, k: v}
+            try:
+                plugin.check(self.search_config(params))
+            except ConfigError as e:
+                msg = str(e)
+                if msg.startswith(f"{self.source}: "):
+                    raise
+                where = f"sample.{k}" if k else "trainer"
+                raise ConfigError(f"{self.source}: {where}: {v!r} cannot run: {msg}" if k else
+                                  f"{self.source}: {where}: {msg}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -337,11 +360,18 @@ class Experiment:
         if not p.is_file():
             raise ConfigError(f"{path}: no such experiment file")
         try:
-            data = yaml.safe_load(p.read_text())
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read the experiment file: {e.strerror}") from None
+        try:
+            data = yaml.safe_load(text)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             at = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{path}: (yaml): malformed YAML{at}: {getattr(e, 'problem', e)}") from None
+            why = str(getattr(e, "problem", None) or e).splitlines()[0]  # a ReaderError has no .problem
+            raise ConfigError(f"{path}: (yaml): malformed YAML{at}: {why}") from None
         return cls.from_dict(data, source=str(path), base=p.resolve().parent)
 
 

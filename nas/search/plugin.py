@@ -5,7 +5,7 @@ names one as ``trial: module:attribute`` (default ``trainers:dnas``, the DNAS
 recipe of the top-level ``trainers`` folder), and :func:`load_plugin` imports
 that object at run time and checks it keeps this contract.
 
-A plug-in object has three methods:
+A plug-in object has these methods:
 
 * ``config_fields()`` – the names of its configuration fields: what an
   experiment may fix under ``trainer:`` or sample under ``sample:``
@@ -13,6 +13,10 @@ A plug-in object has three methods:
 * ``make_config(fields)`` – a frozen, validated config from a plain dict, or
   :class:`~nas.errors.ConfigError` ``"<field>: <reason>"``; the config has
   ``to_dict()``, ``space``, ``task`` and ``latency_table``;
+* ``check(config)`` – raise :class:`~nas.errors.NASError` when the config
+  cannot run with its space and latency table (e.g. a latency target below the
+  smallest architecture), cheaply, before any compute: the experiment calls it
+  at both ends of every sampled range before Ray starts;
 * ``run(config, *, progress, checkpoint_dir)`` – one trial, no Ray and no
   Optuna inside: returns a result with ``subnet`` (a :class:`~nas.supernet.Subnet`
   to save), ``arch``, ``arch_summary``, ``quality_after``, ``history`` and
@@ -49,6 +53,8 @@ class TrialPlugin(Protocol):
 
     def make_config(self, fields: Mapping[str, Any]) -> Any: ...
 
+    def check(self, config: Any) -> None: ...
+
     def run(self, config: Any, *, progress: Callable[[str], None] | None = ...,
             checkpoint_dir: str | None = ...) -> Any: ...
 
@@ -69,7 +75,7 @@ def load_plugin(spec: str) -> TrialPlugin:
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"trial: cannot import {spec!r}: {e}") from None
     if not isinstance(obj, TrialPlugin):
-        missing = [m for m in ("config_fields", "make_config", "run", "task_metric") if not callable(getattr(obj, m, None))]
+        missing = [m for m in ("config_fields", "make_config", "check", "run", "task_metric") if not callable(getattr(obj, m, None))]
         raise ConfigError(f"trial: {spec!r} is not a trial plug-in (missing {', '.join(missing)}; "
                           "see nas.search.plugin)")
     return obj

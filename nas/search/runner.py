@@ -12,10 +12,28 @@ Fault tolerance:
 * a trial that raises or whose process dies is retried up to ``max_failures``
   times (Tune's ``FailureConfig``); if every attempt fails it ends FAIL in the
   study; the number of failed attempts is the trial attribute ``attempt_failures``;
-* ``resume=True`` continues a study after its driver died: RUNNING trials it
-  left behind are marked FAIL, and only ``trials - complete`` new trials run,
-  so the study ends with exactly ``trials`` COMPLETE trials, none lost or
-  duplicated. Only one driver may work on a study at a time when resuming.
+* a trial whose configuration cannot run (a :class:`~nas.errors.NASError` such
+  as a target below the smallest architecture) is not retried: it ends FAIL at
+  once with the one-line reason as its ``fail_reason``;
+* one study has one live driver: the driver holds the study's lease
+  (:mod:`nas.search.lease`) from before it touches a trial until it ends; a
+  second driver is refused with :class:`~nas.errors.StudyBusyError`;
+* ``resume=True`` continues a study after its driver died (its lease gone
+  stale): RUNNING trials it left behind are marked FAIL, and only
+  ``trials - complete`` new trials run, so the study ends with exactly
+  ``trials`` COMPLETE trials, none lost or duplicated;
+* SIGINT / SIGTERM: no new trial starts, running trials are stopped, every
+  trial that finished is recorded, the rest end FAIL (resumable), and
+  :class:`~nas.errors.SearchInterrupted` says how to resume (the CLI exits 130 / 143).
+
+Nothing the driver hands to Ray holds a credential: the search algorithm drops
+its storage when pickled (Tune writes it to ``tuner.pkl`` and searcher
+checkpoints), and ``NAS_STORAGE`` is not passed to the trial processes (they
+never touch the study).
+
+Ray: without ``address`` the driver always starts its own local Ray, whatever
+else runs on the machine. The study is created only once Ray is up, so a Ray
+that cannot start leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -29,18 +47,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, SearchInterrupted
 from nas.search.experiment import Experiment, stratum_shift
-from nas.search.storage import redact, resolve_url
-from nas.search.storage import retry_transient
-from nas.search.worker import ATTRS_KEY, COMPUTE_KEY, TRIAL_NUMBER_KEY
+from nas.search.storage import redact, resolve_url, retry_transient
+from nas.search.worker import ATTRS_KEY, COMPUTE_KEY, FAILED_KEY, TRIAL_NUMBER_KEY
 
 _RAY_ENV = {
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100",
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",  # the driver handles SIGINT/SIGTERM itself (_SignalStop)
 }
+_PASSED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "NLTK_DATA", "WNHOME")
+_NOT_PASSED = ("NAS_STORAGE",)  # may hold a password; trials never touch the study
 
 
 @dataclass
@@ -131,9 +151,15 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
 
     Raises:
         ConfigError, StorageError, LatencyTableError: before Ray starts.
+        StudyBusyError: another live driver holds the study.
+        SearchInterrupted: SIGINT or SIGTERM arrived; finished trials are recorded, the rest marked FAIL.
     """
+    from nas.latency.table import load_table
+    from nas.search.lease import DriverLease
+    from nas.search.tables import store_table_copy
     from nas.search.storage import get_storage
-    from nas.search.study import complete_trials, create_or_load_study, fail_orphans
+    from nas.search.study import (check_can_create, complete_trials, create_or_load_study, fail_orphans, fail_running,
+                                  load_study, study_names)
 
     import optuna
 
@@ -158,29 +184,36 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     st = get_storage(storage)
     url_shown = redact(resolve_url(url)) if url is not None or storage is None else type(st).__name__
     name = study or experiment.name
-    ot_study = create_or_load_study(st, name, objectives=experiment.objectives, directions=experiment.directions,
-                                    experiment=experiment.to_dict(), resume=resume)
-    orphans = fail_orphans(ot_study) if resume else []
-    done = len(complete_trials(ot_study))
-    remaining = max(trials - done, 0) if resume else trials
-    requested = trials if resume else done + trials
-    outcome = SearchOutcome(study=name, storage=url_shown, requested=requested, complete=done, orphans=orphans)
-    if orphans:
-        say(f"resume: marked trial(s) {', '.join(map(str, orphans))} FAIL (left RUNNING by a dead driver)")
-    if remaining == 0:
-        say(f"study {name}: already holds {done} complete trials (requested {trials}); nothing to run")
-        outcome.wall_s = time.perf_counter() - t_start
-        return outcome
-    runs = Path(runs_dir).resolve() if runs_dir else default_runs_dir(str(getattr(st, "url", "")))
-    runs.mkdir(parents=True, exist_ok=True)
-    say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
-        f"{cpus:g} CPU(s) each; subnets under {runs / name}")
+    check_can_create(st, name, resume=resume)  # the common refusals, before Ray starts
+    if resume and name in study_names(st):
+        DriverLease(load_study(st, name), takeover=True).check()
 
     import ray
     from ray import tune
 
     started_ray = _init_ray(address=address, num_cpus=num_cpus)
+    lease = None
     try:
+        ot_study = create_or_load_study(st, name, objectives=experiment.objectives, directions=experiment.directions,
+                                        experiment=experiment.to_dict(), resume=resume)
+        lease = DriverLease(ot_study, takeover=resume)
+        lease.acquire()
+        orphans = fail_orphans(ot_study) if resume else []
+        done = len(complete_trials(ot_study))
+        remaining = max(trials - done, 0) if resume else trials
+        requested = trials if resume else done + trials
+        outcome = SearchOutcome(study=name, storage=url_shown, requested=requested, complete=done, orphans=orphans)
+        if orphans:
+            say(f"resume: marked trial(s) {', '.join(map(str, orphans))} FAIL (left RUNNING by a dead driver)")
+        if remaining == 0:
+            say(f"study {name}: already holds {done} complete trials (requested {trials}); nothing to run")
+            outcome.wall_s = time.perf_counter() - t_start
+            return outcome
+        runs = Path(runs_dir).resolve() if runs_dir else default_runs_dir(str(getattr(st, "url", "")))
+        runs.mkdir(parents=True, exist_ok=True)
+        store_table_copy(load_table(experiment.latency_table), runs, name)  # the exact table this study searches with
+        say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
+            f"{cpus:g} CPU(s) each; subnets under {runs / name}")
         n_before = len(ot_study.trials)
         sampler = make_sampler(experiment.sampler, None if experiment.sampler_seed is None
                                else experiment.sampler_seed + n_before)
@@ -193,6 +226,7 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs), "progress": relay.queue}
 
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, job=job), {"cpu": cpus})
+        stop = _SignalStop(say)
         tuner = tune.Tuner(
             trainable,
             # reuse_actors: the next trial runs in the same worker process (no new interpreter and no
@@ -203,13 +237,24 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
                 name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
                 storage_path=str(runs / "ray"),
                 failure_config=tune.FailureConfig(max_failures=experiment.run.max_failures),
-                verbose=0, callbacks=[progress],
+                verbose=0, callbacks=[progress], stop=stop.stopper,
             ),
         )
         outcome.setup_s = time.perf_counter() - t_start
-        with relay:
+        with relay, stop, _quiet_tune():
+            searcher.stopping = stop.requested
             tuner.fit()
+        if stop.signum is not None:
+            cut = fail_running(ot_study, f"interrupted by {_signal_name(stop.signum)}")
+            outcome.complete = len(complete_trials(ot_study))
+            outcome.failed += len(cut)
+            raise SearchInterrupted(
+                f"interrupted by {_signal_name(stop.signum)}: study {name!r} holds {outcome.complete} complete "
+                f"trial(s) of {outcome.requested}; {len(cut)} unfinished trial(s) marked FAIL; "
+                "run the same command with --resume to finish it", stop.signum)
     finally:
+        if lease is not None:
+            lease.release()
         if started_ray:
             ray.shutdown()
     outcome.complete = len(complete_trials(ot_study))
@@ -223,26 +268,111 @@ def _init_ray(*, address: str | None, num_cpus: int | None) -> bool:
     """Start a local Ray (or join ``address``); False when one was already running."""
     for k, v in _RAY_ENV.items():
         os.environ.setdefault(k, v)
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return False
+    for name in ("ray", "ray._private.authentication.authentication_token_setup"):
+        logging.getLogger(name).addFilter(_NoTokenNotice())
     paths = [p for p in sys.path if p and Path(p, "nas", "__init__.py").is_file()]
     pythonpath = os.pathsep.join(dict.fromkeys(paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                                         if p]))
     env = {k: v for k, v in _RAY_ENV.items()}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    for k, v in os.environ.items():  # offline switches, data locations and every NAS_* variable
-        if k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "NLTK_DATA", "WNHOME") or k.startswith("NAS_"):
+    for k, v in os.environ.items():  # offline switches, data locations and NAS_* variables (not the storage URL)
+        if (k in _PASSED_ENV or k.startswith("NAS_")) and k not in _NOT_PASSED:
             env[k] = v
     runtime_env = {"env_vars": env}
     if address:
         ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=100 * 1024 * 1024,
+    else:  # "local": a new Ray of our own even when a `ray start` cluster runs on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=100 * 1024 * 1024,
                  runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
     return True
+
+
+class _SignalStop:
+    """SIGINT/SIGTERM → stop the run (a Tune stopper), remembering the signal; a second signal interrupts at once.
+
+    Used as a context manager around ``tuner.fit()``: installs the handlers (main thread
+    only) and restores the previous ones.
+    """
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        from ray.tune import Stopper
+
+        self.say, self.signum, self._old = say, None, {}
+        outer = self
+
+        class _Stopper(Stopper):
+            def __call__(self, trial_id, result):
+                return False
+
+            def stop_all(self):
+                return outer.signum is not None
+
+        self.stopper = _Stopper()
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.say(f"{_signal_name(signum)}: stopping — no new trials; unfinished trials will be marked FAIL "
+                 "(resumable); send it again to abort at once")
+
+    def __enter__(self) -> "_SignalStop":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class _quiet_tune:
+    """While Tune runs: its per-failure traceback stays in the trial's ``error.txt`` (the driver prints one line)."""
+
+    NAMES = ("ray.tune.execution.tune_controller", "ray.tune.tune")
+
+    def __enter__(self) -> "_quiet_tune":
+        import logging
+
+        self._levels = {n: logging.getLogger(n).level for n in self.NAMES}
+        for n in self.NAMES:
+            logging.getLogger(n).setLevel(logging.CRITICAL)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import logging
+
+        for n, level in self._levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+class _NoTokenNotice:
+    """Drops Ray's notice that token authentication is on (every local Ray has it; it is not a problem)."""
+
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).startswith("Token authentication is enabled")
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
@@ -254,7 +384,28 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
     shift = stratum_shift(experiment.sampler_seed)
 
     class StudySearch(OptunaSearch):
+        stopping: Callable[[], bool] = staticmethod(lambda: False)
+
+        def __getstate__(self) -> dict:
+            # Tune pickles the search algorithm into tuner.pkl and searcher checkpoints: keep the storage
+            # (its URL may hold a password) and everything that reaches it out of those files. A search
+            # resumes from the study (--resume), never from Tune's pickles.
+            state = dict(self.__dict__)
+            state.update(_storage=None, _ot_study=None, _ot_trials={}, stopping=None)
+            return state
+
+        def __setstate__(self, state: dict) -> None:
+            self.__dict__.update(state)
+
+        def save(self, checkpoint_path: str) -> None:
+            import pickle
+
+            with open(checkpoint_path, "wb") as f:
+                pickle.dump(self.__getstate__(), f)
+
         def suggest(self, trial_id: str):
+            if self.stopping and self.stopping():
+                return None  # SIGINT/SIGTERM: no new trials
             if stratified and trial_id not in self._ot_trials:
                 # The next trial's number indexes the sequence (so a resumed study carries on
                 # where it stopped); the enqueued values are fixed, the sampler draws the rest.
@@ -283,7 +434,10 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
                 return
             t = self._ot_trials[trial_id]
             values = None
-            if result and not error and ATTRS_KEY in result:
+            if result and FAILED_KEY in result:  # a configuration error: FAIL at once, never retried
+                retry_transient(lambda: self._ot_study._storage.set_trial_system_attr(
+                    t._trial_id, "fail_reason", str(result[FAILED_KEY])[-500:]))
+            elif result and not error and ATTRS_KEY in result:
                 values = [float(result[m]) for m in experiment.objectives]
                 for k, v in json.loads(result[ATTRS_KEY]).items():
                     retry_transient(lambda k=k, v=v: t.set_user_attr(k, v))
@@ -314,8 +468,9 @@ def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], No
         def on_trial_recover(self, iteration, trials, trial, **info):
             msg = _error_text(trial)
             searcher.note_failure(trial.trial_id, msg)
+            where = Path(trial.path) / "error.txt" if getattr(trial, "path", None) else None  # synced there
             say(f"trial {searcher.number(trial.trial_id)}: failed ({msg.splitlines()[-1] if msg else 'error'}); "
-                "retrying")
+                "retrying" + (f" (traceback in {where})" if where else ""))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             msg = _error_text(trial)
@@ -332,6 +487,10 @@ def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], No
                 wall = time.perf_counter() - self.started[trial.trial_id]
                 outcome.timings.append(TrialTiming(trial=num, wall_s=wall, compute_s=float(r[COMPUTE_KEY]),
                                                    finished_s=time.perf_counter() - t_start))
+            if FAILED_KEY in r:
+                outcome.failed += 1
+                say(f"trial {num}: FAILED, not retried ({r[FAILED_KEY]}) [{self.finished}/{total}]")
+                return
             vals = ", ".join(f"{m} {float(r[m]):.4g}" for m in ("quality", "latency_ms", "size_mb") if m in r)
             say(f"trial {num}: complete: {vals} [{self.finished}/{total}]")
 

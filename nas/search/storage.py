@@ -26,12 +26,32 @@ ENV = "NAS_STORAGE"
 DEFAULT_SQLITE = "nas_studies.db"
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysql+pymysql")
 
-_PASSWORD = re.compile(r"(?P<user>[^\s:/@]+):(?P<pw>[^\s@/][^\s@]*)@")
+# ``user:password@``; the password runs to the last "@" before the host (an unescaped "@" in it is
+# common), i.e. to the "@" not followed by another one before the next "/" or blank.
+_PASSWORD = re.compile(r"(?P<user>[^\s:/@]+):(?P<pw>[^\s@/][^\s]*?)@(?![^\s/]*@)")
 
 
 def redact(text: str) -> str:
-    """``text`` (a URL, or a message holding one, well-formed or not) with passwords replaced by ``***``."""
+    """``text`` (a URL, or a message holding one, well-formed or not) with passwords replaced by ``***``.
+
+    Example:
+        >>> redact("cannot open postgresql://bob:p@ss@db:5432/x")
+        'cannot open postgresql://bob:***@db:5432/x'
+    """
     return _PASSWORD.sub(lambda m: f"{m.group('user')}:***@", text)
+
+
+def _redact_reason(reason: str, url: str) -> str:
+    """A driver's error ``reason`` with no part of ``url``'s password.
+
+    SQLAlchemy ends a password at its first ``@`` and reads the rest as the host name,
+    which the driver then quotes (``could not translate host name "ss@db"``).
+    """
+    for m in _PASSWORD.finditer(url):
+        tail = m.group("pw").partition("@")[2]
+        if tail:
+            reason = reason.replace(f"{tail}@", "***@")
+    return redact(reason)
 
 
 def default_url() -> str:
@@ -117,7 +137,7 @@ def get_storage(storage: Any = None):
     except ImportError:
         raise MissingDependencyError(f"storage: {redact(url)}: the database driver is not installed") from None
     except Exception as e:  # sqlalchemy errors carry the URL; never echo it raw
-        reason = redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        reason = _redact_reason(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, url)
         raise StorageError(f"storage: cannot open {redact(url)}: {reason}") from None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nas.errors import StorageError
+from nas.errors import StorageError, StudyBusyError
 from nas.search import attrs
 from nas.search.pareto import Point, pareto_front
 
@@ -45,6 +45,16 @@ def load_study(storage, name: str):
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def check_can_create(storage, name: str, *, resume: bool) -> None:
+    """Refuse a new search on an existing study unless ``resume`` (read-only; call before starting anything).
+
+    Raises:
+        StorageError: the study exists and ``resume`` is false.
+    """
+    if not resume and name in study_names(storage):
+        raise StorageError(f"study {name!r}: already exists; pass --resume to continue it or choose another --study")
+
+
 def create_or_load_study(storage, name: str, *, objectives: tuple[str, ...], directions: tuple[str, ...],
                          experiment: dict[str, Any] | None = None, resume: bool = False):
     """The study ``name``: created when new; an existing one only with ``resume``.
@@ -64,7 +74,13 @@ def create_or_load_study(storage, name: str, *, objectives: tuple[str, ...], dir
         if have != tuple(objectives) or _direction_names(study) != tuple(directions):
             raise StorageError(f"study {name!r}: objectives {list(have)} differ from the experiment's {list(objectives)}")
         return study
-    study = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
+    except (optuna.exceptions.DuplicatedStudyError, IntegrityError):
+        raise StudyBusyError(f"study {name!r}: another search driver created it at the same moment; "
+                             "let that one run, or pass --resume once it has finished") from None
     study.set_user_attr(STUDY_OBJECTIVES, list(objectives))
     study.set_user_attr("nas_version", __version__)
     if experiment is not None:
@@ -75,13 +91,21 @@ def create_or_load_study(storage, name: str, *, objectives: tuple[str, ...], dir
 def fail_orphans(study) -> list[int]:
     """Mark RUNNING trials FAIL (left behind by a killed driver); returns their numbers.
 
-    Only call this when no other driver works on the study.
+    Only call this when no other driver works on the study (after taking its lease).
+    """
+    return fail_running(study, "orphaned: the search driver died")
+
+
+def fail_running(study, reason: str) -> list[int]:
+    """Mark this driver's unfinished (RUNNING) trials FAIL with ``reason``; returns their numbers.
+
+    Only for the driver that holds the study's lease (:mod:`nas.search.lease`).
     """
     from optuna.trial import TrialState
 
     numbers = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_system_attr(t._trial_id, "fail_reason", "orphaned: the search driver died")
+        study._storage.set_trial_system_attr(t._trial_id, "fail_reason", reason)
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         numbers.append(t.number)
     return numbers

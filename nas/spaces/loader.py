@@ -52,7 +52,13 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     if p.suffix in (".yaml", ".yml") or p.is_file():
         if not p.is_file():
             raise SpaceError(f"{p}: no such space file")
-        text, where = p.read_text(), str(p)
+        where = str(p)
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SpaceError(f"{where}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+        except OSError as e:
+            raise SpaceError(f"{where}: cannot read the space file: {e.strerror}") from None
     else:
         res = resources.files("search_spaces") / f"{name_or_path}.yaml"
         if not res.is_file():
@@ -124,16 +130,23 @@ def space_from_yaml_dict(data: Any, *, where: str = "<space>") -> SearchSpace:
     else:
         raise SpaceError(f"{where}: skippable: expected all, none or a list of layer indices")
 
+    # Checked outside the try below: their messages already start with ``where``.
+    head_fractions = _int_list(where, "head_fractions", data.get("head_fractions", list(DEFAULT_FRACTIONS)),
+                               allow_float=True)
+    ffn_fractions = _int_list(where, "ffn_fractions", data.get("ffn_fractions", list(DEFAULT_FRACTIONS)),
+                              allow_float=True)
+    bits = _int_list(where, "bits", data.get("bits", [32, 16, 8, 4]))
+    embed_bits = _int_list(where, "embed_bits", data.get("embed_bits", [32, 16, 8]))
     try:
         return space_from_dims(
             dims,
             name=data["name"],
             model=data["model"],
             description=str(data.get("description", "")),
-            head_fractions=_int_list(where, "head_fractions", data.get("head_fractions", list(DEFAULT_FRACTIONS)), allow_float=True),
-            ffn_fractions=_int_list(where, "ffn_fractions", data.get("ffn_fractions", list(DEFAULT_FRACTIONS)), allow_float=True),
-            bits=_int_list(where, "bits", data.get("bits", [32, 16, 8, 4])),
-            embed_bits=_int_list(where, "embed_bits", data.get("embed_bits", [32, 16, 8])),
+            head_fractions=head_fractions,
+            ffn_fractions=ffn_fractions,
+            bits=bits,
+            embed_bits=embed_bits,
             skippable=skip,
             overrides=overrides,
         )

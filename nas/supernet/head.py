@@ -57,12 +57,31 @@ class TaskHead:
         return pooled.float() @ self.weight.T + self.bias
 
     def save(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
+        """Write ``head.safetensors``; the same head gives the same bytes in every process."""
+        from safetensors.torch import save
 
         meta = {"task": self.task, "labels": json.dumps(list(self.labels)),
                 "max_length": str(self.max_length), "n_eval": str(self.n_eval)}
-        save_file({"weight": self.weight.detach().contiguous(), "bias": self.bias.detach().contiguous()},
-                  str(path), metadata=meta)
+        blob = save({"weight": self.weight.detach().contiguous(), "bias": self.bias.detach().contiguous()},
+                    metadata=meta)
+        Path(path).write_bytes(_sorted_metadata(blob))
+
+
+def _sorted_metadata(blob: bytes) -> bytes:
+    """safetensors bytes with the header's ``__metadata__`` keys in sorted order.
+
+    safetensors' writer keeps the metadata in a Rust ``HashMap`` seeded at random per
+    call, so its key order (and the file's bytes) differ from save to save; the
+    tensor entries are already in a fixed order. The header is padded with spaces to
+    a multiple of 8 bytes, as the writer does; the data offsets are relative to its end.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta else {}) | header
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
 
 
 def load_head(path: str | Path) -> TaskHead:

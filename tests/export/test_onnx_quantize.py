@@ -171,3 +171,36 @@ def test_fake_quantized_reference_computes_int8_linears_as_the_graph_does(tiny, 
     err_deployed, err_weight_only = np.abs(got - deployed).max(), np.abs(got - weight_only).max()
     assert err_deployed < 1e-4
     assert err_deployed < 0.05 * err_weight_only
+
+
+EXPORT_TWICE = """
+import sys, nas
+from nas.runtime.onnx import export_onnx
+from nas.runtime.quantize import bits_by_node, quantize_onnx
+space = nas.load_space("tiny-bert")
+arch = space.full()
+arch.update({"embed.bits": 8, "layer0.attn.bits": 8, "layer0.ffn.bits": 4, "layer1.heads": 2,
+             "layer1.attn.bits": 16, "layer1.ffn": 32, "layer1.ffn.bits": 8})
+sub = nas.derive(nas.Supernet.build(space), arch)
+for k in range(2):
+    fp32 = export_onnx(sub, f"{sys.argv[1]}/{k}/model.onnx", pooled=True)
+    quantize_onnx(fp32, f"{sys.argv[1]}/{k}/model.quant.onnx", bits_by_node(sub))
+"""
+
+
+def test_onnx_export_and_quantization_are_byte_identical_across_processes(tmp_path):
+    """One subnet exported twice in each of two processes (other hash seeds): the same model.onnx and model.quant.onnx."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+        subprocess.run([sys.executable, "-c", EXPORT_TWICE, str(tmp_path / seed)], check=True, env=env)
+    dirs = [tmp_path / s / str(k) for s in ("1", "2") for k in range(2)]
+    assert node_kinds(dirs[0] / "model.quant.onnx").keys() >= {"MatMulNBits", "MatMulInteger", "Cast"}
+    for name in ("model.onnx", "model.quant.onnx"):
+        blobs = {(d / name).read_bytes() for d in dirs}
+        assert len(blobs) == 1, f"{name}: {len(blobs)} different byte strings from 4 exports"

@@ -135,3 +135,25 @@ def test_stratified_roundtrip(tmp_path):
     assert exp.sample["target_fraction"].stratified and not exp.sample["seed"].stratified
     assert exp.to_dict()["sample"]["target_fraction"] == {"float": [0.3, 0.9], "stratified": True}
     assert Experiment.from_dict(exp.to_dict(), source="db").sample == exp.sample
+
+
+def test_non_utf8_or_unprintable_experiment_file_is_one_typed_line(tmp_path):
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("name: café\nspace: tiny-bert\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as e:
+        Experiment.from_yaml(p)
+    assert str(e.value) == f"{p}: not UTF-8 text (byte 9: invalid continuation byte); save it as UTF-8"
+    p = write(tmp_path, "name: x\x07\nspace: tiny-bert\n", "bell.yaml")
+    with pytest.raises(ConfigError) as e:
+        Experiment.from_yaml(p)
+    assert str(e.value).startswith(f"{p}: (yaml): malformed YAML") and "\n" not in str(e.value), str(e.value)
+
+
+def test_bad_space_file_is_named_once(tmp_path):
+    from nas.errors import SpaceError
+
+    space = write(tmp_path, "name: t\nmodel: tiny-bert\nbits: x\n", "space.yaml")
+    exp = Experiment.from_yaml(write(tmp_path, yaml.safe_dump(base(tmp_path, space="space.yaml"))))
+    with pytest.raises(SpaceError) as e:
+        exp.check()
+    assert str(e.value) == f"{space}: bits: expected a list, got str"

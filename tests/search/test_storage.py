@@ -38,3 +38,22 @@ def test_instance_passes_through(tmp_path):
     assert get_storage(st) is st
     with pytest.raises(StorageError, match="expected a URL"):
         get_storage(3)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("postgresql://user:p@ss@host/db", "postgresql://user:***@host/db"),
+    ("postgresql://user:a@b@c@host:5432/db", "postgresql://user:***@host:5432/db"),
+    ("storage: cannot open 'postgresql://user:p@ss@host' now", "storage: cannot open 'postgresql://user:***@host' now"),
+    ("postgresql://user:pw@host/db?note=a@b", "postgresql://user:***@host/db?note=a@b"),
+    ("mysql://u:p@ss@h/x and postgresql://v:q@r@k/y", "mysql://u:***@h/x and postgresql://v:***@k/y"),
+])
+def test_redact_password_with_at_signs(text, want):
+    assert redact(text) == want
+
+
+def test_unreachable_storage_with_at_in_password_echoes_no_part_of_it():
+    # SQLAlchemy ends the password at its first "@" and reads "cret@127.0.0.1" as the host; the driver names it.
+    with pytest.raises(StorageError) as e:
+        get_storage("postgresql://bob:s3@cret@127.0.0.1:1/db")
+    msg = str(e.value)
+    assert "cannot open postgresql+psycopg2://bob:***@127.0.0.1:1/db" in msg and "cret" not in msg, msg

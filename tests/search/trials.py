@@ -11,6 +11,7 @@ Faults for the fault-tolerance tests come from files in ``$NAS_TEST_FAULTS``:
 * ``kill_first``: the first trial process that finds it SIGKILLs itself;
 * ``raise_first``: the first trial that finds it raises;
 * ``raise_always``: every trial raises;
+* ``config_error_first``: the first trial that finds it raises a :class:`~nas.errors.ConfigError`;
 * ``sleep_s``: every trial first sleeps that many seconds (so a driver can be killed mid-run).
 """
 
@@ -44,6 +45,10 @@ def _faults() -> None:
         time.sleep(float((d / "sleep_s").read_text()))
     if (d / "raise_always").is_file():
         raise RuntimeError("injected failure (raise_always)")
+    if _claim(d, "config_error_first"):
+        from nas.errors import ConfigError
+
+        raise ConfigError("target_ms: injected configuration error (config_error_first)")
     if _claim(d, "raise_first"):
         raise RuntimeError("injected failure (raise_first)")
     if _claim(d, "kill_first"):

@@ -109,3 +109,23 @@ def test_dict_round_trip():
 
     s = load_space("tiny-llama")
     assert SearchSpace.from_dict(s.to_dict()) == s
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("bits: x\n", "bits: expected a list, got str"),
+    ("head_fractions: [a]\n", "head_fractions: 'a' is not a number"),
+    ("bits: [32, 3]\n", "layer0.attn.bits: unsupported bit-width(s) [3]; supported: [32, 16, 8, 4]"),
+])
+def test_space_errors_name_the_file_once(tmp_path, extra, message):
+    p = write(tmp_path, BASE + extra)
+    with pytest.raises(SpaceError) as e:
+        load_space(p)
+    assert str(e.value) == f"{p}: {message}"
+
+
+def test_non_utf8_space_file(tmp_path):
+    p = tmp_path / "space.yaml"
+    p.write_bytes((BASE + "description: café\n").encode("latin-1"))
+    with pytest.raises(SpaceError) as e:
+        load_space(p)
+    assert str(e.value) == f"{p}: not UTF-8 text (byte 41: invalid continuation byte); save it as UTF-8"

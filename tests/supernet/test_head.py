@@ -51,3 +51,35 @@ def test_corrupt_or_foreign_head_is_a_typed_error(tmp_path):
     (d / HEAD_FILE).write_bytes(b"garbage")
     with pytest.raises(ModelError, match=r"head: .*head.safetensors is corrupt"):
         load_head(d / HEAD_FILE)
+
+
+SAVE_TWICE = """
+import sys, torch, nas
+from nas.supernet.head import TaskHead
+space = nas.load_space("tiny-bert")
+sub = nas.derive(nas.Supernet.build(space), space.full())
+g = torch.Generator().manual_seed(0)
+sub.head = TaskHead(task="t", labels=("a", "b", "c"), weight=torch.randn(3, space.dims.hidden, generator=g),
+                    bias=torch.randn(3, generator=g), max_length=16, n_eval=7)
+for k in range(3):
+    sub.save(f"{sys.argv[1]}/{k}")
+"""
+
+
+def test_saved_subnet_and_head_are_byte_identical_across_processes(tmp_path):
+    """Same subnet and head -> same bytes: safetensors' writer orders metadata keys by a per-call random hash."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+        subprocess.run([sys.executable, "-c", SAVE_TWICE, str(tmp_path / seed)], check=True, env=env)
+    dirs = [tmp_path / s / str(k) for s in ("1", "2") for k in range(3)]
+    for name in ("model.safetensors", "subnet.json", HEAD_FILE):
+        blobs = {(d / name).read_bytes() for d in dirs}
+        assert len(blobs) == 1, f"{name}: {len(blobs)} different byte strings from 6 saves"
+    back = load_head(dirs[0] / HEAD_FILE)
+    assert back.labels == LABELS and back.max_length == 16 and back.n_eval == 7
