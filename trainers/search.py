@@ -29,9 +29,6 @@ continues as the uninterrupted one would.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from nas.errors import ConfigError
+from nas.files import atomic_dir
 from nas.latency.predictor import Predictor
 from nas.models.transformer import ModelControl, mean_pool
 from nas.supernet.gumbel import tau as tau_schedule
@@ -249,17 +247,9 @@ class DNASSearch:
             opt_meta[name] = {"param_groups": sd["param_groups"], "state": {str(i): sorted(s) for i, s in sd["state"].items()}}
         meta = {"schema": CHECKPOINT_SCHEMA, "config": self.config.to_dict(), "step": self.state.step,
                 "lambda": self.state.lmbda, "history": self.state.history, "optimizers": opt_meta}
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        with atomic_dir(folder) as tmp:
             save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / "search.safetensors"))
             (tmp / "search.json").write_text(json.dumps(meta))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def maybe_resume(self, folder: Path, progress: Progress | None = None) -> bool:
         """Restore from ``folder`` if it holds a checkpoint of this same config.

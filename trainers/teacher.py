@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from nas.files import atomic_dir
 from nas.models.sources import LoadedModel
 from nas.models.transformer import TransformerModel, mean_pool
 from nas.tasks.batches import Encoded, length_ordered_chunks
@@ -155,17 +154,9 @@ def _load(folder: Path, key: str, n_train: int, n_eval: int) -> Teacher | None:
 def _save(folder: Path, t: Teacher, inputs: dict) -> None:
     from safetensors.torch import save_file
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         save_file({"train_emb": t.train_emb.contiguous(), "eval_emb": t.eval_emb.contiguous(),
                    "head_weight": t.head_weight.contiguous(), "head_bias": t.head_bias.contiguous()},
                   str(tmp / "teacher.safetensors"))
         meta = {"schema": TEACHER_SCHEMA, "key": t.key, "accuracy": t.accuracy, "inputs": inputs}
         (tmp / "teacher.json").write_text(json.dumps(meta, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

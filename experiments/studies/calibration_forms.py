@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.studies.report_files import write_report
 from nas.latency.calibration import relative_lstsq as fit  # the tables' own fit: relative least squares
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
            "seed": args.seed, "points": len(pts), "front_points": int(front.sum()), "within": within,
            "rows": rows, "models": models, "seconds": time.time() - t0}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write(out / "calibration_forms.json", json.dumps(doc, indent=1))
-    _write(out / "calibration_forms.md", report(doc))
+    write_report(out / "calibration_forms", doc, report(doc))
     say(f"wrote {out / 'calibration_forms.md'}")
     return 0
 
@@ -173,12 +172,6 @@ def report(doc: dict) -> str:
                      f"{r['loo_mape']:.1%} | {r['front_within']:.0%} | {r['all_within']:.0%} | {r['mape']:.1%} | "
                      f"{r['mean_signed']:+.1%} |")
     return "\n".join(lines) + "\n"
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

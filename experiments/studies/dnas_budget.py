@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from experiments.studies.report_files import md_table, write_report  # noqa: E402
 from trainers import SearchConfig, search_once  # noqa: E402
 
 REPORT = ROOT / "experiments" / "reports" / "dnas_budget"
@@ -102,26 +103,26 @@ def markdown(doc: dict) -> str:
         f"Teacher (all-MiniLM-L6-v2 frozen + linear head, {doc['config']['teacher_max_train']} train glosses): "
         f"test accuracy **{doc['teacher_quality']:.4f}** on {doc['config']['max_eval']} test glosses.", "",
         "Values are median [Q1, Q3] over the trials of a row.", "",
-        "| T | trials | hit ≤1.02·T | LAT/T | argmax LAT/T | acc before FT | acc after FT | after − teacher (pts) "
-        "| within 2 pts | size MB | search+FT s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for frac, r in s.items():
-        lines.append(
-            f"| {float(frac):.0%} ({r['target_ms']:.2f} ms) | {r['trials']} | {r['hits']}/{r['trials']} | {f(r['ratio'])} "
-            f"| {f(r['argmax_ratio'])} | {f(r['quality_before'], '{:.4f}')} | {f(r['quality_after'], '{:.4f}')} "
-            f"| {f(r['after_minus_teacher_points'], '{:.2f}')} | {r['within_2_points']}/{r['trials']} "
-            f"| {f(r['size_mb'], '{:.2f}')} | {f(r['search_plus_finetune_s'], '{:.0f}')} |")
-    lines += ["", "Wall time per phase (s):", "", "| T | " + " | ".join(next(iter(s.values()))["phase_seconds"]) + " |",
-              "|---|" + "---|" * len(next(iter(s.values()))["phase_seconds"])]
-    for frac, r in s.items():
-        lines.append(f"| {float(frac):.0%} | " + " | ".join(f(q, "{:.1f}") for q in r["phase_seconds"].values()) + " |")
-    lines += ["", "Trials:", "", "| T | seed | architecture | LAT ms | acc before → after | threads | wall s | load avg | notes |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for t in doc["trials"]:
-        lines.append(f"| {t['target_fraction']:.0%} | {t['seed']} | `{t['arch_summary']}` | {t['latency_ms']:.3f} "
-                     f"| {t['quality_before']:.4f} → {t['quality_after']:.4f} | {t.get('threads', 2)} | {t['wall_s']:.0f} "
-                     f"| {t['loadavg_start']:.1f}–{t['loadavg_end']:.1f} | {'feasibility rule' if t['notes'] else ''} |")
+    lines += md_table(
+        ["T", "trials", "hit ≤1.02·T", "LAT/T", "argmax LAT/T", "acc before FT", "acc after FT", "after − teacher (pts)",
+         "within 2 pts", "size MB", "search+FT s"],
+        ([f"{float(frac):.0%} ({r['target_ms']:.2f} ms)", r["trials"], f"{r['hits']}/{r['trials']}", f(r["ratio"]),
+          f(r["argmax_ratio"]), f(r["quality_before"], "{:.4f}"), f(r["quality_after"], "{:.4f}"),
+          f(r["after_minus_teacher_points"], "{:.2f}"), f"{r['within_2_points']}/{r['trials']}",
+          f(r["size_mb"], "{:.2f}"), f(r["search_plus_finetune_s"], "{:.0f}")] for frac, r in s.items()),
+        compact=True)
+    lines += ["", "Wall time per phase (s):", ""]
+    lines += md_table(["T", *next(iter(s.values()))["phase_seconds"]],
+                      ([f"{float(frac):.0%}", *(f(q, "{:.1f}") for q in r["phase_seconds"].values())]
+                       for frac, r in s.items()), compact=True)
+    lines += ["", "Trials:", ""]
+    lines += md_table(
+        ["T", "seed", "architecture", "LAT ms", "acc before → after", "threads", "wall s", "load avg", "notes"],
+        ([f"{t['target_fraction']:.0%}", t["seed"], f"`{t['arch_summary']}`", f"{t['latency_ms']:.3f}",
+          f"{t['quality_before']:.4f} → {t['quality_after']:.4f}", t.get("threads", 2), f"{t['wall_s']:.0f}",
+          f"{t['loadavg_start']:.1f}–{t['loadavg_end']:.1f}", "feasibility rule" if t["notes"] else ""]
+         for t in doc["trials"]), compact=True)
     return "\n".join(lines) + "\n"
 
 
@@ -140,14 +141,7 @@ def write(doc: dict) -> None:
                 doc["trials"] = [t for t in on_disk["trials"] if (t["target_fraction"], t["seed"]) not in mine] + doc["trials"]
                 doc["trials"].sort(key=lambda t: (t["target_fraction"] != 0.5, t["target_fraction"], t["seed"]))
         doc["summary"] = summarize(doc["trials"])
-        _write_files(doc)
-
-
-def _write_files(doc: dict) -> None:
-    for suffix, text in ((".json", json.dumps(doc, indent=1)), (".md", markdown(doc))):
-        tmp = REPORT.with_suffix(suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, REPORT.with_suffix(suffix))
+        write_report(REPORT, doc, markdown(doc))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ total movement (steps × lr) about the same.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from experiments.studies.dnas_budget import quartiles  # noqa: E402
-from nas.latency.table import write_json_atomic  # noqa: E402
+from experiments.studies.report_files import md_table, write_report  # noqa: E402
 from trainers import SearchConfig, search_once  # noqa: E402
 
 REPORT = ROOT / "experiments" / "reports" / "dnas_steps"
@@ -99,18 +98,17 @@ def markdown(doc: dict) -> str:
              "Accuracy is the trainer's test accuracy (what the DNAS study stores); the setting it informs is the "
              "trial's cost, and the benchmark's comparison of methods is rerun from scratch with it.", "",
              "Median [Q1, Q3] over a setting's trials; the paired column is the accuracy difference against the "
-             "first setting on the same (T, seed), in points.", "",
-             "| steps:arch_lr | trials | test acc after FT | vs first setting (pts) | LAT/T | search s | trial wall s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for s, r in doc["summary"].items():
-        lines.append(f"| {s} | {r['trials']} | {q(r['acc_after'], '{:.4f}')} | {q(r['acc_vs_first_points'], '{:+.2f}')} "
-                     f"| {q(r['ratio'], '{:.3f}')} | {q(r['search_s'], '{:.1f}')} | {q(r['wall_s'], '{:.1f}')} |")
-    lines += ["", "| steps:arch_lr | T | seed | architecture | LAT ms (T) | acc after FT | search s | wall s |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for t in doc["trials"]:
-        lines.append(f"| {t['setting']} | {t['target_fraction']:.0%} | {t['seed']} | `{t['arch_summary']}` "
-                     f"| {t['latency_ms']:.2f} ({t['target_ms']:.2f}) | {t['quality_after']:.4f} "
-                     f"| {t['phase_seconds']['search']:.1f} | {t['wall_s']:.1f} |")
+             "first setting on the same (T, seed), in points.", ""]
+    lines += md_table(
+        ["steps:arch_lr", "trials", "test acc after FT", "vs first setting (pts)", "LAT/T", "search s", "trial wall s"],
+        ([s, r["trials"], q(r["acc_after"], "{:.4f}"), q(r["acc_vs_first_points"], "{:+.2f}"), q(r["ratio"], "{:.3f}"),
+          q(r["search_s"], "{:.1f}"), q(r["wall_s"], "{:.1f}")] for s, r in doc["summary"].items()))
+    lines.append("")
+    lines += md_table(
+        ["steps:arch_lr", "T", "seed", "architecture", "LAT ms (T)", "acc after FT", "search s", "wall s"],
+        ([t["setting"], f"{t['target_fraction']:.0%}", t["seed"], f"`{t['arch_summary']}`",
+          f"{t['latency_ms']:.2f} ({t['target_ms']:.2f})", f"{t['quality_after']:.4f}",
+          f"{t['phase_seconds']['search']:.1f}", f"{t['wall_s']:.1f}"] for t in doc["trials"]))
     return "\n".join(lines) + "\n"
 
 
@@ -141,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
            "machine": f"{platform.machine()} ({os.cpu_count()} cores)", "trainer_source": str(BENCH.relative_to(ROOT)),
            "trainer": trainer, "targets": args.targets, "seeds": list(range(args.seeds)),
            "trials": trials, "summary": summarize(trials)}
-    write_json_atomic(doc, REPORT.with_suffix(".json"))
-    REPORT.with_suffix(".md").write_text(markdown(doc))
+    write_report(REPORT, doc, markdown(doc))
     print(markdown(doc))
     return 0
 

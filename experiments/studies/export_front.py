@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from nas.errors import ExportError  # noqa: E402
 from nas.export import export_trial  # noqa: E402
 from nas.latency import load_table  # noqa: E402
-from nas.latency.table import write_json_atomic  # noqa: E402
+from experiments.studies.report_files import write_report  # noqa: E402
 
 REPORTS = ROOT / "experiments" / "reports"
 TABLE = "minilm-l6.onnxruntime-cpu.t1.b1.s128"
@@ -136,8 +136,7 @@ def main() -> int:
     if args.render:
         out = Path(args.out)
         report = finish(json.loads(Path(f"{out}.json").read_text()))
-        write_json_atomic(report, Path(f"{out}.json"))
-        Path(f"{out}.md").write_text(markdown(report))
+        write_report(out, report, markdown(report))
         return 0
     if bool(args.study) == bool(args.derived):
         ap.error("give --study (with --storage) or --derived N")
@@ -220,8 +219,7 @@ def main() -> int:
         "seconds": round(time.perf_counter() - t_start, 1), "work_dir": str(work),
     })
     out = Path(args.out)
-    write_json_atomic(report, Path(f"{out}.json"))
-    Path(f"{out}.md").write_text(markdown(report))
+    write_report(out, report, markdown(report))
     log(f"wrote {Path(f'{out}.md')} and .json")
     return 0
 

@@ -36,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from experiments.studies.report_files import write_report  # noqa: E402
+
 REPORTS = ROOT / "experiments" / "reports"
 TABLE = "minilm-l6.onnxruntime-cpu.t1.b1.s128"
 
@@ -70,6 +72,8 @@ def to_unsigned_weights(src: Path, dst: Path) -> int:
     import onnx
     from onnx import numpy_helper
 
+    from nas.runtime.onnx import save_checked
+
     proto = onnx.load(str(src))
     inits = {i.name: i for i in proto.graph.initializer}
     done = 0
@@ -87,8 +91,7 @@ def to_unsigned_weights(src: Path, dst: Path) -> int:
             node.input.append("")
         node.input[3] = zp_name
         done += 1
-    onnx.save(proto, str(dst))
-    onnx.checker.check_model(str(dst))
+    save_checked(proto, dst)
     return done
 
 
@@ -114,7 +117,6 @@ def main() -> int:
     from nas.latency.device import device_info
     from nas.latency.builder import model_inputs
     from nas.latency.protocol import Protocol, measure
-    from nas.latency.table import write_json_atomic
     from nas.models.transformer import mean_pool
 
     space = nas.load_space("minilm-l6")
@@ -181,8 +183,7 @@ def main() -> int:
         "loadavg_before": load0, "loadavg_after": os.getloadavg(), "seconds": round(time.perf_counter() - t0, 1),
     }
     out = Path(args.out)
-    write_json_atomic(report, Path(f"{out}.json"))
-    Path(f"{out}.md").write_text(markdown(report))
+    write_report(out, report, markdown(report))
     log(f"wrote {out}.md and .json")
     return 0
 

@@ -25,10 +25,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from experiments.studies.report_files import write_report  # noqa: E402
 from nas.latency.builder import build_table, table_filename  # noqa: E402
 from nas.latency.calibration import form_of  # noqa: E402
 from nas.latency.protocol import Protocol  # noqa: E402
-from nas.latency.table import load_table, write_json_atomic  # noqa: E402
+from nas.latency.table import load_table  # noqa: E402
 from nas.latency.validate import scatter_plot, validate_table  # noqa: E402
 from nas.spaces import load_space  # noqa: E402
 from nas.supernet import Supernet  # noqa: E402
@@ -63,8 +64,7 @@ def main() -> int:
             table = load_table(ROOT / rep["table"])
             if table.calibration.get("models"):
                 rep["calibration_forms"] = calibration_forms(table, load_space(table.space_name), rep["subnets"])
-        write_json_atomic(meta, f"{args.out}.json")
-        Path(f"{args.out}.md").write_text(render_md(meta))
+        write_report(args.out, meta, render_md(meta))
         print(render_md(meta))
         return 0
 
@@ -105,8 +105,7 @@ def main() -> int:
               file=sys.stderr, flush=True)
     meta = {"command": "PYTHONPATH=. .venv/bin/python experiments/studies/latency_validation.py --samples 50",
             "machine": platform.processor() or platform.machine(), "targets_t1": TARGETS, "results": results}
-    write_json_atomic(meta, f"{args.out}.json")
-    Path(f"{args.out}.md").write_text(render_md(meta))
+    write_report(args.out, meta, render_md(meta))
     print(render_md(meta))
     return 0
 

@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from experiments.studies.report_files import write_json  # noqa: E402
+
 
 def med_iqr(xs):
     xs = sorted(xs)
@@ -168,10 +170,7 @@ def main() -> None:
                                           "cpus": os.cpu_count()})
 
     def save() -> None:  # after every section, so a long run that is cut off keeps what it measured
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmpf = out.with_suffix(".tmp")
-        tmpf.write_text(json.dumps(report, indent=1))
-        os.replace(tmpf, out)
+        write_json(out, report)
 
     if "writers" not in a.skip:
         report["writers"] = [writers(a.postgres, a.writers, a.per_writer)]

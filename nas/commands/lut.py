@@ -93,9 +93,9 @@ def cmd_validate(args) -> int:
     if args.plot:
         report["plot"] = str(scatter_plot(report, args.plot))
     if args.out:
-        from nas.latency.table import write_json_atomic
+        from nas.files import write_json_atomic
 
-        write_json_atomic(report, args.out)
+        write_json_atomic(args.out, report)
     keys = ("spearman", "kendall", "mape", "within_10pct", "max_abs_pct", "samples", "threads")
     if args.format == "json":
         print(json.dumps({k: v for k, v in report.items() if k != "subnets"} if not args.out else

@@ -21,8 +21,6 @@ Folder layout::
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +30,7 @@ from nas.errors import ConfigError, ExportError
 from nas.export.artifacts import ARCH_JSON, FP32, HF_DIR, QUANT, write_artifacts
 from nas.export.manifest import MANIFEST, MANIFEST_SCHEMA, file_hashes, now, read_manifest, versions, write_manifest
 from nas.export.verify import DEFAULT_SHAPES, Check, failures
+from nas.files import atomic_dir
 
 
 
@@ -201,7 +200,10 @@ def export_trial(
         ConfigError: bad options, ``out`` exists without ``force``, no front point fits the bound.
         StorageError: unknown storage, study or trial; a trial that is not COMPLETE.
         ModelError: missing or corrupted subnet weights.
-        LatencyTableError: the trial's latency table cannot be loaded.
+        SpaceError: the subnet's space hash differs from the trial's recorded one.
+        LatencyTableError: no latency table has the trial's recorded sha256 (the message names it and
+            the hash found at the recorded path); a trial recorded before tables were pinned by
+            hash is loaded by path, with a warning.
         ExportError: a verification check failed (the message names each one and by how much);
             no folder is left unless ``keep_failed``.
 
@@ -229,12 +231,10 @@ def export_trial(
     table = None
     table_info: dict[str, Any] = dict(ref.attrs.get(A.LATENCY_TABLE) or {})
     if measure_latency:
-        table = _trial_table(ref)
+        table = _trial_table(ref, log)
+        table_info.update(_resolved_by(table, table_info))
     _log(log, f"trial {ref.number} of study {ref.study!r}: {ref.point.arch_summary or subnet.arch}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out) as tmp:  # lands only when the block ends without an error
         written = write_artifacts(subnet, tmp, log=log)
         checks = verify_export(tmp, shapes=shapes, tolerance=tolerance, min_cosine=min_cosine,
                                metric_tolerance=metric_tolerance, latency_table=table,
@@ -273,32 +273,37 @@ def export_trial(
         failed = failures(checks)
         if failed and not keep_failed:
             raise ExportError(failure_message(failed))
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if failed:
         raise ExportError(failure_message(failed) + f" (folder kept: {out})")
     _log(log, f"wrote {out}")
     return manifest
 
 
-def _trial_table(ref: Any):
+def _trial_table(ref: Any, log: TextIO | None = None):
+    """The table the trial searched with, by its recorded sha256 (:func:`nas.search.tables.trial_table`)."""
     from nas.errors import LatencyTableError
-    from nas.latency import load_table
     from nas.search import attrs as A
+    from nas.search.tables import trial_table
 
     info = ref.attrs.get(A.LATENCY_TABLE) or {}
     where = info.get("path") or info.get("id")
-    if not where:
+    if not where and not info.get("sha256"):
         raise LatencyTableError(f"latency_table: trial {ref.number} records no latency table (use measure_latency=False)")
-    return load_table(where)
+    if not info.get("sha256"):
+        _log(log, f"warning: trial {ref.number} records no latency-table sha256; loading {where!r} by path, "
+                  "which may not be the table its search used")
+    try:
+        return trial_table(info, subnet_dir=ref.attrs.get(A.SUBNET_DIR))
+    except LatencyTableError as e:
+        raise LatencyTableError(f"trial {ref.number}: {e}") from None
+
+
+def _resolved_by(table: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest records about the table the latency check used: its sha256 and how it was found."""
+    from nas.latency.table import table_sha256
+
+    return {"sha256": table_sha256(table), "resolved_path": table.path,
+            "resolved_by": "sha256" if info.get("sha256") else "path (the trial recorded no sha256)"}
 
 
 def _env_mismatches(table: Any) -> list[str]:

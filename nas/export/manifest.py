@@ -10,7 +10,8 @@ Fields::
     hf                                    whether transformers can load it (and why not)
     nodes                                 {node: {label, bits, applied}} of model.quant.onnx
     checks                                {name: {ok, value, limit, detail, ...}}
-    latency_table                         the trial's table (id, path, environment mismatches)
+    latency_table                         the trial's table as recorded (id, path, sha256, ...), and the one the
+                                          latency check used: sha256, resolved_path, resolved_by, environment mismatches
     versions                              python, torch, onnx, onnxruntime, transformers, optuna
     files                                 {relative path: sha256} of every other file in the folder
     ok                                    every check passed
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ExportError
+from nas.files import sha256_file, write_text_atomic
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -46,8 +48,6 @@ def versions() -> dict[str, str]:
 
 def file_hashes(directory: str | Path) -> dict[str, str]:
     """sha256 of every file under ``directory`` except the manifest, by relative path."""
-    from nas.files import sha256_file
-
     directory = Path(directory)
     return {
         str(p.relative_to(directory)): sha256_file(p)
@@ -61,9 +61,7 @@ def now() -> str:
 
 def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:
     path = Path(directory) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, default=str))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(manifest, indent=1, default=str))
     return path
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import ConfigError, ModelError, StorageError
+from nas.errors import ConfigError, ModelError, SpaceError, StorageError
 from nas.files import sha256_file
 from nas.search import attrs as A
 from nas.search.pareto import Point, pick
@@ -95,6 +95,7 @@ def load_trial_subnet(ref: TrialRef):
         StorageError: the trial lacks the subnet attributes.
         ModelError: the weights file is missing, its sha256 differs (corrupt or
             replaced), or it does not load.
+        SpaceError: the subnet's space hash differs from the one the trial recorded.
     """
     from nas.supernet.derive import load_subnet
 
@@ -120,6 +121,12 @@ def load_trial_subnet(ref: TrialRef):
             raise ModelError(f"head_sha256: {head} has sha256 {got[:12]}…, trial {ref.number} recorded "
                              f"{str(ref.attrs[A.HEAD_SHA256])[:12]}… (corrupted or replaced)")
     subnet = load_subnet(directory)
+    space = ref.attrs.get(A.SPACE) or {}
+    if space.get("hash") and space["hash"] != subnet.space.hash:
+        raise SpaceError(
+            f"space: the subnet in {directory} was derived from space {subnet.space.name!r} with hash "
+            f"{subnet.space.hash}, trial {ref.number} recorded space {space.get('name')!r} with hash {space['hash']}"
+        )
     recorded = {k: int(v) for k, v in ref.attrs[A.ARCH].items()}
     if subnet.arch != subnet.space.validate(recorded):
         raise ModelError(f"arch: the subnet in {directory} is not trial {ref.number}'s architecture")

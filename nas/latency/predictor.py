@@ -30,8 +30,8 @@ from nas.errors import ArchError, LatencyTableError
 from nas.latency.calibration import Calibration
 from nas.latency.table import OVERHEAD, REST, LatencyTable, attn_key, embed_key, ffn_key
 from nas.spaces.choice import layer_label
+from nas.spaces.size import block_bytes
 from nas.spaces.space import SearchSpace
-from nas.quant import weight_bytes
 
 
 def _check_hash(table: LatencyTable, space: SearchSpace) -> None:
@@ -176,29 +176,12 @@ def expected_latency(table: LatencyTable, space: SearchSpace, probs: Mapping[str
 def size_bytes(space: SearchSpace, arch: Mapping[str, int]) -> int:
     """Bytes of the derived subnet at its chosen bit-widths (scales included), from shapes alone.
 
-    Equals ``derive(net, arch).size().bytes``.
+    Equals ``derive(net, arch).size().bytes``; the per-block formula is :func:`nas.spaces.size.block_bytes`.
     """
     d, v = space.dims, space.value
-    total = weight_bytes((d.vocab_size, d.hidden), v(arch, "embed.bits"))
-    fp32 = 0
-    if d.family == "bert":
-        fp32 += d.max_positions * d.hidden + max(d.type_vocab_size, 1) * d.hidden + 2 * d.hidden
-    else:
-        fp32 += d.hidden  # final norm
+    total = block_bytes(d, "embed", bits=v(arch, "embed.bits")) + block_bytes(d, "rest")
     for i in space.kept_layers(arch):
-        h, f = v(arch, layer_label(i, "heads")), v(arch, layer_label(i, "ffn"))
-        a_bits, f_bits = v(arch, layer_label(i, "attn.bits")), v(arch, layer_label(i, "ffn.bits"))
-        q, kv = h * d.head_dim, h // d.group_size * d.head_dim
-        for shape in ((q, d.hidden), (kv, d.hidden), (kv, d.hidden), (d.hidden, q)):
-            total += weight_bytes(shape, a_bits)
-        if d.attn_bias:
-            fp32 += q + 2 * kv
-        if d.o_bias:
-            fp32 += d.hidden
-        mats = [(f, d.hidden), (d.hidden, f)] + ([(f, d.hidden)] if d.family == "llama" else [])
-        for shape in mats:
-            total += weight_bytes(shape, f_bits)
-        if d.mlp_bias:
-            fp32 += f * (len(mats) - 1) + d.hidden
-        fp32 += (4 if d.family == "bert" else 2) * d.hidden  # two LayerNorms (w, b) or two RMSNorms (w)
-    return total + 4 * fp32
+        total += block_bytes(d, "attn", v(arch, layer_label(i, "heads")), v(arch, layer_label(i, "attn.bits")))
+        total += block_bytes(d, "ffn", v(arch, layer_label(i, "ffn")), v(arch, layer_label(i, "ffn.bits")))
+        total += block_bytes(d, "norms")
+    return total

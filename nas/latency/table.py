@@ -30,14 +30,16 @@ Entry keys (one per block shape; blocks of every layer share them):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nas.errors import LatencyTableError
+from nas.files import sha256_json
+from nas.files import write_json_atomic
 from nas.latency.calibration import Calibration
 from nas.spaces.space import SearchSpace
 
@@ -69,6 +71,31 @@ def required_keys(space: SearchSpace) -> list[str]:
         for w in space.options(f"layer{i}.ffn"):
             keys.update(ffn_key(w, b) for b in space.options(f"layer{i}.ffn.bits"))
     return sorted(keys)
+
+
+def _check_entries(entries: Any, where: str) -> None:
+    """Raise unless ``entries`` is a non-empty object of ``{median_ms > 0, iqr_ms >= 0}`` rows (finite numbers).
+
+    A missing ``entries`` or ``median_ms`` is left to :meth:`LatencyTable.from_dict`'s own message.
+    """
+    if entries is None:
+        return
+    if not isinstance(entries, dict):
+        raise LatencyTableError(f"{where}: entries: expected an object of entries, got {type(entries).__name__}")
+    if not entries:
+        raise LatencyTableError(f"{where}: entries: no entries (a table must price every block of its space)")
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    for key, row in entries.items():
+        if not isinstance(row, dict):
+            raise LatencyTableError(f"{where}: entries.{key}: expected an object with median_ms, got {row!r}")
+        if "median_ms" in row and not (number(row["median_ms"]) and row["median_ms"] > 0):
+            raise LatencyTableError(f"{where}: entries.{key}.median_ms: {row['median_ms']!r} is not a positive, "
+                                    "finite number of milliseconds")
+        if "iqr_ms" in row and not (number(row["iqr_ms"]) and row["iqr_ms"] >= 0):
+            raise LatencyTableError(f"{where}: entries.{key}.iqr_ms: {row['iqr_ms']!r} is not a finite number >= 0")
 
 
 @dataclass(frozen=True)
@@ -143,6 +170,7 @@ class LatencyTable:
             Calibration.from_dict(d.get("calibration"))
         except LatencyTableError as e:
             raise LatencyTableError(f"{where}: {e}") from None
+        _check_entries(d.get("entries"), where)
         try:
             entries = d["entries"]
             for k, e in entries.items():
@@ -165,8 +193,9 @@ class LatencyTable:
             raise LatencyTableError(f"{where}: malformed latency table: missing or bad field {e}") from None
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temporary file in the same folder, then rename)."""
-        return write_json_atomic(self.to_dict(), path)
+        """Write atomically (:func:`nas.files.write_json_atomic`: temporary file beside it, fsync, rename)."""
+        write_json_atomic(path, self.to_dict())
+        return Path(path)
 
     def check_environment(self, *, device: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None,
                           strict: bool = False) -> list[str]:
@@ -192,23 +221,6 @@ class LatencyTable:
         return problems
 
 
-def write_json_atomic(data: Any, path: str | Path) -> Path:
-    """Write ``data`` as JSON to ``path`` atomically: temporary file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def load_table(name_or_path: str | Path, *, fingerprint: str | None = None) -> LatencyTable:
     """A table by path, or by file name (with or without ``.json``) among the shipped ones.
 
@@ -218,7 +230,8 @@ def load_table(name_or_path: str | Path, *, fingerprint: str | None = None) -> L
     :meth:`LatencyTable.check_environment` says so).
 
     Raises:
-        LatencyTableError: missing, truncated or corrupt file, unknown schema.
+        LatencyTableError: missing, unreadable (not UTF-8), truncated or corrupt file, unknown schema,
+            no entries, or an entry whose ``median_ms`` is not > 0 or ``iqr_ms`` not >= 0 (finite).
     """
     p = Path(name_or_path)
     if not p.is_file():
@@ -227,7 +240,13 @@ def load_table(name_or_path: str | Path, *, fingerprint: str | None = None) -> L
             raise LatencyTableError(f"{name_or_path}: no such latency table file (nor a shipped table)")
         text, where = res
     else:
-        text, where = p.read_text(), str(p)
+        where = str(p)
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise LatencyTableError(f"{where}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+        except OSError as e:
+            raise LatencyTableError(f"{where}: cannot read the latency table: {e.strerror}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -252,3 +271,114 @@ def shipped_table(name: str, *, fingerprint: str | None = None) -> tuple[str, st
         if res.is_file():
             return res.read_text(), "latency_luts/" + "/".join(parts)
     return None
+
+
+def table_sha256(table: LatencyTable) -> str:
+    """The content hash a trial pins its table by: :func:`nas.files.sha256_json` of :meth:`LatencyTable.to_dict`.
+
+    The file's path, its formatting and any field the schema does not know play no part, so a copy
+    written from ``to_dict()`` has the hash of the table it copies.
+    """
+    return sha256_json(table.to_dict())
+
+
+def installed_tables() -> Iterator[LatencyTable]:
+    """Every table installed with the package (``latency_luts/*.json`` and ``latency_luts/<fingerprint>/*.json``).
+
+    Each file is parsed only when the iteration reaches it, in sorted order, top level first.
+
+    Raises:
+        LatencyTableError: an installed file is not a valid table (raised when the iteration reaches it).
+    """
+    for load in _installed_loaders():
+        yield load()
+
+
+def _installed_loaders() -> Iterator[Callable[[], LatencyTable]]:
+    """One loader per installed table file (see :func:`installed_tables`), so a caller can skip a broken one."""
+    from importlib import resources
+
+    def loader(res: Any) -> Callable[[], LatencyTable]:
+        def load() -> LatencyTable:
+            with resources.as_file(res) as path:
+                return load_table(path)
+
+        return load
+
+    root = resources.files("latency_luts")
+    folders = [root] + sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(("_", "."))),
+                              key=lambda d: d.name)
+    for folder in folders:
+        for res in sorted((f for f in folder.iterdir() if f.is_file() and f.name.endswith(".json")),
+                          key=lambda f: f.name):
+            yield loader(res)
+
+
+def find_table(sha256: str, *, extra_dirs: Sequence[str | Path] = (), hint: str | Path | None = None) -> LatencyTable:
+    """The table whose content hash (:func:`table_sha256`) is ``sha256``, wherever it is.
+
+    Searched in order: ``hint`` (a recorded path, or a name :func:`load_table` resolves) when it
+    holds the table; the installed tables (:func:`installed_tables`); the ``*.json`` files of each
+    of ``extra_dirs`` (e.g. a study's stored copies, ``<sha256>.json`` first). The working
+    directory plays no part unless ``hint`` is a relative path. Files that do not parse are skipped.
+
+    Args:
+        sha256: the hex digest a trial recorded.
+        extra_dirs: further folders of table files.
+        hint: where the table was when it was recorded.
+
+    Returns:
+        The matching table; its ``path`` says which file it came from.
+
+    Raises:
+        LatencyTableError: no table has that hash; the message names the wanted hash, the hash of
+            the table ``hint`` resolves to (when it resolves to another one), and where it looked.
+
+    Example:
+        >>> t = next(installed_tables())
+        >>> find_table(table_sha256(t)).to_dict() == t.to_dict()
+        True
+    """
+    looked: list[str] = []
+    hint_note = ""
+    if hint is not None and str(hint):
+        try:
+            candidate = load_table(hint)
+        except LatencyTableError as e:
+            hint_note = f"; recorded path {str(hint)!r}: {e}"
+        else:
+            got = table_sha256(candidate)
+            if got == sha256:
+                return candidate
+            hint_note = (f"; recorded path {str(hint)!r} resolves to {candidate.path} with sha256 {got} "
+                         "(a different table)")
+        looked.append(str(hint))
+    n = 0
+    skipped: list[str] = []
+    for load in _installed_loaders():
+        try:
+            table = load()
+        except LatencyTableError as e:  # a broken installed file does not hide the others
+            skipped.append(str(e))
+            continue
+        n += 1
+        if table_sha256(table) == sha256:
+            return table
+    looked.append(f"{n} installed table(s) in latency_luts/")
+    for d in extra_dirs:
+        d = Path(d)
+        files = sorted(d.glob("*.json")) if d.is_dir() else []
+        files.sort(key=lambda p: p.name != f"{sha256}.json")  # a stored copy is named by its hash
+        for f in files:
+            try:
+                table = load_table(f)
+            except LatencyTableError as e:
+                skipped.append(str(e))
+                continue
+            if table_sha256(table) == sha256:
+                return table
+        looked.append(f"{d} ({len(files)} file(s))" if d.is_dir() else f"{d} (no such folder)")
+    raise LatencyTableError(
+        f"latency_table.sha256: no latency table has sha256 {sha256}{hint_note}; looked in: " + ", ".join(looked)
+        + (f"; skipped {len(skipped)} unreadable file(s): " + "; ".join(skipped) if skipped else "")
+    )

@@ -7,15 +7,14 @@ measured in interleaved groups under the table's protocol.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from nas.errors import ConfigError
+from nas.files import atomic_file
 from nas.latency.table import LatencyTable
 
 
@@ -162,15 +161,9 @@ def scatter_plot(report: dict[str, Any], path: str | Path, *, title: str | None 
                            f"Spearman {report['spearman']:.3f}, MAPE {report['mape']:.1%}"), fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

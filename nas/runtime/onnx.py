@@ -18,7 +18,6 @@ matching each weight, so they do not depend on the exporter's own naming.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from nas.errors import ExportError
+from nas.files import atomic_file
 
 OPSET = 17
 MODEL_INPUTS = ("input_ids", "attention_mask")
@@ -94,19 +94,18 @@ def name_nodes(proto: Any, module: nn.Module) -> Any:
     return proto
 
 
-def _write_atomic(proto: Any, path: Path) -> Path:
+def save_checked(proto: Any, path: str | Path) -> Path:
+    """Save an ONNX ``proto`` to ``path`` atomically, landing only if ``onnx.checker`` accepts the file.
+
+    Returns:
+        ``path`` (as a ``Path``).
+    """
     import onnx
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save_model(proto, tmp)
-        onnx.checker.check_model(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = Path(path)
+    with atomic_file(path, suffix=".onnx") as tmp:
+        onnx.save_model(proto, str(tmp))
+        onnx.checker.check_model(str(tmp))
     return path
 
 
@@ -154,7 +153,7 @@ def export_module(
         except Exception as e:  # the exporter raises many types
             raise ExportError(f"onnx export of {type(module).__name__} failed: {e}") from e
         proto = onnx.load(str(raw))
-    return _write_atomic(name_nodes(proto, module), path)
+    return save_checked(name_nodes(proto, module), path)
 
 
 class _Pooled(nn.Module):
@@ -224,7 +223,7 @@ def export_onnx(
                     for k, n in enumerate(node.input):
                         if n == old:
                             node.input[k] = init.name
-        _write_atomic(proto, proto_path)
+        save_checked(proto, proto_path)
     return proto_path
 
 

@@ -24,14 +24,13 @@ Per node (a MatMul named after its linear, or the ``embed.word`` Gather, see
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from nas.errors import ExportError
-from nas.runtime.onnx import EMBED_NODE
+from nas.runtime.onnx import EMBED_NODE, save_checked
 from nas.quant import INT4_BLOCK, grid_scales
 
 BITS = (32, 16, 8, 4)
@@ -250,7 +249,6 @@ def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accur
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     by_bits = {b: sorted(n for n, v in bits_by_node.items() if v == b) for b in BITS}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if by_bits[4]:
             types = ("MatMul", "Gather") if EMBED_NODE in by_bits[4] else ("MatMul",)
@@ -281,16 +279,7 @@ def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accur
                 _embed_int8_onto_supernet_grid(proto, embed)
         if by_bits[16]:
             proto = _to_fp16(proto, by_bits[16])
-        fd, tmp_out = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".onnx", dir=out_path.parent)
-        os.close(fd)
-        try:
-            onnx.save_model(proto, tmp_out)
-            onnx.checker.check_model(tmp_out)
-            os.replace(tmp_out, out_path)
-        except BaseException:
-            Path(tmp_out).unlink(missing_ok=True)
-            raise
-    return out_path
+    return save_checked(proto, out_path)
 
 
 def node_kinds(path: str | Path) -> dict[str, int]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from nas.errors import ConfigError
+from nas.files import write_bytes_atomic
 from nas.search.pareto import Point
 
 
@@ -44,13 +43,5 @@ def plot_front(points: Sequence[Point], front: Sequence[Point], path: str | Path
                 f"<th>size MB</th><th>arch</th></tr>{rows}</table>").encode()
     else:
         data = buf.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
     return path

@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nas.files import sha256_file, sha256_json
+from nas.files import sha256_file
 from nas.search import attrs
 
 TRIAL_NUMBER_KEY = "__nas_trial_number"  # injected into each trial's config by the driver
 ATTRS_KEY = "nas_attrs"  # the reported JSON of every trial attribute
 COMPUTE_KEY = "compute_s"  # the trial function's own wall time
+FAILED_KEY = "nas_failed"  # a NASError's one line: the trial cannot run as configured (not retried)
 HISTORY_POINTS = 50
 
 
@@ -36,11 +37,13 @@ def thin(history: list[dict[str, Any]], n: int = HISTORY_POINTS) -> list[dict[st
 def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
     """Every attribute of :mod:`nas.search.attrs` for one finished trial (JSON-serialisable)."""
     from nas.version import __version__
-    from nas.latency import load_table
+    from nas.latency.table import load_table, table_sha256
+    from nas.search.tables import store_table_copy
     from nas.spaces import load_space
 
     space = load_space(config.space)
     table = load_table(config.latency_table)
+    copy = store_table_copy(table, subnet_dir.parent.parent, subnet_dir.parent.name)  # idempotent per study
     metrics = {k: v for k, v in result.to_dict().items() if k not in ("history", "arch")}
     metrics["quality"] = result.quality_after
     head = subnet_dir / "head.safetensors"
@@ -57,7 +60,7 @@ def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
         attrs.LATENCY_TABLE: {
             "id": table.id, "path": table.path, "space_hash": table.space_hash,
             "device_fingerprint": table.device.get("fingerprint"),
-            "sha256": sha256_json(table.to_dict()),
+            "sha256": table_sha256(table), "copy": str(copy.resolve()),
         },
         attrs.NAS_VERSION: __version__,
     }
@@ -102,7 +105,21 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
 
 
 def tune_trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
-    """The Ray Tune function trainable: one :func:`run_trial`, one report."""
+    """The Ray Tune function trainable: one :func:`run_trial`, one report.
+
+    A :class:`~nas.errors.NASError` (a configuration the trial cannot run, such as a
+    latency target below the smallest architecture) is deterministic: retrying it
+    cannot help, so it is reported as :data:`FAILED_KEY` (objectives NaN) instead of
+    raised, and the driver ends the trial FAIL at once. Anything else raises and
+    Tune retries it (``run.max_failures``).
+    """
     from ray import tune
 
-    tune.report(run_trial(config, job))
+    from nas.errors import NASError
+
+    try:
+        report = run_trial(config, job)
+    except NASError as e:
+        objectives = job["experiment"].get("objectives") or list(attrs.OBJECTIVES)
+        report = {**{o: float("nan") for o in objectives}, FAILED_KEY: f"{type(e).__name__}: {e}"}
+    tune.report(report)

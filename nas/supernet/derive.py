@@ -15,9 +15,6 @@ nothing is pickled.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from nas.errors import ArchError, ModelError
+from nas.files import atomic_dir
 from nas.models.dims import LayerDims
 from nas.models.transformer import TransformerModel
 from nas.spaces.choice import layer_label
@@ -90,9 +88,7 @@ class Subnet(nn.Module):
         from safetensors.torch import save_file
 
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_dir(directory) as tmp:
             state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"))
             meta = {
@@ -105,12 +101,6 @@ class Subnet(nn.Module):
             (tmp / "subnet.json").write_text(json.dumps(meta, indent=1))
             if self.head is not None:
                 self.head.save(tmp / HEAD_FILE)
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
 

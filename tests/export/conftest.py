@@ -85,7 +85,13 @@ def centroid_head(sub, n: int = 200, n_eval: int = 300):
 
 
 def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra_states: bool = True,
-               after_save=None, heads: bool = False) -> Study:
+               after_save=None, heads: bool = False, pin_table: bool = True, edit_attrs=None) -> Study:
+    """A study of ``archs`` with the trial-attribute contract of nas.search.worker.trial_attrs.
+
+    ``pin_table``: record the table's sha256 and store its copy with the study (False: a trial recorded
+    before tables were pinned, path only). ``edit_attrs(attrs)`` may change a trial's attributes before
+    they are recorded.
+    """
     import optuna
 
     import nas
@@ -98,6 +104,13 @@ def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra
     space = nas.load_space("tiny-bert")
     table_path = root / "tiny-bert.table.json"
     table = tiny_table(space, table_path)
+    table_attr = {"id": table.id, "path": str(table_path), "space_hash": space.hash, "device_fingerprint": "test"}
+    if pin_table:
+        from nas.latency.table import table_sha256
+        from nas.search.tables import store_table_copy
+
+        copy = store_table_copy(table, root, name)  # subnets live in root/name/<key>, as trials in runs/study/trial-N
+        table_attr.update(sha256=table_sha256(table), copy=str(copy))
     net = nas.Supernet.build(space)
     _, metric = teacher_fidelity(space)
     url = f"sqlite:///{root / 'study.db'}"
@@ -121,17 +134,19 @@ def make_study(root: Path, name: str, archs: dict[str, dict[str, int]], *, extra
             quality = metric(lambda ids, mask: sub(ids, mask))
         lat = latency_ms(table, space, sub.arch)
         t = study.ask()
-        for k, v in {
+        attrs = {
             A.ARCH: sub.arch, A.ARCH_SUMMARY: nas.format_arch(space, sub.arch), A.CONFIG: {"space": "tiny-bert"},
             A.METRICS: {"metric": "teacher_fidelity", "quality_after": quality, "latency_ms": lat,
                         "size_bytes": sub.size().bytes, "size_mb": sub.size().mb, "params": sub.size().params},
             A.SUBNET_DIR: str(subnet_dir), A.SUBNET_SHA256: sha256_file(subnet_dir / "model.safetensors"),
             A.SPACE: {"name": space.name, "hash": space.hash},
-            A.LATENCY_TABLE: {"id": table.id, "path": str(table_path), "space_hash": space.hash,
-                              "device_fingerprint": "test"},
+            A.LATENCY_TABLE: dict(table_attr),
             A.NAS_VERSION: nas.__version__,
             **({A.HEAD_SHA256: sha256_file(subnet_dir / "head.safetensors")} if heads else {}),
-        }.items():
+        }
+        if edit_attrs is not None:
+            edit_attrs(attrs)
+        for k, v in attrs.items():
             t.set_user_attr(k, v)
         study.tell(t, [quality, lat, sub.size().mb])
         numbers[key] = t.number

@@ -1,10 +1,11 @@
 import json
+import re
 
 import pytest
 
 from nas.errors import LatencyTableError
 from nas.latency.table import LatencyTable, load_table
-from tests.latency.conftest import make_table
+from tests.latency.conftest import ENTRIES, make_table
 
 DEVICE = {"cpu": "Test CPU", "isa": ["avx2"], "cores": 2, "fingerprint": "abc123"}
 RUNTIME = {"name": "onnxruntime-cpu", "version": "1.31.1", "provider": "CPUExecutionProvider"}
@@ -110,3 +111,82 @@ def test_device_folders_hold_only_tables_of_that_device():
             t = load_table(str(f))
             assert t.device["fingerprint"] == folder.name, f
             assert (root / f.name).is_file(), f"{f}: no default table of that name"
+
+
+def test_table_sha256_is_sha256_json_of_to_dict(tmp_path, hand_table):
+    from nas.files import sha256_json
+    from nas.latency.table import table_sha256
+
+    assert table_sha256(hand_table) == sha256_json(hand_table.to_dict())
+    # the file's path and formatting play no part: a saved and reloaded table keeps its hash
+    assert table_sha256(load_table(hand_table.save(tmp_path / "t.json"))) == table_sha256(hand_table)
+
+
+def test_find_table_by_hash_among_installed_tables(tmp_path, monkeypatch):
+    from nas.latency.table import find_table, installed_tables, table_sha256
+
+    tables = list(installed_tables())
+    assert {t.path.split("latency_luts/")[1] for t in tables} >= {
+        "tiny-bert.onnxruntime-cpu.t1.b1.s32.json", "60ce96d48035/minilm-l6.onnxruntime-cpu.t1.b1.s128.json"}
+    monkeypatch.chdir(tmp_path)  # the working directory plays no part
+    for t in tables:
+        assert find_table(table_sha256(t)).to_dict() == t.to_dict()
+
+
+def test_find_table_hint_that_holds_another_table_names_both_hashes(tmp_path, hand_space, hand_table):
+    from nas.latency.table import find_table, table_sha256
+
+    other = make_table(hand_space, entries={**ENTRIES, "rest": 9.0})
+    path = other.save(tmp_path / "t.json")
+    want, got = table_sha256(hand_table), table_sha256(other)
+    assert want != got
+    with pytest.raises(LatencyTableError) as e:
+        find_table(want, hint=path, extra_dirs=[tmp_path / "nowhere"])
+    msg = str(e.value)
+    assert f"no latency table has sha256 {want}" in msg
+    assert f"recorded path {str(path)!r} resolves to {path} with sha256 {got} (a different table)" in msg
+    assert "installed table(s) in latency_luts/" in msg and f"{tmp_path / 'nowhere'} (no such folder)" in msg
+    # the hint is taken when it holds the table
+    assert find_table(got, hint=path).path == str(path)
+
+
+def test_find_table_in_a_copy_folder(tmp_path, hand_space, hand_table):
+    from nas.latency.table import find_table, table_sha256
+
+    copies = tmp_path / "tables"
+    make_table(hand_space, entries={**ENTRIES, "rest": 9.0}).save(copies / "a.json")  # another table
+    (copies / "b.json").write_text("{not json")  # skipped, not fatal
+    hand_table.save(copies / f"{table_sha256(hand_table)}.json")
+    found = find_table(table_sha256(hand_table), hint=tmp_path / "gone.json", extra_dirs=[copies])
+    assert found.to_dict() == hand_table.to_dict() and found.path == str(copies / f"{table_sha256(hand_table)}.json")
+    (copies / f"{table_sha256(hand_table)}.json").unlink()
+    with pytest.raises(LatencyTableError, match=rf"{copies} \(2 file\(s\)\); skipped 1 unreadable file\(s\): .*b.json"):
+        find_table(table_sha256(hand_table), extra_dirs=[copies])
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d["entries"]["rest"].update(median_ms=-0.25), r"entries\.rest\.median_ms: -0\.25 is not a positive"),
+    (lambda d: d["entries"]["rest"].update(median_ms=0), r"entries\.rest\.median_ms: 0 is not a positive"),
+    (lambda d: d["entries"]["overhead"].update(median_ms=float("nan")), r"entries\.overhead\.median_ms: nan is not"),
+    (lambda d: d["entries"]["overhead"].update(median_ms=float("inf")), r"entries\.overhead\.median_ms: inf is not"),
+    (lambda d: d["entries"]["overhead"].update(median_ms="0.5"), r"entries\.overhead\.median_ms: '0\.5' is not"),
+    (lambda d: d["entries"]["embed:bits=32"].update(iqr_ms=-0.1), r"entries\.embed:bits=32\.iqr_ms: -0\.1 is not"),
+    (lambda d: d["entries"]["rest"].update(iqr_ms=float("nan")), r"entries\.rest\.iqr_ms: nan is not"),
+    (lambda d: d["entries"].update(rest=0.25), r"entries\.rest: expected an object with median_ms, got 0\.25"),
+    (lambda d: d.update(entries={}), r"entries: no entries"),
+    (lambda d: d.update(entries=[]), r"entries: expected an object of entries, got list"),
+])
+def test_bad_entries_name_the_file_and_key(tmp_path, hand_table, mutate, match):
+    d = hand_table.to_dict()
+    mutate(d)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(d))  # NaN and Infinity as Python's json writes them
+    with pytest.raises(LatencyTableError, match=rf"^{re.escape(str(path))}: {match}"):
+        load_table(path)
+
+
+def test_non_utf8_table(tmp_path, hand_table):
+    path = hand_table.save(tmp_path / "t.json")
+    path.write_bytes(path.read_bytes().replace(b"Test CPU", "Tést CPU".encode("latin-1")))
+    with pytest.raises(LatencyTableError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(byte \d+: invalid continuation byte\)"):
+        load_table(path)

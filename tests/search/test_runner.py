@@ -63,6 +63,11 @@ def check_complete_trial(t, exp):
     assert sub_dir.name == f"trial-{t.number:05d}"
     assert sha256_file(sub_dir / "model.safetensors") == ua[attrs.SUBNET_SHA256]
     assert load_subnet(sub_dir).arch == ua[attrs.ARCH]
+    from nas.latency.table import table_sha256
+
+    lt = ua[attrs.LATENCY_TABLE]  # pinned by hash, with the study's own copy beside the trials
+    assert Path(lt["copy"]) == sub_dir.parent / "tables" / f"{lt['sha256']}.json"
+    assert table_sha256(load_table(lt["copy"])) == lt["sha256"] == table_sha256(table)
     if attrs.HEAD_SHA256 in ua:  # a trial that trained a task head keeps it next to the subnet
         assert sha256_file(sub_dir / "head.safetensors") == ua[attrs.HEAD_SHA256]
     else:

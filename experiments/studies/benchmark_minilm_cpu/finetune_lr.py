@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.studies.benchmark_minilm_cpu.config import DEFAULT_CONFIG, load_config
+from experiments.studies.report_files import write_report
 
 ROOT = Path(__file__).resolve().parents[3]
 REPORTS = ROOT / "experiments" / "reports"
@@ -158,10 +158,7 @@ def _sweep(args: argparse.Namespace, lrs: list[float], names: list[str]) -> int:
            "finetune_steps": base.finetune_steps, "batch_size": base.batch_size, "seed": base.seed,
            "n_val": len(bench.val), "n_test": len(bench.test), "archs": archs, "rows": rows, "choice": choose(rows)}
     stem = args.name or ("minilm_cpu_quick.finetune_lr" if args.quick else "minilm_cpu.finetune_lr")
-    for suffix, text in ((".json", json.dumps(doc, indent=1)), (".md", render(doc))):
-        tmp = out / f".{stem}{suffix}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / f"{stem}{suffix}")
+    write_report(out / stem, doc, render(doc))
     print(f"chosen learning rate {doc['choice']['best']:g} (mean val {doc['choice']['val_gain_points']:+.2f} pt)")
     return 0
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from experiments.studies import report_files
 from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS, front, lat
+from nas.files import atomic_file
 
 LABELS = {"dnas": "ours (DNAS, nas search)", "random": "random search", "nsga2": "NSGA-II (Optuna)",
           "baselines": "user baselines"}
@@ -44,9 +45,11 @@ def plot_fronts(doc: Mapping[str, Any], path: Path, threads: int) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -274,10 +277,7 @@ def write_report(doc: dict[str, Any], out_dir: Path, name: str) -> dict[str, Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [plot_fronts(doc, out_dir / f"{name}.t{t}.png", t) for t in doc["config"]["threads"]]
     doc["plots"] = [p.name for p in plots]
-    js = out_dir / f"{name}.json"
-    js.write_text(json.dumps(doc, indent=1, default=str))
-    md = out_dir / f"{name}.md"
-    md.write_text(markdown(doc))
+    js, md = report_files.write_report(out_dir / name, doc, markdown(doc), default=str)
     return {"md": md, "json": js, **{f"png_t{t}": p for t, p in zip(doc["config"]["threads"], plots)}}
 
 

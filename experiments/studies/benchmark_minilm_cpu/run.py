@@ -31,6 +31,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from experiments.studies.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, clock_t1, load_config  # noqa: E402
+from experiments.studies.report_files import write_json  # noqa: E402
 from nas.errors import ConfigError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -489,8 +490,7 @@ def run(args: argparse.Namespace) -> int:
                                      "times do not." if doc["measure"]["clock_t1"] == "thread-cpu" else ".")
                           if (load0 or [0])[0] > (os.cpu_count() or 1) else "machine quiet.")},
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str))  # first: the report can be redone
+    write_json(out / f"{name}.json", doc, default=str)  # first: the report can be redone
     files = write_report_files(doc, out, name)
     say("wrote " + ", ".join(str(p) for p in files.values()))
     for t in doc["summary"]["targets"]:

@@ -1,0 +1,51 @@
+"""A study's report files, each written whole or not at all: the one copy of that rule for the studies.
+
+A study writes its results as ``STEM.json`` (the data, JSON indented by one, keys
+in insertion order) and ``STEM.md`` (the rendered report) side by side; both go
+through :mod:`nas.files`, so a study cut off mid-write never leaves half a file
+in ``experiments/reports``::
+
+    from experiments.studies.report_files import write_report
+    write_report(REPORTS / "int8_kernels", report, markdown(report))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nas.files import write_text_atomic
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, compact: bool = False) -> list[str]:
+    """The lines of a Markdown table: ``| a | b |``, the rule (``| --- | --- |``, or ``|---|---|`` when
+    ``compact``), then one line per row of already formatted cells.
+
+    Example:
+        >>> md_table(["T", "seed"], [["50%", 0]], compact=True)
+        ['| T | seed |', '|---|---|', '| 50% | 0 |']
+    """
+    rule = "|" + "---|" * len(header) if compact else "| " + " | ".join("---" for _ in header) + " |"
+    return [f"| {' | '.join(header)} |", rule, *(f"| {' | '.join(str(c) for c in row)} |" for row in rows)]
+
+
+def write_json(path: str | Path, doc: Any, *, default: Callable[[Any], Any] | None = None) -> Path:
+    """Write ``doc`` as JSON (``indent=1``; ``default`` as in :func:`json.dumps`) to ``path`` atomically."""
+    path = Path(path)
+    write_text_atomic(path, json.dumps(doc, indent=1, default=default))
+    return path
+
+
+def write_report(stem: str | Path, doc: Any, markdown: str, *,
+                 default: Callable[[Any], Any] | None = None) -> tuple[Path, Path]:
+    """Write ``{stem}.json`` (:func:`write_json`) and then ``{stem}.md`` (``markdown``), each atomically.
+
+    Returns:
+        The two paths, JSON first.
+    """
+    js = write_json(f"{stem}.json", doc, default=default)
+    md = Path(f"{stem}.md")
+    write_text_atomic(md, markdown)
+    return js, md

@@ -1,0 +1,110 @@
+"""The latency tables a study searched with: stored with the study, found again by content hash.
+
+A trial pins its table by :func:`nas.latency.table.table_sha256` (the ``sha256`` of its
+:data:`nas.search.attrs.LATENCY_TABLE` attribute), never by a path: a path such as
+``latency_luts/60ce96d48035/…json`` means another table from another working directory or
+on another machine. The exact table a study searched with is stored beside its trial
+subnets::
+
+    <runs_dir>/<study>/trial-00000/      a trial's subnet (nas.search.worker)
+    <runs_dir>/<study>/tables/<sha256>.json   the table, as LatencyTable.to_dict() JSON
+
+This module is the one place that knows where those copies live (:func:`store_table_copy`
+writes one, :func:`copy_dirs` says where to look given a trial's subnet folder) and how a
+trial's recorded table is found again (:func:`trial_table`, used by export).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nas.errors import LatencyTableError
+from nas.files import write_json_atomic
+from nas.latency.table import LatencyTable, find_table, load_table, table_sha256
+
+TABLES_DIR = "tables"
+
+
+def study_tables_dir(runs_dir: str | Path, study: str) -> Path:
+    """``<runs_dir>/<study>/tables``: where a study's table copies live."""
+    return Path(runs_dir) / study / TABLES_DIR
+
+
+def copy_dirs(subnet_dir: str | Path | None) -> tuple[Path, ...]:
+    """The copy folders of the study a trial's subnet folder (``<runs>/<study>/trial-NNNNN``) belongs to."""
+    if not subnet_dir:
+        return ()
+    return (Path(subnet_dir).parent / TABLES_DIR,)
+
+
+def store_table_copy(table: LatencyTable, runs_dir: str | Path, study: str) -> Path:
+    """Store ``table`` with the study as ``<runs_dir>/<study>/tables/<sha256>.json``; idempotent.
+
+    The file is written atomically and only when no valid copy is there yet (same hash, same
+    file: concurrent trials may all call this). The written copy is read back and must hash to
+    the table's own sha256.
+
+    Returns:
+        The copy's path.
+
+    Raises:
+        LatencyTableError: the written copy does not hash back to the table's sha256.
+
+    Example:
+        >>> import tempfile
+        >>> from nas.latency.table import installed_tables
+        >>> t = next(installed_tables())
+        >>> store_table_copy(t, tempfile.mkdtemp(), "s").name == table_sha256(t) + ".json"
+        True
+    """
+    sha = table_sha256(table)
+    path = study_tables_dir(runs_dir, study) / f"{sha}.json"
+    if path.is_file() and _hash_of(path) == sha:
+        return path
+    write_json_atomic(path, table.to_dict())
+    got = _hash_of(path)
+    if got != sha:
+        path.unlink(missing_ok=True)
+        raise LatencyTableError(f"{path}: the stored copy hashes to {got}, not {sha} (the table does not "
+                                "round-trip through JSON)")
+    return path
+
+
+def _hash_of(path: Path) -> str | None:
+    try:
+        return table_sha256(load_table(path))
+    except LatencyTableError:
+        return None
+
+
+def trial_table(info: Mapping[str, Any], *, subnet_dir: str | Path | None = None) -> LatencyTable:
+    """The latency table a trial recorded (its :data:`nas.search.attrs.LATENCY_TABLE` attribute).
+
+    By the recorded ``sha256`` (:func:`nas.latency.table.find_table`): the recorded path if it
+    still holds that table, else an installed table, else the study's stored copy (beside
+    ``subnet_dir``). A trial recorded before tables were pinned (no ``sha256``) is loaded by its
+    recorded path or id, with a warning that this may not be the table its search used.
+
+    Args:
+        info: the trial's ``latency_table`` attribute.
+        subnet_dir: the trial's ``subnet_dir`` attribute (locates the study's copies).
+
+    Raises:
+        LatencyTableError: no recorded table; no table with the recorded hash (the message names it
+            and the hash the recorded path holds instead).
+    """
+    hint = info.get("path") or info.get("id")
+    sha = info.get("sha256")
+    if not sha:
+        if not hint:
+            raise LatencyTableError("latency_table: the trial records no latency table")
+        warnings.warn(f"latency_table: the trial records no sha256 (recorded before tables were pinned by hash); "
+                      f"loading {hint!r} by path, which may resolve to another table than the search used",
+                      UserWarning, stacklevel=2)
+        return load_table(hint)
+    dirs = [Path(info["copy"]).parent] if info.get("copy") else []
+    dirs += [d for d in copy_dirs(subnet_dir) if d not in dirs]
+    return find_table(str(sha), extra_dirs=dirs, hint=hint)

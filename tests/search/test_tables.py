@@ -1,0 +1,71 @@
+"""A study's latency tables: stored once per hash beside the trials, found again by hash (nas.search.tables)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from nas.errors import LatencyTableError
+from nas.latency.table import load_table, table_sha256
+from nas.search import attrs
+from nas.search.tables import copy_dirs, store_table_copy, trial_table
+from tests.search.fixtures import tiny_table
+
+
+@pytest.fixture
+def table(tmp_path):
+    return load_table(tiny_table(tmp_path / "tiny-bert.fixture.json"))
+
+
+def test_store_table_copy_is_named_by_hash_and_idempotent(tmp_path, table):
+    sha = table_sha256(table)
+    path = store_table_copy(table, tmp_path / "runs", "s")
+    assert path == tmp_path / "runs" / "s" / "tables" / f"{sha}.json"
+    assert table_sha256(load_table(path)) == sha and json.loads(path.read_text()) == table.to_dict()
+    mtime = path.stat().st_mtime_ns
+    assert store_table_copy(table, tmp_path / "runs", "s") == path and path.stat().st_mtime_ns == mtime  # not rewritten
+    path.write_text("{broken")  # a damaged copy is replaced
+    assert table_sha256(load_table(store_table_copy(table, tmp_path / "runs", "s"))) == sha
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
+
+
+def test_copy_dirs_of_a_trial_folder(tmp_path):
+    assert copy_dirs(tmp_path / "runs" / "s" / "trial-00003") == (tmp_path / "runs" / "s" / "tables",)
+    assert copy_dirs(None) == ()
+
+
+def test_trial_table_by_hash_from_the_study_copy(tmp_path, table, monkeypatch):
+    store_table_copy(table, tmp_path / "runs", "s")
+    info = {"id": table.id, "path": "elsewhere/tiny-bert.fixture.json", "sha256": table_sha256(table)}
+    monkeypatch.chdir(tmp_path)
+    found = trial_table(info, subnet_dir=tmp_path / "runs" / "s" / "trial-00000")
+    assert table_sha256(found) == info["sha256"] and Path(found.path).parent == tmp_path / "runs" / "s" / "tables"
+    with pytest.raises(LatencyTableError, match=rf"no latency table has sha256 {info['sha256']}"):
+        trial_table(info, subnet_dir=tmp_path / "runs" / "other" / "trial-00000")
+
+
+def test_trial_without_sha256_loads_by_path_with_a_warning(table):
+    with pytest.warns(UserWarning, match="records no sha256 .* loading .* by path"):
+        assert trial_table({"path": table.path}).to_dict() == table.to_dict()
+    with pytest.raises(LatencyTableError, match="records no latency table"):
+        trial_table({})
+
+
+def test_trial_attrs_pins_the_table_and_stores_its_copy(tmp_path, table):
+    from nas.search.worker import trial_attrs
+
+    subnet_dir = tmp_path / "runs" / "s" / "trial-00000"
+    subnet_dir.mkdir(parents=True)
+    (subnet_dir / "model.safetensors").write_bytes(b"weights")
+    result = SimpleNamespace(to_dict=lambda: {"latency_ms": 1.0}, quality_after=0.5, arch={}, arch_summary="",
+                             history=[])
+    config = SimpleNamespace(space="tiny-bert", latency_table=table.path, to_dict=lambda: {"space": "tiny-bert"})
+    a = trial_attrs(result=result, config=config, subnet_dir=subnet_dir)
+    lt = a[attrs.LATENCY_TABLE]
+    assert lt["sha256"] == table_sha256(table)
+    assert lt["copy"] == str(tmp_path / "runs" / "s" / "tables" / f"{lt['sha256']}.json")
+    assert table_sha256(load_table(lt["copy"])) == lt["sha256"]
+    json.dumps(a)  # JSON-serialisable, as reported to the driver
