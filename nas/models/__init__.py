@@ -10,16 +10,20 @@ from Hugging Face checkpoints through a family adapter
 
 from nas.models.dims import LayerDims, ModelDims
 from nas.models.families import BaseFamily, get_family, register_family
+from nas.models.generate import greedy_generate
+from nas.models.kv_cache import KVCache
 from nas.models.sources import LoadedModel, load_model, model_sources, register_source, source_dims
 from nas.models.transformer import TransformerModel
 
 __all__ = [
     "BaseFamily",
+    "KVCache",
     "LayerDims",
     "LoadedModel",
     "ModelDims",
     "TransformerModel",
     "get_family",
+    "greedy_generate",
     "load_model",
     "model_sources",
     "register_family",

