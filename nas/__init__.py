@@ -30,7 +30,7 @@ from nas.supernet import Subnet, Supernet, derive, load_subnet  # noqa: E402
 _LAZY = {
     "run_search": "nas.search.api", "load_front": "nas.search.api", "load_points": "nas.search.api",
     "pick_trial": "nas.search.api", "list_studies": "nas.search.api", "load_experiment": "nas.search.api",
-    "export_trial": "nas.export.export", "reverify": "nas.export.export",
+    "fetch_subnet": "nas.search.api", "export_trial": "nas.export.export", "reverify": "nas.export.export",
 }
 
 
@@ -46,7 +46,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "NASError", "SearchSpace", "Subnet", "Supernet", "__version__", "derive", "export_trial", "format_arch",
+    "NASError", "SearchSpace", "Subnet", "Supernet", "__version__", "derive", "export_trial", "fetch_subnet",
+    "format_arch",
     "list_spaces", "list_studies", "load_experiment", "load_front", "load_points", "load_space", "load_subnet",
     "parse_arch", "pick_trial", "reverify", "run_search",
 ]

@@ -42,6 +42,19 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+def read_utf8(path: str | Path, error: type[Exception], what: str) -> str:
+    """A text file's content, or ``error("<path>: ...")`` in one line when it cannot be read or is not UTF-8.
+
+    ``what`` names the file in the message (``"the space file"``).
+    """
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read {what}: {e.strerror or e}") from None
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

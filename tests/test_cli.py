@@ -1,10 +1,14 @@
 """The nas CLI, run as users run it: in a subprocess."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def nas(*args, check=False):
@@ -82,3 +86,25 @@ def test_every_nas_error_is_one_line_even_a_multi_line_message(monkeypatch, caps
     monkeypatch.setattr(space, "cmd_list", boom)
     assert main(["space", "list"]) == 1
     assert capsys.readouterr().err == "nas: error: first line second line\n"
+
+
+def test_inspection_commands_write_nothing_but_the_plot(tmp_path):
+    """In an empty folder (no ``NAS_STORAGE``): `nas space`, `nas lut show|validate` leave only the ``--plot`` file,
+    with the user's permissions (0644 under umask 022) and named on stderr; `nas studies` creates no database."""
+    here = tmp_path.resolve()
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, cwd=here,
+                              env=env, preexec_fn=lambda: os.umask(0o022))
+
+    lut = "tiny-bert.onnxruntime-cpu.t1.b1.s32"
+    for args in (("space", "list"), ("space", "show", "tiny-bert"), ("lut", "show", lut)):
+        assert run(*args).returncode == 0
+    r = run("studies")
+    assert r.returncode == 1 and "storage: no study database at" in r.stderr
+    assert list(here.iterdir()) == []
+    r = run("lut", "validate", lut, "--samples", "2", "--rounds", "1", "--plot", "p.png")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"wrote plot to {here / 'p.png'}" in r.stderr.splitlines()
+    assert [p.name for p in here.iterdir()] == ["p.png"] and (here / "p.png").stat().st_mode & 0o777 == 0o644

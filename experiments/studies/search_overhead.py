@@ -8,6 +8,9 @@
    trial is reported separately (paid once per ``nas search``). The share is set against
    the compute of one ``minilm_cpu`` trial (``trainers.search_once`` with the experiment's
    settings; ``--minilm-trials`` samples, on the table given with ``--table``).
+   ``--upload`` adds the artifact upload of the largest subnet a ``minilm_cpu`` trial can
+   produce (the full all-MiniLM-L6-v2 at fp32, as ``Subnet.save`` writes it) to a folder
+   store, the part of a trial's overhead that grows with the model (median of 5).
 2. Writers. ``--writers`` processes each write ``--per-writer`` complete trials (ask, the
    full attribute set of a real trial, tell) to one study at once, on PostgreSQL (and
    SQLite); the study must then hold exactly writers × per-writer distinct COMPLETE trials.
@@ -114,6 +117,24 @@ def _writer(url: str, study: str, n: int, attrs_blob: dict, q) -> None:
     q.put({"latency_s": lat, "errors": errors})
 
 
+def upload_cost(n: int = 5) -> dict:
+    import nas
+    from nas.search.artifacts import ensure_writable, get_store, upload_files
+
+    space = nas.load_space("minilm-l6")
+    tmp = Path(tempfile.mkdtemp(prefix="nas-upload-"))
+    nas.derive(nas.Supernet.build(space), space.full()).save(tmp / "subnet")
+    files = sorted((tmp / "subnet").iterdir())
+    ensure_writable(str(tmp / "store"))
+    store = get_store(str(tmp / "store"))
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        upload_files(store, files)
+        times.append(time.perf_counter() - t)
+    return {"bytes": sum(f.stat().st_size for f in files), "files": [f.name for f in files], "upload_s": med_iqr(times)}
+
+
 def writers(url: str, n_writers: int, per: int) -> dict:
     import optuna
 
@@ -159,13 +180,14 @@ def main() -> None:
     ap.add_argument("--per-writer", type=int, default=25)
     ap.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "reports" / "search_overhead.json"))
-    ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "minilm", "writers"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "minilm", "writers", "upload"])
     ap.add_argument("--merge", action="store_true", help="add to the existing report (sections run separately)")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(a.out)
     report = json.loads(out.read_text()) if a.merge and out.is_file() else {}
-    report.setdefault("runs", []).append({"sections": [s for s in ("writers", "overhead", "minilm") if s not in a.skip],
+    report.setdefault("runs", []).append({"sections": [s for s in ("writers", "overhead", "minilm", "upload")
+                                                       if s not in a.skip],
                                           "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
                                           "cpus": os.cpu_count()})
 
@@ -185,11 +207,17 @@ def main() -> None:
     if "minilm" not in a.skip:
         report["minilm"] = minilm_compute(a.minilm_trials, a.table)
         save()
+    if "upload" not in a.skip:
+        report["upload"] = upload_cost()
+        print(json.dumps(report["upload"], indent=1), flush=True)
+        save()
     if "overhead" in report and "minilm" in report:
         oh, c = report["overhead"]["per_trial_overhead_s"]["median"], report["minilm"]["compute_s"]["median"]
         report["overhead_share"] = oh / c
         report["overhead_share_with_startup_3_trials"] = (
             oh + report["overhead"]["ray_startup_and_first_trial_overhead_s"] / 3) / c
+        if "upload" in report:  # the light trials upload a tiny subnet: add the largest MiniLM one's upload
+            report["overhead_share_with_full_minilm_upload"] = (oh + report["upload"]["upload_s"]["median"]) / c
     report["runs"][-1]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     save()
     print(f"wrote {out}")

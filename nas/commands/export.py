@@ -35,6 +35,7 @@ def register(sub) -> None:
                       help="the highest-quality Pareto-front point whose predicted latency is <= MS")
     rule.add_argument("--best-quality", action="store_true", help="the highest-quality Pareto-front point")
     p.add_argument("--out", help="folder to create")
+    p.add_argument("--artifacts", metavar="URL", help="artifact store to read the trial from (default: the study's)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.add_argument("--keep-failed", action="store_true",
                    help="when a check fails, keep the folder (manifest ok: false); still exits 1")
@@ -83,7 +84,7 @@ def cmd_export(args) -> int:
     manifest = export_trial(
         study=args.study, storage=args.storage, trial=args.trial, max_latency_ms=args.max_latency,
         best_quality=args.best_quality, out=args.out, force=args.force, measure_latency=not args.no_latency,
-        keep_failed=args.keep_failed, log=sys.stderr, **opts,
+        keep_failed=args.keep_failed, artifacts=args.artifacts, log=sys.stderr, **opts,
     )
     if args.format == "json":
         print(json.dumps(manifest, indent=1, default=str))

@@ -92,6 +92,7 @@ def cmd_validate(args) -> int:
                             log=sys.stderr)
     if args.plot:
         report["plot"] = str(scatter_plot(report, args.plot))
+        print(f"wrote plot to {Path(report['plot']).resolve()}", file=sys.stderr)
     if args.out:
         from nas.files import write_json_atomic
 

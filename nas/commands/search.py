@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from nas.commands.output import add_format, render
 
@@ -18,7 +19,10 @@ def register(sub) -> None:
     s.add_argument("--concurrency", type=int, help="trials at once (default: the experiment's run.concurrency)")
     s.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: start a local Ray)")
     s.add_argument("--resume", action="store_true", help="continue an existing study (e.g. after the driver died)")
-    s.add_argument("--runs-dir", help="where trial subnets are saved (default: runs/ next to the SQLite file)")
+    s.add_argument("--runs-dir", help="Ray Tune's records and retried trials' checkpoints (default: runs/ next to "
+                   "the SQLite file)")
+    s.add_argument("--artifacts", metavar="URL", help="artifact store for trial subnets: a folder every node "
+                   "reaches or s3://bucket/prefix (default: $NAS_ARTIFACTS, else <db>.artifacts beside a SQLite file)")
     s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     add_format(s)
     s.set_defaults(func=cmd_search)
@@ -56,7 +60,7 @@ def cmd_search(args) -> int:
 
     outcome = api.run_search(args.experiment, storage=args.storage, study=args.study, trials=args.trials,
                              concurrency=args.concurrency, address=args.address, resume=args.resume,
-                             runs_dir=args.runs_dir, num_cpus=args.num_cpus)
+                             runs_dir=args.runs_dir, num_cpus=args.num_cpus, artifacts=args.artifacts)
     front = api.load_front(outcome.study, storage=args.storage)
     if args.format == "table":
         print(f"Pareto front of study {outcome.study} ({outcome.complete} complete trials, {outcome.storage}):")
@@ -71,7 +75,9 @@ def cmd_pareto(args) -> int:
     if args.plot:
         from nas.search.plot import plot_front
 
-        plot_front(api.load_points(args.study, storage=args.storage), front, args.plot, title=f"study {args.study}")
+        path = plot_front(api.load_points(args.study, storage=args.storage), front, args.plot,
+                          title=f"study {args.study}")
+        print(f"wrote plot to {path.resolve()}", file=sys.stderr)
     print_front(front, args.format)
     return 0
 

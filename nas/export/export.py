@@ -173,6 +173,7 @@ def export_trial(
     measure_latency: bool = True,
     latency_tolerance: float | None = None,
     keep_failed: bool = False,
+    artifacts: str | None = None,
     log: TextIO | None = None,
 ) -> dict[str, Any]:
     """Export one trial of a study into ``out``, verified, with a manifest.
@@ -191,6 +192,7 @@ def export_trial(
         shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance: see :func:`verify_export`.
         measure_latency: re-measure ``model.quant.onnx`` with the trial's latency table.
         keep_failed: when a check fails, still put the folder (manifest ``ok: false``) in place, then raise.
+        artifacts: the artifact store to download the trial's files from (default: the one the study recorded).
         log: a stream for progress lines (e.g. ``sys.stderr``).
 
     Returns:
@@ -220,7 +222,7 @@ def export_trial(
     out = Path(out).expanduser().absolute()
     if out.exists() and not force:
         raise ConfigError(f"out: {out} exists; pass --force (force=True) to replace it")
-    ref = choose_trial(study=study, storage=storage, trial=trial, max_latency_ms=max_latency_ms,
+    ref = choose_trial(study=study, storage=storage, trial=trial, max_latency_ms=max_latency_ms, artifacts=artifacts,
                        best_quality=best_quality)
     subnet = load_trial_subnet(ref)
     metric = None
@@ -292,8 +294,19 @@ def _trial_table(ref: Any, log: TextIO | None = None):
     if not info.get("sha256"):
         _log(log, f"warning: trial {ref.number} records no latency-table sha256; loading {where!r} by path, "
                   "which may not be the table its search used")
+    import tempfile
+
+    from nas.search.tables import fetch_study_table
+
     try:
-        return trial_table(info, subnet_dir=ref.attrs.get(A.SUBNET_DIR))
+        with tempfile.TemporaryDirectory(prefix="nas-table-") as d:
+            extra: tuple[Path, ...] = ()
+            if info.get("sha256") and ref.study_tables and ref.artifact_store:
+                from nas.search.artifacts import get_store
+
+                got = fetch_study_table(ref.study_tables, get_store(ref.artifact_store), info["sha256"], d)
+                extra = (got,) if got is not None else ()
+            return trial_table(info, subnet_dir=ref.attrs.get(A.SUBNET_DIR), extra_dirs=extra)
     except LatencyTableError as e:
         raise LatencyTableError(f"trial {ref.number}: {e}") from None
 

@@ -30,6 +30,8 @@ class TrialRef:
     point: Point
     on_front: bool
     plugin: str | None = None  # the trial plug-in the study's experiment named
+    artifact_store: str | None = None  # the study's artifact store URL (or the caller's override)
+    study_tables: dict[str, Any] | None = None  # {sha256: artifact entry} of the latency tables the study stored
 
     @property
     def number(self) -> int:
@@ -42,7 +44,7 @@ class TrialRef:
 
 def choose_trial(
     *, study: str, storage: str | None = None, trial: int | None = None, max_latency_ms: float | None = None,
-    best_quality: bool = False,
+    best_quality: bool = False, artifacts: str | None = None,
 ) -> TrialRef:
     """Open the study and pick one COMPLETE trial (see module docstring).
 
@@ -51,6 +53,7 @@ def choose_trial(
         storage: a storage URL (default: ``$NAS_STORAGE`` or ``./nas_studies.db``, see
             :func:`nas.search.storage.get_storage`).
         trial, max_latency_ms, best_quality: the rule; exactly one.
+        artifacts: the artifact store URL (default: the one the study recorded).
 
     Raises:
         ConfigError: no rule or more than one rule; no front point meets the latency bound.
@@ -67,11 +70,7 @@ def choose_trial(
         raise ConfigError("rule: choose exactly one of --trial, --max-latency, --best-quality"
                           + (f" (got {', '.join(rules)})" if rules else ""))
     url = resolve_url(storage)
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        db = Path(url[len("sqlite:///"):])
-        if not db.is_file():  # opening it would create an empty database
-            raise StorageError(f"storage: {redact(url)}: no such SQLite file")
-    s = load_study(get_storage(url), study)
+    s = load_study(get_storage(url, create=False), study)
     points_on_front = front(s)
     if trial is not None:
         trials = {t.number: t for t in s.get_trials(deepcopy=False)}
@@ -83,26 +82,49 @@ def choose_trial(
         chosen = pick([to_point(t)], trial=trial)
     else:
         chosen = pick(points_on_front, max_latency_ms=max_latency_ms, best_quality=best_quality)
+    from nas.search.artifacts import STUDY_ATTR
+    from nas.search.tables import STUDY_TABLES
+
     experiment = s.user_attrs.get("experiment") or {}
     return TrialRef(study=study, storage=redact(url), point=chosen,
-                    on_front=any(p.trial == chosen.trial for p in points_on_front), plugin=experiment.get("trial"))
+                    on_front=any(p.trial == chosen.trial for p in points_on_front), plugin=experiment.get("trial"),
+                    artifact_store=artifacts or s.user_attrs.get(STUDY_ATTR),
+                    study_tables=dict(s.user_attrs.get(STUDY_TABLES) or {}))
 
 
 def load_trial_subnet(ref: TrialRef):
-    """The trial's saved subnet, after checking its weights against the recorded sha256.
+    """The trial's subnet, downloaded from the study's artifact store (every file's sha256 checked).
+
+    Trials recorded before the artifact store name a local folder (``subnet_dir``) instead.
 
     Raises:
-        StorageError: the trial lacks the subnet attributes.
+        StorageError: the trial lacks the subnet attributes; the study names no artifact store; an
+            artifact is missing, unreadable, or its sha256 differs from the recorded one.
         ModelError: the weights file is missing, its sha256 differs (corrupt or
             replaced), or it does not load.
         SpaceError: the subnet's space hash differs from the one the trial recorded.
     """
+    import tempfile
+
+    if A.ARTIFACTS not in ref.attrs:
+        return _load_checked(ref, None)
+    from nas.search.artifacts import download_files, get_store
+
+    if not ref.artifact_store:
+        raise StorageError(f"artifacts: study {ref.study!r} records no artifact store; pass --artifacts URL")
+    entries = ref.attrs[A.ARTIFACTS].get("subnet") or []
+    with tempfile.TemporaryDirectory(prefix="nas-subnet-") as d:
+        download_files(get_store(ref.artifact_store), entries, d, what=f"trial {ref.number}'s")
+        return _load_checked(ref, Path(d))
+
+
+def _load_checked(ref: TrialRef, directory: Path | None):
     from nas.supernet.derive import load_subnet
 
-    for key in (A.SUBNET_DIR, A.SUBNET_SHA256, A.ARCH):
+    for key in ((A.SUBNET_DIR,) if directory is None else ()) + (A.SUBNET_SHA256, A.ARCH):
         if key not in ref.attrs:
             raise StorageError(f"{key}: trial {ref.number} of study {ref.study!r} has no {key!r} attribute")
-    directory = Path(ref.attrs[A.SUBNET_DIR])
+    directory = Path(ref.attrs[A.SUBNET_DIR]) if directory is None else directory
     weights = directory / "model.safetensors"
     if not weights.is_file():
         raise ModelError(f"subnet_dir: weights of trial {ref.number} not found: {weights}")

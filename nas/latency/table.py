@@ -38,8 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import LatencyTableError
-from nas.files import sha256_json
-from nas.files import write_json_atomic
+from nas.files import read_utf8, sha256_json, write_json_atomic
 from nas.latency.calibration import Calibration
 from nas.spaces.space import SearchSpace
 
@@ -241,12 +240,7 @@ def load_table(name_or_path: str | Path, *, fingerprint: str | None = None) -> L
         text, where = res
     else:
         where = str(p)
-        try:
-            text = p.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise LatencyTableError(f"{where}: not UTF-8 text (byte {e.start}: {e.reason})") from None
-        except OSError as e:
-            raise LatencyTableError(f"{where}: cannot read the latency table: {e.strerror}") from None
+        text = read_utf8(p, LatencyTableError, "the latency table")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

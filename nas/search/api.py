@@ -5,7 +5,7 @@ Example:
     >>> outcome = api.run_search("experiments/smoke.yaml", storage="sqlite:///studies.db", trials=3)  # doctest: +SKIP
     >>> front = api.load_front("smoke", storage="sqlite:///studies.db")  # doctest: +SKIP
     >>> best = api.pick_trial("smoke", storage="sqlite:///studies.db", max_latency_ms=2.0)  # doctest: +SKIP
-    >>> best.attrs["subnet_dir"]  # doctest: +SKIP
+    >>> best.attrs["artifacts"]["subnet"][0]["filename"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def load_experiment(experiment: str | Path | Experiment) -> Experiment:
 def run_search(experiment: str | Path | Experiment, *, storage: Any = None, study: str | None = None,
                trials: int | None = None, concurrency: int | None = None, address: str | None = None,
                resume: bool = False, runs_dir: str | Path | None = None, num_cpus: int | None = None,
+               artifacts: str | None = None,
                log: Callable[[str], None] | None = None) -> SearchOutcome:
     """Launch (or resume) a search; the same as ``nas search``.
 
@@ -37,7 +38,8 @@ def run_search(experiment: str | Path | Experiment, *, storage: Any = None, stud
         trials, concurrency: override ``run.trials`` / ``run.concurrency``.
         address: join a Ray cluster (``auto``, ``ray://host:port``); default a local Ray.
         resume: continue the study until it holds ``trials`` complete trials.
-        runs_dir: where trial subnets are saved.
+        runs_dir: Ray Tune's records and retried trials' checkpoints.
+        artifacts: the artifact store URL trial subnets go to (:mod:`nas.search.artifacts`).
         num_cpus: CPUs of the local Ray.
         log: progress-line sink (default stderr).
 
@@ -50,7 +52,8 @@ def run_search(experiment: str | Path | Experiment, *, storage: Any = None, stud
     from nas.search.runner import run_search as _run
 
     return _run(load_experiment(experiment), storage=storage, study=study, trials=trials, concurrency=concurrency,
-                address=address, resume=resume, runs_dir=runs_dir, num_cpus=num_cpus, log=log)
+                address=address, resume=resume, runs_dir=runs_dir, num_cpus=num_cpus, artifacts=artifacts,
+                log=log)
 
 
 def load_front(study: str, *, storage: Any = None) -> list[Point]:
@@ -62,7 +65,7 @@ def load_front(study: str, *, storage: Any = None) -> list[Point]:
     from nas.search.storage import get_storage
     from nas.search.study import front, load_study
 
-    return front(load_study(get_storage(storage), study))
+    return front(load_study(get_storage(storage, create=False), study))
 
 
 def load_points(study: str, *, storage: Any = None) -> list[Point]:
@@ -70,7 +73,7 @@ def load_points(study: str, *, storage: Any = None) -> list[Point]:
     from nas.search.storage import get_storage
     from nas.search.study import complete_trials, load_study, to_point
 
-    return [to_point(t) for t in complete_trials(load_study(get_storage(storage), study))]
+    return [to_point(t) for t in complete_trials(load_study(get_storage(storage, create=False), study))]
 
 
 def pick_trial(study: str, *, storage: Any = None, max_latency_ms: float | None = None, best_quality: bool = False,
@@ -91,4 +94,36 @@ def list_studies(*, storage: Any = None) -> list[dict[str, Any]]:
     from nas.search.storage import get_storage
     from nas.search.study import summaries
 
-    return summaries(get_storage(storage))
+    return summaries(get_storage(storage, create=False))
+
+
+def fetch_subnet(study: str, trial: int, dest: str | Path, *, storage: Any = None, artifacts: str | None = None
+                 ) -> Path:
+    """Download trial ``trial``'s subnet files (``model.safetensors``, ``subnet.json``, ``head.safetensors``) into ``dest``.
+
+    Every file's sha256 is checked against the trial's record; ``nas.load_subnet(dest)`` loads it.
+
+    Args:
+        study, trial: the study and a COMPLETE trial number.
+        dest: the folder to fill (created).
+        storage: the study's storage URL.
+        artifacts: the artifact store URL (default: the one the study recorded).
+
+    Raises:
+        StorageError: unknown study or trial, no artifact store, a missing or altered artifact.
+    """
+    from nas.errors import StorageError
+    from nas.search import attrs
+    from nas.search.artifacts import STUDY_ATTR, download_files, get_store
+    from nas.search.storage import get_storage
+    from nas.search.study import load_study
+
+    s = load_study(get_storage(storage, create=False), study)
+    found = [t for t in s.get_trials(deepcopy=False) if t.number == trial]
+    if not found or attrs.ARTIFACTS not in found[0].user_attrs:
+        raise StorageError(f"trial: study {study!r} has no trial {trial} with uploaded artifacts")
+    url = artifacts or s.user_attrs.get(STUDY_ATTR)
+    if not url:
+        raise StorageError(f"artifacts: study {study!r} records no artifact store; pass artifacts=URL")
+    return download_files(get_store(url), found[0].user_attrs[attrs.ARTIFACTS]["subnet"], dest,
+                          what=f"trial {trial}'s")

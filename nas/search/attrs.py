@@ -2,8 +2,10 @@
 
 Study: created with directions ``DIRECTIONS`` for objectives ``OBJECTIVES``
 (values in that order). Optuna parameter names are the search hyperparameters
-(``target_fraction``, ``loss``, ``lambda0``, ...). Each COMPLETE trial carries
-these user attributes (JSON-serialisable):
+(``target_fraction``, ``loss``, ``lambda0``, ...); objective names are set with
+``study.set_metric_names`` (optuna-dashboard shows them). Each COMPLETE trial
+carries these user attributes (JSON-serialisable, a few hundred bytes each),
+and its step losses as intermediate values:
 """
 
 OBJECTIVES = ("quality", "latency_ms", "size_mb")
@@ -13,13 +15,19 @@ ARCH = "arch"  # {label: choice} of the chosen subnet
 ARCH_SUMMARY = "arch_summary"  # nas.spaces.format_arch(...)
 CONFIG = "config"  # trainers.SearchConfig.to_dict() of the trial
 METRICS = "metrics"  # SearchResult.to_dict() minus history/arch (quality_before/after, latency, size, ...)
-HISTORY = "history"  # a thinned list of per-step details dicts
-SUBNET_DIR = "subnet_dir"  # absolute path of the saved subnet (Subnet.save: model.safetensors + subnet.json [+ head.safetensors])
+HISTORY_SUMMARY = "history"  # {"steps", "last", "values": {step: loss}}: short; the full history is an artifact
+ARTIFACTS = "artifacts"  # {"subnet": [entry per file of Subnet.save], "history": entry of history.json}
+# an entry: {"artifact_id", "filename", "mimetype", "encoding", "sha256", "bytes"} in the study's artifact
+# store (nas.search.artifacts; the study attribute "artifact_store" names it); each file is also linked to
+# the trial as Optuna's upload_artifact links it (system attribute "artifacts:<id>"), so optuna-dashboard lists it
+NODE = "node"  # {"node_id", "host"}: the Ray node and host that ran the trial
+SUBNET_DIR = "subnet_dir"  # studies before the artifact store: the subnet's local folder (still read by export)
+HISTORY = HISTORY_SUMMARY
 SUBNET_SHA256 = "subnet_sha256"  # sha256 of model.safetensors, checked before export
 HEAD_SHA256 = "head_sha256"  # sha256 of head.safetensors (classification trials only), checked before export
 SPACE = "space"  # {"name", "hash"}; export refuses a subnet whose space hash differs
-LATENCY_TABLE = "latency_table"  # {"id", "path", "space_hash", "device_fingerprint", "sha256", "copy"}
+LATENCY_TABLE = "latency_table"  # {"id", "path", "space_hash", "device_fingerprint", "sha256"}
 # "sha256": nas.latency.table.table_sha256 of the table the trial searched with: export finds the table by it
 # (nas.search.tables.trial_table), never by "path" (which another working directory resolves elsewhere);
-# "copy": the study's stored copy, <runs_dir>/<study>/tables/<sha256>.json (nas.search.tables.store_table_copy)
+# the study stores that table as an artifact (study attribute "latency_tables": {sha256: entry})
 NAS_VERSION = "nas_version"

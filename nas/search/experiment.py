@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError, NASError
+from nas.files import read_utf8
 from nas.search.attrs import DIRECTIONS, OBJECTIVES
 from nas.search.plugin import DEFAULT_PLUGIN, FIXED_BY_EXPERIMENT, TrialPlugin, load_plugin
 
@@ -359,12 +360,7 @@ class Experiment:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{path}: no such experiment file")
-        try:
-            text = p.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read the experiment file: {e.strerror}") from None
+        text = read_utf8(path, ConfigError, "the experiment file")
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:

@@ -127,7 +127,7 @@ def make_sampler(name: str, seed: int | None):
 
 def run_search(experiment: Experiment, *, storage: Any = None, study: str | None = None, trials: int | None = None,
                concurrency: int | None = None, address: str | None = None, resume: bool = False,
-               runs_dir: str | Path | None = None, num_cpus: int | None = None,
+               runs_dir: str | Path | None = None, num_cpus: int | None = None, artifacts: str | None = None,
                log: Callable[[str], None] | None = None) -> SearchOutcome:
     """Run (or resume) a search; see the module docstring.
 
@@ -141,7 +141,11 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         address: join an existing Ray cluster (``auto`` or ``ray://host:port``);
             default: start a local Ray for this call (dashboard off).
         resume: continue an existing study (after a crash or to add trials).
-        runs_dir: where subnets are saved (default: ``runs/`` next to the SQLite file).
+        runs_dir: Ray Tune's own records and retried trials' checkpoints (default: ``runs/`` next to the
+            SQLite file).
+        artifacts: the artifact store trials upload their subnets to (:mod:`nas.search.artifacts`; default:
+            the study's recorded store when resuming, else ``$NAS_ARTIFACTS`` or ``<db>.artifacts`` beside a
+            SQLite file).
         num_cpus: CPUs of the local Ray (default: ``os.cpu_count()``). Trial processes
             see this worktree on ``PYTHONPATH`` and every ``NAS_*`` environment variable.
         log: progress lines (default: stderr).
@@ -155,9 +159,10 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         SearchInterrupted: SIGINT or SIGTERM arrived; finished trials are recorded, the rest marked FAIL.
     """
     from nas.latency.table import load_table
+    from nas.search.artifacts import STUDY_ATTR, default_store_url, ensure_writable, get_store
     from nas.search.lease import DriverLease
-    from nas.search.tables import store_table_copy
-    from nas.search.storage import get_storage
+    from nas.search.tables import store_study_table
+    from nas.search.storage import get_storage, sqlite_file
     from nas.search.study import (check_can_create, complete_trials, create_or_load_study, fail_orphans, fail_running,
                                   load_study, study_names)
 
@@ -181,12 +186,21 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     experiment.plugin  # importable and a plug-in, before anything starts
 
     url = storage if isinstance(storage, str) or storage is None else None
-    st = get_storage(storage)
-    url_shown = redact(resolve_url(url)) if url is not None or storage is None else type(st).__name__
+    resolved = resolve_url(url) if url is not None or storage is None else None
+    db = sqlite_file(resolved) if resolved else None
+    new_db = db is not None and (not db.is_file() or db.stat().st_size == 0)
+    st = None if new_db else get_storage(storage)  # a new SQLite file is created only once Ray is up
+    url_shown = redact(resolved) if resolved else type(st).__name__
     name = study or experiment.name
-    check_can_create(st, name, resume=resume)  # the common refusals, before Ray starts
-    if resume and name in study_names(st):
-        DriverLease(load_study(st, name), takeover=True).check()
+    recorded_store = None
+    if st is not None:
+        check_can_create(st, name, resume=resume)  # the common refusals, before Ray starts
+        if resume and name in study_names(st):
+            existing = load_study(st, name)
+            DriverLease(existing, takeover=True).check()
+            recorded_store = existing.user_attrs.get(STUDY_ATTR)
+    store_url = artifacts or recorded_store or default_store_url(resolved or str(getattr(st, "url", "")))
+    get_store(store_url)  # a malformed URL or a missing extra: a typed error now
 
     import ray
     from ray import tune
@@ -194,10 +208,16 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     started_ray = _init_ray(address=address, num_cpus=num_cpus)
     lease = None
     try:
+        if st is None:
+            st = get_storage(storage)
+        ensure_writable(store_url)
         ot_study = create_or_load_study(st, name, objectives=experiment.objectives, directions=experiment.directions,
                                         experiment=experiment.to_dict(), resume=resume)
         lease = DriverLease(ot_study, takeover=resume)
         lease.acquire()
+        if ot_study.user_attrs.get(STUDY_ATTR) != store_url:
+            ot_study.set_user_attr(STUDY_ATTR, store_url)
+        store_study_table(ot_study, get_store(store_url), load_table(experiment.latency_table))
         orphans = fail_orphans(ot_study) if resume else []
         done = len(complete_trials(ot_study))
         remaining = max(trials - done, 0) if resume else trials
@@ -211,9 +231,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
             return outcome
         runs = Path(runs_dir).resolve() if runs_dir else default_runs_dir(str(getattr(st, "url", "")))
         runs.mkdir(parents=True, exist_ok=True)
-        store_table_copy(load_table(experiment.latency_table), runs, name)  # the exact table this study searches with
         say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
-            f"{cpus:g} CPU(s) each; subnets under {runs / name}")
+            f"{cpus:g} CPU(s) each; subnets to the artifact store {store_url}")
         n_before = len(ot_study.trials)
         sampler = make_sampler(experiment.sampler, None if experiment.sampler_seed is None
                                else experiment.sampler_seed + n_before)
@@ -223,7 +242,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         from nas.search.worker import tune_trainable
 
         relay = LineRelay(say)  # the trials' own progress lines, printed here as "trial N: ..."
-        job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs), "progress": relay.queue}
+        job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs), "progress": relay.queue,
+               "artifact_store": store_url}
 
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, job=job), {"cpu": cpus})
         stop = _SignalStop(say)
@@ -287,11 +307,51 @@ def _init_ray(*, address: str | None, num_cpus: int | None) -> bool:
             env[k] = v
     runtime_env = {"env_vars": env}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+        check_ray_address(address)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+        except Exception as e:  # no token, version mismatch, refused: Ray's own exception types vary
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"address: cannot join the Ray cluster at {address}: {first}"
+                              + (" (a cluster started with token authentication needs its token: set RAY_AUTH_TOKEN "
+                                 "or run on a node of the cluster)" if "token" in first.lower() else "")) from None
     else:  # "local": a new Ray of our own even when a `ray start` cluster runs on this machine
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=100 * 1024 * 1024,
                  runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
     return True
+
+
+def check_ray_address(address: str, *, timeout_s: float = 5.0) -> None:
+    """Fail fast on a Ray address that cannot work (Ray itself retries an unreachable one for minutes).
+
+    ``auto`` is left to Ray (it errs at once without a cluster). ``host:port`` and
+    ``ray://host:port`` must accept a TCP connection within ``timeout_s``; ``ray://`` also
+    needs the client extra (``pip install 'ray[client]'``).
+
+    Raises:
+        ConfigError: ``address: ...`` in one line.
+    """
+    import importlib.util
+    import socket
+
+    if address == "auto":
+        return
+    target = address
+    if address.startswith("ray://"):
+        if importlib.util.find_spec("grpc") is None:
+            raise ConfigError(f"address: {address} needs Ray's client extra: pip install 'ray[client]'")
+        target = address[len("ray://"):]
+    elif "://" in address:
+        raise ConfigError(f"address: expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    host, sep, port = target.rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"address: expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConfigError(f"address: no Ray cluster answers at {address} within {timeout_s:g} s "
+                          f"({e.strerror or type(e).__name__}); start one with `ray start --head` or check the "
+                          "address") from None
 
 
 class _SignalStop:
@@ -380,6 +440,9 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
     from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
 
+    from nas.search import attrs
+    from nas.search.artifacts import record_artifacts
+
     stratified = {k: p for k, p in experiment.sample.items() if p.stratified}
     shift = stratum_shift(experiment.sampler_seed)
 
@@ -439,8 +502,15 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
                     t._trial_id, "fail_reason", str(result[FAILED_KEY])[-500:]))
             elif result and not error and ATTRS_KEY in result:
                 values = [float(result[m]) for m in experiment.objectives]
-                for k, v in json.loads(result[ATTRS_KEY]).items():
+                a = json.loads(result[ATTRS_KEY])
+                for k, v in a.items():
                     retry_transient(lambda k=k, v=v: t.set_user_attr(k, v))
+                st = self._ot_study._storage
+                files = a.get(attrs.ARTIFACTS, {})
+                entries = list(files.get("subnet", [])) + ([files["history"]] if "history" in files else [])
+                retry_transient(lambda: record_artifacts(st, entries, trial_id=t._trial_id))
+                for step, v in a.get(attrs.HISTORY_SUMMARY, {}).get("values", {}).items():
+                    retry_transient(lambda step=step, v=v: st.set_trial_intermediate_value(t._trial_id, int(step), v))
                 retry_transient(lambda: t.set_user_attr(COMPUTE_KEY, float(result.get(COMPUTE_KEY, 0.0))))
             state = TrialState.COMPLETE if values is not None else TrialState.FAIL
             retry_transient(lambda: self._ot_study.tell(t, values, state=state))

@@ -3,7 +3,9 @@
 Contract: every storage is an ``optuna.storages.BaseStorage`` (an ``RDBStorage`` for
 URLs), readable by Optuna's own tools (``optuna studies --storage URL``,
 ``optuna-dashboard URL``). Resolution order: the argument, then ``$NAS_STORAGE``,
-then ``sqlite:///nas_studies.db`` in the working directory.
+then ``sqlite:///nas_studies.db`` in the working directory. Only a search creates a
+database; readers (``nas pareto``, ``nas studies``, the query API, export) open
+with ``create=False`` and get a :class:`StorageError` where there is none.
 
 SQLite: only the search driver writes (Ray Tune's searcher tells Optuna in the
 driver), and connections wait up to 60 s for a lock instead of failing, so
@@ -86,6 +88,18 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a ``sqlite:///`` URL's file (``None`` for other schemes and ``:memory:``).
+
+    Example:
+        >>> str(sqlite_file("sqlite:////data/s.db?timeout=5"))
+        '/data/s.db'
+    """
+    scheme, _, rest = url.partition("://")
+    name = rest[1:].split("?", 1)[0] if scheme.lower() == "sqlite" and rest.startswith("/") else ""
+    return Path(name).resolve() if name and name != ":memory:" else None
+
+
 def _postgres_driver(url: str) -> str:
     """Plain ``postgresql://`` uses psycopg2 unless psycopg (3) is installed (SQLAlchemy 2.1 defaults to it)."""
     import importlib.util
@@ -99,22 +113,27 @@ def _postgres_driver(url: str) -> str:
     return "postgresql+psycopg2://" + url.split("://", 1)[1]
 
 
-def get_storage(storage: Any = None):
+def get_storage(storage: Any = None, *, create: bool = True):
     """Turn ``None``, a URL or a storage instance into an Optuna storage.
 
     Args:
         storage: ``None`` (``$NAS_STORAGE`` or ``./nas_studies.db``), a database URL,
             or an ``optuna.storages.BaseStorage`` (returned as is).
+        create: ``False`` for every read-only use: a SQLite file that does not exist
+            (or is empty) is an error instead of a new empty database. Server databases
+            are never created here either way.
 
     Returns:
         An ``optuna.storages.BaseStorage`` that has been connected once.
 
     Raises:
-        StorageError: malformed or unreachable storage (password redacted).
+        StorageError: malformed or unreachable storage (password redacted); with
+            ``create=False``, no study database at a SQLite URL's path.
         MissingDependencyError: the database driver is not installed.
 
     Example:
         >>> st = get_storage("sqlite:///:memory:")  # doctest: +SKIP
+        >>> st = get_storage("sqlite:///studies.db", create=False)  # doctest: +SKIP
     """
     import optuna
 
@@ -123,6 +142,10 @@ def get_storage(storage: Any = None):
     if storage is not None and not isinstance(storage, str):
         raise StorageError(f"storage: expected a URL or an Optuna storage, got {type(storage).__name__}")
     url = resolve_url(storage)
+    db = sqlite_file(url)
+    if not create and db is not None and not (db.is_file() and db.stat().st_size > 0):
+        raise StorageError(f"storage: no study database at {db}; run a search first or point at one with "
+                           f"--storage URL or {ENV}")
     scheme = url.split("://", 1)[0].lower()
     engine_kwargs: dict[str, Any] = {}
     if scheme == "sqlite":

@@ -81,6 +81,11 @@ def create_or_load_study(storage, name: str, *, objectives: tuple[str, ...], dir
     except (optuna.exceptions.DuplicatedStudyError, IntegrityError):
         raise StudyBusyError(f"study {name!r}: another search driver created it at the same moment; "
                              "let that one run, or pass --resume once it has finished") from None
+    import warnings
+
+    with warnings.catch_warnings():  # experimental in Optuna 5, and what optuna-dashboard reads
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(objectives))  # the dashboard shows "quality", not "Objective 0"
     study.set_user_attr(STUDY_OBJECTIVES, list(objectives))
     study.set_user_attr("nas_version", __version__)
     if experiment is not None:

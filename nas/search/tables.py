@@ -1,5 +1,11 @@
 """The latency tables a study searched with: stored with the study, found again by content hash.
 
+Since the artifact store, the driver uploads the table as a study artifact
+(:func:`store_study_table`: study user attribute ``latency_tables`` = ``{sha256: entry}``),
+reachable from every node; export downloads it (:func:`fetch_study_table`) when neither the
+recorded path nor an installed table holds that hash. The folder copies below serve studies
+recorded before the artifact store.
+
 A trial pins its table by :func:`nas.latency.table.table_sha256` (the ``sha256`` of its
 :data:`nas.search.attrs.LATENCY_TABLE` attribute), never by a path: a path such as
 ``latency_luts/60ce96d48035/…json`` means another table from another working directory or
@@ -80,7 +86,46 @@ def _hash_of(path: Path) -> str | None:
         return None
 
 
-def trial_table(info: Mapping[str, Any], *, subnet_dir: str | Path | None = None) -> LatencyTable:
+STUDY_TABLES = "latency_tables"
+
+
+def store_study_table(study: Any, store: Any, table: LatencyTable) -> dict[str, Any]:
+    """Upload ``table`` as an artifact of ``study`` unless the study holds that hash already; its entry.
+
+    The study user attribute :data:`STUDY_TABLES` maps each table's sha256 to its artifact entry.
+    """
+    import tempfile
+
+    from nas.search.artifacts import record_artifacts, upload_files
+
+    sha = table_sha256(table)
+    known = dict(study.user_attrs.get(STUDY_TABLES) or {})
+    if sha in known:
+        return known[sha]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"{sha}.json"
+        write_json_atomic(path, table.to_dict())
+        if _hash_of(path) != sha:
+            raise LatencyTableError(f"{table.id}: the table does not round-trip through JSON (hash changes)")
+        (entry,) = upload_files(store, [path])
+    record_artifacts(study._storage, [entry], study_id=study._study_id)
+    known[sha] = entry
+    study.set_user_attr(STUDY_TABLES, known)
+    return entry
+
+
+def fetch_study_table(study_tables: Mapping[str, Any], store: Any, sha256: str, dest: str | Path) -> Path | None:
+    """Download the study's artifact of table ``sha256`` into ``dest`` (its sha256 checked); None if it has none."""
+    from nas.search.artifacts import download_files
+
+    entry = (study_tables or {}).get(sha256)
+    if not entry:
+        return None
+    return download_files(store, [entry], dest, what="latency table")
+
+
+def trial_table(info: Mapping[str, Any], *, subnet_dir: str | Path | None = None,
+                extra_dirs: tuple[Path, ...] = ()) -> LatencyTable:
     """The latency table a trial recorded (its :data:`nas.search.attrs.LATENCY_TABLE` attribute).
 
     By the recorded ``sha256`` (:func:`nas.latency.table.find_table`): the recorded path if it
@@ -106,5 +151,5 @@ def trial_table(info: Mapping[str, Any], *, subnet_dir: str | Path | None = None
                       UserWarning, stacklevel=2)
         return load_table(hint)
     dirs = [Path(info["copy"]).parent] if info.get("copy") else []
-    dirs += [d for d in copy_dirs(subnet_dir) if d not in dirs]
+    dirs += [d for d in (*copy_dirs(subnet_dir), *map(Path, extra_dirs)) if d not in dirs]
     return find_table(str(sha), extra_dirs=dirs, hint=hint)

@@ -1,16 +1,20 @@
-"""What runs inside one Ray Tune trial: build the plug-in's config, run the trial plug-in, save the subnet.
+"""What runs inside one Ray Tune trial: build the plug-in's config, run the trial plug-in, upload the subnet.
 
-The trial process never touches the study: it saves the subnet to
-``<runs_dir>/<study>/trial-<number>/`` (atomically) and reports the objective
-values plus every trial attribute (JSON, see :mod:`nas.search.attrs`); the
-driver writes them to the study. One writer per study keeps SQLite free of
-"database is locked" at any concurrency.
+The trial process never touches the study: it writes the subnet's files and its
+step history into the study's artifact store (:mod:`nas.search.artifacts`, reachable
+from every node) and reports the objective values plus every trial attribute
+(JSON, see :mod:`nas.search.attrs`), the artifact entries and the node it ran on;
+the driver writes them to the study. One writer per study keeps SQLite free of
+"database is locked" at any concurrency. Only a retried trial's search checkpoint
+stays on the node (``<runs_dir>/<study>/trial-<number>.ckpt``).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +27,36 @@ TRIAL_NUMBER_KEY = "__nas_trial_number"  # injected into each trial's config by 
 ATTRS_KEY = "nas_attrs"  # the reported JSON of every trial attribute
 COMPUTE_KEY = "compute_s"  # the trial function's own wall time
 FAILED_KEY = "nas_failed"  # a NASError's one line: the trial cannot run as configured (not retried)
-HISTORY_POINTS = 50
+HISTORY_POINTS = 50  # the step values written as the trial's intermediate values
+HISTORY_ARTIFACT_POINTS = 1000  # history.json: every step up to this many
+
+
+def node_info() -> dict[str, str]:
+    """``{"node_id", "host"}`` of the process running the trial (Ray's node id when inside Ray)."""
+    info = {"host": socket.gethostname()}
+    try:
+        import ray
+
+        if ray.is_initialized():
+            info["node_id"] = ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside Ray: the host alone
+        pass
+    return info
+
+
+def summarize_history(history: list[dict[str, Any]], n: int = HISTORY_POINTS) -> dict[str, Any]:
+    """A short record of the step history: its length, the last step, and one value per thinned step.
+
+    ``values`` maps step → the step's training loss (``loss``, else ``task``) for the study's
+    intermediate values (optuna-dashboard's history plots); the full history is the
+    ``history.json`` artifact.
+    """
+    points = {}
+    for h in thin(history, n):
+        v = h.get("loss", h.get("weight_loss", h.get("task")))
+        if isinstance(v, (int, float)) and "step" in h:
+            points[str(int(h["step"]))] = float(v)
+    return {"steps": len(history), "last": history[-1] if history else {}, "values": points}
 
 
 def thin(history: list[dict[str, Any]], n: int = HISTORY_POINTS) -> list[dict[str, Any]]:
@@ -35,15 +68,13 @@ def thin(history: list[dict[str, Any]], n: int = HISTORY_POINTS) -> list[dict[st
 
 
 def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
-    """Every attribute of :mod:`nas.search.attrs` for one finished trial (JSON-serialisable)."""
-    from nas.version import __version__
+    """Every attribute of :mod:`nas.search.attrs` for one finished trial (JSON-serialisable), artifacts aside."""
     from nas.latency.table import load_table, table_sha256
-    from nas.search.tables import store_table_copy
     from nas.spaces import load_space
+    from nas.version import __version__
 
     space = load_space(config.space)
     table = load_table(config.latency_table)
-    copy = store_table_copy(table, subnet_dir.parent.parent, subnet_dir.parent.name)  # idempotent per study
     metrics = {k: v for k, v in result.to_dict().items() if k not in ("history", "arch")}
     metrics["quality"] = result.quality_after
     head = subnet_dir / "head.safetensors"
@@ -53,14 +84,12 @@ def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
         attrs.ARCH_SUMMARY: result.arch_summary,
         attrs.CONFIG: config.to_dict(),
         attrs.METRICS: metrics,
-        attrs.HISTORY: thin(list(result.history)),
-        attrs.SUBNET_DIR: str(subnet_dir.resolve()),
         attrs.SUBNET_SHA256: sha256_file(subnet_dir / "model.safetensors"),
         attrs.SPACE: {"name": space.name, "hash": space.hash},
         attrs.LATENCY_TABLE: {
             "id": table.id, "path": table.path, "space_hash": table.space_hash,
             "device_fingerprint": table.device.get("fingerprint"),
-            "sha256": table_sha256(table), "copy": str(copy.resolve()),
+            "sha256": table_sha256(table),
         },
         attrs.NAS_VERSION: __version__,
     }
@@ -94,10 +123,21 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
 
         kw["progress"] = forwarder(job["progress"], f"trial {number}: ")
     result = plugin.run(search_config, checkpoint_dir=str(ckpt), **kw)
-    result.subnet.save(subnet_dir)
+    from nas.search.artifacts import get_store, upload_files
+
+    store = get_store(job["artifact_store"])
+    with tempfile.TemporaryDirectory(prefix=f"nas-trial-{number}-") as work:
+        subnet_dir = Path(work) / "subnet"
+        result.subnet.save(subnet_dir)
+        history = Path(work) / "history.json"
+        history.write_text(json.dumps(thin(list(result.history), HISTORY_ARTIFACT_POINTS)))
+        a = trial_attrs(result=result, config=search_config, subnet_dir=subnet_dir)
+        a[attrs.ARTIFACTS] = {"subnet": upload_files(store, sorted(subnet_dir.iterdir())),
+                              "history": upload_files(store, [history])[0]}
+    a[attrs.HISTORY_SUMMARY] = summarize_history(list(result.history))
+    a[attrs.NODE] = node_info()
     compute_s = time.perf_counter() - t0
     shutil.rmtree(ckpt, ignore_errors=True)
-    a = trial_attrs(result=result, config=search_config, subnet_dir=subnet_dir)
     report = objective_values(a[attrs.METRICS], exp.objectives)
     report[ATTRS_KEY] = json.dumps(a)
     report[COMPUTE_KEY] = compute_s

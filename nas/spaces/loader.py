@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from nas.errors import ModelError, SpaceError
+from nas.files import read_utf8
 from nas.models.sources import source_dims
 from nas.spaces.choice import layer_label
 from nas.spaces.space import DEFAULT_FRACTIONS, SearchSpace, space_from_dims
@@ -53,12 +54,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         if not p.is_file():
             raise SpaceError(f"{p}: no such space file")
         where = str(p)
-        try:
-            text = p.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise SpaceError(f"{where}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
-        except OSError as e:
-            raise SpaceError(f"{where}: cannot read the space file: {e.strerror}") from None
+        text = read_utf8(p, SpaceError, "the space file")
     else:
         res = resources.files("search_spaces") / f"{name_or_path}.yaml"
         if not res.is_file():

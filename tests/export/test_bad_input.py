@@ -47,12 +47,12 @@ def test_trial_not_complete(smoke_study, tmp_path, state):
 
 
 def test_storage_missing_or_unset(smoke_study, tmp_path, monkeypatch):
-    with pytest.raises(StorageError, match=r"storage: sqlite:///.*nothing.db: no such SQLite file"):
+    with pytest.raises(StorageError, match=r"storage: no study database at .*nothing\.db;"):
         _export(smoke_study, tmp_path / "o", storage=f"sqlite:///{tmp_path / 'nothing.db'}", trial=0)
     assert not (tmp_path / "nothing.db").exists()
     monkeypatch.delenv("NAS_STORAGE", raising=False)
     monkeypatch.chdir(tmp_path)  # the default ./nas_studies.db does not exist here
-    with pytest.raises(StorageError, match=r"storage: sqlite:///.*nas_studies.db: no such SQLite file"):
+    with pytest.raises(StorageError, match=r"storage: no study database at .*nas_studies\.db;"):
         _export(smoke_study, tmp_path / "o", storage=None, trial=0)
     with pytest.raises(StorageError, match=r"storage: unknown scheme 'ftp'"):
         _export(smoke_study, tmp_path / "o", storage="ftp://x", trial=0)

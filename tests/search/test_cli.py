@@ -1,5 +1,6 @@
 """`nas search|pareto|studies` user errors: one line, exit 1, before Ray starts, no password echoed."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,11 @@ from tests.search.test_study import fill
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def nas(*args, cwd=None):
-    """`nas ...` as users run it, in a subprocess."""
+def nas(*args, cwd=None, umask=None):
+    """`nas ...` as users run it, in a subprocess (no ``NAS_STORAGE``; ``umask`` set in the child if given)."""
     return subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+                          preexec_fn=None if umask is None else (lambda: os.umask(umask)))
 
 
 @pytest.fixture
@@ -73,6 +75,28 @@ def test_pareto_and_studies_errors(tmp_path, nas_here):
                    "plot: f.gif: use a .png or .html")
     one_line_error(nas_here("search", str(experiment_file(tmp_path, name="known")), "--storage", db),
                    "study 'known': already exists; pass --resume")
+
+
+def test_read_only_commands_create_no_database(tmp_path, nas_here):
+    """`nas studies` / `nas pareto` where there is no database: one line saying so, and no empty database left."""
+    here = tmp_path.resolve()
+    hint = "run a search first or point at one with --storage URL or NAS_STORAGE"
+    for args in (("studies",), ("pareto", "--study", "x")):
+        one_line_error(nas(*args, cwd=here), f"storage: no study database at {here / 'nas_studies.db'}; {hint}")
+    one_line_error(nas_here("pareto", "--study", "x", "--storage", f"sqlite:///{here}/other.db"),
+                   f"storage: no study database at {here / 'other.db'};")
+    assert list(here.iterdir()) == []
+
+
+def test_pareto_plot_is_world_readable_and_says_where(tmp_path):
+    here = tmp_path.resolve()
+    fill(f"sqlite:///{here}/s.db", "known")
+    r = nas("pareto", "--study", "known", "--storage", f"sqlite:///{here}/s.db", "--plot", "f.png", cwd=here,
+            umask=0o022)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines() == [f"wrote plot to {here / 'f.png'}"]
+    assert (here / "f.png").read_bytes()[:4] == b"\x89PNG" and (here / "f.png").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in here.iterdir()) == ["f.png", "s.db"]  # no temporary file left
 
 
 def test_pareto_formats(tmp_path, nas_here):

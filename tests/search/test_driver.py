@@ -217,3 +217,21 @@ def test_postgres_password_never_reaches_disk(tmp_path):
         import shutil
 
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("address, words", [
+    ("127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1 within 5 s"),
+    ("ray://127.0.0.1:1", "ray://127.0.0.1:1"),
+    ("http://host:1", "expected auto, HOST:PORT or ray://HOST:PORT"),
+])
+def test_unreachable_ray_is_one_line_and_leaves_nothing(tmp_path, address, words):
+    exp = experiment_file(tmp_path / "exp") if (tmp_path / "exp").mkdir() is None else None
+    work = tmp_path / "work"
+    work.mkdir()
+    t = time.time()
+    r = subprocess.run([sys.executable, "-m", "nas.cli", "search", str(exp), "--storage", f"sqlite:///{work}/s.db",
+                        "--address", address], env=env_for(tmp_path), cwd=work, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and time.time() - t < 60, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
+    assert list(work.iterdir()) == []  # no database, no artifact store, no run folder

@@ -44,14 +44,26 @@ def faults(tmp_path_factory):
         os.environ.pop("NAS_TEST_FAULTS", None)
 
 
-def check_complete_trial(t, exp):
+def check_complete_trial(t, exp, store_url, storage, tmp=None, study_tables=None):
+    """Every attribute of a COMPLETE trial, and its subnet as the artifact store holds it."""
+    import tempfile
+
+    from optuna.artifacts import get_all_artifact_meta
+
     from nas import format_arch, load_space, load_subnet
     from nas.latency import latency_ms, load_table
+    from nas.search.artifacts import download_files, get_store
 
     ua = t.user_attrs
-    for key in (attrs.ARCH, attrs.ARCH_SUMMARY, attrs.CONFIG, attrs.METRICS, attrs.HISTORY, attrs.SUBNET_DIR,
-                attrs.SUBNET_SHA256, attrs.SPACE, attrs.LATENCY_TABLE, attrs.NAS_VERSION):
+    for key in (attrs.ARCH, attrs.ARCH_SUMMARY, attrs.CONFIG, attrs.METRICS, attrs.HISTORY_SUMMARY, attrs.ARTIFACTS,
+                attrs.SUBNET_SHA256, attrs.SPACE, attrs.LATENCY_TABLE, attrs.NAS_VERSION, attrs.NODE):
         assert key in ua, key
+    assert attrs.SUBNET_DIR not in ua and ua[attrs.NODE]["node_id"] and ua[attrs.NODE]["host"]
+    assert len(json.dumps(ua)) < 4000  # compact: the history is an artifact
+    entries = ua[attrs.ARTIFACTS]["subnet"] + [ua[attrs.ARTIFACTS]["history"]]
+    assert {m.artifact_id for m in get_all_artifact_meta(t, storage=storage)} == {e["artifact_id"] for e in entries}  # as the dashboard lists
+    want = {int(k): v for k, v in ua[attrs.HISTORY_SUMMARY]["values"].items()}
+    assert t.intermediate_values == pytest.approx(want)  # the step losses, for the dashboard's history plots
     space, table = load_space(exp.space), load_table(exp.latency_table)
     m = ua[attrs.METRICS]
     assert list(t.values) == pytest.approx([m["quality_after"], m["latency_ms"], m["size_mb"]])
@@ -59,15 +71,18 @@ def check_complete_trial(t, exp):
     assert ua[attrs.ARCH_SUMMARY] == format_arch(space, ua[attrs.ARCH])
     assert ua[attrs.CONFIG]["seed"] == t.params["seed"] and ua[attrs.SPACE]["hash"] == space.hash
     assert ua[attrs.LATENCY_TABLE]["space_hash"] == space.hash
-    sub_dir = Path(ua[attrs.SUBNET_DIR])
-    assert sub_dir.name == f"trial-{t.number:05d}"
+    sub_dir = download_files(get_store(store_url), entries, Path(tempfile.mkdtemp(dir=tmp)))
+    assert len(json.loads((sub_dir / "history.json").read_text())) == ua[attrs.HISTORY_SUMMARY]["steps"]
     assert sha256_file(sub_dir / "model.safetensors") == ua[attrs.SUBNET_SHA256]
     assert load_subnet(sub_dir).arch == ua[attrs.ARCH]
     from nas.latency.table import table_sha256
 
-    lt = ua[attrs.LATENCY_TABLE]  # pinned by hash, with the study's own copy beside the trials
-    assert Path(lt["copy"]) == sub_dir.parent / "tables" / f"{lt['sha256']}.json"
-    assert table_sha256(load_table(lt["copy"])) == lt["sha256"] == table_sha256(table)
+    lt = ua[attrs.LATENCY_TABLE]  # pinned by hash; the study stores that table as an artifact
+    assert lt["sha256"] == table_sha256(table)
+    if study_tables is not None:
+        (copy,) = download_files(get_store(store_url), [study_tables[lt["sha256"]]], Path(tempfile.mkdtemp(dir=tmp))
+                                 ).glob("*.json")
+        assert table_sha256(load_table(copy)) == lt["sha256"]
     if attrs.HEAD_SHA256 in ua:  # a trial that trained a task head keeps it next to the subnet
         assert sha256_file(sub_dir / "head.safetensors") == ua[attrs.HEAD_SHA256]
     else:
@@ -91,7 +106,8 @@ def test_trial_raising_or_killed_is_retried(faults, tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert sum(t.user_attrs.get("attempt_failures", 0) for t in study.trials) == 2
     for t in study.trials:
-        check_complete_trial(t, exp)
+        check_complete_trial(t, exp, study.user_attrs["artifact_store"], study._storage,
+                             study_tables=study.user_attrs["latency_tables"])
     assert len(out.timings) == 4 and all(t.compute_s > 0 for t in out.timings)
 
 
@@ -124,7 +140,8 @@ def test_stratified_target_is_swept_across_resumes(faults, tmp_path):
     assert sorted(round(((v - 0.3) / 0.6 - shift) % 1.0 * 4) % 4 for v in want) == [0, 1, 2, 3]  # one per quarter
     assert len({t.params["seed"] for t in study.trials}) > 1
     for t in study.trials:
-        check_complete_trial(t, exp)
+        check_complete_trial(t, exp, study.user_attrs["artifact_store"], study._storage,
+                             study_tables=study.user_attrs["latency_tables"])
         assert t.user_attrs[attrs.CONFIG]["target_fraction"] == pytest.approx(t.params["target_fraction"])
 
 
@@ -135,7 +152,7 @@ def test_smoke_experiment(faults, storage_url, study_name, tmp_path):
     exp = dataclasses.replace(exp, latency_table=str(tiny_table(tmp_path / "tiny.json")))
     lines = []
     out = api.run_search(exp, storage=storage_url, study=study_name, trials=3, runs_dir=tmp_path / "runs",
-                         num_cpus=2, log=lines.append)
+                         artifacts=str(tmp_path / "artifacts"), num_cpus=2, log=lines.append)
     assert out.complete == 3
     for n in range(3):  # the real trainer's per-step lines, relayed from the Ray workers
         assert any(line.startswith(f"trial {n}: ") and " step " in line for line in lines), (n, lines[:20])
@@ -143,8 +160,9 @@ def test_smoke_experiment(faults, storage_url, study_name, tmp_path):
     study = optuna.load_study(study_name=study_name, storage=st)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     for t in study.trials:
-        check_complete_trial(t, exp)
-        assert t.user_attrs[attrs.METRICS]["metric"] == "accuracy" and t.user_attrs[attrs.HISTORY]
+        check_complete_trial(t, exp, study.user_attrs["artifact_store"], study._storage,
+                             study_tables=study.user_attrs["latency_tables"])
+        assert t.user_attrs[attrs.METRICS]["metric"] == "accuracy" and t.intermediate_values  # the real trainer's losses
         assert attrs.HEAD_SHA256 in t.user_attrs  # wordnet-nouns keeps its head
     front = api.load_front(study_name, storage=storage_url)
     assert front and {p.trial for p in front} <= {0, 1, 2}
@@ -199,7 +217,7 @@ def test_driver_killed_then_resumed(tmp_path):
     assert len(done) == 4  # exactly the requested trials
     assert {t.number: t.user_attrs[attrs.SUBNET_SHA256] for t in done if t.number in before} == before
     assert all(study.trials[n].state == TrialState.FAIL for n in running)
-    assert len({t.user_attrs[attrs.SUBNET_DIR] for t in done}) == 4
+    assert len({t.user_attrs[attrs.ARTIFACTS]["subnet"][0]["artifact_id"] for t in done}) == 4
     front = json.loads(r.stdout)
     assert front and all({"trial", "values", "arch"} <= set(row) for row in front)
 

@@ -57,3 +57,23 @@ def test_unreachable_storage_with_at_in_password_echoes_no_part_of_it():
         get_storage("postgresql://bob:s3@cret@127.0.0.1:1/db")
     msg = str(e.value)
     assert "cannot open postgresql+psycopg2://bob:***@127.0.0.1:1/db" in msg and "cret" not in msg, msg
+
+
+def test_readers_never_create_a_database(tmp_path, monkeypatch):
+    """``create=False`` (every read-only path) refuses a missing or empty SQLite file instead of creating one."""
+    from nas.search import api
+
+    monkeypatch.delenv("NAS_STORAGE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    want = f"storage: no study database at {tmp_path.resolve() / 'nas_studies.db'}; run a search first"
+    for read in (lambda: api.list_studies(), lambda: api.load_front("x"), lambda: api.load_points("x"),
+                 lambda: api.pick_trial("x", best_quality=True), lambda: get_storage(None, create=False)):
+        with pytest.raises(StorageError, match=want.replace(".", r"\.")):
+            read()
+    (tmp_path / "empty.db").touch()  # what earlier versions left behind
+    with pytest.raises(StorageError, match="no study database at .*empty.db"):
+        get_storage("sqlite:///empty.db", create=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["empty.db"]
+    assert get_storage("sqlite:///:memory:", create=False) is not None
+    get_storage("sqlite:///s.db")  # a search creates it; readers open it
+    assert api.list_studies(storage="sqlite:///s.db") == []

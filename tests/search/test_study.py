@@ -43,6 +43,7 @@ class TestStudyOnEveryStorage:
         assert rows[study_name]["complete"] == 4 and rows[study_name]["objectives"] == "quality,latency_ms,size_mb"
 
     def test_unknown_study(self, storage_url, study_name):
+        get_storage(storage_url)  # an existing (empty) database: only the study is missing
         with pytest.raises(StorageError, match=f"study '{study_name}-x': no such study"):
             api.load_front(f"{study_name}-x", storage=storage_url)
 

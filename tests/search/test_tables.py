@@ -54,18 +54,36 @@ def test_trial_without_sha256_loads_by_path_with_a_warning(table):
         trial_table({})
 
 
-def test_trial_attrs_pins_the_table_and_stores_its_copy(tmp_path, table):
+def test_trial_attrs_pins_the_table_by_hash(tmp_path, table):
     from nas.search.worker import trial_attrs
 
-    subnet_dir = tmp_path / "runs" / "s" / "trial-00000"
+    subnet_dir = tmp_path / "subnet"
     subnet_dir.mkdir(parents=True)
     (subnet_dir / "model.safetensors").write_bytes(b"weights")
     result = SimpleNamespace(to_dict=lambda: {"latency_ms": 1.0}, quality_after=0.5, arch={}, arch_summary="",
                              history=[])
     config = SimpleNamespace(space="tiny-bert", latency_table=table.path, to_dict=lambda: {"space": "tiny-bert"})
     a = trial_attrs(result=result, config=config, subnet_dir=subnet_dir)
-    lt = a[attrs.LATENCY_TABLE]
-    assert lt["sha256"] == table_sha256(table)
-    assert lt["copy"] == str(tmp_path / "runs" / "s" / "tables" / f"{lt['sha256']}.json")
-    assert table_sha256(load_table(lt["copy"])) == lt["sha256"]
+    assert a[attrs.LATENCY_TABLE]["sha256"] == table_sha256(table)
     json.dumps(a)  # JSON-serialisable, as reported to the driver
+
+
+def test_study_table_is_an_artifact_found_by_hash(tmp_path, table):
+    """The driver stores the table once per hash as a study artifact; export fetches it from another folder."""
+    import optuna
+    from optuna.artifacts import get_all_artifact_meta
+
+    from nas.search.artifacts import ensure_writable, get_store
+    from nas.search.tables import STUDY_TABLES, fetch_study_table, store_study_table
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db")
+    ensure_writable(str(tmp_path / "store"))
+    store = get_store(str(tmp_path / "store"))
+    entry = store_study_table(study, store, table)
+    assert store_study_table(study, store, table) == entry  # idempotent: one artifact per hash
+    assert [m.artifact_id for m in get_all_artifact_meta(study)] == [entry["artifact_id"]]
+    tables = study.user_attrs[STUDY_TABLES]
+    sha = table_sha256(table)
+    got = fetch_study_table(tables, store, sha, tmp_path / "fetched")
+    assert table_sha256(load_table(got / f"{sha}.json")) == sha
+    assert fetch_study_table(tables, store, "0" * 64, tmp_path / "none") is None

@@ -80,7 +80,7 @@ def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Calla
     candidates = []
     for p in api.load_points(exp.name, storage=storage):
         m, cfg = p.attrs.get("metrics", {}), p.attrs.get("config", {})
-        sd = p.attrs["subnet_dir"]
+        sd = str(api.fetch_subnet(exp.name, p.trial, work / "dnas-subnets" / f"trial-{p.trial:05d}", storage=storage))
         candidates.append({
             "method": "dnas", "name": f"trial-{p.trial:05d}", "arch": dict(p.arch), "arch_summary": p.arch_summary,
             "predicted_ms": float(m.get("latency_ms", p.latency_ms)), "target_ms": float(m.get("target_ms", math.nan)),

@@ -1,0 +1,23 @@
+"""The decoder experiment files parse, and every sampled range passes the plug-in's check at both ends."""
+
+from pathlib import Path
+
+import pytest
+
+from nas.search.experiment import Experiment
+from trainers.config import SearchConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name, space, table", [
+    ("smoke_decoder", "tiny-llama", "tiny-llama.onnxruntime-cpu.t1.b1.s32"),
+    ("smollm2_cpu", "smollm2-135m", "smollm2-135m.onnxruntime-cpu.t1.b1.s128"),
+])
+def test_decoder_experiment_parses_and_checks(name, space, table):
+    exp = Experiment.from_yaml(ROOT / "experiments" / f"{name}.yaml")
+    assert (exp.name, exp.space, exp.task, exp.latency_table) == (name, space, "wordnet-definitions", table)
+    assert exp.objectives == ("quality", "latency_ms", "size_mb")
+    exp.check()  # the table fits the space, every target in the sampled range is reachable
+    cfg = exp.search_config({})
+    assert isinstance(cfg, SearchConfig) and cfg.task == "wordnet-definitions"
