@@ -13,7 +13,7 @@ from typing import Any
 from nas.errors import ConfigError
 
 LOSSES = ("hinge", "fbnet", "linear", "band")
-TASKS = ("wordnet-nouns", "wordnet-embed")
+TASKS = ("wordnet-nouns", "wordnet-embed", "wordnet-definitions")
 TAU_SCHEDULES = ("exponential", "linear", "constant")
 CONFIG_VERSION = 1
 
@@ -25,8 +25,10 @@ class SearchConfig:
     Attributes:
         space: search-space name or YAML path.
         task: ``wordnet-nouns`` (26-way lexicographer-file classification of
-            noun glosses) or ``wordnet-embed`` (cosine fidelity of pooled
-            embeddings to the teacher's).
+            noun glosses), ``wordnet-embed`` (cosine fidelity of pooled
+            embeddings to the teacher's) or, for decoders, ``wordnet-definitions``
+            (next-token distillation on glosses of all parts of speech, quality
+            definition → word multiple-choice accuracy; :mod:`trainers.definitions`).
         latency_table: latency-table name (shipped) or path.
         target_ms / target_fraction: the latency budget T, absolute or as a
             fraction of the full model's table latency (exactly one is set).
@@ -48,10 +50,11 @@ class SearchConfig:
         weight_lr, arch_lr: learning rates of weights and architecture logits.
         kd_temperature, kd_hidden_weight: distillation temperature and
             hidden-state MSE weight; kd_weight: share of the KD term in the
-            classification loss ``(1−w)·CE + w·KL``.
+            classification loss ``(1−w)·CE + w·KL`` (``wordnet-definitions`` is KL only).
         finetune_steps, finetune_lr: distillation fine-tuning of the derived subnet.
         max_train, max_eval: caps on examples used (None: all): train examples
-            of the search and fine-tuning, test examples of the evaluation.
+            of the search and fine-tuning, test examples of the evaluation
+            (``wordnet-definitions``: multiple-choice items and perplexity glosses).
         teacher_max_train, teacher_steps: train examples and full-batch Adam
             steps of the teacher's head (cached on disk, see trainers.teacher).
         arch_fraction: share of the train examples held out for architecture steps.

@@ -15,7 +15,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from nas.models.transformer import LayerControl, ModelControl, mean_pool
+from nas.models.transformer import LayerControl, ModelControl
 from nas.supernet.derive import Subnet
 from nas.quant import fake_quant, quantize_dequantize
 from nas.tasks.batches import Encoded, batch_indices, length_ordered_chunks
@@ -60,7 +60,7 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
         batch = data.batch(batch_indices(len(data), batch_size, seed=seed, step=step, salt=3))
         opt.zero_grad(set_to_none=True)
         hidden = model(batch["ids"], batch["mask"], ctl)
-        loss = task.loss(mean_pool(hidden, batch["mask"]), batch)
+        loss = task.loss(task.out(model, hidden, batch, ctl), batch)
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -73,13 +73,13 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: nn.Module, data: Encoded, *, batch_size: int = 128) -> float:
-    """Mean task score (accuracy or cosine) of ``model``'s pooled embeddings over ``data``."""
+    """Mean per-example task score (accuracy or cosine of the pooled embeddings) of ``model`` over ``data``."""
     was = model.training
     model.eval()
     total = torch.zeros(())
     for idx in length_ordered_chunks(data.mask, batch_size):
         b = data.batch(idx)
-        total += task.score(mean_pool(model(b["ids"], b["mask"]), b["mask"]), b).sum()
+        total += task.score(task.out(model, model(b["ids"], b["mask"]), b), b).sum()
     model.train(was)
     return float(total) / max(len(data), 1)
 

@@ -4,13 +4,17 @@ Phases (each timed into ``SearchResult.phase_seconds``):
 
 1. ``setup`` – check the config against the space and the latency table
    (typed errors before any compute: table for another space, T ≤ 0, T below
-   the smallest architecture), load WordNet, build the supernet;
-2. ``teacher`` – load or build the cached teacher (:mod:`trainers.teacher`);
+   the smallest architecture, a task the space cannot run), read the task's
+   data (its recipe, :mod:`trainers.recipes`), load the model;
+2. ``teacher`` – tokenize, load or build the teacher (the recipe's ``prepare``);
 3. ``search`` – the DNAS loop (:mod:`trainers.search`);
 4. ``derive`` – the argmax architecture, made feasible (:mod:`trainers.feasible`),
    cut out with ``nas.derive``;
 5. ``finetune`` – distillation fine-tuning (:mod:`trainers.finetune`);
-6. ``eval`` – test quality before and after fine-tuning.
+6. ``eval`` – test quality (and the recipe's further metrics) before and after fine-tuning.
+
+The phases are the same for every task; what differs (data, teacher, loss,
+quality) is the recipe's.
 """
 
 from __future__ import annotations
@@ -30,17 +34,15 @@ from nas.models.sources import load_model
 from nas.spaces.loader import load_space
 from nas.spaces.summary import format_arch
 from nas.supernet.derive import derive
-from nas.supernet.head import head_from_linear
 from nas.supernet.supernet import Supernet
-from nas.tasks.batches import encode, tokenizer_for
 from trainers.config import SearchConfig
-from nas.tasks.wordnet import CLASSES, file_fingerprint, is_arch_example, load_wordnet_nouns
 from trainers.feasible import log_probs_of, most_probable_feasible, most_probable_in_band
-from trainers.finetune import evaluate, finetune
+from trainers.finetune import finetune
+from trainers.recipes import make_recipe
 from trainers.result import SearchResult
-from trainers.search import DNASSearch, make_task
+from trainers.search import DNASSearch
 from trainers.size import size_table
-from trainers.teacher import backbone, load_or_train_teacher
+from trainers.teacher import backbone
 
 
 def _stderr(line: str) -> None:
@@ -84,7 +86,7 @@ def search_once(
         The :class:`SearchResult` (its ``subnet`` holds the fine-tuned model).
 
     Raises:
-        ConfigError: bad target (≤ 0 or below the smallest architecture).
+        ConfigError: bad target (≤ 0 or below the smallest architecture), or a task the space cannot run.
         LatencyTableError: the table is missing or was built for another space.
         DataError: WordNet is not installed.
 
@@ -105,44 +107,23 @@ def search_once(
     predictor = Predictor(table, space)  # raises LatencyTableError for another space
     target = resolve_target(config, predictor)
     full_ms = predictor.latency_ms(space.full())
-    splits = load_wordnet_nouns()
+    recipe = make_recipe(config, space)  # the task's data (DataError) and its fit to the space (ConfigError)
     loaded = load_model(space.model)
-    tok = tokenizer_for(loaded, config.max_length)
-    n_teacher = _cap(len(splits.train), config.teacher_max_train)
-    n_train = min(_cap(len(splits.train), config.max_train), n_teacher)
-    train_ex = splits.train[:n_teacher]
-    test_ex = splits.test[: _cap(len(splits.test), config.max_eval)]
-    train_all = encode(tok, [e.text for e in train_ex], [e.label for e in train_ex])
-    test = encode(tok, [e.text for e in test_ex], [e.label for e in test_ex])
     say(f"setup: space {space.name}, table {table.id}, T = {target:.3f} ms ({target / full_ms:.0%} of full "
-        f"{full_ms:.3f} ms), {n_train} train / {len(test)} test examples from {splits.source}")
+        f"{full_ms:.3f} ms), {recipe.summary}")
     phases["setup"] = time.perf_counter() - t
 
     # -- teacher ---------------------------------------------------------------------------
     t = time.perf_counter()
-    teacher = load_or_train_teacher(
-        loaded=loaded, train=train_all, evals=test, num_classes=len(CLASSES), steps=config.teacher_steps,
-        seed=0,  # one teacher serves every trial seed (its head fit is deterministic)
-        inputs={"model": space.model, "space": space.hash, "data": file_fingerprint(splits.source),
-                "n_train": n_teacher, "n_eval": len(test), "max_length": config.max_length},
-        progress=say,
-    )
-    embed = config.task == "wordnet-embed"
-    train_all.teacher = teacher.train_emb if embed else teacher.logits(teacher.train_emb)
-    test.teacher = teacher.eval_emb if embed else teacher.logits(teacher.eval_emb)
-    teacher_quality = 1.0 if embed else teacher.accuracy
+    recipe.prepare(loaded, say)
+    teacher_quality = recipe.teacher_quality
     phases["teacher"] = time.perf_counter() - t
 
     # -- search ----------------------------------------------------------------------------
     t = time.perf_counter()
     net = Supernet.build(space, loaded=loaded)
-    task = make_task(config, space.dims.hidden, len(CLASSES))
-    if not embed:
-        with torch.no_grad():
-            task.head.weight.copy_(teacher.head_weight)
-            task.head.bias.copy_(teacher.head_bias)
-    train = train_all.subset(torch.arange(n_train))
-    is_arch = torch.tensor([is_arch_example(e.offset, config.arch_fraction) for e in train_ex[:n_train]])
+    task = recipe.task()
+    train, is_arch = recipe.train, recipe.is_arch
     wdata, adata = train.subset(torch.nonzero(~is_arch).flatten()), train.subset(torch.nonzero(is_arch).flatten())
     search = DNASSearch(
         net, task, predictor, target, wdata, adata, config,
@@ -178,7 +159,7 @@ def search_once(
     phases["derive"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    quality_before = evaluate(subnet.model, task, test)
+    quality_before, metrics_before = recipe.evaluate(subnet.model, task)
     phases["eval_before"] = time.perf_counter() - t
 
     # -- fine-tune ---------------------------------------------------------------------------
@@ -190,24 +171,22 @@ def search_once(
     phases["finetune"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    quality_after = evaluate(subnet.model, ft_task, test)
+    quality_after, metrics_after = recipe.evaluate(subnet.model, ft_task)
     phases["eval_after"] = time.perf_counter() - t
-    if not embed:  # kept with the subnet so the export can recompute the test accuracy
-        subnet.head = head_from_linear(ft_task.head, task=config.task, labels=CLASSES,
-                                       max_length=config.max_length, n_eval=len(test))
+    recipe.attach(subnet, ft_task)
+    metrics = {**{f"{k}_before": v for k, v in metrics_before.items()},
+               **{f"{k}_after": v for k, v in metrics_after.items()},
+               **{f"teacher_{k}": v for k, v in recipe.teacher_metrics.items()}}
 
     size = subnet.size()
     lat = predictor.latency_ms(arch)
+    extra = "".join(f", {k} {metrics_before[k]:.4g} → {metrics_after[k]:.4g}" for k in metrics_after)
     say(f"result: {format_arch(space, arch)} {lat:.3f} ms (T {target:.3f}), {size.mb:.2f} MB, "
-        f"{task.metric} {quality_before:.4f} → {quality_after:.4f} (teacher {teacher_quality:.4f})")
+        f"{task.metric} {quality_before:.4f} → {quality_after:.4f} (teacher {teacher_quality:.4f}){extra}")
     return SearchResult(
         arch=dict(arch), arch_summary=format_arch(space, arch), latency_ms=lat, target_ms=target,
         feasible=lat <= target, argmax_latency_ms=argmax_ms, size_bytes=size.bytes, params=size.params,
         metric=task.metric, quality_before=quality_before, quality_after=quality_after,
         teacher_quality=teacher_quality, history=state.history, phase_seconds=phases, notes=notes,
-        subnet=subnet,
+        metrics=metrics, subnet=subnet,
     )
-
-
-def _cap(n: int, cap: int | None) -> int:
-    return n if cap is None else min(n, cap)

@@ -28,13 +28,17 @@ class DNASPlugin:
         return SearchConfig.from_dict(dict(fields))
 
     def check(self, config: SearchConfig) -> None:
-        """The space and table belong together and the latency target is reachable (no compute)."""
+        """The task fits the space, the space and table belong together and the latency target is reachable
+        (no compute)."""
         from nas.latency.predictor import Predictor
         from nas.latency.table import load_table
         from nas.spaces.loader import load_space
         from trainers.pipeline import resolve_target
+        from trainers.recipes import check_task
 
-        resolve_target(config, Predictor(load_table(config.latency_table), load_space(config.space)))
+        space = load_space(config.space)
+        check_task(config, space)
+        resolve_target(config, Predictor(load_table(config.latency_table), space))
 
     def run(self, config: SearchConfig, *, progress: Callable[[str], None] | None = _stderr,
             checkpoint_dir: str | None = None) -> SearchResult:

@@ -19,12 +19,14 @@ class SearchResult:
         feasible: ``latency_ms <= target_ms``; ``argmax_latency_ms`` is what the
             raw argmax had before the feasibility rule was applied.
         size_bytes, params: of the derived subnet at its chosen bit-widths.
-        metric: ``accuracy`` or ``cosine``; ``quality_before``/``quality_after``
+        metric: ``accuracy``, ``cosine`` or ``choice_accuracy`` (definition → word); ``quality_before``/``quality_after``
             its value on the test split before/after fine-tuning;
             ``teacher_quality`` the teacher's.
         history: one details dict per logged step (step, tau, task loss,
             E[LAT], λ, penalty, ...).
         phase_seconds: wall time of each phase (teacher, search, derive, finetune, eval).
+        metrics: the task's further measurements (e.g. ``perplexity_before``, ``perplexity_after``,
+            ``teacher_perplexity``); ``to_dict`` lists them next to the other fields.
         subnet: the fine-tuned :class:`nas.supernet.Subnet` (not serialised by ``to_dict``).
     """
 
@@ -43,6 +45,7 @@ class SearchResult:
     history: list[dict[str, float]] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
     subnet: Any = field(default=None, repr=False)
 
     @property
@@ -50,6 +53,7 @@ class SearchResult:
         return self.size_bytes / 1e6
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "subnet"}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("subnet", "metrics")}
         d["size_mb"] = self.size_mb
+        d.update({k: v for k, v in self.metrics.items() if k not in d})
         return d

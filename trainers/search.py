@@ -15,7 +15,8 @@ architecture step λ takes one dual-ascent step on the relative violation
 ``(max(E[LAT], LAT(argmax)) − T)/T`` (hinge and linear forms).
 
 Speed (CPU): the word-embedding table is frozen and only the rows a batch uses
-are fake-quantized; with straight-through (``hard``) sampling only the sampled
+are fake-quantized (every row, once per step, when the task reads the tied LM
+head); with straight-through (``hard``) sampling only the sampled
 bit-width's grid is computed — a constant in weight steps, the selected path
 with its straight-through gate in architecture steps (see :func:`fast_control`)
 — instead of the whole mixture; E[LAT] still prices every option.
@@ -42,14 +43,14 @@ from torch import Tensor, nn
 from nas.errors import ConfigError
 from nas.files import atomic_dir
 from nas.latency.predictor import Predictor
-from nas.models.transformer import ModelControl, mean_pool
+from nas.models.transformer import ModelControl
 from nas.supernet.gumbel import tau as tau_schedule
 from nas.quant import fake_quant, mixed_weight
 from nas.supernet.supernet import Supernet
 from nas.tasks.batches import Encoded, batch_indices
 from trainers.config import SearchConfig
 from trainers.losses import band_violation, dual_ascent, hidden_mse, latency_penalty
-from trainers.tasks import ClassifyTask, EmbedTask
+from trainers.tasks import ClassifyTask, EmbedTask, NextTokenTask
 
 Progress = Callable[[str], None]
 CHECKPOINT_SCHEMA = 1
@@ -64,11 +65,15 @@ class SearchState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def fast_control(net: Supernet, weights: dict[str, Tensor], ids: Tensor, *, mode: str = "mixture") -> ModelControl:
+def fast_control(net: Supernet, weights: dict[str, Tensor], ids: Tensor, *, mode: str = "mixture",
+                 lm_head: bool = False) -> ModelControl:
     """``net.control(weights)`` with cheaper weight transforms.
 
     The embedding transform is applied only to the rows ``ids`` uses (int8/int4
-    scales are per row, so this is exact). ``mode`` sets the bit-width transforms:
+    scales are per row, so this is exact) — unless ``lm_head``: the tied LM head
+    (``model.logits(hidden, control)``) reads every row, so the whole table is
+    transformed, once per control (the lookup and the head share the result).
+    ``mode`` sets the bit-width transforms:
 
     * ``mixture`` – ``Σ_b w_b·fq_b(W)``, exactly the supernet's;
     * ``selected`` – ``w_b*·fq_b*(W)`` for the selected option ``b*`` (the argmax
@@ -95,7 +100,12 @@ def fast_control(net: Supernet, weights: dict[str, Tensor], ids: Tensor, *, mode
     if emb_opts != (32,):
         rows = torch.unique(ids)
         fn = transform(emb_opts, weights["embed.bits"])
-        ctl.embed_weight = None if fn is None else (lambda W: W.index_put((rows,), fn(W[rows])))
+        if fn is None:
+            ctl.embed_weight = None
+        elif lm_head:
+            ctl.embed_weight = _once(fn)
+        else:
+            ctl.embed_weight = lambda W: W.index_put((rows,), fn(W[rows]))
     if mode != "mixture":
         for i, lc in enumerate(ctl.layers):
             for group in ("attn", "ffn"):
@@ -106,7 +116,25 @@ def fast_control(net: Supernet, weights: dict[str, Tensor], ids: Tensor, *, mode
     return ctl
 
 
-def make_task(config: SearchConfig, hidden: int, num_classes: int) -> ClassifyTask | EmbedTask:
+def _once(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``fn`` computed on its first argument only, then reused (one weight, several reads per forward)."""
+    memo: list[Tensor] = []
+
+    def wrapped(W: Tensor) -> Tensor:
+        if not memo:
+            memo.append(fn(W))
+        return memo[0]
+
+    return wrapped
+
+
+def make_task(config: SearchConfig, hidden: int, num_classes: int, *,
+              teacher: nn.Module | None = None) -> ClassifyTask | EmbedTask | NextTokenTask:
+    """The task module of ``config.task``; ``teacher`` (the frozen full model) only for ``wordnet-definitions``."""
+    if config.task == "wordnet-definitions":
+        if teacher is None:
+            raise ConfigError("task: wordnet-definitions distils from the full model; pass teacher=")
+        return NextTokenTask(teacher, temperature=config.kd_temperature)
     if config.task == "wordnet-embed":
         return EmbedTask()
     return ClassifyTask(hidden, num_classes, kd_weight=config.kd_weight, temperature=config.kd_temperature)
@@ -148,9 +176,9 @@ class DNASSearch:
         return tau_schedule(arch_step, c.steps, schedule=c.tau_schedule, tau0=c.tau0, tau_min=c.tau_min)
 
     def _task_loss(self, batch: dict[str, Tensor], weights: dict[str, Tensor], mode: str) -> Tensor:
-        ctl = fast_control(self.net, weights, batch["ids"], mode=mode)
+        ctl = fast_control(self.net, weights, batch["ids"], mode=mode, lm_head=self.task.uses_lm_head)
         hidden = self.net.model(batch["ids"], batch["mask"], ctl)
-        loss = self.task.loss(mean_pool(hidden, batch["mask"]), batch)
+        loss = self.task.loss(self.task.out(self.net.model, hidden, batch, ctl), batch)
         if self.config.kd_hidden_weight > 0 and self.teacher_model is not None:
             with torch.no_grad():
                 t_hidden = self.teacher_model(batch["ids"], batch["mask"])

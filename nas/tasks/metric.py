@@ -13,6 +13,20 @@
   the full pretrained model's, on the first ``n`` glosses of the WordNet test
   split. Without WordNet installed, seeded random tokens stand in (the
   metric's name says so).
+* **Definition → word accuracy** for a decoder (``space.dims.family ==
+  "llama"``, the ``wordnet-definitions`` task): the share of the first
+  ``items`` multiple-choice items of the WordNet definitions test split
+  (:mod:`nas.tasks.definitions`) whose true word has the highest mean token
+  log-likelihood, with the trainer's own scorer, so the PyTorch value equals
+  the trial's recorded ``quality`` (× 100) when the trial scored as many items
+  (``max_eval``). Without WordNet: next-token agreement with the full model on
+  seeded random tokens (named so).
+
+The forward a metric takes: ``forward(ids, mask) -> hidden (B, T, H)`` for an
+encoder; for a decoder ``forward(ids, mask) -> logits (B, T, V)``, the contract
+written in :mod:`nas.tasks.lm_eval` (right-padded int64 inputs, positions
+``0 … T−1``, dynamic batch and sequence axes; :func:`nas.tasks.lm_eval.lm_forward`
+makes one of a PyTorch model).
 """
 
 from __future__ import annotations
@@ -25,6 +39,8 @@ from torch import Tensor
 from nas.models.transformer import TransformerModel, mean_pool
 
 Forward = Callable[[Tensor, Tensor], Tensor]
+DEFINITION_ITEMS = 200  # multiple-choice items a decoder is scored on by default
+CHOICE_MAX_TOKENS = 256  # tokenizer limit for prompts (a longer prompt keeps its last 128 tokens)
 
 
 def eval_inputs(space, loaded=None, *, n: int = 64, max_length: int = 32) -> tuple[str, Tensor, Tensor]:
@@ -49,10 +65,17 @@ def eval_inputs(space, loaded=None, *, n: int = 64, max_length: int = 32) -> tup
         return f"random tokens[{n}] (WordNet not installed)", ids, mask
 
 
-def task_metric(subnet, *, n: int = 64, max_length: int = 32) -> tuple[str, Callable[[Forward], float]]:
-    """``(name, metric)`` for ``subnet``: test accuracy with its task head, else teacher fidelity."""
+def task_metric(subnet, *, n: int = 64, max_length: int = 32,
+                items: int = DEFINITION_ITEMS) -> tuple[str, Callable[[Forward], float]]:
+    """``(name, metric)`` for ``subnet``: a decoder's definition → word accuracy (``metric`` takes a forward
+    returning logits), else test accuracy with its task head, else teacher fidelity (see the module docstring)."""
     from nas.errors import DataError
 
+    if subnet.space.dims.family == "llama":
+        try:
+            return definition_accuracy(subnet.space, n=items)
+        except (DataError, ImportError):
+            return next_token_agreement(subnet.space, n=n, max_length=max_length)
     if subnet.head is not None:
         try:
             return head_accuracy(subnet)
@@ -109,3 +132,49 @@ def teacher_fidelity(space, *, n: int = 64, max_length: int = 32) -> tuple[str, 
         return float(100 * torch.nn.functional.cosine_similarity(emb, target, dim=-1).mean())
 
     return f"teacher_fidelity on {source}", metric
+
+
+def definition_accuracy(space, *, n: int = DEFINITION_ITEMS, loaded=None,
+                        batch_size: int = 32) -> tuple[str, Callable[[Forward], float]]:
+    """``(name, metric)``: definition → word accuracy (points) of a decoder on the first ``n`` test items.
+
+    ``metric(forward)`` takes ``forward(ids, mask) -> logits (B, T, V)`` (:mod:`nas.tasks.lm_eval`) and
+    calls it with at most ``batch_size`` rows at a time.
+
+    Raises:
+        DataError: WordNet is not installed.
+    """
+    from nas.models.sources import load_model
+    from nas.tasks.batches import tokenizer_for
+    from nas.tasks.definitions import load_definitions
+    from nas.tasks.lm_eval import choice_accuracy, encode_choices
+
+    loaded = loaded or load_model(space.model)
+    chosen = load_definitions().choice_items("test", n)
+    enc = encode_choices(tokenizer_for(loaded, CHOICE_MAX_TOKENS), chosen)
+
+    def metric(forward: Forward) -> float:
+        return 100.0 * choice_accuracy(forward, enc, batch_size=batch_size)
+
+    return f"definition-to-word accuracy on wordnet definitions test[:{len(chosen)}]", metric
+
+
+@torch.no_grad()
+def next_token_agreement(space, *, n: int = 64, max_length: int = 32) -> tuple[str, Callable[[Forward], float]]:
+    """``(name, metric)``: 100 × the share of real tokens whose argmax next token agrees with the full
+    decoder's; ``metric`` takes a forward returning logits (:mod:`nas.tasks.lm_eval`)."""
+    from nas.models.sources import load_model
+
+    loaded = load_model(space.model)
+    teacher = TransformerModel(space.dims)
+    teacher.load_state_dict(loaded.state)
+    source, ids, mask = eval_inputs(space, loaded, n=n, max_length=max_length)
+    target = teacher.eval().logits(teacher(ids, mask)).argmax(-1)
+    real = mask.bool()
+
+    def metric(forward: Forward) -> float:
+        with torch.no_grad():
+            pred = torch.as_tensor(forward(ids, mask)).argmax(-1)
+        return float(100 * (pred == target)[real].float().mean())
+
+    return f"next-token agreement with the full model on {source}", metric

@@ -1,4 +1,5 @@
-"""WordNet 3.0 noun synsets: glosses labelled by their lexicographer file.
+"""WordNet 3.0 noun synsets: glosses labelled by their lexicographer file (and the parsing, file and hash rules
+:mod:`nas.tasks.definitions` shares for all four parts of speech).
 
 Each line of ``data.noun`` (after the license header, whose lines start with
 two spaces) is one synset::
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,24 +58,72 @@ class Splits:
     source: str
 
 
-def _bucket(salt: str, offset: int) -> int:
+def stable_hash(salt: str, offset: int | str) -> int:
+    """A 64-bit hash of ``"<salt>:<offset>"``: every split, order and draw here is a function of it."""
     return int.from_bytes(hashlib.sha256(f"{salt}:{offset}".encode()).digest()[:8], "big")
 
 
-def find_data_noun() -> Path:
-    """Path of ``data.noun``: ``$NAS_WORDNET_DIR`` first, then the Debian locations.
+def find_data_file(name: str = "data.noun") -> Path:
+    """Path of a WordNet data file (``data.noun``, ``data.verb``, ...): ``$NAS_WORDNET_DIR`` first, then the Debian locations.
 
     Raises:
-        DataError: no ``data.noun`` found (with the install hint).
+        DataError: the file is not found (with the install hint).
     """
     env = os.environ.get("NAS_WORDNET_DIR")
     dirs = [env] if env else list(DEFAULT_DIRS)
     for d in dirs:
-        p = Path(d) / "data.noun"
+        p = Path(d) / name
         if p.is_file():
             return p
     where = f"NAS_WORDNET_DIR={env}" if env else ", ".join(DEFAULT_DIRS)
-    raise DataError(f"wordnet: data.noun not found in {where}; {HINT}")
+    raise DataError(f"wordnet: {name} not found in {where}; {HINT}")
+
+
+def find_data_noun() -> Path:
+    """Path of ``data.noun`` (:func:`find_data_file`)."""
+    return find_data_file("data.noun")
+
+
+@dataclass(frozen=True)
+class Synset:
+    """One line of any ``data.<pos>`` file.
+
+    Attributes:
+        offset: byte offset of the line (the synset's id within its file; the four files reuse offsets).
+        lex: lexicographer-file number (0 ``adj.all``, 1 ``adj.pert``, 2 ``adv.all``, 3..28 nouns,
+            29..43 verbs, 44 ``adj.ppl``).
+        words: the synset's words in file order, as written (``_`` between the parts of a compound),
+            an adjective's syntactic marker (``(a)``, ``(p)``, ``(ip)``) removed.
+        gloss: the text after ``|`` (a definition, often followed by ``; "examples"``).
+    """
+
+    offset: int
+    lex: int
+    words: tuple[str, ...]
+    gloss: str
+
+
+def parse_synset(line: str) -> Synset | None:
+    """One data-file line as a :class:`Synset` (``None`` for header and blank lines).
+
+    The fields before ``|`` are ``offset lex_filenum ss_type w_cnt (word lex_id){w_cnt} ...``
+    with ``w_cnt`` in hexadecimal.
+
+    Raises:
+        DataError: a synset line whose offset, lexicographer file, words or gloss is malformed.
+    """
+    if not line.strip() or line.startswith("  "):
+        return None
+    head, sep, gloss = line.partition("|")
+    fields = head.split()
+    try:
+        offset, lex = int(fields[0]), int(fields[1])
+        words = tuple(re.sub(r"\([a-z]+\)$", "", fields[4 + 2 * i]) for i in range(int(fields[3], 16)))
+    except (IndexError, ValueError):
+        raise DataError(f"wordnet: malformed synset line {line[:40]!r}") from None
+    if not sep or not gloss.strip():
+        raise DataError(f"wordnet: synset {offset:08d}: no gloss after '|'")
+    return Synset(offset=offset, lex=lex, words=words, gloss=gloss.strip())
 
 
 def parse_line(line: str) -> Example | None:
@@ -82,31 +132,29 @@ def parse_line(line: str) -> Example | None:
     Raises:
         DataError: a synset line whose offset, lexicographer file or gloss is malformed.
     """
-    if not line.strip() or line.startswith("  "):
+    s = parse_synset(line)
+    if s is None:
         return None
-    head, sep, gloss = line.partition("|")
-    fields = head.split()
-    try:
-        offset, lex = int(fields[0]), int(fields[1])
-    except (IndexError, ValueError):
-        raise DataError(f"wordnet: malformed synset line {line[:40]!r}") from None
-    label = lex - FIRST_LEX_FILE
+    label = s.lex - FIRST_LEX_FILE
     if not 0 <= label < len(CLASSES):
-        raise DataError(f"wordnet: synset {offset:08d}: lexicographer file {lex} is not a noun file (3..28)")
-    if not sep or not gloss.strip():
-        raise DataError(f"wordnet: synset {offset:08d}: no gloss after '|'")
-    return Example(offset=offset, label=label, text=gloss.strip())
+        raise DataError(f"wordnet: synset {s.offset:08d}: lexicographer file {s.lex} is not a noun file (3..28)")
+    return Example(offset=s.offset, label=label, text=s.gloss)
 
 
-def split_of(offset: int) -> str:
-    """``train``, ``val`` or ``test`` (80/10/10) from the hash of the offset."""
-    b = _bucket("split", offset) % 100
+def split_of(offset: int | str) -> str:
+    """``train``, ``val`` or ``test`` (80/10/10) from the hash of the offset (or of another stable key)."""
+    b = stable_hash("split", offset) % 100
     return "train" if b < 80 else "val" if b < 90 else "test"
 
 
-def is_arch_example(offset: int, fraction: float = 0.2) -> bool:
+def is_arch_example(offset: int | str, fraction: float = 0.2) -> bool:
     """Whether a train example belongs to the architecture part of the search (FBNet 80/20)."""
-    return (_bucket("arch", offset) % 10_000) < fraction * 10_000
+    return (stable_hash("arch", offset) % 10_000) < fraction * 10_000
+
+
+def hash_order(key: int | str) -> int:
+    """The order of examples within a split (a cap takes a fixed pseudo-random subset)."""
+    return stable_hash("order", key)
 
 
 def load_wordnet_nouns(path: str | Path | None = None) -> Splits:
@@ -129,7 +177,7 @@ def load_wordnet_nouns(path: str | Path | None = None) -> Splits:
                 parts[split_of(ex.offset)].append(ex)
     if not any(parts.values()):
         raise DataError(f"wordnet: {p} holds no synsets")
-    key = lambda e: _bucket("order", e.offset)  # noqa: E731
+    key = lambda e: hash_order(e.offset)  # noqa: E731
     return Splits(*(tuple(sorted(parts[s], key=key)) for s in ("train", "val", "test")), source=str(p))
 
 
