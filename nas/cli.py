@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("lut", "nas.commands.lut"),
     ("search", "nas.commands.search"),
     ("export", "nas.commands.export"),
+    ("generate", "nas.commands.generate"),
 )
 
 

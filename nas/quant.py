@@ -94,12 +94,14 @@ def grid_scales(groups: Any, qmax: int, *, tol: float = 1e-3) -> Any:
     safe = np.maximum(absmax, 1e-12)
     unit = g / safe[:, None]
     levels = np.full(len(g), qmax, dtype=np.float64)
-    found = np.zeros(len(g), dtype=bool)
+    todo = np.arange(len(g))  # rows without a level yet: only these are tried at the next j
     for j in range(qmax, 0, -1):
-        x = unit * j
-        ok = ~found & (np.abs(x - np.round(x)).max(-1) < tol)
-        levels[ok] = j
-        found |= ok
+        if not len(todo):
+            break
+        x = unit[todo] * j
+        ok = np.abs(x - np.round(x)).max(-1) < tol
+        levels[todo[ok]] = j
+        todo = todo[~ok]
     return safe / levels
 
 

@@ -79,6 +79,11 @@ def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) 
     if ok:
         save_hf(subnet, directory / HF_DIR)
     _log(log, f"hf: {why}")
+    hf = {"expressible": ok, "reason": why, "dir": HF_DIR if ok else None}
+    if subnet.model.dims.family == "llama":  # a decoder: the generation graph, tokenizer/, generation.json
+        from nas.export.generation import write_generation_files
+
+        return {"nodes": write_generation_files(subnet, directory, log=log), "hf": hf}
     export_onnx(subnet, directory / FP32)
     labels = node_labels(subnet)
     bits = bits_by_node(subnet)
@@ -89,4 +94,4 @@ def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) 
         counts[a["applied"]] = counts.get(a["applied"], 0) + 1
     _log(log, "onnx: fp32 written; quantized " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     nodes = {n: {"label": labels[n], "bits": bits[n], **applied[n]} for n in sorted(labels)}
-    return {"nodes": nodes, "hf": {"expressible": ok, "reason": why, "dir": HF_DIR if ok else None}}
+    return {"nodes": nodes, "hf": hf}

@@ -16,6 +16,10 @@ Folder layout::
     model.onnx                        fp32 graph, weight nodes named layers.{k}.attn.q ... (nas.runtime.onnx)
     model.quant.onnx                  per-node int8 / int4 (MatMulNBits) / fp16 / fp32
     manifest.json                     see nas.export.manifest
+
+A decoder (llama family) gets generation graphs with past keys/values in and
+out instead, plus ``generation.json`` and ``tokenizer/`` (:mod:`nas.export.generation`),
+and its own checks (:mod:`nas.export.verify_decoder`).
 """
 
 from __future__ import annotations
@@ -104,15 +108,16 @@ def verify_export(
     checks = [V.check_onnx(directory / FP32, directory / QUANT)]
     if checks[0].ok is False:
         return checks
+    if dims.family == "llama":  # a generation graph: parity with a cache, greedy identity, metric on logits
+        from nas.export.verify_decoder import decoder_checks
+
+        checks += decoder_checks(directory, subnet, shapes=shapes, tolerance=tolerance,
+                                 metric_tolerance=metric_tolerance, task_metric=task_metric,
+                                 latency_table=latency_table, latency_tolerance=latency_tolerance, log=log)
+        return checks + _hf_checks(directory, subnet, shapes, tolerance, log) + _file_hash_checks(directory)
     checks.append(V.check_parity(subnet, cpu_session(directory / FP32), vocab, shapes=shapes, tolerance=tolerance))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
-    if (directory / HF_DIR / "config.json").is_file():
-        from nas.export.hf import load_hf
-
-        hf = load_hf(directory / HF_DIR)
-        c = V.check_parity(subnet, _HFSession(hf), vocab, shapes=shapes, tolerance=tolerance)
-        checks.append(Check("parity_hf", c.ok, c.value, c.limit, c.detail, c.data))
-        _log(log, f"check parity_hf: {c.detail}")
+    checks += _hf_checks(directory, subnet, shapes, tolerance, log)
     fq = fake_quantized(subnet)
     quant = cpu_session(directory / QUANT)
     source, ids, mask = eval_inputs(subnet.space)
@@ -129,13 +134,33 @@ def verify_export(
         checks.append(V.check_latency(directory / QUANT, latency_table, latency_ms(latency_table, subnet.space, subnet.arch),
                                       subnet.space, tolerance=latency_tolerance))
         _log(log, f"check latency: {checks[-1].detail}")
-    if (directory / MANIFEST).is_file():
-        recorded = read_manifest(directory).get("files", {})
-        actual = file_hashes(directory)
-        bad = sorted(k for k in set(recorded) | set(actual) if recorded.get(k) != actual.get(k))
-        checks.append(Check("file_hashes", not bad, float(len(bad)), 0.0,
-                            f"{len(bad)} file(s) differ from the manifest" + (f": {', '.join(bad)}" if bad else "")))
-    return checks
+    return checks + _file_hash_checks(directory)
+
+
+def _hf_checks(directory: Path, subnet: Any, shapes: Sequence[tuple[int, int]], tolerance: float,
+               log: TextIO | None) -> list[Check]:
+    """``parity_hf``: the ``hf/`` folder (when written) against the subnet's last hidden state."""
+    from nas.export import verify as V
+
+    if not (directory / HF_DIR / "config.json").is_file():
+        return []
+    from nas.export.hf import load_hf
+
+    c = V.check_parity(subnet, _HFSession(load_hf(directory / HF_DIR)), subnet.space.dims.vocab_size,
+                       shapes=shapes, tolerance=tolerance)
+    _log(log, f"check parity_hf: {c.detail}")
+    return [Check("parity_hf", c.ok, c.value, c.limit, c.detail, c.data)]
+
+
+def _file_hash_checks(directory: Path) -> list[Check]:
+    """``file_hashes``: every file against the manifest's sha256s (when the folder has a manifest)."""
+    if not (directory / MANIFEST).is_file():
+        return []
+    recorded = read_manifest(directory).get("files", {})
+    actual = file_hashes(directory)
+    bad = sorted(k for k in set(recorded) | set(actual) if recorded.get(k) != actual.get(k))
+    return [Check("file_hashes", not bad, float(len(bad)), 0.0,
+                  f"{len(bad)} file(s) differ from the manifest" + (f": {', '.join(bad)}" if bad else ""))]
 
 
 class _HFSession:

@@ -155,13 +155,14 @@ def check_metric(metric: Metric, name: str, model: torch.nn.Module, sess, *, tol
 
 
 def check_latency(path: str | Path, table: Any, predicted_ms: float, space: Any, *,
-                  tolerance: float | None = None) -> Check:
+                  tolerance: float | None = None, inputs: Mapping[str, Tensor] | None = None) -> Check:
     """Re-measure ``path`` with ``table``'s backend and protocol and compare with ``predicted_ms``.
 
     The same runner and protocol as :func:`nas.latency.validate.validate_table`:
     the table's runtime, threads, batch and sequence, warm-up, rounds × repeats
     (median, IQR); noisy results are re-measured but never refused.
     ``tolerance`` is relative (0.10 = ±10 %); without it the check only reports.
+    ``inputs``: the graph's feeds (default: ``input_ids``/``attention_mask`` of the table's shape).
     """
     from nas.latency.backends import get_backend
     from nas.latency.builder import model_inputs
@@ -174,7 +175,7 @@ def check_latency(path: str | Path, table: Any, predicted_ms: float, space: Any,
         raise LatencyTableError(f"runtime: table {table.id} is for {backend.name}, which cannot run an ONNX file")
     known = set(Protocol.__dataclass_fields__)
     proto = Protocol(**{**{k: v for k, v in (table.protocol or {}).items() if k in known}, "max_noisy_fraction": 1.0})
-    runner = backend.runner_for(path, model_inputs(space, table.batch, table.seq))
+    runner = backend.runner_for(path, inputs if inputs is not None else model_inputs(space, table.batch, table.seq))
     m = measure({"model": runner}, proto)["model"]
     rel = (m["median_ms"] - predicted_ms) / predicted_ms
     ok = None if tolerance is None else abs(rel) <= tolerance
