@@ -138,6 +138,7 @@ def test_derived_subnet_decodes_with_the_cache(smol):
     for j in range(4, ids.shape[1]):
         h, cache = sub.extend(ids[:, j : j + 1], cache=cache)
         hs.append(h)
-    assert float((sub.logits(torch.cat(hs, 1)) - full).abs().max()) <= 2e-4
+    # scale-relative (logits reach ±20 here): fp32 sums in another order, as export's decoder parity measures it
+    assert float((sub.logits(torch.cat(hs, 1)) - full).abs().max()) / max(1.0, float(full.abs().max())) <= 1e-4
     assert [cache.layer(k)[0].shape[1] for k in range(cache.num_layers)] == [
         ld.num_kv_heads(space.dims) for ld in sub.layer_dims]
