@@ -147,7 +147,7 @@ def writers(url: str, n_writers: int, per: int) -> dict:
     create_or_load_study(st, name, objectives=attrs.OBJECTIVES, directions=attrs.DIRECTIONS)
     blob = {attrs.ARCH: {f"layer{i}.{k}": 8 for i in range(6) for k in ("keep", "heads", "ffn", "attn.bits")},
             attrs.CONFIG: {f"field{i}": i for i in range(35)}, attrs.METRICS: {f"m{i}": 0.1 * i for i in range(15)},
-            attrs.HISTORY: [{"step": i, "tau": 1.0, "loss": 0.5} for i in range(50)], attrs.ARCH_SUMMARY: "L0 H1 F1 A8 M8 E8"}
+            attrs.HISTORY_SUMMARY: {"steps": 50, "last": {"step": 49, "tau": 1.0, "loss": 0.5}, "values": {str(i): 0.5 for i in range(50)}}, attrs.ARCH_SUMMARY: "L0 H1 F1 A8 M8 E8"}
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     t = time.perf_counter()

@@ -115,11 +115,15 @@ def load_trial_subnet(ref: TrialRef):
     entries = ref.attrs[A.ARTIFACTS].get("subnet") or []
     with tempfile.TemporaryDirectory(prefix="nas-subnet-") as d:
         download_files(get_store(ref.artifact_store), entries, d, what=f"trial {ref.number}'s")
-        return _load_checked(ref, Path(d))
+        # download_files checked each file against its entry's sha256: reuse those, no second hashing pass
+        return _load_checked(ref, Path(d), verified={e["filename"]: e["sha256"] for e in entries})
 
 
-def _load_checked(ref: TrialRef, directory: Path | None):
+def _load_checked(ref: TrialRef, directory: Path | None, verified: dict[str, str] | None = None):
     from nas.supernet.derive import load_subnet
+
+    def sha(path: Path) -> str:
+        return (verified or {}).get(path.name) or sha256_file(path)
 
     for key in ((A.SUBNET_DIR,) if directory is None else ()) + (A.SUBNET_SHA256, A.ARCH):
         if key not in ref.attrs:
@@ -128,7 +132,7 @@ def _load_checked(ref: TrialRef, directory: Path | None):
     weights = directory / "model.safetensors"
     if not weights.is_file():
         raise ModelError(f"subnet_dir: weights of trial {ref.number} not found: {weights}")
-    got = sha256_file(weights)
+    got = sha(weights)
     if got != ref.attrs[A.SUBNET_SHA256]:
         raise ModelError(
             f"subnet_sha256: {weights} has sha256 {got[:12]}…, trial {ref.number} recorded "
@@ -138,7 +142,7 @@ def _load_checked(ref: TrialRef, directory: Path | None):
     if A.HEAD_SHA256 in ref.attrs:
         if not head.is_file():
             raise ModelError(f"head_sha256: task head of trial {ref.number} not found: {head}")
-        got = sha256_file(head)
+        got = sha(head)
         if got != ref.attrs[A.HEAD_SHA256]:
             raise ModelError(f"head_sha256: {head} has sha256 {got[:12]}…, trial {ref.number} recorded "
                              f"{str(ref.attrs[A.HEAD_SHA256])[:12]}… (corrupted or replaced)")

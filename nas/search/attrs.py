@@ -22,7 +22,6 @@ ARTIFACTS = "artifacts"  # {"subnet": [entry per file of Subnet.save], "history"
 # the trial as Optuna's upload_artifact links it (system attribute "artifacts:<id>"), so optuna-dashboard lists it
 NODE = "node"  # {"node_id", "host"}: the Ray node and host that ran the trial
 SUBNET_DIR = "subnet_dir"  # studies before the artifact store: the subnet's local folder (still read by export)
-HISTORY = HISTORY_SUMMARY
 SUBNET_SHA256 = "subnet_sha256"  # sha256 of model.safetensors, checked before export
 HEAD_SHA256 = "head_sha256"  # sha256 of head.safetensors (classification trials only), checked before export
 SPACE = "space"  # {"name", "hash"}; export refuses a subnet whose space hash differs
