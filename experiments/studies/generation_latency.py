@@ -1,0 +1,115 @@
+"""Benchmark: time to first token and time per output token of SmolLM2-135M exported for generation.
+
+The full architecture of ``smollm2-135m`` at three uniform precisions — fp32; int8 everywhere
+(``MatMulInteger``, embedding/LM head int8); int4 linears (``MatMulNBits``, the export's
+accuracy level) with an int8 embedding/LM head — derived and exported with the generation graph
+(past keys/values in and out, :mod:`nas.runtime.decoder_onnx`), then run greedily with the KV
+cache (:class:`nas.runtime.decoder_session.DecoderSession`, 1 thread): a ``--prompt-tokens``
+prompt (seeded token ids) and ``--new-tokens`` generated. The graphs are measured interleaved,
+``--rounds`` rounds in a fresh random order each; TTFT is the median over rounds, TPOT the median
+over every decode step of every round, each with its IQR.
+
+    PYTHONPATH=. .venv/bin/python -m experiments.studies.generation_latency --rounds 5
+
+Writes ``experiments/reports/generation_latency.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from experiments.studies.report_files import md_table, write_report
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ROOT / "experiments" / "reports" / "generation_latency"
+
+
+def med_iqr(xs) -> dict:
+    q1, med, q3 = np.percentile(xs, [25, 50, 75])
+    return {"median": float(med), "iqr": float(q3 - q1), "n": len(xs)}
+
+
+def uniform_arch(space, bits: int, embed_bits: int) -> dict:
+    arch = dict(space.full())
+    for label in arch:
+        if label.endswith(".bits"):
+            arch[label] = embed_bits if label == "embed.bits" else bits
+    return space.validate(arch)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--prompt-tokens", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(2)
+
+    import nas
+    from nas.export.generation import ACCURACY_LEVEL
+    from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx
+    from nas.runtime.decoder_session import DecoderSession
+    from nas.runtime.quantize import quantize_onnx
+
+    space = nas.load_space("smollm2-135m")
+    net = nas.Supernet.build(space)
+    work = Path(tempfile.mkdtemp(prefix="nas-genlat-"))
+    graphs: dict[str, Path] = {}
+    for name, bits, embed_bits in (("fp32", 32, 32), ("int8", 8, 8), ("int4", 4, 8)):
+        sub = nas.derive(net, uniform_arch(space, bits, embed_bits))
+        fp32 = export_decoder_onnx(sub.model, work / f"{name}.fp32.onnx")
+        graphs[name] = fp32 if name == "fp32" else quantize_onnx(
+            fp32, work / f"{name}.onnx", decoder_bits_by_node(sub), accuracy_level=ACCURACY_LEVEL)
+        print(f"exported {name}: {graphs[name].stat().st_size / 1e6:.0f} MB", flush=True)
+    del net
+    sessions = {k: DecoderSession(p, threads=a.threads) for k, p in graphs.items()}
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, space.dims.vocab_size, (1, a.prompt_tokens), generator=g)
+    for s in sessions.values():  # warm-up
+        s.generate(ids, 2)
+    ttft: dict[str, list[float]] = {k: [] for k in sessions}
+    tpot: dict[str, list[float]] = {k: [] for k in sessions}
+    rng = random.Random(0)
+    for r in range(a.rounds):
+        order = list(sessions)
+        rng.shuffle(order)
+        for k in order:
+            out = sessions[k].generate(ids, a.new_tokens)
+            ttft[k].append(out.ttft_ms)
+            tpot[k].extend(out.step_ms)
+        print(f"round {r + 1}/{a.rounds}: " + ", ".join(f"{k} {ttft[k][-1]:.0f} ms" for k in order), flush=True)
+    rows = {k: {"ttft_ms": med_iqr(ttft[k]), "tpot_ms": med_iqr(tpot[k]),
+                "file_mb": graphs[k].stat().st_size / 1e6} for k in sessions}
+    doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.processor() or platform.machine(),
+           "loadavg": Path("/proc/loadavg").read_text().split()[:3], "threads": a.threads, "rounds": a.rounds,
+           "prompt_tokens": a.prompt_tokens, "new_tokens": a.new_tokens, "int4_accuracy_level": ACCURACY_LEVEL,
+           "results": rows}
+    base = rows["fp32"]
+    md = [f"# SmolLM2-135M generation latency ({doc['date']})", "",
+          f"Full architecture, onnxruntime CPU, {a.threads} thread(s), prompt {a.prompt_tokens} tokens, "
+          f"{a.new_tokens} generated, {a.rounds} interleaved rounds; load average at start {' '.join(doc['loadavg'])}. "
+          "Command: `PYTHONPATH=. .venv/bin/python -m experiments.studies.generation_latency`.", "",
+          *md_table(["graph", "TTFT median (IQR) ms", "TPOT median (IQR) ms", "TPOT × vs fp32", "file MB"],
+                    [[k, f"{v['ttft_ms']['median']:.1f} ({v['ttft_ms']['iqr']:.1f})",
+                      f"{v['tpot_ms']['median']:.2f} ({v['tpot_ms']['iqr']:.2f})",
+                      f"{base['tpot_ms']['median'] / v['tpot_ms']['median']:.2f}", f"{v['file_mb']:.0f}"]
+                     for k, v in rows.items()]), "",
+          f"int4 is `MatMulNBits` at accuracy_level {ACCURACY_LEVEL} (what export writes); int4 keeps the "
+          "embedding and LM head at int8."]
+    write_report(REPORT, doc, "\n".join(md) + "\n")
+    print(f"wrote {REPORT}.md")
+
+
+if __name__ == "__main__":
+    main()
