@@ -13,7 +13,9 @@
   weight-only fake-quantized subnet (the search's view, activations fp32) and
   on random-token inputs;
 * ``metric_quant`` – the task metric of ``model.quant.onnx`` within
-  ``metric_tolerance`` points of the PyTorch subnet's, on the evaluation inputs;
+  ``metric_tolerance`` points of the PyTorch subnet's, on the evaluation inputs
+  (an accuracy with per-item results also passes a larger gap that an exact
+  McNemar test cannot tell from chance: :func:`check_metric`);
 * ``latency`` – ``model.quant.onnx`` re-measured with the latency table's
   backend and protocol (:mod:`nas.latency.protocol`: threads, batch, sequence,
   warm-up, interleaved rounds × repeats; median and IQR) next to the table's
@@ -22,6 +24,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,17 +144,58 @@ def check_cosine(model: torch.nn.Module, sess, batches: Mapping[str, tuple[Tenso
 Metric = Callable[[Callable[[Tensor, Tensor], Tensor]], float]
 
 
+PAIRED_ALPHA = 0.05  # an accuracy gap beyond the tolerance passes only if the item flips could be chance at this level
+
+
+def paired_p_value(only_first: int, only_second: int) -> float:
+    """Exact two-sided McNemar p-value of items right for one model only (``only_first``, ``only_second``).
+
+    Under "same accuracy", each of the ``d = only_first + only_second`` discordant items is
+    equally likely to go either way: ``p = min(1, 2·P(Binomial(d, 1/2) ≤ min(only_first, only_second)))``.
+    """
+    if only_first < 0 or only_second < 0:
+        raise ValueError(f"paired_p_value: counts must be >= 0, got {only_first}, {only_second}")
+    d = only_first + only_second
+    if d == 0:
+        return 1.0
+    tail = sum(math.comb(d, i) for i in range(min(only_first, only_second) + 1))
+    return min(1.0, 2 * tail / 2**d)
+
+
 def check_metric(metric: Metric, name: str, model: torch.nn.Module, sess, *, tolerance_points: float = 1.0) -> Check:
-    """``metric`` (in points) of the quantized ONNX within ``tolerance_points`` of the PyTorch subnet's."""
+    """``metric`` (in points) of the quantized ONNX within ``tolerance_points`` of the PyTorch subnet's.
+
+    For an accuracy that tells which items each model gets right (a
+    :class:`nas.tasks.metric.ItemAccuracy`), a larger gap also passes when it is
+    indistinguishable from item flips by chance (exact McNemar test,
+    p ≥ :data:`PAIRED_ALPHA`): int8 activations computed in another order flip
+    near-tied items both ways, and on 200 items one item is half a point. A
+    systematic loss moves the flips one way and still fails.
+    """
+    correct = getattr(metric, "correct", None)
     with torch.no_grad():
-        ref = float(metric(lambda ids, mask: model(ids, mask)))
-    got = float(metric(lambda ids, mask: torch.from_numpy(run(sess, ids, mask))))
+        if correct is None:
+            ref = float(metric(lambda ids, mask: model(ids, mask)))
+            got = float(metric(lambda ids, mask: torch.from_numpy(run(sess, ids, mask))))
+        else:
+            ref_items = correct(lambda ids, mask: model(ids, mask))
+            got_items = correct(lambda ids, mask: torch.from_numpy(run(sess, ids, mask)))
+            ref, got = (100.0 * float(x.float().mean()) for x in (ref_items, got_items))
     diff = got - ref
     ok = abs(diff) <= tolerance_points
-    return Check("metric_quant", ok, diff, tolerance_points,
-                 f"{name}: PyTorch {ref:.3f}, quantized ONNX {got:.3f} "
-                 f"(|diff| {abs(diff):.3f} {'<=' if ok else '>'} {tolerance_points:g} points)",
-                 {"metric": name, "pytorch": ref, "onnx_quant": got})
+    detail = (f"{name}: PyTorch {ref:.3f}, quantized ONNX {got:.3f} "
+              f"(|diff| {abs(diff):.3f} {'<=' if ok else '>'} {tolerance_points:g} points")
+    data: dict[str, Any] = {"metric": name, "pytorch": ref, "onnx_quant": got}
+    if correct is not None:
+        only_ref, only_got = int((ref_items & ~got_items).sum()), int((~ref_items & got_items).sum())
+        p = paired_p_value(only_ref, only_got)
+        chance = not ok and p >= PAIRED_ALPHA
+        ok = ok or chance
+        detail += (f"; {only_ref} items right only in PyTorch, {only_got} only in ONNX of {len(ref_items)}, "
+                   f"exact McNemar p {p:.3g}" + (f" >= {PAIRED_ALPHA:g}: within chance" if chance else ""))
+        data.update(items=len(ref_items), only_pytorch=only_ref, only_onnx=only_got, p_value=p,
+                    alpha=PAIRED_ALPHA, within_chance=chance)
+    return Check("metric_quant", ok, diff, tolerance_points, detail + ")", data)
 
 
 def check_latency(path: str | Path, table: Any, predicted_ms: float, space: Any, *,

@@ -10,7 +10,7 @@ in a function)::
   token and 0 for padding. Padding is always on the right (row ``i``'s real
   tokens are columns ``0 … n_i − 1``; padded ids are 0), so a causal model
   computes every real token as it would unpadded.
-* returns float logits ``(B, T, V)`` (a tensor or a NumPy array):
+* returns float logits ``(B, T, V)`` (a tensor on any device, or a NumPy array):
   ``logits[i, t]`` are the next-token logits after tokens ``0 … t`` of row
   ``i``, with rotary positions ``0 … T − 1`` (column indices, as
   :meth:`~nas.models.transformer.TransformerModel.forward`). Values at padded
@@ -25,8 +25,8 @@ Scores (pure functions of ``forward`` and the encoded data):
   tokens after its prompt; the prompt and `` {candidate}`` are tokenized
   separately and concatenated (:func:`encode_choices`), and every candidate
   of every item is one row, rows batched by length;
-* :func:`choice_accuracy` – the share of items whose true candidate scores
-  highest (ties: the first candidate);
+* :func:`choice_correct` / :func:`choice_accuracy` – per item, whether its
+  true candidate scores highest (ties: the first candidate), and their share;
 * :func:`perplexity` – ``exp`` of the mean next-token negative log-likelihood
   over the real tokens after each text's first.
 """
@@ -49,10 +49,11 @@ LogitsForward = Callable[[Tensor, Tensor], Tensor]
 
 def lm_forward(model: torch.nn.Module) -> LogitsForward:
     """The contract's forward of a llama-family :class:`~nas.models.transformer.TransformerModel`:
-    its last hidden states through the tied LM head."""
+    its last hidden states through the tied LM head, on the model's device (the inputs are moved there)."""
 
     def forward(ids: Tensor, mask: Tensor) -> Tensor:
-        return model.logits(model(ids, mask))
+        device = model.embed.word.weight.device
+        return model.logits(model(ids.to(device), mask.to(device)))
 
     return forward
 
@@ -121,17 +122,24 @@ def choice_scores(forward: LogitsForward, enc: EncodedChoices, *, batch_size: in
             ids[j, : lengths[r]] = torch.tensor(enc.rows[r])
             mask[j, : lengths[r]] = 1
         logits = _logits(forward, ids, mask)
+        on = ids.to(logits.device)
+        rows = []
         for j, r in enumerate(chunk.tolist()):
             s, n = enc.starts[r], int(lengths[r])
             logp = F.log_softmax(logits[j, s - 1 : n - 1], dim=-1)
-            scores[r] = logp.gather(-1, ids[j, s:n, None]).mean()
+            rows.append(logp.gather(-1, on[j, s:n, None]).mean())
+        scores[chunk] = torch.stack(rows).cpu()
     return scores.view(len(enc), enc.num_choices)
+
+
+def choice_correct(forward: LogitsForward, enc: EncodedChoices, *, batch_size: int = 32) -> Tensor:
+    """``(items,)`` bool: whether each item's true candidate has the highest :func:`choice_scores`."""
+    return choice_scores(forward, enc, batch_size=batch_size).argmax(-1) == torch.tensor(enc.answers)
 
 
 def choice_accuracy(forward: LogitsForward, enc: EncodedChoices, *, batch_size: int = 32) -> float:
     """Share of items (0..1) whose true candidate has the highest :func:`choice_scores`."""
-    pred = choice_scores(forward, enc, batch_size=batch_size).argmax(-1)
-    return int((pred == torch.tensor(enc.answers)).sum()) / len(enc)
+    return int(choice_correct(forward, enc, batch_size=batch_size).sum()) / len(enc)
 
 
 def perplexity(forward: LogitsForward, ids: Tensor, mask: Tensor, *, batch_size: int = 16) -> float:
@@ -141,6 +149,7 @@ def perplexity(forward: LogitsForward, ids: Tensor, mask: Tensor, *, batch_size:
         width = max(int(mask[idx].sum(1).max()), 1)
         b_ids, b_mask = ids[idx, :width], mask[idx, :width]
         logits = _logits(forward, b_ids, b_mask)
+        b_ids, b_mask = b_ids.to(logits.device), b_mask.to(logits.device)
         real = b_mask[:, 1:].bool()
         if not bool(real.any()):
             continue

@@ -22,8 +22,8 @@
   (``max_eval``). Without WordNet: next-token agreement with the full model on
   seeded random tokens (named so).
 
-The forward a metric takes: ``forward(ids, mask) -> hidden (B, T, H)`` for an
-encoder; for a decoder ``forward(ids, mask) -> logits (B, T, V)``, the contract
+The forward a metric takes: ``forward(ids, mask) -> hidden (B, T, H)`` (CPU inputs,
+a result on any device) for an encoder; for a decoder ``forward(ids, mask) -> logits (B, T, V)``, the contract
 written in :mod:`nas.tasks.lm_eval` (right-padded int64 inputs, positions
 ``0 … T−1``, dynamic batch and sequence axes; :func:`nas.tasks.lm_eval.lm_forward`
 makes one of a PyTorch model).
@@ -32,6 +32,7 @@ makes one of a PyTorch model).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -39,6 +40,20 @@ from torch import Tensor
 from nas.models.transformer import TransformerModel, mean_pool
 
 Forward = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ItemAccuracy:
+    """An accuracy metric that also tells which items a model gets right (for a paired comparison).
+
+    ``metric(forward)`` is the accuracy in points, as every metric here;
+    ``correct(forward)`` the ``(items,)`` bool tensor it is the mean of.
+    """
+
+    correct: Callable[[Forward], Tensor]
+
+    def __call__(self, forward: Forward) -> float:
+        return 100.0 * float(self.correct(forward).float().mean())
 DEFINITION_ITEMS = 200  # multiple-choice items a decoder is scored on by default
 CHOICE_MAX_TOKENS = 256  # tokenizer limit for prompts (a longer prompt keeps its last 128 tokens)
 
@@ -102,17 +117,18 @@ def head_accuracy(subnet, *, batch_size: int = 128) -> tuple[str, Callable[[Forw
     test = load_wordnet_nouns().test[: head.n_eval]
     data = encode(tokenizer_for(load_model(subnet.space.model), head.max_length),
                   [e.text for e in test], [e.label for e in test])
-    chunks = [data.batch(idx) for idx in length_ordered_chunks(data.mask, batch_size)]
+    order = length_ordered_chunks(data.mask, batch_size)
+    chunks = [data.batch(idx) for idx in order]
 
-    def metric(forward: Forward) -> float:
-        correct = 0
+    def correct(forward: Forward) -> Tensor:
+        out = torch.zeros(len(data), dtype=torch.bool)
         with torch.no_grad():
-            for b in chunks:
-                pooled = mean_pool(forward(b["ids"], b["mask"]).float(), b["mask"])
-                correct += int((head.logits(pooled).argmax(-1) == b["labels"]).sum())
-        return 100.0 * correct / max(len(data), 1)
+            for idx, b in zip(order, chunks):
+                pooled = mean_pool(forward(b["ids"], b["mask"]).float().cpu(), b["mask"])
+                out[idx] = head.logits(pooled).argmax(-1) == b["labels"]
+        return out
 
-    return f"{head.task} test accuracy on wordnet test[:{len(data)}]", metric
+    return f"{head.task} test accuracy on wordnet test[:{len(data)}]", ItemAccuracy(correct)
 
 
 @torch.no_grad()
@@ -128,7 +144,7 @@ def teacher_fidelity(space, *, n: int = 64, max_length: int = 32) -> tuple[str, 
 
     def metric(forward: Forward) -> float:
         with torch.no_grad():
-            emb = mean_pool(forward(ids, mask).float(), mask)
+            emb = mean_pool(forward(ids, mask).float().cpu(), mask)
         return float(100 * torch.nn.functional.cosine_similarity(emb, target, dim=-1).mean())
 
     return f"teacher_fidelity on {source}", metric
@@ -147,16 +163,13 @@ def definition_accuracy(space, *, n: int = DEFINITION_ITEMS, loaded=None,
     from nas.models.sources import load_model
     from nas.tasks.batches import tokenizer_for
     from nas.tasks.definitions import load_definitions
-    from nas.tasks.lm_eval import choice_accuracy, encode_choices
+    from nas.tasks.lm_eval import choice_correct, encode_choices
 
     loaded = loaded or load_model(space.model)
     chosen = load_definitions().choice_items("test", n)
     enc = encode_choices(tokenizer_for(loaded, CHOICE_MAX_TOKENS), chosen)
-
-    def metric(forward: Forward) -> float:
-        return 100.0 * choice_accuracy(forward, enc, batch_size=batch_size)
-
-    return f"definition-to-word accuracy on wordnet definitions test[:{len(chosen)}]", metric
+    return (f"definition-to-word accuracy on wordnet definitions test[:{len(chosen)}]",
+            ItemAccuracy(lambda forward: choice_correct(forward, enc, batch_size=batch_size)))
 
 
 @torch.no_grad()
@@ -174,7 +187,7 @@ def next_token_agreement(space, *, n: int = 64, max_length: int = 32) -> tuple[s
 
     def metric(forward: Forward) -> float:
         with torch.no_grad():
-            pred = torch.as_tensor(forward(ids, mask)).argmax(-1)
+            pred = torch.as_tensor(forward(ids, mask)).argmax(-1).cpu()
         return float(100 * (pred == target)[real].float().mean())
 
     return f"next-token agreement with the full model on {source}", metric
