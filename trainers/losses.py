@@ -16,9 +16,15 @@ target ``T`` (ms):
   can meet T while the argmax drops most layers.
 
 An optional size hinge adds ``w_s·max(0, S − S_T)/S_T`` on the expected size S.
+
+Several budgets at once (a decoder's TTFT and TPOT): :func:`budget_penalties`
+adds one penalty per budget, each with its own λ, updated by :func:`dual_ascent`
+on its own violation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +98,59 @@ def latency_penalty(
         details.update(expected_size=_f(expected_size), size_penalty=_f(size_pen))
     details["loss"] = _f(loss)
     return loss, details
+
+
+ADDITIVE = ("hinge", "linear", "band")  # the forms whose penalties add up over several budgets
+
+
+def budget_penalties(
+    form: str,
+    task: Tensor,
+    expected_ms: Mapping[str, Tensor],
+    targets_ms: Mapping[str, float],
+    lambdas: Mapping[str, float],
+    *,
+    band_low: float = 0.9,
+) -> tuple[Tensor, dict[str, float]]:
+    """The loss of one architecture step under several latency budgets at once (e.g. TTFT and TPOT).
+
+    ``task + Σ_b penalty_b``, each budget ``b`` (a latency objective such as
+    ``ttft_ms``) priced by :func:`latency_penalty`'s ``form`` with its own
+    ``E_b``, ``T_b`` and ``λ_b``; one budget gives :func:`latency_penalty`'s loss.
+
+    Args:
+        form: ``hinge``, ``linear`` or ``band`` (additive forms; ``fbnet``'s factor takes one budget).
+        task: the task (or distillation) loss, a scalar.
+        expected_ms: ``{budget: E[LAT_b]}``, differentiable in the architecture probabilities.
+        targets_ms: ``{budget: T_b}`` (> 0), the same names.
+        lambdas: ``{budget: λ_b}``, the same names.
+        band_low: ``band``'s lower edge as a fraction of each ``T_b``.
+
+    Returns:
+        ``(loss, details)``: ``task``, ``penalty`` (the sum), ``loss``, and per budget
+        ``{b}.expected_ms``, ``{b}.ratio``, ``{b}.penalty``, ``{b}.lambda``.
+
+    Raises:
+        ConfigError: no budget, names that differ between the mappings, or a form that does not add up.
+    """
+    names = list(targets_ms)
+    if not names:
+        raise ConfigError("budgets: no latency budget given")
+    for what, m in (("expected_ms", expected_ms), ("lambdas", lambdas)):
+        if set(m) != set(names):
+            raise ConfigError(f"budgets: {what} names {sorted(m)} differ from the targets' {sorted(names)}")
+    if len(names) > 1 and form not in ADDITIVE:
+        raise ConfigError(f"loss: {form!r} prices one budget; with {len(names)} budgets use {', '.join(ADDITIVE)}")
+    zero = torch.zeros((), dtype=task.dtype, device=task.device)
+    penalty = zero
+    details: dict[str, float] = {}
+    for b in names:
+        pen, d = latency_penalty(form, zero, expected_ms[b], targets_ms[b], lmbda=lambdas[b], band_low=band_low)
+        penalty = penalty + pen
+        details.update({f"{b}.expected_ms": d["expected_ms"], f"{b}.ratio": d["ratio"],
+                        f"{b}.penalty": d["penalty"], f"{b}.lambda": d["lambda"]})
+    loss = task + penalty
+    return loss, {"task": _f(task), "penalty": _f(penalty), "loss": _f(loss), **details}
 
 
 def _f(t: Tensor | float) -> float:

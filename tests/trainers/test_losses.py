@@ -86,3 +86,62 @@ def test_distillation_losses():
     h = torch.zeros(1, 2, 2)
     mask = torch.tensor([[1, 0]])
     assert float(hidden_mse(h + torch.tensor([[[1.0, 1.0], [9.0, 9.0]]]), h, mask)) == pytest.approx(1.0)
+
+
+# --- several budgets (a decoder's TTFT and TPOT), checked on paper -------------------------------------------
+# one label with options (a, b), probabilities softmax(z); prefill table a = 10 ms, b = 4 ms; decode a = 2, b = 1.
+# At z = 0: E[TTFT] = 7, E[TPOT] = 1.5; budgets T = 6 and 1.2, λ = 2 and 4 (hinge):
+#   penalty = 2·(7 − 6)/6 + 4·(1.5 − 1.2)/1.2 = 1/3 + 1 = 4/3
+#   ∂/∂z_a: p_a·p_b·(10 − 4) = 1.5 and p_a·p_b·(2 − 1) = 0.25, so 2/6·1.5 + 4/1.2·0.25 = 0.5 + 5/6 = 4/3
+#   dual ascent at lr 0.6: λ_ttft = 2 + 0.6·(1/6) = 2.1, λ_tpot = 4 + 0.6·(0.3/1.2) = 4.15
+
+
+def _two_phase(z):
+    p = torch.softmax(z, -1)
+    return {"ttft_ms": p @ torch.tensor([10.0, 4.0]), "tpot_ms": p @ torch.tensor([2.0, 1.0])}
+
+
+def test_two_budgets_loss_gradient_and_dual_updates_on_paper():
+    from trainers.losses import budget_penalties
+
+    z = torch.zeros(2, requires_grad=True)
+    expected = _two_phase(z)
+    targets, lambdas = {"ttft_ms": 6.0, "tpot_ms": 1.2}, {"ttft_ms": 2.0, "tpot_ms": 4.0}
+    loss, d = budget_penalties("hinge", torch.tensor(0.5), expected, targets, lambdas)
+    assert loss.item() == pytest.approx(0.5 + 4 / 3)
+    assert d["penalty"] == pytest.approx(4 / 3) and d["task"] == pytest.approx(0.5)
+    assert d["ttft_ms.penalty"] == pytest.approx(1 / 3) and d["tpot_ms.penalty"] == pytest.approx(1.0)
+    assert d["ttft_ms.ratio"] == pytest.approx(7 / 6) and d["tpot_ms.lambda"] == 4.0
+    loss.backward()
+    assert z.grad[0].item() == pytest.approx(4 / 3) and z.grad[1].item() == pytest.approx(-4 / 3)
+    viol = {b: (float(expected[b]) - targets[b]) / targets[b] for b in targets}
+    assert dual_ascent(lambdas["ttft_ms"], viol["ttft_ms"], 0.6) == pytest.approx(2.1)
+    assert dual_ascent(lambdas["tpot_ms"], viol["tpot_ms"], 0.6) == pytest.approx(4.15)
+
+
+def test_a_met_budget_adds_nothing_and_one_budget_is_latency_penalty():
+    from trainers.losses import budget_penalties
+
+    z = torch.zeros(2)
+    loss, d = budget_penalties("hinge", torch.tensor(0.5), _two_phase(z), {"ttft_ms": 6.0, "tpot_ms": 2.0},
+                               {"ttft_ms": 2.0, "tpot_ms": 4.0})
+    assert d["tpot_ms.penalty"] == 0.0 and loss.item() == pytest.approx(0.5 + 1 / 3)
+    for form in ("hinge", "band", "linear"):
+        one, _ = budget_penalties(form, torch.tensor(0.5), {"ttft_ms": torch.tensor(7.0)}, {"ttft_ms": 6.0},
+                                  {"ttft_ms": 2.0})
+        ref, _ = latency_penalty(form, torch.tensor(0.5), torch.tensor(7.0), 6.0, lmbda=2.0)
+        assert one.item() == pytest.approx(ref.item())
+
+
+def test_budget_mismatches_are_typed_errors():
+    from nas.errors import ConfigError
+    from trainers.losses import budget_penalties
+
+    e = _two_phase(torch.zeros(2))
+    with pytest.raises(ConfigError, match="budgets: no latency budget"):
+        budget_penalties("hinge", torch.tensor(0.0), {}, {}, {})
+    with pytest.raises(ConfigError, match=r"lambdas names \['ttft_ms'\]"):
+        budget_penalties("hinge", torch.tensor(0.0), e, {"ttft_ms": 6.0, "tpot_ms": 1.0}, {"ttft_ms": 1.0})
+    with pytest.raises(ConfigError, match="'fbnet' prices one budget"):
+        budget_penalties("fbnet", torch.tensor(0.0), e, {"ttft_ms": 6.0, "tpot_ms": 1.0},
+                         {"ttft_ms": 1.0, "tpot_ms": 1.0})
