@@ -29,6 +29,10 @@ class LatencyTableError(NASError, ValueError):
     """A latency table that is missing, corrupt, incomplete or for another space."""
 
 
+class LatencyTableMismatchError(LatencyTableError):
+    """A latency table measured for another phase, prompt/context length or int4 accuracy level than the one asked for."""
+
+
 class DataError(NASError, FileNotFoundError):
     """Missing or malformed task data (e.g. WordNet not installed)."""
 
@@ -59,3 +63,7 @@ class SearchInterrupted(NASError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+class DeviceError(ConfigError):
+    """A device a trial asks for that the Ray cluster, the machine or the torch build cannot give (named)."""

@@ -15,6 +15,7 @@ from nas.errors import ConfigError
 LOSSES = ("hinge", "fbnet", "linear", "band")
 TASKS = ("wordnet-nouns", "wordnet-embed", "wordnet-definitions")
 TAU_SCHEDULES = ("exponential", "linear", "constant")
+AUTOCASTS = ("bf16", "none")
 CONFIG_VERSION = 1
 
 
@@ -60,6 +61,8 @@ class SearchConfig:
         arch_fraction: share of the train examples held out for architecture steps.
         log_every, checkpoint_every: progress-line and checkpoint intervals (steps).
         seed: everything random (sampling, data order, Gumbel noise).
+        autocast: ``bf16`` runs the search's and fine-tuning's training steps under bf16 autocast on CUDA
+            (never on the CPU, never evaluation or the teacher's cached outputs); ``none`` keeps them fp32.
     """
 
     space: str = "minilm-l6"
@@ -99,6 +102,7 @@ class SearchConfig:
     log_every: int = 10
     checkpoint_every: int = 50
     seed: int = 0
+    autocast: str = "bf16"
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -109,6 +113,8 @@ class SearchConfig:
             raise bad("loss", f"unknown loss form {self.loss!r}; known: {', '.join(LOSSES)}")
         if self.task not in TASKS:
             raise bad("task", f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if self.autocast not in AUTOCASTS:
+            raise bad("autocast", f"unknown autocast {self.autocast!r}; known: {', '.join(AUTOCASTS)}")
         if self.tau_schedule not in TAU_SCHEDULES:
             raise bad("tau_schedule", f"unknown schedule {self.tau_schedule!r}; known: {', '.join(TAU_SCHEDULES)}")
         if (self.target_ms is None) == (self.target_fraction is None):

@@ -4,6 +4,9 @@ Fine-tuning is quantization-aware: each linear is fake-quantized at its
 chosen bit-width in the forward pass (straight-through gradient), the word
 embeddings stay frozen (already on their grid), and at the end every weight is
 snapped back onto its grid, so the subnet still is what its architecture says.
+
+Both run on the device the model is on (batches follow it, :mod:`trainers.devices`);
+fine-tuning steps may run under bf16 autocast on CUDA, evaluation always in fp32.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from nas.models.transformer import LayerControl, ModelControl
 from nas.supernet.derive import Subnet
 from nas.quant import fake_quant, quantize_dequantize
 from nas.tasks.batches import Encoded, batch_indices, length_ordered_chunks
+from trainers.devices import module_device, to_device, train_autocast
 
 
 def qat_control(subnet: Subnet) -> ModelControl:
@@ -46,9 +50,13 @@ def snap_to_grid(subnet: Subnet) -> None:
 
 
 def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: float, batch_size: int, seed: int,
-             log_every: int = 25, progress: Callable[[str], None] | None = None) -> list[float]:
-    """Distil into ``subnet`` (and the task head) for ``steps`` steps; returns the loss per step."""
+             log_every: int = 25, progress: Callable[[str], None] | None = None,
+             autocast: str = "none") -> list[float]:
+    """Distil into ``subnet`` (and the task head) for ``steps`` steps on the device ``subnet`` is on (``task`` is
+    moved there); ``autocast="bf16"`` runs the steps under bf16 autocast on CUDA. Returns the loss per step."""
     model = subnet.model
+    device = module_device(model)
+    task.to(device)
     model.train()
     model.embed.word.weight.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad] + list(task.parameters())
@@ -57,10 +65,11 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
     losses = []
     t0 = time.perf_counter()
     for step in range(steps):
-        batch = data.batch(batch_indices(len(data), batch_size, seed=seed, step=step, salt=3))
+        batch = to_device(data.batch(batch_indices(len(data), batch_size, seed=seed, step=step, salt=3)), device)
         opt.zero_grad(set_to_none=True)
-        hidden = model(batch["ids"], batch["mask"], ctl)
-        loss = task.loss(task.out(model, hidden, batch, ctl), batch)
+        with train_autocast(device, autocast):
+            hidden = model(batch["ids"], batch["mask"], ctl)
+            loss = task.loss(task.out(model, hidden, batch, ctl), batch).float()
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -73,12 +82,14 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: nn.Module, data: Encoded, *, batch_size: int = 128) -> float:
-    """Mean per-example task score (accuracy or cosine of the pooled embeddings) of ``model`` over ``data``."""
+    """Mean per-example task score (accuracy or cosine of the pooled embeddings) of ``model`` over ``data``, in fp32 on
+    the device ``model`` and ``task`` are on."""
     was = model.training
     model.eval()
-    total = torch.zeros(())
+    device = module_device(model)
+    total = torch.zeros((), device=device)
     for idx in length_ordered_chunks(data.mask, batch_size):
-        b = data.batch(idx)
+        b = to_device(data.batch(idx), device)
         total += task.score(task.out(model, model(b["ids"], b["mask"]), b), b).sum()
     model.train(was)
     return float(total) / max(len(data), 1)

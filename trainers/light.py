@@ -4,7 +4,7 @@
 and task metric; its ``run`` picks a random architecture of the space (seeded by
 ``config.seed``), derives the real subnet from the supernet, prices it with the
 latency table, and scores quality as the cosine similarity of its pooled output
-to the full model's. A trial takes about a second on tiny-bert, so what a search
+to the full model's (on the trial's device). A trial takes about a second on tiny-bert, so what a search
 with it measures is the search service's overhead (``experiments/studies/search_overhead.py``).
 """
 
@@ -21,25 +21,28 @@ from trainers.result import SearchResult
 _NETS: dict[str, object] = {}
 
 
-def light_trial(config: SearchConfig, *, progress=None, checkpoint_dir=None) -> SearchResult:
+def light_trial(config: SearchConfig, *, progress=None, checkpoint_dir=None, device: str = "auto") -> SearchResult:
     from nas import Supernet, derive, format_arch, load_space
     from nas.latency import latency_ms, load_table
+    from nas.search.devices import trial_device
 
+    device = trial_device(device)
     torch.manual_seed(0)
     space = load_space(config.space)
     table = load_table(config.latency_table)
     if space.name not in _NETS:
         _NETS[space.name] = Supernet.build(space)
-    net = _NETS[space.name]
+    net = _NETS[space.name].to(device)
     arch = space.sample(random.Random(config.seed))
     if progress:
         progress(f"light trial: {format_arch(space, arch)}")
     sub = derive(net, arch)
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, min(space.dims.vocab_size, 1000), (4, 16), generator=g)
+    ids = torch.randint(1, min(space.dims.vocab_size, 1000), (4, 16), generator=g).to(device)
     mask = torch.ones_like(ids)
     with torch.no_grad():
-        ref, out = net(ids, mask).mean(1), sub(ids, mask).mean(1)
+        ref, out = net(ids, mask).mean(1), sub.to(device)(ids, mask).mean(1)
+    sub.to("cpu")
     quality = float(torch.nn.functional.cosine_similarity(ref, out, dim=-1).mean())
     lat = latency_ms(table, space, arch)
     target = config.target_ms if config.target_ms is not None else config.target_fraction * latency_ms(table, space, space.full())
@@ -55,8 +58,8 @@ def light_trial(config: SearchConfig, *, progress=None, checkpoint_dir=None) -> 
 class LightPlugin(DNASPlugin):
     """The DNAS plug-in's config and task metric, with :func:`light_trial` as ``run``."""
 
-    def run(self, config: SearchConfig, *, progress=None, checkpoint_dir=None) -> SearchResult:
-        return light_trial(config, progress=progress, checkpoint_dir=checkpoint_dir)
+    def run(self, config: SearchConfig, *, progress=None, checkpoint_dir=None, device: str = "auto") -> SearchResult:
+        return light_trial(config, progress=progress, checkpoint_dir=checkpoint_dir, device=device)
 
 
 light = LightPlugin()

@@ -14,7 +14,9 @@ Phases (each timed into ``SearchResult.phase_seconds``):
 6. ``eval`` – test quality (and the recipe's further metrics) before and after fine-tuning.
 
 The phases are the same for every task; what differs (data, teacher, loss,
-quality) is the recipe's.
+quality) is the recipe's. Search, fine-tuning and evaluation run on one device,
+resolved once (:func:`nas.search.devices.trial_device`) and named in the setup
+line; the returned subnet is on the CPU. Latency is always the table's.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from nas.errors import ConfigError
 from nas.latency.predictor import Predictor
 from nas.latency.table import load_table
 from nas.models.sources import load_model
+from nas.search.devices import trial_device
 from nas.spaces.loader import load_space
 from nas.spaces.summary import format_arch
 from nas.supernet.derive import derive
@@ -74,6 +77,7 @@ def search_once(
     *,
     progress: Callable[[str], None] | None = _stderr,
     checkpoint_dir: str | Path | None = None,
+    device: str = "auto",
 ) -> SearchResult:
     """Search an architecture for ``config``'s budget, derive it, fine-tune it and measure it.
 
@@ -81,6 +85,7 @@ def search_once(
         config: the trial's configuration.
         progress: receives one line per logged step (``None``: silent).
         checkpoint_dir: folder to checkpoint the search into and resume from.
+        device: where to train and evaluate: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
 
     Returns:
         The :class:`SearchResult` (its ``subnet`` holds the fine-tuned model).
@@ -89,6 +94,7 @@ def search_once(
         ConfigError: bad target (≤ 0 or below the smallest architecture), or a task the space cannot run.
         LatencyTableError: the table is missing or was built for another space.
         DataError: WordNet is not installed.
+        DeviceError: ``device`` asks for CUDA that torch does not have.
 
     Example:
         >>> from trainers import SearchConfig, search_once
@@ -106,11 +112,12 @@ def search_once(
     table = load_table(config.latency_table)
     predictor = Predictor(table, space)  # raises LatencyTableError for another space
     target = resolve_target(config, predictor)
+    device = trial_device(device)
     full_ms = predictor.latency_ms(space.full())
     recipe = make_recipe(config, space)  # the task's data (DataError) and its fit to the space (ConfigError)
     loaded = load_model(space.model)
     say(f"setup: space {space.name}, table {table.id}, T = {target:.3f} ms ({target / full_ms:.0%} of full "
-        f"{full_ms:.3f} ms), {recipe.summary}")
+        f"{full_ms:.3f} ms), {recipe.summary}, training on {device}")
     phases["setup"] = time.perf_counter() - t
 
     # -- teacher ---------------------------------------------------------------------------
@@ -129,6 +136,7 @@ def search_once(
         net, task, predictor, target, wdata, adata, config,
         teacher_model=backbone(loaded) if config.kd_hidden_weight > 0 else None,
         size_predictor=Predictor(size_table(space), space) if config.size_weight > 0 else None,
+        device=device,
     )
     state = search.run(progress=say, checkpoint_dir=checkpoint_dir)
     phases["search"] = time.perf_counter() - t
@@ -156,6 +164,7 @@ def search_once(
                          + "; ".join(up))
             say(f"derive: {notes[-1]}")
     subnet = derive(net, arch)
+    subnet.to(device)
     phases["derive"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -167,13 +176,14 @@ def search_once(
     ft_task = copy.deepcopy(task)
     if config.finetune_steps > 0:
         finetune(subnet, ft_task, train, steps=config.finetune_steps, lr=config.finetune_lr,
-                 batch_size=config.batch_size, seed=config.seed, progress=say)
+                 batch_size=config.batch_size, seed=config.seed, progress=say, autocast=config.autocast)
     phases["finetune"] = time.perf_counter() - t
 
     t = time.perf_counter()
     quality_after, metrics_after = recipe.evaluate(subnet.model, ft_task)
     phases["eval_after"] = time.perf_counter() - t
-    recipe.attach(subnet, ft_task)
+    subnet.to("cpu")  # saved and exported from the CPU
+    recipe.attach(subnet, ft_task.to("cpu"))
     metrics = {**{f"{k}_before": v for k, v in metrics_before.items()},
                **{f"{k}_after": v for k, v in metrics_after.items()},
                **{f"teacher_{k}": v for k, v in recipe.teacher_metrics.items()}}

@@ -41,10 +41,10 @@ class DNASPlugin:
         resolve_target(config, Predictor(load_table(config.latency_table), space))
 
     def run(self, config: SearchConfig, *, progress: Callable[[str], None] | None = _stderr,
-            checkpoint_dir: str | None = None) -> SearchResult:
+            checkpoint_dir: str | None = None, device: str = "auto") -> SearchResult:
         from trainers.pipeline import search_once
 
-        return search_once(config, progress=progress, checkpoint_dir=checkpoint_dir)
+        return search_once(config, progress=progress, checkpoint_dir=checkpoint_dir, device=device)
 
     def task_metric(self, subnet: Any) -> tuple[str, Callable[..., float]]:
         from nas.tasks.metric import task_metric

@@ -24,7 +24,13 @@ with its straight-through gate in architecture steps (see :func:`fast_control`)
 A run checkpoints to a folder (``search.safetensors`` + ``search.json``: weights,
 architecture logits, head, optimizer moments, step, λ, history) and resumes
 from it; batches and Gumbel noise depend only on (seed, step), so a resumed run
-continues as the uninterrupted one would.
+continues as the uninterrupted one would (on the same kind of device: the noise
+comes from a generator on the training device).
+
+Device: the supernet, the task (with a decoder's teacher) and the hidden-state
+teacher are moved to ``device``, batches follow them, and the task loss runs
+under bf16 autocast on CUDA when ``config.autocast`` is ``bf16``
+(:mod:`trainers.devices`); the latency penalty stays fp32.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from nas.quant import fake_quant, mixed_weight
 from nas.supernet.supernet import Supernet
 from nas.tasks.batches import Encoded, batch_indices
 from trainers.config import SearchConfig
+from trainers.devices import to_device, train_autocast
 from trainers.losses import band_violation, dual_ascent, hidden_mse, latency_penalty
 from trainers.tasks import ClassifyTask, EmbedTask, NextTokenTask
 
@@ -152,14 +159,19 @@ class DNASSearch:
         config: the trial's config.
         teacher_model: frozen uncompressed model, needed only for ``kd_hidden_weight > 0``.
         size_predictor: expected-size predictor, needed only for ``size_weight > 0``.
+        device: where to train; ``net``, ``task`` and ``teacher_model`` are moved there.
     """
 
     def __init__(self, net: Supernet, task: nn.Module, predictor: Predictor, target_ms: float,
                  weight_data: Encoded, arch_data: Encoded, config: SearchConfig, *,
-                 teacher_model: nn.Module | None = None, size_predictor: Predictor | None = None) -> None:
-        self.net, self.task, self.predictor, self.target = net, task, predictor, target_ms
+                 teacher_model: nn.Module | None = None, size_predictor: Predictor | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.net, self.task = net.to(self.device), task.to(self.device)
+        self.predictor, self.target = predictor, target_ms
         self.wdata, self.adata, self.config = weight_data, arch_data, config
-        self.teacher_model, self.size_predictor = teacher_model, size_predictor
+        self.teacher_model = None if teacher_model is None else teacher_model.to(self.device)
+        self.size_predictor = size_predictor
         net.model.embed.word.weight.requires_grad_(False)
         self.weight_params = [p for p in net.weight_parameters() if p.requires_grad] + list(task.parameters())
         self.wopt = torch.optim.AdamW(self.weight_params, lr=config.weight_lr, weight_decay=0.0)
@@ -176,19 +188,25 @@ class DNASSearch:
         return tau_schedule(arch_step, c.steps, schedule=c.tau_schedule, tau0=c.tau0, tau_min=c.tau_min)
 
     def _task_loss(self, batch: dict[str, Tensor], weights: dict[str, Tensor], mode: str) -> Tensor:
-        ctl = fast_control(self.net, weights, batch["ids"], mode=mode, lm_head=self.task.uses_lm_head)
-        hidden = self.net.model(batch["ids"], batch["mask"], ctl)
-        loss = self.task.loss(self.task.out(self.net.model, hidden, batch, ctl), batch)
-        if self.config.kd_hidden_weight > 0 and self.teacher_model is not None:
-            with torch.no_grad():
-                t_hidden = self.teacher_model(batch["ids"], batch["mask"])
-            loss = loss + self.config.kd_hidden_weight * hidden_mse(hidden, t_hidden, batch["mask"])
-        return loss
+        with train_autocast(self.device, self.config.autocast):
+            ctl = fast_control(self.net, weights, batch["ids"], mode=mode, lm_head=self.task.uses_lm_head)
+            hidden = self.net.model(batch["ids"], batch["mask"], ctl)
+            loss = self.task.loss(self.task.out(self.net.model, hidden, batch, ctl), batch)
+            if self.config.kd_hidden_weight > 0 and self.teacher_model is not None:
+                with torch.no_grad():
+                    t_hidden = self.teacher_model(batch["ids"], batch["mask"])
+                loss = loss + self.config.kd_hidden_weight * hidden_mse(hidden, t_hidden, batch["mask"])
+        return loss.float()
+
+    def _batch(self, data: Encoded, step: int, salt: int) -> dict[str, Tensor]:
+        c = self.config
+        return to_device(data.batch(batch_indices(len(data), c.batch_size, seed=c.seed, step=step, salt=salt)),
+                         self.device)
 
     def weight_step(self, step: int, tau: float) -> float:
         c = self.config
-        batch = self.wdata.batch(batch_indices(len(self.wdata), c.batch_size, seed=c.seed, step=step, salt=1))
-        g = torch.Generator().manual_seed(c.seed * 7_919 + 2 * step)
+        batch = self._batch(self.wdata, step, salt=1)
+        g = torch.Generator(device=self.device).manual_seed(c.seed * 7_919 + 2 * step)
         with torch.no_grad():
             weights = {k: v.detach() for k, v in self.net.sample(tau, hard=c.hard, generator=g).items()}
         self.wopt.zero_grad(set_to_none=True)
@@ -199,8 +217,8 @@ class DNASSearch:
 
     def arch_step(self, step: int, tau: float) -> dict[str, float]:
         c = self.config
-        batch = self.adata.batch(batch_indices(len(self.adata), c.batch_size, seed=c.seed, step=step, salt=2))
-        g = torch.Generator().manual_seed(c.seed * 7_919 + 2 * step + 1)
+        batch = self._batch(self.adata, step, salt=2)
+        g = torch.Generator(device=self.device).manual_seed(c.seed * 7_919 + 2 * step + 1)
         for p in self.weight_params:
             p.requires_grad_(False)
         try:
@@ -276,7 +294,8 @@ class DNASSearch:
         meta = {"schema": CHECKPOINT_SCHEMA, "config": self.config.to_dict(), "step": self.state.step,
                 "lambda": self.state.lmbda, "history": self.state.history, "optimizers": opt_meta}
         with atomic_dir(folder) as tmp:
-            save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / "search.safetensors"))
+            save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()},
+                      str(tmp / "search.safetensors"))
             (tmp / "search.json").write_text(json.dumps(meta))
 
     def maybe_resume(self, folder: Path, progress: Progress | None = None) -> bool:

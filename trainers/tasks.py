@@ -89,7 +89,8 @@ class NextTokenTask(nn.Module):
 
     Args:
         teacher: the full model, frozen; held by reference (not a submodule: it is
-            not trained, checkpointed or copied with the task).
+            not trained, checkpointed or copied with the task), but moved with it:
+            ``task.to(device)`` moves the teacher too, as it runs on the task's batches.
         temperature: τ of the KL.
     """
 
@@ -107,6 +108,10 @@ class NextTokenTask(nn.Module):
 
     def __deepcopy__(self, memo: dict) -> "NextTokenTask":
         return NextTokenTask(self.teacher, temperature=self.temperature)
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .cpu() reach the teacher
+        self.teacher._apply(fn)
+        return super()._apply(fn, recurse)
 
     def out(self, model: TransformerModel, hidden: Tensor, batch: Mapping[str, Tensor],
             control: ModelControl | None = None) -> Tensor:

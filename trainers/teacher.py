@@ -7,7 +7,9 @@ trained full-batch (Adam) on those embeddings of the train split. Embeddings
 ``teacher.safetensors`` + ``teacher.json`` in ``$NAS_CACHE_DIR/teacher/<key>``
 (default ``~/.cache/nas``), where ``key`` hashes every input: model and space
 hash, data-file sha256 and size, example counts, ``max_length``, seed and head
-steps. A later run with the same inputs reuses it.
+steps. A later run with the same inputs reuses it. The embeddings are computed in
+fp32 on the ``device`` given (no autocast: the cache serves every trial, whatever it
+trains on) and stored on the CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from nas.files import atomic_dir
 from nas.models.sources import LoadedModel
 from nas.models.transformer import TransformerModel, mean_pool
 from nas.tasks.batches import Encoded, length_ordered_chunks
+from trainers.devices import module_device, to_device
 
 TEACHER_SCHEMA = 1
 
@@ -66,12 +69,14 @@ def backbone(loaded: LoadedModel) -> TransformerModel:
 @torch.no_grad()
 def pooled_embeddings(model: torch.nn.Module, data: Encoded, *, batch_size: int = 128,
                       progress: Callable[[str], None] | None = None, what: str = "") -> Tensor:
-    """Mean-pooled last hidden states of every example (length-bucketed batches)."""
+    """Mean-pooled last hidden states of every example (length-bucketed batches), computed on ``model``'s device,
+    returned on the CPU."""
     out: Tensor | None = None
+    device = module_device(model)
     chunks = length_ordered_chunks(data.mask, batch_size)
     for k, idx in enumerate(chunks):
-        b = data.batch(idx)
-        pooled = mean_pool(model(b["ids"], b["mask"]), b["mask"])
+        b = to_device(data.batch(idx), device)
+        pooled = mean_pool(model(b["ids"], b["mask"]), b["mask"]).float().cpu()
         if out is None:
             out = torch.zeros(len(data), pooled.shape[-1])
         out[idx] = pooled
@@ -105,6 +110,7 @@ def load_or_train_teacher(
     steps: int,
     seed: int,
     progress: Callable[[str], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> Teacher:
     """Load the teacher cached under ``inputs`` or build and cache it.
 
@@ -114,6 +120,7 @@ def load_or_train_teacher(
         num_classes: classes of the head.
         inputs: everything the teacher depends on (hashed into the cache key).
         steps, seed: head training.
+        device: where the backbone embeds the examples (the head trains on the CPU).
     """
     key = teacher_key({**inputs, "steps": steps, "seed": seed, "schema": TEACHER_SCHEMA})
     folder = cache_root() / "teacher" / key
@@ -122,7 +129,7 @@ def load_or_train_teacher(
         if progress:
             progress(f"teacher: reusing cache {folder}")
         return cached
-    model = backbone(loaded)
+    model = backbone(loaded).to(device)
     train_emb = pooled_embeddings(model, train, progress=progress, what="train")
     eval_emb = pooled_embeddings(model, evals, progress=progress, what="eval")
     w, b = train_head(train_emb, train.labels, num_classes, steps=steps, seed=seed)

@@ -180,7 +180,7 @@ def check_metric(metric: Metric, name: str, model: torch.nn.Module, sess, *, tol
         else:
             ref_items = correct(lambda ids, mask: model(ids, mask))
             got_items = correct(lambda ids, mask: torch.from_numpy(run(sess, ids, mask)))
-            ref, got = (100.0 * float(x.float().mean()) for x in (ref_items, got_items))
+            ref, got = (100.0 * float(x.double().mean()) for x in (ref_items, got_items))
     diff = got - ref
     ok = abs(diff) <= tolerance_points
     detail = (f"{name}: PyTorch {ref:.3f}, quantized ONNX {got:.3f} "

@@ -23,7 +23,14 @@ An experiment is a YAML file (``experiments/*.yaml``)::
       concurrency: 1                 # default --concurrency
       cpus_per_trial: 2
       max_failures: 2                # retries of a trial that raises or is killed
+      gpus_per_trial: 0              # GPUs Ray reserves per trial (0.5: two trials share one)
+      device: auto                   # auto | cpu | cuda | cuda:N (nas.search.devices)
     sampler: {name: tpe, seed: 0}    # tpe | random | nsga2
+
+Trials train on ``device``, resolved once per trial (:func:`nas.search.devices.resolve_device`):
+``auto`` is the GPU Ray gave the trial when ``gpus_per_trial > 0`` and torch has CUDA, else
+the CPU; the device is recorded as the trial's ``device`` attribute. Latency is never
+measured on it: the latency table prices every architecture for the target device.
 
 A ``stratified: true`` range is not left to the sampler: trial ``n`` takes the
 ``n``-th point of a shifted van der Corput sequence over the range (log-spaced with
@@ -48,6 +55,7 @@ from typing import Any
 from nas.errors import ConfigError, NASError
 from nas.files import read_utf8
 from nas.search.attrs import DIRECTIONS, OBJECTIVES
+from nas.search.devices import check_device
 from nas.search.plugin import DEFAULT_PLUGIN, FIXED_BY_EXPERIMENT, TrialPlugin, load_plugin
 
 OBJECTIVE_DIRECTIONS = dict(zip(OBJECTIVES, DIRECTIONS))
@@ -140,6 +148,8 @@ class RunSettings:
     concurrency: int = 1
     cpus_per_trial: float = 1.0
     max_failures: int = 2
+    gpus_per_trial: float = 0.0
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -312,9 +322,15 @@ class Experiment:
         for k, v in run_raw.items():
             if k not in run_fields:
                 raise bad(f"run.{k}", f"unknown field; allowed: {', '.join(run_fields)}")
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if k == "device":
+                try:
+                    check_device(v)
+                except ConfigError as e:
+                    raise bad("run.device", str(e).split(": ", 1)[1]) from None
+            elif isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise bad(f"run.{k}", f"expected a number, got {v!r}")
-        run = RunSettings(**{k: (float(v) if k == "cpus_per_trial" else int(v)) for k, v in run_raw.items()})
+        run = RunSettings(**{k: (v if k == "device" else float(v) if k in ("cpus_per_trial", "gpus_per_trial")
+                                 else int(v)) for k, v in run_raw.items()})
         for k in ("trials", "concurrency"):
             if getattr(run, k) < 1:
                 raise bad(f"run.{k}", f"must be >= 1, got {getattr(run, k)}")
@@ -322,6 +338,13 @@ class Experiment:
             raise bad("run.cpus_per_trial", f"must be > 0, got {run.cpus_per_trial}")
         if run.max_failures < 0:
             raise bad("run.max_failures", f"must be >= 0, got {run.max_failures}")
+        gpus = run.gpus_per_trial
+        if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
+            raise bad("run.gpus_per_trial", f"must be 0, a fraction below 1 or a whole number, got {gpus:g}")
+        if run.device.startswith("cuda") and gpus == 0:
+            raise bad("run.device", f"{run.device} needs run.gpus_per_trial > 0 (a trial without one has no GPU)")
+        if run.device == "cpu" and gpus > 0:
+            raise bad("run.gpus_per_trial", f"{gpus:g} GPU(s) reserved per trial, but run.device is cpu")
 
         sampler_raw = d.get("sampler") or {}
         if isinstance(sampler_raw, str):

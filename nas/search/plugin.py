@@ -17,11 +17,13 @@ A plug-in object has these methods:
   cannot run with its space and latency table (e.g. a latency target below the
   smallest architecture), cheaply, before any compute: the experiment calls it
   at both ends of every sampled range before Ray starts;
-* ``run(config, *, progress, checkpoint_dir)`` – one trial, no Ray and no
+* ``run(config, *, progress, checkpoint_dir, device)`` – one trial, no Ray and no
   Optuna inside: returns a result with ``subnet`` (a :class:`~nas.supernet.Subnet`
-  to save), ``arch``, ``arch_summary``, ``quality_after``, ``history`` and
+  on the CPU, to save), ``arch``, ``arch_summary``, ``quality_after``, ``history`` and
   ``to_dict()`` (its metrics: at least ``latency_ms`` and ``size_mb``); a
   checkpoint written under ``checkpoint_dir`` lets a retried trial resume;
+  ``device`` is where it trains: the service passes the one it resolved
+  (``cpu``, ``cuda:0``, :mod:`nas.search.devices`); called alone, ``auto``;
 * ``task_metric(subnet)`` – ``(name, metric)`` that scores an exported model on
   the trial's task, ``metric(forward) -> points`` (export compares the quantized
   ONNX graph with the PyTorch subnet with it).
@@ -35,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -56,7 +59,7 @@ class TrialPlugin(Protocol):
     def check(self, config: Any) -> None: ...
 
     def run(self, config: Any, *, progress: Callable[[str], None] | None = ...,
-            checkpoint_dir: str | None = ...) -> Any: ...
+            checkpoint_dir: str | None = ..., device: str = ...) -> Any: ...
 
     def task_metric(self, subnet: Any) -> tuple[str, Callable[..., float]]: ...
 
@@ -78,4 +81,7 @@ def load_plugin(spec: str) -> TrialPlugin:
         missing = [m for m in ("config_fields", "make_config", "check", "run", "task_metric") if not callable(getattr(obj, m, None))]
         raise ConfigError(f"trial: {spec!r} is not a trial plug-in (missing {', '.join(missing)}; "
                           "see nas.search.plugin)")
+    params = inspect.signature(obj.run).parameters
+    if "device" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        raise ConfigError(f"trial: {spec!r}'s run() takes no device= (see nas.search.plugin)")
     return obj

@@ -1,8 +1,9 @@
 """The search driver: Ray Tune trials, Ray's ``OptunaSearch`` writing to the study.
 
 Flow: validate everything (experiment, space vs latency table, trial function,
-storage, study) before Ray starts; then Tune runs ``trials`` trials, ``concurrency``
-at a time with ``cpus_per_trial`` each. Optuna samples each trial's parameters
+storage, study) before Ray starts, and that the cluster has ``gpus_per_trial`` GPUs
+once it is up; then Tune runs ``trials`` trials, ``concurrency`` at a time with
+``cpus_per_trial`` CPUs (and ``gpus_per_trial`` GPUs) each. Optuna samples each trial's parameters
 (TPE by default, multi-objective) in the driver; the trial process reports its
 objective values and attributes; the driver writes them to the study (one
 writer, retried on transient database errors).
@@ -50,7 +51,7 @@ from typing import Any
 from nas.errors import ConfigError, SearchInterrupted
 from nas.search.experiment import Experiment, stratum_shift
 from nas.search.storage import redact, resolve_url, retry_transient
-from nas.search.worker import ATTRS_KEY, COMPUTE_KEY, FAILED_KEY, TRIAL_NUMBER_KEY
+from nas.search.worker import ATTRS_KEY, COMPUTE_KEY, DEVICE_KEY, FAILED_KEY, TRIAL_NUMBER_KEY
 
 _RAY_ENV = {
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
@@ -128,7 +129,7 @@ def make_sampler(name: str, seed: int | None):
 def run_search(experiment: Experiment, *, storage: Any = None, study: str | None = None, trials: int | None = None,
                concurrency: int | None = None, address: str | None = None, resume: bool = False,
                runs_dir: str | Path | None = None, num_cpus: int | None = None, artifacts: str | None = None,
-               log: Callable[[str], None] | None = None) -> SearchOutcome:
+               log: Callable[[str], None] | None = None, num_gpus: int | None = None) -> SearchOutcome:
     """Run (or resume) a search; see the module docstring.
 
     Args:
@@ -149,12 +150,14 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         num_cpus: CPUs of the local Ray (default: ``os.cpu_count()``). Trial processes
             see this worktree on ``PYTHONPATH`` and every ``NAS_*`` environment variable.
         log: progress lines (default: stderr).
+        num_gpus: GPUs of the local Ray (default: the ones Ray detects).
 
     Returns:
         A :class:`SearchOutcome`.
 
     Raises:
         ConfigError, StorageError, LatencyTableError: before Ray starts.
+        DeviceError: ``run.gpus_per_trial`` exceeds the Ray cluster's GPUs (before the study is touched).
         StudyBusyError: another live driver holds the study.
         SearchInterrupted: SIGINT or SIGTERM arrived; finished trials are recorded, the rest marked FAIL.
     """
@@ -177,7 +180,7 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         raise ConfigError(f"trials: must be >= 1, got {trials}")
     if concurrency < 1:
         raise ConfigError(f"concurrency: must be >= 1, got {concurrency}")
-    cpus = experiment.run.cpus_per_trial
+    cpus, gpus = experiment.run.cpus_per_trial, experiment.run.gpus_per_trial
     if address is None:
         num_cpus = num_cpus or os.cpu_count() or 1
         if cpus > num_cpus:
@@ -205,9 +208,13 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     import ray
     from ray import tune
 
-    started_ray = _init_ray(address=address, num_cpus=num_cpus)
+    started_ray = _init_ray(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     lease = None
     try:
+        if gpus > 0:  # before anything is scheduled or written
+            from nas.search.devices import check_cluster_gpus
+
+            check_cluster_gpus(gpus, ray.cluster_resources().get("GPU", 0))
         if st is None:
             st = get_storage(storage)
         ensure_writable(store_url)
@@ -232,7 +239,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         runs = Path(runs_dir).resolve() if runs_dir else default_runs_dir(str(getattr(st, "url", "")))
         runs.mkdir(parents=True, exist_ok=True)
         say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
-            f"{cpus:g} CPU(s) each; subnets to the artifact store {store_url}")
+            f"{cpus:g} CPU(s){f' and {gpus:g} GPU(s)' if gpus else ''} each; subnets to the artifact store "
+            f"{store_url}")
         n_before = len(ot_study.trials)
         sampler = make_sampler(experiment.sampler, None if experiment.sampler_seed is None
                                else experiment.sampler_seed + n_before)
@@ -245,7 +253,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs), "progress": relay.queue,
                "artifact_store": store_url}
 
-        trainable = tune.with_resources(tune.with_parameters(tune_trainable, job=job), {"cpu": cpus})
+        resources = {"cpu": cpus, **({"gpu": gpus} if gpus else {})}
+        trainable = tune.with_resources(tune.with_parameters(tune_trainable, job=job), resources)
         stop = _SignalStop(say)
         tuner = tune.Tuner(
             trainable,
@@ -284,7 +293,7 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     return outcome
 
 
-def _init_ray(*, address: str | None, num_cpus: int | None) -> bool:
+def _init_ray(*, address: str | None, num_cpus: int | None, num_gpus: int | None = None) -> bool:
     """Start a local Ray (or join ``address``); False when one was already running."""
     for k, v in _RAY_ENV.items():
         os.environ.setdefault(k, v)
@@ -316,8 +325,9 @@ def _init_ray(*, address: str | None, num_cpus: int | None) -> bool:
                               + (" (a cluster started with token authentication needs its token: set RAY_AUTH_TOKEN "
                                  "or run on a node of the cluster)" if "token" in first.lower() else "")) from None
     else:  # "local": a new Ray of our own even when a `ray start` cluster runs on this machine
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=100 * 1024 * 1024,
-                 runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                 object_store_memory=100 * 1024 * 1024, runtime_env=runtime_env, logging_level="WARNING",
+                 log_to_driver=False)
     return True
 
 
@@ -562,7 +572,8 @@ def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], No
                 say(f"trial {num}: FAILED, not retried ({r[FAILED_KEY]}) [{self.finished}/{total}]")
                 return
             vals = ", ".join(f"{m} {float(r[m]):.4g}" for m in ("quality", "latency_ms", "size_mb") if m in r)
-            say(f"trial {num}: complete: {vals} [{self.finished}/{total}]")
+            on = f" (trained on {r[DEVICE_KEY]})" if DEVICE_KEY in r else ""
+            say(f"trial {num}: complete: {vals}{on} [{self.finished}/{total}]")
 
     return Progress()
 

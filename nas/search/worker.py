@@ -3,8 +3,9 @@
 The trial process never touches the study: it writes the subnet's files and its
 step history into the study's artifact store (:mod:`nas.search.artifacts`, reachable
 from every node) and reports the objective values plus every trial attribute
-(JSON, see :mod:`nas.search.attrs`), the artifact entries and the node it ran on;
-the driver writes them to the study. One writer per study keeps SQLite free of
+(JSON, see :mod:`nas.search.attrs`), the artifact entries, the node it ran on and
+the device it trained on (:data:`DEVICE_KEY`, :mod:`nas.search.devices`); the driver
+writes them to the study. One writer per study keeps SQLite free of
 "database is locked" at any concurrency. Only a retried trial's search checkpoint
 stays on the node (``<runs_dir>/<study>/trial-<number>.ckpt``).
 """
@@ -27,6 +28,7 @@ TRIAL_NUMBER_KEY = "__nas_trial_number"  # injected into each trial's config by 
 ATTRS_KEY = "nas_attrs"  # the reported JSON of every trial attribute
 COMPUTE_KEY = "compute_s"  # the trial function's own wall time
 FAILED_KEY = "nas_failed"  # a NASError's one line: the trial cannot run as configured (not retried)
+DEVICE_KEY = "device"  # the torch device the trial trained on ("cpu", "cuda:0"): a trial attribute and a result key
 HISTORY_POINTS = 50  # the step values written as the trial's intermediate values
 HISTORY_ARTIFACT_POINTS = 1000  # history.json: every step up to this many
 
@@ -99,14 +101,20 @@ def objective_values(metrics: Mapping[str, Any], objectives) -> dict[str, float]
     return {o: float(metrics[o]) for o in objectives}
 
 
-def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+def run_trial(config: dict[str, Any], job: dict[str, Any], *, gpus_assigned: float | None = None) -> dict[str, Any]:
     """Run one trial and return what gets reported to Tune.
 
     Args:
         config: the sampled parameters plus :data:`TRIAL_NUMBER_KEY`.
         job: ``{"experiment": Experiment.to_dict(), "study": name, "runs_dir": path}``, optionally
             ``"progress"``: a :class:`nas.search.progress.LineRelay` queue the trial's progress lines go to.
+        gpus_assigned: GPUs Ray gave the trial (``None``: outside Ray); with ``run.device`` it decides the
+            device (:func:`nas.search.devices.trial_device`).
+
+    Raises:
+        DeviceError: the device the experiment asks for is not there (before any compute).
     """
+    from nas.search.devices import trial_device
     from nas.search.experiment import Experiment
 
     exp = Experiment.from_dict(job["experiment"], source=job["experiment"]["name"])
@@ -114,6 +122,7 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     params = {k: config[k] for k in exp.sample}
     search_config = exp.search_config(params)
     plugin = exp.plugin
+    device = trial_device(exp.run.device, gpus_assigned)
     subnet_dir = Path(job["runs_dir"]) / job["study"] / f"trial-{number:05d}"
     ckpt = subnet_dir.with_name(subnet_dir.name + ".ckpt")  # a retried trial resumes its search from here
     t0 = time.perf_counter()
@@ -122,7 +131,7 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         from nas.search.progress import forwarder
 
         kw["progress"] = forwarder(job["progress"], f"trial {number}: ")
-    result = plugin.run(search_config, checkpoint_dir=str(ckpt), **kw)
+    result = plugin.run(search_config, checkpoint_dir=str(ckpt), device=device, **kw)
     from nas.search.artifacts import get_store, upload_files
 
     store = get_store(job["artifact_store"])
@@ -136,11 +145,13 @@ def run_trial(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
                               "history": upload_files(store, [history])[0]}
     a[attrs.HISTORY_SUMMARY] = summarize_history(list(result.history))
     a[attrs.NODE] = node_info()
+    a[DEVICE_KEY] = device
     compute_s = time.perf_counter() - t0
     shutil.rmtree(ckpt, ignore_errors=True)
     report = objective_values(a[attrs.METRICS], exp.objectives)
     report[ATTRS_KEY] = json.dumps(a)
     report[COMPUTE_KEY] = compute_s
+    report[DEVICE_KEY] = device
     return report
 
 
@@ -153,12 +164,13 @@ def tune_trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
     raised, and the driver ends the trial FAIL at once. Anything else raises and
     Tune retries it (``run.max_failures``).
     """
+    import ray
     from ray import tune
 
     from nas.errors import NASError
 
     try:
-        report = run_trial(config, job)
+        report = run_trial(config, job, gpus_assigned=len(ray.get_gpu_ids()))
     except NASError as e:
         objectives = job["experiment"].get("objectives") or list(attrs.OBJECTIVES)
         report = {**{o: float("nan") for o in objectives}, FAILED_KEY: f"{type(e).__name__}: {e}"}

@@ -7,7 +7,8 @@ the L2 norm of its contribution to the attention output
 L2 norm of its column of the FFN output projection. With grouped-query
 attention whole KV groups are ranked by the sum of their query heads' scores.
 Reordering permutes rows/columns consistently, so the model computes exactly
-the same function afterwards.
+the same function afterwards. Both run on the device the model is on (the
+calibration batch is moved there).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ CALIBRATION_TEXT = (
 
 @torch.no_grad()
 def importance_scores(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
-    """Per layer: ``(head_scores (num_heads,), neuron_scores (intermediate,))``."""
+    """Per layer: ``(head_scores (num_heads,), neuron_scores (intermediate,))``, on the model's device."""
+    device = model.embed.word.weight.device
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     captured: dict[int, dict[str, tuple]] = {}
     hooks = []
     for i, block in enumerate(model.layers):
@@ -79,7 +82,7 @@ def _permute_rows(linear: torch.nn.Linear, idx: Tensor) -> None:
 
 
 def _block_index(order: Tensor, width: int) -> Tensor:
-    return (order[:, None] * width + torch.arange(width)[None, :]).reshape(-1)
+    return (order[:, None] * width + torch.arange(width, device=order.device)[None, :]).reshape(-1)
 
 
 @torch.no_grad()

@@ -22,8 +22,8 @@
   (``max_eval``). Without WordNet: next-token agreement with the full model on
   seeded random tokens (named so).
 
-The forward a metric takes: ``forward(ids, mask) -> hidden (B, T, H)`` (CPU inputs,
-a result on any device) for an encoder; for a decoder ``forward(ids, mask) -> logits (B, T, V)``, the contract
+The forward a metric takes (CPU inputs, a result on any device): ``forward(ids, mask) -> hidden
+(B, T, H)`` for an encoder; for a decoder ``forward(ids, mask) -> logits (B, T, V)``, the contract
 written in :mod:`nas.tasks.lm_eval` (right-padded int64 inputs, positions
 ``0 … T−1``, dynamic batch and sequence axes; :func:`nas.tasks.lm_eval.lm_forward`
 makes one of a PyTorch model).
@@ -53,7 +53,7 @@ class ItemAccuracy:
     correct: Callable[[Forward], Tensor]
 
     def __call__(self, forward: Forward) -> float:
-        return 100.0 * float(self.correct(forward).float().mean())
+        return 100.0 * float(self.correct(forward).double().mean())
 DEFINITION_ITEMS = 200  # multiple-choice items a decoder is scored on by default
 CHOICE_MAX_TOKENS = 256  # tokenizer limit for prompts (a longer prompt keeps its last 128 tokens)
 

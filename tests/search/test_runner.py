@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from nas.search import api, attrs
 from nas.search.experiment import Experiment, stratum_shift
 from nas.files import sha256_file
+from nas.search.worker import DEVICE_KEY
 from tests.search.fixtures import experiment_file, tiny_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,8 @@ def check_complete_trial(t, exp, store_url, storage, tmp=None, study_tables=None
                 attrs.SUBNET_SHA256, attrs.SPACE, attrs.LATENCY_TABLE, attrs.NAS_VERSION, attrs.NODE):
         assert key in ua, key
     assert attrs.SUBNET_DIR not in ua and ua[attrs.NODE]["node_id"] and ua[attrs.NODE]["host"]
-    assert len(json.dumps(ua)) < 4000  # compact: the history is an artifact
+    assert ua[DEVICE_KEY] == "cpu"  # gpus_per_trial 0: Ray gave it no GPU
+    assert len(json.dumps(ua)) < 4096  # compact: the history is an artifact
     entries = ua[attrs.ARTIFACTS]["subnet"] + [ua[attrs.ARTIFACTS]["history"]]
     assert {m.artifact_id for m in get_all_artifact_meta(t, storage=storage)} == {e["artifact_id"] for e in entries}  # as the dashboard lists
     want = {int(k): v for k, v in ua[attrs.HISTORY_SUMMARY]["values"].items()}

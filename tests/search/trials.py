@@ -58,9 +58,9 @@ def _faults() -> None:
 class FaultyLight(LightPlugin):
     """:class:`trainers.light.LightPlugin` that first injects the faults of ``$NAS_TEST_FAULTS``."""
 
-    def run(self, config: SearchConfig, *, progress=None, checkpoint_dir=None) -> SearchResult:
+    def run(self, config: SearchConfig, *, progress=None, checkpoint_dir=None, device: str = "auto") -> SearchResult:
         _faults()
-        return super().run(config, progress=progress, checkpoint_dir=checkpoint_dir)
+        return super().run(config, progress=progress, checkpoint_dir=checkpoint_dir, device=device)
 
 
 light = FaultyLight()

@@ -43,7 +43,10 @@ def test_short_run_meets_target_and_improves_over_its_first_step(tiny_table, wor
 def test_embed_task_scores_cosine_fidelity(tiny_table, wordnet_slice):
     cfg = SearchConfig(latency_table=tiny_table(), target_fraction=0.6, task="wordnet-embed",
                        **{**FAST, "steps": 3, "finetune_steps": 3})
-    r = search_once(cfg, progress=None)
+    lines = []
+    r = search_once(cfg, progress=lines.append, device="cpu")
+    assert lines[0].startswith("setup: ") and lines[0].endswith(", training on cpu")
+    assert all(p.device.type == "cpu" for p in r.subnet.parameters())  # the subnet comes back on the CPU
     assert r.metric == "cosine" and r.teacher_quality == 1.0 and -1.0 <= r.quality_after <= 1.0
     assert r.subnet.head is None  # no head to keep: the export scores teacher fidelity
     assert r.latency_ms <= r.target_ms
@@ -72,6 +75,7 @@ def test_missing_wordnet_is_a_data_error(tiny_table, tmp_path, monkeypatch):
     ({"loss": "quadratic"}, "loss"), ({"target_ms": 0.0, "target_fraction": None}, "target_ms"),
     ({"target_ms": -3.0, "target_fraction": None}, "target_ms"), ({"kd_weight": 1.5}, "kd_weight"),
     ({"size_weight": 1.0}, "size_target_mb"), ({"max_train": 0}, "max_train"), ({"band_fill": "yes"}, "band_fill"),
+    ({"autocast": "fp16"}, "autocast"),
 ])
 def test_bad_config_is_a_config_error_naming_the_field(change, field):
     with pytest.raises(ConfigError, match=field):
