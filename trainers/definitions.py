@@ -53,14 +53,14 @@ class DefinitionsRecipe(BaseRecipe):
         self.summary = (f"{len(self.train_defs)} train glosses / {self.n_eval} test items and glosses "
                         f"(4 parts of speech) from {data.source}")
 
-    def prepare(self, loaded: LoadedModel, progress: Progress) -> None:
+    def prepare(self, loaded: LoadedModel, progress: Progress, device: str = "cpu") -> None:
         c, space = self.config, self.space
         tok = tokenizer_for(loaded, c.max_length)
         self.train = encode(tok, [d.gloss for d in self.train_defs], [0] * len(self.train_defs))
         self.is_arch = torch.tensor([is_arch_example(d.key, c.arch_fraction) for d in self.train_defs])
         name, self.choice_metric = definition_accuracy(space, n=self.n_eval, loaded=loaded)
         self.ppl_ids, self.ppl_mask = tok([d.gloss for d in self.data.test[: self.n_eval]])
-        self.teacher = backbone(loaded)
+        self.teacher = backbone(loaded).to(device)  # scored here once, then the distillation target
         key = teacher_key({"model": space.model, "space": space.hash, "schema": SCORES_SCHEMA,
                            "data": [file_fingerprint(f"{self.data.source}/data.{p}") for p in POS_FILES],
                            "metric": name, "n_eval": self.n_eval, "max_length": c.max_length})

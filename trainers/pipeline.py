@@ -122,7 +122,7 @@ def search_once(
 
     # -- teacher ---------------------------------------------------------------------------
     t = time.perf_counter()
-    recipe.prepare(loaded, say)
+    recipe.prepare(loaded, say, device)
     teacher_quality = recipe.teacher_quality
     phases["teacher"] = time.perf_counter() - t
 

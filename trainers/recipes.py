@@ -6,7 +6,7 @@ The contract of a recipe (:class:`BaseRecipe`), in the order the pipeline calls 
    (:class:`~nas.errors.ConfigError`) and reads the task's data
    (:class:`~nas.errors.DataError` when it is missing); no model is loaded
    yet; ``summary`` describes the examples for the setup line;
-2. ``prepare(loaded, progress)`` tokenizes and builds the teacher: sets
+2. ``prepare(loaded, progress, device)`` tokenizes and builds the teacher (its forward passes on ``device``): sets
    ``train`` (the search's and fine-tuning's examples), ``is_arch`` (per train
    example, whether it belongs to the architecture part of the search),
    ``teacher_quality`` and ``teacher_metrics``;
@@ -71,7 +71,7 @@ class BaseRecipe:
         self.config, self.space = config, space
         self.teacher_metrics = {}
 
-    def prepare(self, loaded: LoadedModel, progress: Progress) -> None:  # pragma: no cover - abstract
+    def prepare(self, loaded: LoadedModel, progress: Progress, device: str = "cpu") -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def task(self) -> nn.Module:  # pragma: no cover - abstract
@@ -98,7 +98,7 @@ class NounsRecipe(BaseRecipe):
         self.embed = config.task == "wordnet-embed"
         self.summary = f"{self.n_train} train / {len(self.test_ex)} test examples from {splits.source}"
 
-    def prepare(self, loaded: LoadedModel, progress: Progress) -> None:
+    def prepare(self, loaded: LoadedModel, progress: Progress, device: str = "cpu") -> None:
         c, space = self.config, self.space
         tok = tokenizer_for(loaded, c.max_length)
         train_all = encode(tok, [e.text for e in self.train_ex], [e.label for e in self.train_ex])
@@ -108,7 +108,7 @@ class NounsRecipe(BaseRecipe):
             seed=0,  # one teacher serves every trial seed (its head fit is deterministic)
             inputs={"model": space.model, "space": space.hash, "data": file_fingerprint(self.splits.source),
                     "n_train": self.n_teacher, "n_eval": len(test), "max_length": c.max_length},
-            progress=progress,
+            progress=progress, device=device,
         )
         train_all.teacher = teacher.train_emb if self.embed else teacher.logits(teacher.train_emb)
         test.teacher = teacher.eval_emb if self.embed else teacher.logits(teacher.eval_emb)

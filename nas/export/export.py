@@ -260,6 +260,8 @@ def export_trial(
     if measure_latency:
         table = _trial_table(ref, log)
         table_info.update(_resolved_by(table, table_info))
+        _log(log, f"latency: measured as the table {table.id} was, with {table.runtime.get('name', '?')} on this "
+                  f"machine's CPU ({table.threads} thread(s)), never on a GPU the trials trained on")
     _log(log, f"trial {ref.number} of study {ref.study!r}: {ref.point.arch_summary or subnet.arch}")
     with atomic_dir(out) as tmp:  # lands only when the block ends without an error
         written = write_artifacts(subnet, tmp, log=log)
