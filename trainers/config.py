@@ -49,6 +49,10 @@ class SearchConfig:
         warmup_steps: weight-only steps before architecture steps start.
         batch_size, max_length: batch and token length of training batches.
         weight_lr, arch_lr: learning rates of weights and architecture logits.
+        arch_prior: added at the start to the logit of every label's full-model option
+            (:meth:`nas.supernet.supernet.Supernet.favour`; 0: uniform): a short search of a
+            pretrained model starts near it, and the penalty moves the choices whose latency
+            outweighs their loss (Adam moves each logit by about ``arch_lr`` per step).
         kd_temperature, kd_hidden_weight: distillation temperature and
             hidden-state MSE weight; kd_weight: share of the KD term in the
             classification loss ``(1−w)·CE + w·KL`` (``wordnet-definitions`` is KL only).
@@ -89,6 +93,7 @@ class SearchConfig:
     max_length: int = 32
     weight_lr: float = 5e-5
     arch_lr: float = 0.1
+    arch_prior: float = 0.0
     kd_temperature: float = 2.0
     kd_hidden_weight: float = 0.0
     kd_weight: float = 0.5
@@ -126,7 +131,8 @@ class SearchConfig:
         for f in ("steps", "batch_size", "max_length", "log_every", "checkpoint_every", "teacher_steps"):
             if int(getattr(self, f)) <= 0:
                 raise bad(f, f"must be positive, got {getattr(self, f)}")
-        for f in ("warmup_steps", "finetune_steps", "lambda0", "dual_lr", "size_weight", "kd_hidden_weight"):
+        for f in ("warmup_steps", "finetune_steps", "lambda0", "dual_lr", "size_weight", "kd_hidden_weight",
+                  "arch_prior"):
             if getattr(self, f) < 0:
                 raise bad(f, f"must be >= 0, got {getattr(self, f)}")
         for f in ("weight_lr", "arch_lr", "tau0", "tau_min", "kd_temperature"):

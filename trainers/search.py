@@ -173,6 +173,8 @@ class DNASSearch:
         self.teacher_model = None if teacher_model is None else teacher_model.to(self.device)
         self.size_predictor = size_predictor
         net.model.embed.word.weight.requires_grad_(False)
+        if config.arch_prior:  # a resumed run's logits replace these (maybe_resume)
+            net.favour(net.space.full(), config.arch_prior)
         self.weight_params = [p for p in net.weight_parameters() if p.requires_grad] + list(task.parameters())
         self.wopt = torch.optim.AdamW(self.weight_params, lr=config.weight_lr, weight_decay=0.0)
         self.aopt = torch.optim.Adam(net.arch_parameters(), lr=config.arch_lr)

@@ -1,5 +1,6 @@
 """Supernet: reproduces the pretrained model, trains, and derives exact subnets."""
 
+import math
 import random
 
 import pytest
@@ -92,6 +93,23 @@ def test_probs_and_export(tiny):
     with torch.no_grad():
         for c in space:
             net.logits(c.label).zero_()
+
+
+def test_favour_puts_the_prior_on_the_given_architecture(tiny):
+    space, net = tiny
+    try:
+        net.favour(space.full(), 2.0)
+        assert net.export() == space.full()
+        for c in space:
+            p = net.probs()[c.label]
+            n = len(c.options)
+            assert float(p[c.index(space.full()[c.label])]) == pytest.approx(math.exp(2) / (math.exp(2) + n - 1))
+        with pytest.raises(ValueError, match="strength"):
+            net.favour(space.full(), -1.0)
+    finally:
+        with torch.no_grad():
+            for c in space:
+                net.logits(c.label).zero_()
 
 
 @pytest.mark.parametrize("name", TINY)

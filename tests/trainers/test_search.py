@@ -84,6 +84,17 @@ def test_dual_ascent_raises_lambda_while_the_budget_is_violated(name, tiny_table
     assert lams == sorted(lams) and lams[-1] > lams[0]
 
 
+def test_arch_prior_starts_the_search_at_the_full_model(tiny_table):
+    plain, pred = make_search("tiny-llama", tiny_table("tiny-llama"), target_fraction=0.5)
+    near, _ = make_search("tiny-llama", tiny_table("tiny-llama"), target_fraction=0.5, arch_prior=3.0)
+    full_ms = pred.latency_ms(near.net.space.full())
+    assert near.net.export() == near.net.space.full()
+    e_plain, e_near = (float(s.predictor.expected_latency(s.net.probs())) for s in (plain, near))
+    assert e_plain < e_near < full_ms and e_near > 0.8 * full_ms  # uniform logits start far below the full model
+    with pytest.raises(ConfigError, match="arch_prior"):
+        SearchConfig(target_fraction=0.5, arch_prior=-1.0)
+
+
 def test_band_penalises_the_latency_of_the_architecture_derive_would_take(tiny_table):
     """``band``: the violation (and λ's step) follows the argmax architecture, above T or below band_low·T."""
     from trainers.losses import band_violation
