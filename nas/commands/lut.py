@@ -14,13 +14,21 @@ def register(sub) -> None:
     ss = p.add_subparsers(dest="lut_command", metavar="ACTION")
     ss.required = True
 
-    b = ss.add_parser("build", help="measure every entry a space needs on this machine")
+    b = ss.add_parser("build", help="measure every entry a space needs on this machine, for one phase")
     b.add_argument("space", help="a shipped space name or a YAML path")
     b.add_argument("--runtime", default="onnxruntime-cpu", help="onnxruntime-cpu (default) or torch-cpu")
     b.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     b.add_argument("--batch", type=int, default=1)
-    b.add_argument("--seq", type=int, default=128)
-    b.add_argument("--out", help="output JSON (default latency_luts/<space>.<runtime>.t<T>.b<B>.s<S>.json)")
+    b.add_argument("--phase", choices=("prefill", "decode"), default="prefill",
+                   help="prefill (default): one call over --seq tokens; decode (decoders only): one token "
+                        "after a --context-long KV cache")
+    b.add_argument("--seq", type=int, default=None, help="prefill tokens (default 128)")
+    b.add_argument("--context", type=int, default=None, help="decode: tokens in the KV cache (required)")
+    b.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=None,
+                   help="MatMulNBits accuracy_level of int4 weights (onnxruntime; default 4, int8 compute: "
+                        "the faster on AVX-512 VNNI CPUs in both phases); recorded in the table")
+    b.add_argument("--out", help="output JSON (default latency_luts/<space>.<runtime>.t<T>.b<B>.s<S>.json, "
+                                 "decode: ...b<B>.c<C>.decode.json)")
     b.add_argument("--rounds", type=int, default=10, help="interleaved measurement rounds (default 10)")
     b.add_argument("--repeats", type=int, default=5, help="timed calls per entry per round (default 5)")
     b.add_argument("--warmup", type=int, default=5)
@@ -62,8 +70,9 @@ def register(sub) -> None:
 
 
 def cmd_build(args) -> int:
-    from nas.latency.builder import build_table, table_filename
+    from nas.latency.builder import build_table
     from nas.latency.calibration import form_of
+    from nas.latency.table import table_filename
     from nas.latency.protocol import Protocol
     from nas.spaces import load_space
 
@@ -72,9 +81,11 @@ def cmd_build(args) -> int:
                         noise_threshold=args.noise_threshold, remeasure=args.remeasure,
                         max_noisy_fraction=args.max_noisy, seed=args.seed, clock=args.clock)
     table = build_table(space, backend=args.runtime, threads=args.threads, batch=args.batch, seq=args.seq,
+                        phase=args.phase, context=args.context, accuracy_level=args.accuracy_level,
                         protocol=protocol, calibration_samples=args.calibration_samples, seed=args.seed, log=sys.stderr)
     out = Path(args.out) if args.out else Path("latency_luts") / table_filename(
-        space.name, table.runtime["name"], args.threads, args.batch, args.seq)
+        space.name, table.runtime["name"], table.threads, table.batch, table.seq, phase=table.phase,
+        context=table.context)
     table.save(out)
     cal = table.calibration
     print(f"wrote {out}: {len(table.entries)} entries"
@@ -97,7 +108,7 @@ def cmd_validate(args) -> int:
         from nas.files import write_json_atomic
 
         write_json_atomic(args.out, report)
-    keys = ("spearman", "kendall", "mape", "within_10pct", "max_abs_pct", "samples", "threads")
+    keys = ("phase", "spearman", "kendall", "mape", "within_10pct", "max_abs_pct", "samples", "threads")
     if args.format == "json":
         print(json.dumps({k: v for k, v in report.items() if k != "subnets"} if not args.out else
                          {k: report[k] for k in (*keys, "table", "loadavg_before", "loadavg_after")}, indent=1))
@@ -153,6 +164,10 @@ def cmd_show(args) -> int:
         print(f"{table.id}  space hash {table.space_hash}  created {table.created}")
         print(f"device {d.get('cpu')} ({d.get('cores')} cores, {','.join(d.get('isa', []))}; {d.get('fingerprint')})")
         print(f"runtime {r.get('name')} {r.get('version')} {r.get('provider')}")
+        print(f"phase {table.phase}: " + (f"1 token after {table.context} cached" if table.phase == "decode"
+                                          else f"{table.seq} tokens") + f" × batch {table.batch}; int4 accuracy_level "
+              + ("unset" if table.accuracy_level is None else str(table.accuracy_level))
+              + ("; LM head priced" if table.has_head else ""))
         if c:
             bits = "".join(f" s{b} {v:.4f}" for b, v in (c.get("bit_scale") or {}).items())
             print(f"calibration {form_of(c)}: scale {c.get('scale', 1):.4f}{bits} per_layer {c.get('per_layer_ms', 0):.3f} ms "

@@ -56,8 +56,12 @@ def applied_formats(quant_path: str | Path, nodes: Sequence[str]) -> dict[str, d
     return out
 
 
-def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) -> dict[str, Any]:
+def write_artifacts(subnet: Any, directory: Path, *, accuracy_level: int | None = None,
+                    log: TextIO | None = None) -> dict[str, Any]:
     """Write every file but the manifest into the new folder ``directory``.
+
+    ``accuracy_level``: ``MatMulNBits``' for int4 nodes, the one the latency table priced (None: unset,
+    fp32 compute; a decoder then takes :data:`nas.export.generation.ACCURACY_LEVEL`).
 
     Returns:
         ``{"nodes": {node: {label, bits, applied, ops}}, "hf": {expressible, reason, dir}}``.
@@ -81,13 +85,15 @@ def write_artifacts(subnet: Any, directory: Path, *, log: TextIO | None = None) 
     _log(log, f"hf: {why}")
     hf = {"expressible": ok, "reason": why, "dir": HF_DIR if ok else None}
     if subnet.model.dims.family == "llama":  # a decoder: the generation graph, tokenizer/, generation.json
-        from nas.export.generation import write_generation_files
+        from nas.export.generation import ACCURACY_LEVEL, write_generation_files
 
-        return {"nodes": write_generation_files(subnet, directory, log=log), "hf": hf}
+        level = ACCURACY_LEVEL if accuracy_level is None else accuracy_level
+        return {"nodes": write_generation_files(subnet, directory, accuracy_level=level, log=log), "hf": hf}
     export_onnx(subnet, directory / FP32)
     labels = node_labels(subnet)
     bits = bits_by_node(subnet)
-    quantize_onnx(directory / FP32, directory / QUANT, {n: b for n, b in bits.items() if b < 32})
+    quantize_onnx(directory / FP32, directory / QUANT, {n: b for n, b in bits.items() if b < 32},
+                  accuracy_level=accuracy_level)
     applied = applied_formats(directory / QUANT, sorted(labels))
     counts: dict[str, int] = {}
     for a in applied.values():

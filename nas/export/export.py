@@ -137,6 +137,13 @@ def verify_export(
     return checks + _file_hash_checks(directory)
 
 
+def _priced_accuracy_level(table: Any) -> int | None:
+    """The ``MatMulNBits`` accuracy_level the trial's table priced int4 with (None: none recorded, or no table)."""
+    from nas.latency.table import table_accuracy_level
+
+    return (table_accuracy_level(table) or None) if table is not None else None
+
+
 def _hf_checks(directory: Path, subnet: Any, shapes: Sequence[tuple[int, int]], tolerance: float,
                log: TextIO | None) -> list[Check]:
     """``parity_hf``: the ``hf/`` folder (when written) against the subnet's last hidden state."""
@@ -264,7 +271,7 @@ def export_trial(
                   f"machine's CPU ({table.threads} thread(s)), never on a GPU the trials trained on")
     _log(log, f"trial {ref.number} of study {ref.study!r}: {ref.point.arch_summary or subnet.arch}")
     with atomic_dir(out) as tmp:  # lands only when the block ends without an error
-        written = write_artifacts(subnet, tmp, log=log)
+        written = write_artifacts(subnet, tmp, accuracy_level=_priced_accuracy_level(table), log=log)
         checks = verify_export(tmp, shapes=shapes, tolerance=tolerance, min_cosine=min_cosine,
                                metric_tolerance=metric_tolerance, latency_table=table,
                                latency_tolerance=latency_tolerance, task_metric=metric, log=log)

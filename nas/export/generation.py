@@ -7,19 +7,21 @@ Files a decoder (llama family) export writes in place of the encoder graphs::
                         One graph for both phases: a prefill feeds empty pasts, a decode step one token.
     model.quant.onnx    the same graph, every MatMul at its searched bits (nas.runtime.quantize); the LM
                         head ``lm_head`` and the Gather ``embed.word`` both at ``embed.bits``; int4 nodes
-                        are MatMulNBits with accuracy_level ACCURACY_LEVEL (recorded per node in the manifest)
+                        are MatMulNBits at the table's accuracy_level (below; recorded per node in the manifest)
     generation.json     what ``nas generate`` reads: the graph's I/O names, KV heads per layer, the context,
                         bos/eos ids, the tokenizer folder and the MatMulNBits accuracy level
     tokenizer/          tokenizer.json, tokenizer_config.json, chat_template.jinja, generation_config.json,
                         copied from the model source's folder (absent when the source ships none, e.g. tiny-llama:
                         then ``nas generate`` refuses text prompts, with a ModelError, and takes ``--ids``)
 
-**accuracy_level** (``MatMulNBits``' compute type) is 1: the int4 weights are
-unpacked and multiplied in fp32, so the graph computes what the fake-quantized
-subnet (the search's view, and the reference of ``metric_quant``) computes,
-and what the latency tables price (their int4 entries leave it unset: fp32).
-Level 4 (int8 compute: activations quantized per block at run time) decodes
-faster but is not that model. Full SmolLM2, every linear int4, embedding and
+**accuracy_level** (``MatMulNBits``' compute type) is the one the trial's latency
+table priced int4 with (``nas lut build --accuracy-level``, 4 by default: int8
+compute, activations quantized per block at run time, the faster on these CPUs),
+so the shipped graph runs what the search paid for; :data:`ACCURACY_LEVEL` (1:
+the int4 weights unpacked and multiplied in fp32, what the fake-quantized
+subnet computes) when the table records none or no table is used. ``metric_quant``
+then compares level 4's model with the fake-quantized subnet, whose int4 linears
+see fp32 activations. Full SmolLM2, every linear int4, embedding and
 LM head int8, 2-core AVX-512 VNNI EPYC, onnxruntime 1.32, 1 thread,
 128-token prompt: level 4 9.8–10.4 ms/token vs 11.8–12.8 with level 1, time
 to first token about 150 ms for both; but its next-token argmax agrees with

@@ -21,9 +21,9 @@
   that view does not see);
 * ``generation_latency`` – report only: time to first token and median ms per
   output token of ``model.quant.onnx`` (1 thread, 16-token prompt, 16 tokens);
-* ``latency`` – with a latency table: a prefill at the table's shape re-measured
-  next to its prediction (gated only with a tolerance; the graph's LM head over
-  every position is not in the table's blocks).
+* ``latency`` – with a latency table: one call in the table's phase (a prefill
+  at its shape, or a decode step after its context) re-measured next to its
+  prediction (gated only with a tolerance).
 """
 
 from __future__ import annotations
@@ -159,21 +159,21 @@ def check_generation_latency(exported: Any, vocab: int, *, prompt_tokens: int = 
                   "prompt_tokens": n, "new_tokens": int(g.new_ids.shape[1]), "threads": 1})
 
 
-def check_prefill_latency(directory: Path, subnet: Any, table: Any, *, tolerance: float | None = None) -> Check:
-    """``latency``: a prefill of ``model.quant.onnx`` at the table's batch × sequence (empty pasts), re-measured
-    with the table's backend and protocol, next to the table's prediction (:func:`nas.export.verify.check_latency`)."""
+def check_phase_latency(directory: Path, subnet: Any, table: Any, *, tolerance: float | None = None) -> Check:
+    """``latency``: one call of ``model.quant.onnx`` in the table's phase — a prefill of ``seq`` tokens (empty
+    pasts) or one decode token after ``context`` cached ones — re-measured with the table's backend and
+    protocol next to the table's prediction (:func:`nas.export.verify.check_latency`)."""
     from nas.export.artifacts import QUANT
     from nas.export.verify import check_latency
     from nas.latency import latency_ms
-    from nas.latency.builder import model_inputs
-    from nas.runtime.decoder_onnx import empty_past, past_names
+    from nas.runtime.decoder_onnx import step_inputs
 
-    feeds = {**model_inputs(subnet.space, table.batch, table.seq),
-             **dict(zip(past_names(len(subnet.model.layers)), empty_past(subnet.model, table.batch)))}
+    feeds = step_inputs(subnet.model, batch=table.batch, new=table.seq, context=table.context)
     c = check_latency(directory / QUANT, table, latency_ms(table, subnet.space, subnet.arch), subnet.space,
                       tolerance=tolerance, inputs=feeds)
-    return Check(c.name, c.ok, c.value, c.limit, c.detail + "; the prefill of the generation graph, whose LM head "
-                 "over every position the table's blocks do not price", {**c.data, "phase": "prefill"})
+    what = (f"a {table.phase} call of the generation graph ({table.seq} new tokens after {table.context})"
+            + ("" if table.has_head else "; this table prices no LM head, which the graph runs"))
+    return Check(c.name, c.ok, c.value, c.limit, f"{c.detail}; {what}", {**c.data, "phase": table.phase})
 
 
 def decoder_checks(directory: Path, subnet: Any, *, shapes: Sequence[tuple[int, int]], tolerance: float,
@@ -205,6 +205,6 @@ def decoder_checks(directory: Path, subnet: Any, *, shapes: Sequence[tuple[int, 
     checks.append(check_generation_latency(quant, vocab))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     if latency_table is not None:
-        checks.append(check_prefill_latency(directory, subnet, latency_table, tolerance=latency_tolerance))
+        checks.append(check_phase_latency(directory, subnet, latency_table, tolerance=latency_tolerance))
         _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     return checks

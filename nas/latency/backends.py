@@ -6,13 +6,23 @@ Contract of :class:`BaseLatencyBackend` (what the builder and the validator rely
   ``info()`` returns ``{"name", "version", "provider"}`` for the table's provenance.
 * ``kernels`` maps each supported bit-width to what actually runs for it; a
   bit-width absent from it is unsupported and the builder refuses a space that
-  needs it (no guessing).
+  needs it (no guessing). :meth:`~BaseLatencyBackend.kernel` says it for one
+  bit-width, with the int4 ``accuracy_level`` where the backend has one.
+* ``accuracy_level`` (constructor keyword) is the ``MatMulNBits`` compute
+  accuracy of int4 weights (``None``: unset, onnxruntime's fp32 compute); a
+  backend accepts the levels in its ``accuracy_levels`` (none: it has no such
+  kernel and takes only ``None``).
 * ``prepare(module, inputs, bits=...)`` returns a zero-argument callable that
   runs one synchronous inference of ``module`` on the fixed ``inputs`` with the
   linears named in ``bits`` at those bit-widths (names are module paths, as in
-  :mod:`nas.runtime.onnx`), intra-op threads pinned to ``threads``. Everything
-  costly (export, quantization, session creation) happens in ``prepare``; the
-  callable does nothing but run.
+  :mod:`nas.runtime.onnx`), intra-op threads pinned to ``threads``;
+  ``dynamic_axes`` names the axes that stay dynamic (default: axes 0 and 1 of
+  every input and output, batch and sequence). Everything costly (export,
+  quantization, session creation) happens in ``prepare``; the callable does
+  nothing but run.
+* ``prepare_generation(model, inputs, bits=...)`` is ``prepare`` for a decoder's
+  whole generation graph (:mod:`nas.runtime.decoder_onnx`: logits and presents
+  out), exported as ``nas export`` exports it.
 
 :func:`get_backend` turns a name (or an instance) into a backend.
 """
@@ -30,8 +40,10 @@ import torch
 from torch import Tensor, nn
 
 from nas.errors import ConfigError, MissingDependencyError
+from nas.latency.table import ACCURACY_LEVELS
 
 Runner = Callable[[], object]
+Axes = Mapping[str, Mapping[int, str]]
 
 
 class BaseLatencyBackend(ABC):
@@ -39,11 +51,18 @@ class BaseLatencyBackend(ABC):
 
     name: str = ""
     kernels: dict[int, str] = {}
+    accuracy_levels: tuple[int, ...] = ()
 
-    def __init__(self, *, threads: int = 1) -> None:
+    def __init__(self, *, threads: int = 1, accuracy_level: int | None = None) -> None:
         if int(threads) < 1:
             raise ConfigError(f"threads: must be at least 1, got {threads}")
+        if accuracy_level is not None and accuracy_level not in self.accuracy_levels:
+            raise ConfigError(
+                f"accuracy_level: {self.name} takes {list(self.accuracy_levels)}, got {accuracy_level!r}"
+                if self.accuracy_levels else
+                f"accuracy_level: {self.name} has no MatMulNBits kernel; leave it unset, got {accuracy_level!r}")
         self.threads = int(threads)
+        self.accuracy_level = accuracy_level
 
     @abstractmethod
     def info(self) -> dict[str, Any]:
@@ -57,11 +76,29 @@ class BaseLatencyBackend(ABC):
         *,
         bits: Mapping[str, int],
         output_names: tuple[str, ...] = ("output",),
+        dynamic_axes: Axes | None = None,
     ) -> Runner:
         """A callable running one inference of ``module`` on ``inputs`` (see module docstring)."""
 
+    def prepare_generation(self, model: nn.Module, inputs: Mapping[str, Tensor], *, bits: Mapping[str, int]) -> Runner:
+        """A callable running one call of ``model``'s generation graph on ``inputs``.
+
+        ``inputs`` as :func:`~nas.runtime.decoder_onnx.step_inputs` makes them.
+
+        ``bits`` names the graph's nodes (:func:`~nas.runtime.decoder_onnx.decoder_bits_by_node`).
+        """
+        from nas.runtime.decoder_onnx import LOGITS, DecoderGraph, generation_axes, present_names
+
+        n = len(model.layers)  # type: ignore[arg-type]
+        return self.prepare(DecoderGraph(model).eval(), inputs, bits=bits,  # type: ignore[arg-type]
+                            output_names=(LOGITS, *present_names(n)), dynamic_axes=generation_axes(n))
+
     def supports(self, bits: int) -> bool:
         return bits in self.kernels
+
+    def kernel(self, bits: int) -> str:
+        """What runs for ``bits``-bit weights (``""`` if unsupported)."""
+        return self.kernels.get(bits, "")
 
 
 class OnnxRuntimeCPUBackend(BaseLatencyBackend):
@@ -75,12 +112,18 @@ class OnnxRuntimeCPUBackend(BaseLatencyBackend):
         4: "MatMulNBitsQuantizer int4 symmetric block 32 (MatMulNBits)",
     }
 
-    def __init__(self, *, threads: int = 1) -> None:
-        super().__init__(threads=threads)
+    accuracy_levels = ACCURACY_LEVELS
+
+    def __init__(self, *, threads: int = 1, accuracy_level: int | None = None) -> None:
+        super().__init__(threads=threads, accuracy_level=accuracy_level)
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise MissingDependencyError("onnxruntime-cpu: needs onnxruntime (pip install onnxruntime)") from None
+
+    def kernel(self, bits: int) -> str:
+        k = super().kernel(bits)
+        return f"{k}, accuracy_level {self.accuracy_level or 0}" if bits == 4 and k else k
 
     def info(self) -> dict[str, Any]:
         import onnxruntime as ort
@@ -93,17 +136,30 @@ class OnnxRuntimeCPUBackend(BaseLatencyBackend):
 
         return cpu_session(path, threads=self.threads)
 
-    def prepare(self, module, inputs, *, bits, output_names=("output",)):
+    def prepare(self, module, inputs, *, bits, output_names=("output",), dynamic_axes=None):
         from nas.runtime.onnx import export_module
-        from nas.runtime.quantize import quantize_onnx
 
-        axes = {n: {0: "batch", 1: "sequence"} for n in (*inputs, *output_names)}
+        axes = dynamic_axes if dynamic_axes is not None else {n: {0: "batch", 1: "sequence"}
+                                                               for n in (*inputs, *output_names)}
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_module(module, Path(tmp) / "fp32.onnx", inputs=inputs, output_names=output_names,
                                  dynamic_axes=axes)
-            quant = {k: b for k, b in bits.items() if b < 32}
-            path = quantize_onnx(fp32, Path(tmp) / "quant.onnx", quant) if quant else fp32
-            return self.runner_for(path, inputs)
+            return self.runner_for(self._quantized(fp32, bits, Path(tmp) / "quant.onnx"), inputs)
+
+    def prepare_generation(self, model, inputs, *, bits):
+        """The generation graph exported by :func:`~nas.runtime.decoder_onnx.export_decoder_onnx` (as ``nas export``
+        does: traced at its own shapes, every axis dynamic), quantized, run on ``inputs``."""
+        from nas.runtime.decoder_onnx import export_decoder_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_decoder_onnx(model, Path(tmp) / "fp32.onnx")
+            return self.runner_for(self._quantized(fp32, bits, Path(tmp) / "quant.onnx"), inputs)
+
+    def _quantized(self, fp32: Path, bits: Mapping[str, int], out: Path) -> Path:
+        from nas.runtime.quantize import quantize_onnx
+
+        quant = {k: b for k, b in bits.items() if b < 32}
+        return quantize_onnx(fp32, out, quant, accuracy_level=self.accuracy_level) if quant else fp32
 
     def runner_for(self, path: str | Path, inputs: Mapping[str, Tensor]) -> Runner:
         """A runner over an existing ONNX file (used for exported subnets)."""
@@ -132,7 +188,7 @@ class TorchCPUBackend(BaseLatencyBackend):
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": torch.__version__, "provider": "cpu"}
 
-    def prepare(self, module, inputs, *, bits, output_names=("output",)):
+    def prepare(self, module, inputs, *, bits, output_names=("output",), dynamic_axes=None):
         torch.set_num_threads(self.threads)
         m = copy.deepcopy(module).eval()
         mods = dict(m.named_modules())
@@ -176,16 +232,30 @@ _BACKENDS: dict[str, type[BaseLatencyBackend]] = {
 BACKENDS = tuple(_BACKENDS)
 
 
-def get_backend(backend: str | BaseLatencyBackend, *, threads: int = 1) -> BaseLatencyBackend:
+def get_backend(backend: str | BaseLatencyBackend, *, threads: int = 1,
+                accuracy_level: int | None = None) -> BaseLatencyBackend:
     """A backend by name (``onnxruntime-cpu``, ``torch-cpu``), or ``backend`` itself if it is one.
+
+    Args:
+        backend: a name or an instance (returned as it is).
+        threads: intra-op threads.
+        accuracy_level: ``MatMulNBits`` accuracy level of int4 weights (``None``: unset).
+
+    Raises:
+        ConfigError: unknown name, or an accuracy level the backend cannot run.
+    """
+    if isinstance(backend, BaseLatencyBackend):
+        return backend
+    return backend_class(backend)(threads=threads, accuracy_level=accuracy_level)
+
+
+def backend_class(name: str) -> type[BaseLatencyBackend]:
+    """The backend class registered as ``name``.
 
     Raises:
         ConfigError: unknown name.
     """
-    if isinstance(backend, BaseLatencyBackend):
-        return backend
     try:
-        cls = _BACKENDS[backend]
+        return _BACKENDS[name]
     except KeyError:
-        raise ConfigError(f"runtime: unknown latency backend {backend!r}; known: {', '.join(BACKENDS)}") from None
-    return cls(threads=threads)
+        raise ConfigError(f"runtime: unknown latency backend {name!r}; known: {', '.join(BACKENDS)}") from None

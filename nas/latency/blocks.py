@@ -3,9 +3,13 @@
 Each wraps modules of a real (derived) model so that the exported graph of an
 entry is the same subgraph the whole model contains:
 
-* :class:`AttnPart` – attention + residual + norm (post-LN bert; pre-norm llama);
+* :class:`AttnPart` – attention + residual + norm (post-LN bert); a decoder's attention is
+  :class:`nas.runtime.decoder_onnx.AttentionStep` instead, the generation graph's own (past
+  keys/values in, presents out), with empty pasts for a prefill and ``C`` cached tokens for a
+  decode step;
 * :class:`FFNPart` – FFN + residual + norm;
 * :class:`EmbedPart` – embeddings (word lookup, positions, norm);
+* :class:`HeadPart` – a decoder's tied LM head (the generation graph's MatMul ``lm_head``);
 * :class:`RestPart` – what follows the last layer (llama final norm; bert nothing);
 * :class:`OverheadPart` – no compute: the per-inference cost of a session call
   with the model's inputs.
@@ -55,6 +59,23 @@ class EmbedPart(nn.Module):
 
     def forward(self, input_ids: Tensor) -> Tensor:
         return self.embed(input_ids)
+
+
+class HeadPart(nn.Module):
+    """``hidden_states @ embed.word.weightᵀ``: the logits of every position, as the generation graph's ``lm_head``.
+
+    The linear is named ``lm_head`` (:data:`nas.runtime.decoder_onnx.LM_HEAD_NODE`) and shares the word
+    embedding's parameter, as :class:`~nas.runtime.decoder_onnx.DecoderGraph`'s does.
+    """
+
+    def __init__(self, embed: Embeddings) -> None:
+        super().__init__()
+        vocab, hidden = embed.word.weight.shape
+        self.lm_head = nn.Linear(hidden, vocab, bias=False)
+        self.lm_head.weight = embed.word.weight  # tied: one parameter
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return self.lm_head(hidden_states)
 
 
 class RestPart(nn.Module):

@@ -44,15 +44,14 @@ def calibration_runners(table: LatencyTable, *, strict: bool = False, supernet: 
 
     Returns:
         ``(runners, rows)``: ``runners[str(n)]`` runs model ``n`` (exported and quantized like ``nas export``,
-        with the table's backend, threads and shape); ``rows[n]`` is ``{arch, layers, raw_ms, raw_by_bits,
+        with the table's backend, threads, shape, phase and int4 accuracy level); ``rows[n]`` is ``{arch, layers, raw_ms, raw_by_bits,
         then_ms}`` (what the table recorded and predicts for it), for :func:`drift_report`.
 
     Raises:
         LatencyTableError: the table has no calibration models, they cannot be re-derived
             (another space or seed), or (``strict``) it was built on another device or runtime.
     """
-    from nas.latency.backends import get_backend
-    from nas.latency.builder import model_runner
+    from nas.latency.builder import backend_for, model_runner, runner_options
     from nas.latency.device import device_info
     from nas.latency.predictor import raw_by_bits, raw_latency_ms
     from nas.spaces import load_space
@@ -69,13 +68,13 @@ def calibration_runners(table: LatencyTable, *, strict: bool = False, supernet: 
         except (ArchError, KeyError) as e:
             raise LatencyTableError(f"{table.id}: calibration.models: cannot re-derive {m.get('arch')!r} in space "
                                     f"{space.name!r} ({e}); rebuild the table") from None
-    backend = get_backend(table.runtime.get("name", ""), threads=table.threads)
+    backend = backend_for(table)
     table.check_environment(device=device_info(), runtime=backend.info(), strict=strict)
     if supernet is None:
         from nas.supernet.supernet import Supernet
 
         supernet = Supernet.build(space)
-    runners = {str(n): model_runner(supernet, a, backend, batch=table.batch, seq=table.seq) for n, a in enumerate(archs)}
+    runners = {str(n): model_runner(supernet, a, backend, **runner_options(table)) for n, a in enumerate(archs)}
     rows = [{"arch": m["arch"], "layers": len(space.kept_layers(a)), "raw_ms": raw_latency_ms(table, space, a),
              "raw_by_bits": {str(b): v for b, v in raw_by_bits(table, space, a).items()},
              "then_ms": m["measured_ms"]}

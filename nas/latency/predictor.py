@@ -2,21 +2,25 @@
 
 For an architecture with kept layers K::
 
-    raw(arch) = overhead + embed[b_E] + rest + Σ_{i∈K} (attn[h_i, a_i] + ffn[f_i, m_i])
-    latency_ms(arch) = s·(overhead + rest) + s_{b_E}·embed[b_E]
+    raw(arch) = overhead + embed[b_E] + head[b_E] + rest + Σ_{i∈K} (attn[h_i, a_i] + ffn[f_i, m_i])
+    latency_ms(arch) = s·(overhead + rest) + s_{b_E}·(embed[b_E] + head[b_E])
                        + Σ_{i∈K} (s_{a_i}·attn[h_i, a_i] + s_{m_i}·ffn[f_i, m_i] + per_layer_ms) + constant_ms
 
-where ``s`` (``scale``), ``s_b`` (``bit_scale[b]``, else ``scale``), ``per_layer_ms`` and
+where ``head[b]`` is a decoder's tied LM head (``head:bits=B``, picked by the ``embed.bits`` label),
+counted when the table has head entries (0 for encoders and for tables built before them), and
+``s`` (``scale``), ``s_b`` (``bit_scale[b]``, else ``scale``), ``per_layer_ms`` and
 ``constant_ms`` are the table's fitted calibration (:class:`nas.latency.calibration.Calibration`;
 defaults 1, 0, 0): every entry is scaled by its own precision's factor, so the prediction stays
 linear in the entries. Under the supernet's independent categorical distributions the
 expectation is then linear too; with ``Ŝ[x] = s_b·x`` for an entry ``x`` at ``b`` bits::
 
-    E[LAT] = s·(overhead + rest) + Σ_b p_E(b)·Ŝ[embed[b]]
+    E[LAT] = s·(overhead + rest) + Σ_b p_E(b)·Ŝ[embed[b] + head[b]]
              + Σ_i p_keep,i · (Σ_{h,a} p_h p_a Ŝ[attn[h,a]] + Σ_{f,m} p_f p_m Ŝ[ffn[f,m]] + per_layer_ms)
              + constant_ms
 
-which :func:`expected_latency` evaluates in torch, differentiable in the probabilities.
+which :func:`expected_latency` evaluates in torch, differentiable in the probabilities. The formulas
+are the same for a prefill table (one call over the prompt) and a decode table (one token after a
+cache of the table's ``context``); only the entries differ.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch import Tensor
 
 from nas.errors import ArchError, LatencyTableError
 from nas.latency.calibration import Calibration
-from nas.latency.table import OVERHEAD, REST, LatencyTable, attn_key, embed_key, ffn_key
+from nas.latency.table import OVERHEAD, REST, LatencyTable, attn_key, embed_key, ffn_key, head_key
 from nas.spaces.choice import layer_label
 from nas.spaces.size import block_bytes
 from nas.spaces.space import SearchSpace
@@ -50,14 +54,19 @@ def raw_latency_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, i
         ArchError: ``arch`` does not fit the space (naming the label).
     """
     _check_hash(table, space)
-    return sum(table.ms(key) for key, _ in entry_keys(space, space.validate(arch)))
+    return sum(table.ms(key) for key, _ in entry_keys(space, space.validate(arch), head=table.has_head))
 
 
-def entry_keys(space: SearchSpace, arch: Mapping[str, int]) -> list[tuple[str, int | None]]:
-    """The table entries that price ``arch`` (a validated architecture), each with its weight bits (None: fixed parts)."""
+def entry_keys(space: SearchSpace, arch: Mapping[str, int], *, head: bool = False) -> list[tuple[str, int | None]]:
+    """The table entries that price ``arch`` (a validated architecture), each with its weight bits (None: fixed parts).
+
+    ``head``: include the LM head (``head:bits=B`` at ``embed.bits``; :attr:`LatencyTable.has_head`).
+    """
     v = space.value
     eb = v(arch, "embed.bits")
     keys: list[tuple[str, int | None]] = [(OVERHEAD, None), (REST, None), (embed_key(eb), eb)]
+    if head:
+        keys.append((head_key(eb), eb))
     for i in space.kept_layers(arch):
         ab, fb = v(arch, layer_label(i, "attn.bits")), v(arch, layer_label(i, "ffn.bits"))
         keys.append((attn_key(v(arch, layer_label(i, "heads")), ab), ab))
@@ -79,7 +88,7 @@ def raw_by_bits(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int]
     """
     _check_hash(table, space)
     out = dict.fromkeys(space_bits(space), 0.0)
-    for key, bits in entry_keys(space, space.validate(arch)):
+    for key, bits in entry_keys(space, space.validate(arch), head=table.has_head):
         if bits is not None:
             out[bits] = out.get(bits, 0.0) + table.ms(key)
     return out
@@ -93,7 +102,7 @@ def latency_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int])
 
 def _calibrated_ms(table: LatencyTable, space: SearchSpace, arch: Mapping[str, int], cal: Calibration) -> float:
     arch = space.validate(arch)
-    blocks = sum(cal.entry_scale(bits) * table.ms(key) for key, bits in entry_keys(space, arch))
+    blocks = sum(cal.entry_scale(bits) * table.ms(key) for key, bits in entry_keys(space, arch, head=table.has_head))
     return blocks + cal.per_layer_ms * len(space.kept_layers(arch)) + cal.constant_ms
 
 
@@ -112,7 +121,8 @@ class Predictor:
         self.per_layer, self.constant = cal.per_layer_ms, cal.constant_ms
         o = space.options
         ms = lambda key, bits: cal.entry_scale(bits) * table.ms(key)  # noqa: E731  (entries calibrated in place)
-        self.embed = torch.tensor([ms(embed_key(b), b) for b in o("embed.bits")])
+        head = (lambda b: ms(head_key(b), b)) if table.has_head else (lambda b: 0.0)  # the head rides on embed.bits
+        self.embed = torch.tensor([ms(embed_key(b), b) + head(b) for b in o("embed.bits")])
         self.fixed = cal.scale * (table.ms(OVERHEAD) + table.ms(REST))
         self.attn: list[Tensor] = []
         self.ffn: list[Tensor] = []

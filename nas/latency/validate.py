@@ -1,8 +1,11 @@
 """Validation: predicted vs measured latency of random mixed-precision subnets.
 
 Each subnet is derived, exported and quantized exactly like ``nas export``
-does, run by the table's backend with the table's threads and shape, and
-measured in interleaved groups under the table's protocol.
+does, run by the table's backend with the table's threads, shape, phase and
+int4 accuracy level, and measured in interleaved groups under the table's
+protocol: for a prefill table one call over ``seq`` tokens, for a decode table
+one token after a ``context``-long cache (a decoder's whole generation graph,
+:func:`nas.latency.builder.model_runner`).
 """
 
 from __future__ import annotations
@@ -80,8 +83,7 @@ def validate_table(
         LatencyTableError: the table is for another space hash, or (``strict``) another device/runtime.
         ConfigError: ``samples`` < 2.
     """
-    from nas.latency.backends import get_backend
-    from nas.latency.builder import model_runner
+    from nas.latency.builder import backend_for, model_runner, runner_options
     from nas.latency.device import device_info
     from nas.latency.predictor import Predictor
     from nas.latency.protocol import Protocol, measure
@@ -92,7 +94,7 @@ def validate_table(
         raise ConfigError(f"samples: need at least 2, got {samples!r}")
     space = load_space(table.space_name)
     predictor = Predictor(table, space)  # checks the space hash and every entry
-    backend = get_backend(table.runtime.get("name", ""), threads=table.threads)
+    backend = backend_for(table)
     table.check_environment(device=device_info(), runtime=backend.info(), strict=strict)
     if supernet is None:
         from nas.supernet.supernet import Supernet
@@ -112,7 +114,7 @@ def validate_table(
         chunk = archs[start:start + group]
         runners = {}
         for n, arch in enumerate(chunk, start):
-            runners[n] = model_runner(supernet, arch, backend, batch=table.batch, seq=table.seq)
+            runners[n] = model_runner(supernet, arch, backend, **runner_options(table))
             if log is not None:
                 print(f"[{n + 1}/{samples}] prepared {format_arch(space, arch)}", file=log, flush=True)
         stats = measure({str(k): v for k, v in runners.items()}, proto, log=log)
@@ -130,7 +132,8 @@ def validate_table(
     figures = agreement([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
     return {
         "table": table.path or table.id, "space": space.name, "runtime": table.runtime, "threads": table.threads,
-        "batch": table.batch, "seq": table.seq, "samples": samples, "seed": seed, "clock": proto.clock, **figures,
+        "batch": table.batch, "seq": table.seq, "phase": table.phase, "context": table.context,
+        "accuracy_level": table.accuracy_level, "samples": samples, "seed": seed, "clock": proto.clock, **figures,
         "noisy_measurements": sum(r["noisy"] for r in rows),
         "loadavg_before": load0, "loadavg_after": _loadavg(), "seconds": round(time.perf_counter() - t0, 1),
         "subnets": rows,

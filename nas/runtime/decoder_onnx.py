@@ -112,6 +112,69 @@ class DecoderGraph(nn.Module):
         return (self.lm_head(self.final_norm(x)), *presents)
 
 
+class AttentionStep(nn.Module):
+    """``(hidden_states, attention_mask, past_k, past_v) -> (hidden_states, present_k, present_v)`` of one layer.
+
+    One kept layer's attention (pre-norm, residual) exactly as :class:`DecoderGraph` runs it: the
+    new tokens after ``past_k``'s cached ones, the bias (:func:`decoder_bias`) and the rotary
+    offset read from the past length, and the presents (past plus new keys/values) out. A latency
+    table times it alone (:mod:`nas.latency.blocks`): with empty pasts for a prefill, with ``C``
+    cached tokens for a decode step. Parameter paths (so node names) are ``attn.q`` … ``attn.o``.
+
+    Args:
+        dims: the model's shapes (llama family).
+        block: the layer (a derived subnet's ``model.layers[k]``).
+
+    Raises:
+        ModelError: the model is not a decoder.
+    """
+
+    AXES: dict[str, dict[int, str]] = {
+        "hidden_states": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
+        "past_k": {0: "batch", 2: "past_sequence"}, "past_v": {0: "batch", 2: "past_sequence"},
+        "output": {0: "batch", 1: "sequence"},
+        "present_k": {0: "batch", 2: "total_sequence"}, "present_v": {0: "batch", 2: "total_sequence"},
+    }
+    OUTPUTS = ("output", "present_k", "present_v")
+
+    def __init__(self, dims: Any, block: nn.Module) -> None:
+        super().__init__()
+        if dims.family != "llama":
+            raise ModelError(f"decoder attention step: needs a llama-family decoder, not {dims.family!r}")
+        self.dims = dims
+        self.attn, self.attn_norm = block.attn, block.attn_norm
+
+    def forward(self, hidden_states: Tensor, attention_mask: Tensor, past_k: Tensor, past_v: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        x, t, past_len = hidden_states, hidden_states.shape[1], past_k.shape[2]
+        bias = decoder_bias(attention_mask, t, past_len, x.dtype)
+        rope = rotary(self.dims, t, x.device, offset=past_len)
+        a, (key, value) = self.attn.extend(self.attn_norm(x), bias, rope, (past_k, past_v))
+        return x + a, key, value
+
+
+def step_inputs(model: TransformerModel, *, batch: int, new: int, context: int, seed: int = 0) -> dict[str, Tensor]:
+    """Feeds of one generation-graph call: ``new`` token ids after ``context`` cached tokens (zero pasts).
+
+    ``{"input_ids": (batch, new), "attention_mask": (batch, context + new), "past_k_0": …}`` in the
+    graph's input order (:func:`past_names`); ``context=0`` is a prefill's empty pasts.
+    """
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, min(model.dims.vocab_size, 30000), (batch, new), generator=g)
+    return {"input_ids": ids, "attention_mask": torch.ones(batch, context + new, dtype=torch.long),
+            **dict(zip(past_names(len(model.layers)), empty_past(model, batch, context)))}
+
+
+def generation_axes(num_layers: int) -> dict[str, dict[int, str]]:
+    """The dynamic axes of the generation graph's inputs and outputs (module docstring)."""
+    return {
+        "input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
+        LOGITS: {0: "batch", 1: "sequence"},
+        **{name: {0: "batch", 2: "past_sequence"} for name in past_names(num_layers)},
+        **{name: {0: "batch", 2: "total_sequence"} for name in present_names(num_layers)},
+    }
+
+
 def empty_past(model: TransformerModel, batch: int = 1, length: int = 0) -> list[Tensor]:
     """Zero past keys/values of ``length`` tokens for every kept layer (``length=0``: a prefill's)."""
     d = model.dims
@@ -149,14 +212,8 @@ def export_decoder_onnx(model: Any, path: str | Path, *, opset: int = OPSET) -> 
     pasts = [torch.randn(t.shape, generator=g) for t in empty_past(inner, batch, past)]
     inputs = {"input_ids": ids, "attention_mask": torch.ones(batch, past + new, dtype=torch.long),
               **dict(zip(past_names(n), pasts))}
-    axes: dict[str, dict[int, str]] = {
-        "input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
-        LOGITS: {0: "batch", 1: "sequence"},
-        **{name: {0: "batch", 2: "past_sequence"} for name in past_names(n)},
-        **{name: {0: "batch", 2: "total_sequence"} for name in present_names(n)},
-    }
     return export_module(graph, path, inputs=inputs, output_names=(LOGITS, *present_names(n)),
-                         dynamic_axes=axes, opset=opset)
+                         dynamic_axes=generation_axes(n), opset=opset)
 
 
 def decoder_bits_by_node(subnet: Any) -> dict[str, int]:

@@ -115,6 +115,34 @@ def test_latency_table_re_measures_a_prefill(mixed, tmp_path):
     assert lat.data["predicted_ms"] == pytest.approx(0.247)
 
 
+def test_a_decode_table_re_measures_one_token_after_its_context(mixed, tmp_path):
+    import dataclasses
+
+    from tests.export.conftest import tiny_table
+
+    sub, out, _, _ = mixed
+    table = dataclasses.replace(tiny_table(sub.space, tmp_path / "table.json"), phase="decode", seq=1, context=24)
+    lat = {c.name: c for c in verify_export(out, task_metric=agreement_metric(sub), latency_table=table)}["latency"]
+    assert lat.data["phase"] == "decode" and lat.data["median_ms"] > 0 and "1 new tokens after 24" in lat.detail
+
+
+def test_export_quantizes_int4_at_the_accuracy_level_its_table_priced(tmp_path):
+    import dataclasses
+
+    from nas.export.export import _priced_accuracy_level
+    from tests.export.conftest import tiny_table
+
+    table = tiny_table(nas.load_space("tiny-llama"), tmp_path / "table.json")
+    assert _priced_accuracy_level(None) is None and _priced_accuracy_level(table) is None  # none recorded
+    priced = dataclasses.replace(table, accuracy_level=4)
+    assert _priced_accuracy_level(priced) == 4
+    sub = nas.derive(nas.Supernet.build(nas.load_space("tiny-llama")), MIXED)
+    with atomic_dir(tmp_path / "l4") as tmp:
+        nodes = write_artifacts(sub, tmp, accuracy_level=_priced_accuracy_level(priced))["nodes"]
+    assert {n["accuracy_level"] for n in nodes.values() if n["applied"] == "int4"} == {4}
+    assert json.loads((tmp_path / "l4" / "generation.json").read_text())["quant"]["matmulnbits_accuracy_level"] == 4
+
+
 def test_a_wrong_graph_fails_parity(mixed, tmp_path):
     sub, out, _, _ = mixed
     broken = tmp_path / "broken"
