@@ -60,9 +60,9 @@ def test_budget_hits_with_the_hosts_drift_divided_out():
 
 def test_best_speedup_within_the_accuracy_drop():
     # teacher 0.81: within 1 pt only a (0.80 @ 4 ms); int8 baseline 12 ms -> 3×
-    s = A.best_speedup(POINTS, teacher_acc=0.81, max_drop=0.01, baseline_ms=12.0)
+    s = A.best_speedup(POINTS, reference_acc=0.81, max_drop=0.01, baseline_ms=12.0)
     assert s["name"] == "dnas/a" and s["speedup"] == pytest.approx(3.0)
-    assert A.best_speedup(POINTS, teacher_acc=0.95, max_drop=0.01, baseline_ms=12.0) is None
+    assert A.best_speedup(POINTS, reference_acc=0.95, max_drop=0.01, baseline_ms=12.0) is None
 
 
 def test_targets_report_met_and_gap():
@@ -91,6 +91,51 @@ def test_targets_add_the_region_hypervolume_rows_with_the_same_goals():
     assert not rows["hv_nsga2"]["met"] and "whole range" in rows["hv_nsga2"]["target"]
     assert "teacher − 5 pt" in rows["hv_region_random"]["target"]
     assert rows["speedup"]["value"] == 0.0 and not rows["speedup"]["met"]
+
+
+def test_targets_judge_the_speedup_against_the_full_finetuned_model_with_the_frozen_teacher_beside():
+    goals = {"max_accuracy_drop_points": 1.0, "speedup_vs_teacher_int8": 3.0, "hv_ratio_vs_nsga2": 1.2,
+             "hv_ratio_vs_random": 1.3, "latency_within": 0.10, "latency_within_share": 0.95}
+    summary = {"accuracy_reference": {"name": "full-finetuned", "accuracy": 0.80},
+               "speedup": {"dnas": {"speedup": 2.0, "name": "dnas/b"}},
+               "speedup_vs_teacher": {"dnas": {"speedup": 3.5, "name": "dnas/a"}},
+               "hypervolume": {"dnas": 0.6, "nsga2": 0.5, "random": 0.4},
+               "fidelity": {"search_fronts": {"n": 4, "within_share": 1.0}}}
+    row = A.targets(summary, goals)[0]
+    assert "full model fine-tuned alike" in row["target"]
+    assert (row["value"], row["met"], row["detail"]) == (2.0, False, "dnas/b")
+    assert row["vs_frozen_teacher"] == {"value": 3.5, "met": True, "detail": "dnas/a"}
+    old = {k: v for k, v in summary.items() if k not in ("accuracy_reference", "speedup_vs_teacher")}
+    row = A.targets(old, goals)[0]  # a run before the baseline: the teacher, nothing beside
+    assert "of the teacher" in row["target"] and "vs_frozen_teacher" not in row
+
+
+def test_accuracy_reference_is_the_full_finetuned_model_else_the_teacher():
+    teacher = {"method": "baselines", "name": "teacher", "accuracy": 0.75}
+    ft = {"method": "baselines", "name": "full-finetuned", "accuracy": 0.81}
+    impostor = {"method": "random", "name": "full-finetuned", "accuracy": 0.9}
+    assert A.accuracy_reference([teacher, impostor, ft]) is ft
+    assert A.accuracy_reference([teacher, impostor]) is teacher
+
+
+def test_a_baseline_added_later_is_not_judged_for_table_fidelity():
+    run = pt("baselines", "teacher", 0.75, 40.0, predicted=39.0)
+    added = {**pt("baselines", "full-finetuned", 0.80, 40.1, predicted=39.0),
+             "latency_rescaled_by": "baselines/teacher"}
+    int8 = pt("baselines", "teacher-int8", 0.75, 30.0)  # not an architecture of the space: no prediction
+    assert A.in_space_measured([run, added, int8]) == [run]
+
+
+def test_rescaled_latency_puts_a_remeasurement_on_the_runs_scale():
+    then = pt("baselines", "teacher", 0.75, 40.0, ms2=30.0)
+    now = pt("baselines", "teacher", 0.75, 50.0, ms2=20.0)
+    scale = A.latency_scale(then, now, [1, 2])
+    assert scale == pytest.approx({"t1": 0.8, "t2": 1.5})
+    lat = {"t1": {"median_ms": 10.0, "iqr_ms": 1.0, "n": 24}, "t2": {"median_ms": 4.0, "iqr_ms": 0.4, "n": 24}}
+    out = A.rescaled(lat, scale)
+    assert out["t1"] == pytest.approx({"median_ms": 8.0, "iqr_ms": 0.8, "n": 24})
+    assert out["t2"] == pytest.approx({"median_ms": 6.0, "iqr_ms": 0.6, "n": 24})
+    assert lat["t1"]["median_ms"] == 10.0  # the input is left alone
 
 
 def _line(n, a=1.0, b=0.0):

@@ -50,7 +50,7 @@ def test_every_method_has_points_and_a_finite_hypervolume(quick_run):
         assert any(p["method"] == m for p in doc["points"]), m
         assert m in s["cost"] and s["cost"][m]["wall_s"] > 0
     names = {p["name"] for p in doc["points"] if p["method"] == "baselines"}
-    assert {"teacher", "teacher-int8", "first1", "first1-int8"} <= names
+    assert {"teacher", "teacher-int8", "full-finetuned", "full-finetuned-int8", "first1", "first1-int8"} <= names
     for p in doc["points"]:
         assert 0.0 <= p["accuracy"] <= 1.0 and p["size_mb"] > 0
         for t in (1, 2):
@@ -61,6 +61,90 @@ def test_every_method_has_points_and_a_finite_hypervolume(quick_run):
     teacher = next(p for p in doc["points"] if p["name"] == "teacher")
     assert s["region"]["accuracy"] == pytest.approx(teacher["accuracy"] - 0.05)
     assert s["fidelity"]["all_in_space_points"]["n"] >= 2
+
+
+def test_the_full_finetuned_model_is_the_accuracy_reference_of_the_targets(quick_run):
+    """The uncompressed model fine-tuned like every student: a real accuracy, and the bar the targets use."""
+    from experiments.studies.benchmark_minilm_cpu import analysis as A
+
+    out, proc = quick_run
+    doc = json.loads((out / "minilm_cpu_quick.json").read_text())
+    base = {p["name"]: p for p in doc["points"] if p["method"] == "baselines"}
+    ft, teacher = base["full-finetuned"], base["teacher"]
+    assert ft["arch"] == teacher["arch"] and ft["deploy"] == "fp32"
+    assert base["full-finetuned-int8"]["deploy"] == "user_int8"
+    assert 0.0 < ft["accuracy"] <= 1.0 and 0.0 < ft["test_accuracy_torch"] <= 1.0  # trained and scored, not copied
+    assert "baselines: distilling full-finetuned (2 steps)" in proc.stderr  # the students' recipe (quick: 2 steps)
+    s = doc["summary"]
+    ref = s["accuracy_reference"]
+    assert ref["name"] == "full-finetuned" and ref["accuracy"] == ft["accuracy"]
+    assert ref["int8_accuracy"] == base["full-finetuned-int8"]["accuracy"]
+    assert s["teacher"]["accuracy"] == teacher["accuracy"]
+    drop = doc["config"]["targets"]["max_accuracy_drop_points"] / 100
+    dnas_front = [p for p in doc["points"] if p["method"] == "dnas" and p["on_front"]]
+    for key, acc in (("speedup", ft["accuracy"]), ("speedup_vs_teacher", teacher["accuracy"])):
+        want = A.best_speedup(dnas_front, reference_acc=acc, max_drop=drop, baseline_ms=A.lat(base["teacher-int8"]))
+        assert s[key]["dnas"] == (pytest.approx(want) if want else None), key
+    row = next(t for t in s["targets"] if t["key"] == "speedup")
+    assert "within 1 pt of the full model fine-tuned alike" in row["target"]
+    assert row["value"] == (s["speedup"]["dnas"] or {"speedup": 0.0})["speedup"]
+    assert row["vs_frozen_teacher"]["value"] == (s["speedup_vs_teacher"]["dnas"] or {"speedup": 0.0})["speedup"]
+    assert s["region"]["accuracy_reference"] == "teacher"
+    md = (out / "minilm_cpu_quick.md").read_text()
+    assert "Accuracy reference of the \"within 1 pt\" targets: **full-finetuned**" in md
+    assert "| vs frozen teacher |" in md and "within 1 pt of the frozen teacher |" in md
+    assert "a fully fine-tuned uncompressed model would set a higher bar" not in md
+
+
+def test_add_baselines_trains_and_measures_only_the_missing_ones_against_the_teacher(quick_run, tmp_path):
+    """A run without full-finetuned gets it from ``--add-baselines``: same recipe, latency on the run's scale."""
+    out, _ = quick_run
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    full = json.loads((out / "minilm_cpu_quick.json").read_text())
+    old = {**full, "points": [p for p in full["points"] if not p["name"].startswith("full-finetuned")]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    cmd = [sys.executable, "-m", "experiments.studies.benchmark_minilm_cpu.run", "--out", str(tmp_path),
+           "--name", "old", "--work", str(out / "work"), "--rounds", "2"]
+    proc = subprocess.run([*cmd, "--add-baselines", "full-finetuned"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    doc = json.loads((tmp_path / "old.json").read_text())
+    base = [p["name"] for p in doc["points"] if p["method"] == "baselines"]
+    assert base[:4] == ["teacher", "teacher-int8", "full-finetuned", "full-finetuned-int8"]  # a full run's order
+    new = {p["key"]: p for p in doc["points"]}
+    ref = {p["key"]: p for p in full["points"]}
+    # the same recipe, seed and teacher as the run's own full-finetuned: the same fine-tuned model
+    ft = "baselines/full-finetuned"
+    assert new[ft]["test_accuracy_torch"] == ref[ft]["test_accuracy_torch"]
+    assert new[ft]["accuracy"] == ref[ft]["accuracy"]
+    # the run's points are the run's; only the added ones were measured, side by side with the teacher
+    for p in old["points"]:
+        assert (new[p["key"]]["latency"], new[p["key"]]["accuracy"]) == (p["latency"], p["accuracy"]), p["key"]
+    add = doc["added_baselines"][-1]
+    assert add["points"] == ["full-finetuned", "full-finetuned-int8"] and add["rounds"] == 2
+    for name, deploy in (("full-finetuned", "fp32"), ("full-finetuned-int8", "user_int8")):
+        p, r = new[f"baselines/{name}"], "teacher" if deploy == "fp32" else "teacher-int8"
+        assert p["latency_rescaled_by"] == f"baselines/{r}"
+        for t in ("t1", "t2"):
+            scale = ref[f"baselines/{r}"]["latency"][t]["median_ms"] / add["reference_now"][r][t]["median_ms"]
+            assert add["scale"][deploy][t] == pytest.approx(scale)
+            assert p["latency"][t]["median_ms"] == pytest.approx(p["latency_measured"][t]["median_ms"] * scale)
+        assert (out / "work" / p["artifact_dir"] / p["artifact"]).is_file()
+    assert doc["summary"]["accuracy_reference"]["name"] == "full-finetuned"
+    assert doc["summary"]["cost"]["baselines"]["wall_s"] > old["summary"]["cost"]["baselines"]["wall_s"]
+    md = (tmp_path / "old.md").read_text()
+    assert "| full-finetuned † |" in md and "† full-finetuned, full-finetuned-int8: added on" in md
+    # the merged JSON redoes its report, and a baseline is added once
+    redo = subprocess.run([*cmd[:3], "--report-only", str(tmp_path / "old.json"), "--out", str(tmp_path / "redo")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert redo.returncode == 0, redo.stderr[-2000:]
+    assert (tmp_path / "redo" / "old.md").read_text() == md
+    again = subprocess.run([*cmd, "--add-baselines", "full-finetuned"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 1 and "full-finetuned already in the run" in again.stderr
+    bad = subprocess.run([*cmd, "--add-baselines", "first9"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 1 and "unknown baseline 'first9'" in bad.stderr
 
 
 def test_the_table_is_checked_and_recalibrated_before_any_method(quick_run):

@@ -91,3 +91,18 @@ def test_run_mode_is_reduced_only_for_less_budget_or_fewer_methods():
     assert run_mode(quick=False, budget_minutes=5, default_minutes=20, methods=every) == "reduced"
     assert run_mode(quick=False, budget_minutes=None, default_minutes=20, methods=["dnas", "random"]) == "reduced"
     assert run_mode(quick=True, budget_minutes=None, default_minutes=20, methods=every) == "quick"
+
+
+def test_speedup_missed_against_the_full_finetuned_model_names_the_gap_and_who_gets_within():
+    s = _summary(met=True, region_met=True, dnas_bias=0.0)
+    s["targets"][0] = {"key": "speedup", "met": False, "value": 0.0, "detail": "no DNAS point within the accuracy drop"}
+    s["teacher"]["accuracy"] = 0.7575
+    s["accuracy_reference"] = {"name": "full-finetuned", "accuracy": 0.8005}
+    s["best_accuracy"] = {"dnas": 0.7865, "random": 0.798}
+    s["speedup"] = {"dnas": None, "nsga2": None,
+                    "random": {"name": "random/t22", "accuracy": 0.791, "latency_ms": 23.2, "speedup": 1.38}}
+    text = " ".join(limits(s, CFG))
+    assert "accuracy drop from the full model fine-tuned alike (80.05 %)" in text
+    assert "DNAS's most accurate point scores 78.65 %, 1.40 pt below full-finetuned (80.05 %)" in text
+    assert "within 1 pt: random/t22 79.10 % at 23.2 ms (1.38×)." in text
+    assert "best DNAS point within 1 pt" not in text  # there is none

@@ -47,7 +47,7 @@ class BenchConfig:
         measure: the measurement protocol.
         reference: hypervolume reference ``{accuracy, latency_fraction}`` (the whole range).
         region: the second hypervolume's reference, the region that beats what a user gets for free:
-            ``{accuracy_drop_points}`` below the teacher, and the teacher's ORT int8 latency (1 thread).
+            ``{accuracy_drop_points}`` below the frozen teacher, and the teacher's ORT int8 latency (1 thread).
         recalibrate: ``if_drifted`` (re-measure the table's calibration models first and, if the machine
             drifted by more than ±5 %, search with the recalibrated table), ``always`` or ``never``.
         latency_cap: ``teacher_int8`` confines every search method to architectures the table predicts
@@ -55,7 +55,8 @@ class BenchConfig:
             free): random search and NSGA-II reject slower proposals before training them (counted, not
             trained), DNAS samples its target T at most that latency. A number in (0, 1]: that fraction of
             the full model's table latency. ``none``: the whole space.
-        targets: the issue's goals.
+        targets: the issue's goals; ``max_accuracy_drop_points`` is measured from the ``full-finetuned``
+            baseline (the uncompressed model fine-tuned with the students' recipe), the frozen teacher beside it.
     """
 
     space: str

@@ -29,7 +29,8 @@ def prepare_table(table_path: str, mode: str, work: Path, say: Callable[[str], N
     report = check_drift(table)
     info = {"mode": mode, "checked": True, "median_ratio": report["median_ratio"], "q1": report["q1"],
             "q3": report["q3"], "drifted": report["drifted"], "tolerance": report["tolerance"],
-            "clock": report["clock"], "models": report["models"], "recalibrated": False}
+            "clock": report["clock"], "models": report["models"], "measured": report["measured"],
+            "recalibrated": False}
     say(f"drift check: now/then median {report['median_ratio']:.3f} (IQR {report['q1']:.3f}–{report['q3']:.3f}); "
         + ("drifted" if report["drifted"] else "within tolerance"))
     if mode == "always" or report["drifted"]:
@@ -57,3 +58,47 @@ def recheck_table(table_path: str, say: Callable[[str], None]) -> dict[str, Any]
     say(f"drift check after the measurements: now/then median {report['median_ratio']:.3f} "
         f"(IQR {report['q1']:.3f}–{report['q3']:.3f})")
     return {k: report[k] for k in ("median_ratio", "q1", "q3", "drifted", "measured")}
+
+
+def searched_table(doc: dict[str, Any], work: Path) -> str:
+    """The table a finished run (its JSON ``doc``) searched with: its file if still there, else rebuilt into ``work``.
+
+    The candidates are the recorded file or, when it is gone, every installed table with the run's
+    table id (a shipped name resolves per host, and the run's host need not be this one), refitted
+    on the run's recorded drift check when the run recalibrated (:func:`nas.latency.drift.recalibrated`
+    is pure). The one whose predictions reproduce the run's recorded prediction of every in-space
+    point is the run's table.
+
+    Raises:
+        ConfigError: no candidate reproduces the run's predictions (e.g. a ``--quick`` table, which lives
+            only in the run's work folder).
+    """
+    from nas.errors import ConfigError
+    from nas.latency.drift import recalibrated
+    from nas.latency.predictor import Predictor
+    from nas.latency.table import installed_tables, load_table
+    from nas.spaces import load_space
+
+    info, drift = doc["latency_table"], doc["latency_table"].get("drift") or {}
+    space = load_space(doc["config"]["space"])
+    points = [p for p in doc["points"] if p.get("predicted_ms") is not None]
+
+    def reproduces(table: Any) -> bool:
+        pred = Predictor(table, space)
+        return all(abs(float(pred.latency_ms(p["arch"])) - p["predicted_ms"]) <= 1e-6 * p["predicted_ms"]
+                   for p in points)
+
+    if Path(info["path"]).is_file():
+        if reproduces(load_table(info["path"])):
+            return str(info["path"])
+        raise ConfigError(f"the run's latency table {info['path']} no longer predicts what the run recorded")
+    for table in (t for t in installed_tables() if t.id == info["id"]):
+        if drift.get("recalibrated"):
+            table = recalibrated(table, {"measured": doc.get("started"), **drift})
+        if reproduces(table):
+            name = Path(info["path"]).name
+            out = work / (name if name.endswith(".json") else f"{name}.json")
+            table.save(out)
+            return str(out)
+    raise ConfigError(f"the run's latency table {info['path']} is gone and no installed {info['id']} table "
+                      "reproduces its predictions (a --quick table: pass the run's --work)")

@@ -5,9 +5,11 @@ not yet measured) and what it cost. The searches share one rule for the equal
 wall-clock budget: a trial starts only while the method's clock is below the
 budget; the trial running at the deadline finishes (the overrun is reported).
 
-* ``baselines`` – the teacher as is, and uniform students (the first ``k`` layers)
-  distilled with the same fine-tuning budget as every searched subnet; each is
-  deployed in fp32 and with onnxruntime's dynamic int8 (``user_int8``).
+* ``baselines`` – the teacher as is (frozen pretrained encoder + linear head), the full
+  uncompressed model fine-tuned with exactly the students' recipe (``full-finetuned``:
+  the accuracy reference of the targets), and uniform students (the first ``k`` layers),
+  all distilled with the same fine-tuning budget as every searched subnet; each is
+  deployed in fp32 and with onnxruntime's dynamic int8 (``user_int8``, name ``<name>-int8``).
 * ``random`` – a uniformly random architecture of the space per trial, derived from
   the pretrained supernet and distilled with the same budget.
 * ``nsga2`` – Optuna's NSGA-II over the same space: one categorical parameter per
@@ -20,12 +22,13 @@ from __future__ import annotations
 import random
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from experiments.studies.benchmark_minilm_cpu.context import Bench, Trained, save_trained
+from nas.errors import ConfigError
 from nas.spaces.summary import format_arch
 
 
@@ -66,24 +69,57 @@ def _candidate(bench: Bench, method: str, name: str, trained: Trained, work: Pat
             "size_bytes_torch": trained.subnet.size().bytes, **files, **extra}
 
 
-def run_baselines(bench: Bench, ks: list[int], work: Path, say: Callable[[str], None]) -> MethodRun:
-    """Teacher fp32 / ORT int8 and the first-k students (fp32 / ORT int8)."""
+#: The uncompressed architecture fine-tuned like every student and subnet: the targets' accuracy reference.
+FULL_FINETUNED = "full-finetuned"
+
+
+def baseline_names(ks: Sequence[int], n_layers: int) -> list[str]:
+    """Every baseline of a run, in run order: ``teacher``, ``full-finetuned``, ``first<k>`` for ``k < n_layers``."""
+    return ["teacher", FULL_FINETUNED, *(f"first{k}" for k in ks if k < n_layers)]
+
+
+def check_baseline(name: str, n_layers: int) -> str:
+    """``name`` if it names a baseline of a model with ``n_layers`` layers (:func:`baseline_names`).
+
+    Raises:
+        ConfigError: any other name.
+    """
+    k = name[len("first"):] if name.startswith("first") else ""
+    if name in ("teacher", FULL_FINETUNED) or (k.isdigit() and 0 < int(k) < n_layers):
+        return name
+    raise ConfigError(f"baselines: unknown baseline {name!r} (teacher, {FULL_FINETUNED}, first<k> with "
+                      f"0 < k < {n_layers})")
+
+
+def train_baseline(bench: Bench, name: str) -> tuple[Trained, float | None]:
+    """``(trained, torch test accuracy)`` of baseline ``name`` (:func:`baseline_names`; the teacher is not trained).
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    full = dict(bench.space.full())
+    if check_baseline(name, bench.space.dims.num_layers) == "teacher":
+        return Trained(full, _derive_full(bench), bench.task, 0.0), None
+    tr = bench.train_arch(full if name == FULL_FINETUNED else bench.first_k(int(name[len("first"):])))
+    return tr, bench.test_accuracy(tr)
+
+
+def run_baselines(bench: Bench, ks: Sequence[int], work: Path, say: Callable[[str], None], *,
+                  only: Collection[str] | None = None) -> MethodRun:
+    """Teacher, full fine-tuned model and first-k students, each fp32 and ORT int8 (``only``: these names)."""
     run = MethodRun("baselines")
     t0, c0 = time.perf_counter(), cpu_seconds()
-    full = Trained(dict(bench.space.full()), _derive_full(bench), bench.task, 0.0)
-    cand = _candidate(bench, "baselines", "teacher", full, work, deploy="fp32", test_accuracy_torch=None)
-    run.candidates += [cand, {**cand, "name": "teacher-int8", "deploy": "user_int8"}]
     n_layers = bench.space.dims.num_layers
     for k in ks:
         if k >= n_layers:
             say(f"baselines: skip k={k} (the model has {n_layers} layers)")
-            continue
-        say(f"baselines: distilling the first {k} layers ({bench.config.finetune_steps} steps)")
-        tr = bench.train_arch(bench.first_k(k))
+    for name in baseline_names(ks, n_layers) if only is None else list(only):
+        if name != "teacher":
+            say(f"baselines: distilling {name} ({bench.config.finetune_steps} steps)")
+        tr, acc = train_baseline(bench, name)
         run.compute_s += tr.seconds
-        cand = _candidate(bench, "baselines", f"first{k}", tr, work, deploy="fp32",
-                          test_accuracy_torch=bench.test_accuracy(tr))
-        run.candidates += [cand, {**cand, "name": f"first{k}-int8", "deploy": "user_int8"}]
+        cand = _candidate(bench, "baselines", name, tr, work, deploy="fp32", test_accuracy_torch=acc)
+        run.candidates += [cand, {**cand, "name": f"{name}-int8", "deploy": "user_int8"}]
     run.wall_s, run.cpu_s = time.perf_counter() - t0, cpu_seconds() - c0
     return run
 
@@ -175,4 +211,5 @@ def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], No
     return run
 
 
-__all__ = ["MethodRun", "cpu_seconds", "run_baselines", "run_nsga2", "run_random", "suggest_arch"]
+__all__ = ["FULL_FINETUNED", "MethodRun", "baseline_names", "check_baseline", "cpu_seconds", "run_baselines",
+           "run_nsga2", "run_random", "suggest_arch", "train_baseline"]

@@ -2,8 +2,8 @@
 
     PYTHONPATH=. .venv/bin/python -m experiments.studies.benchmark_minilm_cpu.run [--quick] [--budget-minutes M] [--out DIR]
 
-Runs, on this machine, the user baselines (teacher fp32 / onnxruntime dynamic int8, first-k
-students fp32 / int8), then three searches over the same space, task and latency table with
+Runs, on this machine, the user baselines (teacher fp32 / onnxruntime dynamic int8, the full
+model fine-tuned like every student, first-k students; each fp32 / int8), then three searches over the same space, task and latency table with
 the same wall-clock budget each (ours: DNAS trials through ``nas.search.api.run_search``;
 random search; Optuna NSGA-II), measures every point as a deployed ONNX artifact (test
 accuracy, interleaved latency at each thread count, size) and writes
@@ -12,6 +12,11 @@ accuracy, interleaved latency at each thread count, size) and writes
 
 ``--quick``: tiny-bert space, a latency table built into the work folder in seconds, a small
 WordNet slice, a few seconds per method (the test suite runs it end to end).
+
+``--add-baselines NAME[,NAME]``: add baselines missing from a finished run's report (``<out>/<name>.json``)
+without running it again: trained with the run's own config, measured interleaved with the run's
+teacher re-exported, their latencies put on the run's scale by the teacher's then/now ratio
+(:func:`add_baselines`). ``--report-only`` and ``--remeasure`` redo a finished run's report and latencies.
 """
 
 from __future__ import annotations
@@ -68,10 +73,12 @@ def quick_table(cfg: BenchConfig, work: Path) -> str:
 
 
 def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConfig, work: Path, *,
-                    clock: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+                    clock: str, rounds: int | None = None,
+                    alongside: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Export every candidate, score its test accuracy with onnxruntime, measure all latencies interleaved.
 
-    Returns the points and the drift measured alongside them (:func:`measure_points`).
+    Returns the points and the drift measured alongside them (:func:`measure_points`; ``alongside=False``:
+    without the table's calibration models, drift None).
     """
     from experiments.studies.benchmark_minilm_cpu.context import load_head
     from experiments.studies.benchmark_minilm_cpu.measure import export_artifact, file_mb, onnx_accuracy
@@ -98,7 +105,8 @@ def evaluate_points(bench: Any, candidates: list[dict[str, Any]], cfg: BenchConf
         say(f"eval {key}: accuracy {acc:.4f} (torch {c.get('test_accuracy_torch')}), {p['size_mb']:.2f} MB")
     for p in points:
         p["artifact_dir"] = str(paths[p["key"]].parent.relative_to(work))
-    during = measure_points(points, paths, bench.space, cfg, clock=clock, table=bench.table)
+    during = measure_points(points, paths, bench.space, cfg, rounds, clock=clock,
+                            table=bench.table if alongside else None)
     return points, during
 
 
@@ -174,6 +182,10 @@ def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, 
         table = load_table(doc["latency_table"]["path"])
         doc["latency_table"].setdefault("runtime_version", table.runtime.get("version"))
     during = measure_points(doc["points"], paths, load_space(cfg.space), cfg, rounds, clock=clock, table=table)
+    for p in doc["points"]:  # every point measured in the same rounds now: none is on a rescaled clock
+        for k in ("latency_measured", "latency_rescaled_by"):
+            p.pop(k, None)
+    doc.pop("added_baselines", None)
     drift = doc["latency_table"].get("drift")
     if drift is not None:  # a drift from the first measurements no longer applies to these
         drift.pop("during", None)
@@ -186,6 +198,14 @@ def remeasure(doc: dict[str, Any], work: Path, rounds: int | None) -> dict[str, 
     doc["measure"]["remeasured"] = {"at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_before": load0,
                                     "loadavg_after": loadavg(), "rounds": rounds, "onnxruntime": ort_version()}
     return doc
+
+
+def host() -> dict[str, Any]:
+    """This machine's CPU name and device fingerprint (:func:`nas.latency.device.device_info`)."""
+    from nas.latency.device import device_info
+
+    info = device_info()
+    return {"cpu": info.get("cpu"), "fingerprint": info.get("fingerprint")}
 
 
 def ort_version() -> str:
@@ -208,8 +228,10 @@ def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg
     from experiments.studies.benchmark_minilm_cpu import analysis as A
 
     by = {m: [p for p in points if p["method"] == m] for m in (*A.SEARCH_METHODS, "baselines")}
-    teacher = next(p for p in points if p["name"] == "teacher")
-    teacher_int8 = next(p for p in points if p["name"] == "teacher-int8")
+    base = {p["name"]: p for p in by["baselines"]}
+    teacher, teacher_int8 = base["teacher"], base["teacher-int8"]
+    ref = A.accuracy_reference(points)  # the full model fine-tuned like the students (teacher in older runs)
+    ref_int8 = base[f"{ref['name']}-int8"]
     t_ms = A.lat(teacher)
     for p in points:
         p["on_front"] = False
@@ -218,7 +240,7 @@ def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg
         for p in f:
             p["on_front"] = True
     search_front_pts = [p for m in A.SEARCH_METHODS for p in fronts.get(m, [])]
-    in_space = [p for p in points if p.get("predicted_ms") is not None]
+    in_space = A.in_space_measured(points)
     goals = cfg.targets
     drop = goals.get("max_accuracy_drop_points", 1.0) / 100
     region_ref = {"accuracy": teacher["accuracy"] - float(cfg.region["accuracy_drop_points"]) / 100,
@@ -227,10 +249,13 @@ def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg
     s: dict[str, Any] = {
         "teacher": {"accuracy": teacher["accuracy"], "latency_ms_t1": t_ms, "int8_latency_ms_t1": A.lat(teacher_int8),
                     "int8_accuracy": teacher_int8["accuracy"]},
+        "accuracy_reference": {"name": ref["name"], "accuracy": ref["accuracy"], "latency_ms_t1": A.lat(ref),
+                               "int8_accuracy": ref_int8["accuracy"], "int8_latency_ms_t1": A.lat(ref_int8),
+                               "added": bool(ref.get("latency_rescaled_by"))},
         "reference_ms": cfg.reference["latency_fraction"] * t_ms,
         "hypervolume": {m: A.hypervolume(ps, teacher_ms=t_ms, ref=cfg.reference) for m, ps in by.items()
                         if ps or m in cost},  # a method that ran but finished no trial scores 0
-        "region": {"accuracy_drop_points": float(cfg.region["accuracy_drop_points"]),
+        "region": {"accuracy_drop_points": float(cfg.region["accuracy_drop_points"]), "accuracy_reference": "teacher",
                    "accuracy": region_ref["accuracy"], "latency_ms": A.lat(teacher_int8)},
         "hypervolume_region": {m: A.hypervolume(ps, teacher_ms=t_ms, ref=region_ref) for m, ps in by.items()
                                if ps or m in cost},
@@ -238,8 +263,10 @@ def summarize(points: list[dict[str, Any]], cost: dict[str, dict[str, Any]], cfg
                            for m, ps in by.items() if ps and 2 in cfg.threads},
         "front_sizes": {m: len(f) for m, f in fronts.items()},
         "best_accuracy": {m: max(p["accuracy"] for p in ps) for m, ps in by.items() if ps},
-        "speedup": {m: A.best_speedup(fronts[m], teacher_acc=teacher["accuracy"], max_drop=drop,
+        "speedup": {m: A.best_speedup(fronts[m], reference_acc=ref["accuracy"], max_drop=drop,
                                       baseline_ms=A.lat(teacher_int8)) for m in fronts},
+        "speedup_vs_teacher": {m: A.best_speedup(fronts[m], reference_acc=teacher["accuracy"], max_drop=drop,
+                                                 baseline_ms=A.lat(teacher_int8)) for m in fronts},
         "fidelity": {"search_fronts": A.fidelity(search_front_pts, goals.get("latency_within", 0.10)),
                      "dnas_front": A.fidelity(fronts.get("dnas", []), goals.get("latency_within", 0.10)),
                      "all_in_space_points": A.fidelity(in_space, goals.get("latency_within", 0.10))},
@@ -267,6 +294,18 @@ def drift_ratio(drift: dict[str, Any] | None) -> tuple[float, str] | None:
         if r:
             return float(r), key
     return None
+
+
+def within_sentence(s: dict[str, Any]) -> str:
+    """With no DNAS point within the drop: how far DNAS's best point falls short and who gets within; else ``""``."""
+    ref, best, sp = s.get("accuracy_reference"), s.get("best_accuracy", {}), s.get("speedup", {})
+    if not ref or sp.get("dnas") or "dnas" not in best:
+        return ""
+    others = [f"{v['name']} {100 * v['accuracy']:.2f} % at {v['latency_ms']:.1f} ms ({v['speedup']:.2f}×)"
+              for m, v in sp.items() if v and m != "dnas"]
+    return (f"; DNAS's most accurate point scores {100 * best['dnas']:.2f} %, "
+            f"{100 * (ref['accuracy'] - best['dnas']):.2f} pt below {ref['name']} ({100 * ref['accuracy']:.2f} %); "
+            + ("within 1 pt: " + ", ".join(others) if others else "no point of any method is within 1 pt"))
 
 
 def hv_ceiling(s: dict[str, Any], cfg: dict[str, Any]) -> str:
@@ -309,7 +348,7 @@ def add_refit_fidelity(s: dict[str, Any], points: list[dict[str, Any]], within: 
     """
     from experiments.studies.benchmark_minilm_cpu import analysis as A
 
-    in_space = [p for p in points if p.get("predicted_ms") is not None]
+    in_space = A.in_space_measured(points)
     fronts = [p for p in in_space if p.get("on_front") and p["method"] in A.SEARCH_METHODS]
     refit = A.refit_fidelity(in_space, fronts, within)
     if refit.get("n"):
@@ -329,13 +368,18 @@ def limits(s: dict[str, Any], cfg: dict[str, Any], drift: dict[str, Any] | None 
     if not met("speedup"):
         gain = t["latency_ms_t1"] / t["int8_latency_ms_t1"]
         tf = cfg.get("dnas", {}).get("sample", {}).get("target_fraction", {}).get("float")
+        ref = s.get("accuracy_reference") or {"name": "teacher", "accuracy": t.get("accuracy")}
+        of = (f" from the full model fine-tuned alike ({100 * ref['accuracy']:.2f} %)" if ref["name"] != "teacher"
+              else "")
         out.append(
             f"Speed-up: ORT int8 alone makes the teacher {gain:.2f}× faster, so 3× over it means ≈{3 * gain:.1f}× "
-            f"over fp32 (≈{1 / (3 * gain):.0%} of its latency) at ≤ 1 pt accuracy drop"
+            f"over fp32 (≈{1 / (3 * gain):.0%} of its latency) at ≤ 1 pt accuracy drop{of}"
             + (f"; DNAS trials sample T between {tf[0]:.0%} and {tf[1]:.0%} of the full model's table latency"
                if tf else "")
             + f", and with {ft} fine-tuning steps on {n_train} glosses the small subnets near that latency lose "
-              "more than 1 pt (best DNAS point within 1 pt: " + rows["speedup"]["detail"] + ").")
+              "more than 1 pt" + (f" (best DNAS point within 1 pt: {rows['speedup']['detail']})"
+                                  if (s.get("speedup") or {}).get("dnas", True) else "")
+            + within_sentence(s) + ".")
     if not all(met(k) for k in ("hv_nsga2", "hv_random", "hv_region_nsga2", "hv_region_random")):
         d = cost.get("dnas", {})
         per = d.get("wall_s", 0) / max(d.get("trials", 0), 1)
@@ -412,7 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", metavar="JSON", help="rewrite the report (md, png) from a run's JSON")
     ap.add_argument("--remeasure", metavar="JSON", help="measure a run's artifacts again (with its --work folder) "
                     "and rewrite its report: for a measurement spoilt by a noisy moment")
-    ap.add_argument("--rounds", type=int, default=None, help="with --remeasure: rounds per artifact (config default)")
+    ap.add_argument("--add-baselines", metavar="NAME[,NAME]", help="add these baselines (e.g. full-finetuned) to "
+                    "the finished run <out>/<name>.json and rewrite its report, measured against its teacher")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="with --remeasure or --add-baselines: rounds per artifact (config default)")
     ap.add_argument("--label", default=None, help="a note printed at the top of the report (e.g. 'reduced budget')")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -426,6 +473,23 @@ def main(argv: list[str] | None = None) -> int:
             src = Path(args.remeasure)
             doc = remeasure(json.loads(src.read_text()), Path(args.work), args.rounds)
             files = write_report_files(doc, Path(args.out) if args.out else src.parent, args.name or src.stem)
+            say("wrote " + ", ".join(str(p) for p in files.values()))
+            return 0
+        if args.add_baselines:
+            out, name = Path(args.out) if args.out else REPORTS, args.name or "minilm_cpu"
+            src = out / f"{name}.json"
+            if not src.is_file():
+                raise ConfigError(f"--add-baselines: no run at {src} (--out, --name)")
+            work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-add-"))
+            work.mkdir(parents=True, exist_ok=True)
+            try:
+                doc = add_baselines(json.loads(src.read_text()), [n for n in args.add_baselines.split(",") if n],
+                                    work, args.rounds, command=shlex.join(
+                                        ["python", "-m", "experiments.studies.benchmark_minilm_cpu.run", *args.argv]))
+            finally:
+                if not args.work:
+                    shutil.rmtree(work, ignore_errors=True)
+            files = write_report_files(doc, out, name)
             say("wrote " + ", ".join(str(p) for p in files.values()))
             return 0
         if args.report_only:
@@ -515,19 +579,101 @@ def dnas_seeds(cfg: BenchConfig) -> list[int]:
     return [int(cfg.trainer.get("seed", cfg.seed))]
 
 
-def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, drift: dict[str, Any]) -> dict[str, Any]:
-    from experiments.studies.benchmark_minilm_cpu.context import Bench, resolve_latency_cap
-    from experiments.studies.benchmark_minilm_cpu.dnas import experiment_dict, run_dnas
-    from experiments.studies.benchmark_minilm_cpu.methods import run_baselines, run_nsga2, run_random
+def make_bench(cfg: BenchConfig, table: str) -> Any:
+    """The run's shared :class:`~experiments.studies.benchmark_minilm_cpu.context.Bench` (data, teacher, supernet)."""
+    from experiments.studies.benchmark_minilm_cpu.context import Bench
     from trainers.config import SearchConfig
 
     base = SearchConfig.from_dict({"space": cfg.space, "latency_table": table, **cfg.trainer, "seed": cfg.seed})
+    return Bench(base, val_examples=cfg.val_examples, progress=say)
+
+
+def add_baselines(doc: dict[str, Any], names: list[str], work: Path, rounds: int | None, *,
+                  command: str) -> dict[str, Any]:
+    """Train, export and measure only the baselines ``names`` a finished run lacks; merge them into ``doc``.
+
+    Everything but the latency is what a full run would give them: the run's own config (data caps,
+    cached teacher, fine-tuning recipe), :func:`~experiments.studies.benchmark_minilm_cpu.methods.run_baselines`
+    and :func:`evaluate_points`. The latency: the new artifacts (fp32 and ORT int8) are measured
+    interleaved with the run's teacher and teacher-int8, re-exported; a host drifts 10–20 % between
+    runs, so each new point's median and IQR are multiplied by then/now of the teacher of its deployment
+    (:func:`~experiments.studies.benchmark_minilm_cpu.analysis.latency_scale`): its latency relative to
+    the teacher measured side by side, on the run's scale. The raw measurement stays in
+    ``latency_measured``; ``doc["added_baselines"]`` records the addition; the summary is recomputed.
+
+    Raises:
+        ConfigError: a name already in the run or unknown, or the run's latency table cannot be rebuilt.
+    """
+    from experiments.studies.benchmark_minilm_cpu import analysis as A
+    from experiments.studies.benchmark_minilm_cpu.drift import searched_table
+    from experiments.studies.benchmark_minilm_cpu.methods import baseline_names, check_baseline, run_baselines
+    from nas.spaces import load_space
+
+    cfg = BenchConfig.from_dict(doc["config"])
+    n_layers = load_space(cfg.space).dims.num_layers
+    for n in names:  # before minutes of setup
+        check_baseline(n, n_layers)
+    have = {p["name"].removesuffix("-int8") for p in doc["points"] if p["method"] == "baselines"}
+    if clash := sorted(set(names) & (have | {"teacher"})):
+        raise ConfigError(f"--add-baselines: {', '.join(clash)} already in the run")
+    if doc.get("mode") == "quick":  # the quick run's teacher cache lives in its work folder
+        os.environ["NAS_CACHE_DIR"] = str(work / "cache")
+    table = searched_table(doc, work)
+    say(f"latency table: {table}")
+    bench = make_bench(cfg, table)
+    then = {p["name"]: p for p in doc["points"] if p["method"] == "baselines"}
+    load0 = loadavg()
+    sub = Path(tempfile.mkdtemp(prefix="added-", dir=work))  # never an earlier run's artifacts of the same name
+    run = run_baselines(bench, cfg.students_k, sub, say, only=["teacher", *names])
+    clock = doc["measure"].get("clock_t1") or clock_t1(cfg, bench.table.protocol.get("clock", "wall"))
+    points, _ = evaluate_points(bench, run.candidates, cfg, sub, clock=clock, rounds=rounds, alongside=False)
+    for p in points:  # --remeasure finds them under the same --work
+        p["artifact_dir"] = str(Path(sub.name) / p["artifact_dir"])
+    now = {p["name"]: p for p in points}
+    refs = {p["deploy"]: p["name"] for p in points if p["name"] in ("teacher", "teacher-int8")}
+    scale = {d: A.latency_scale(then[r], now[r], cfg.threads) for d, r in refs.items()}
+    added = [p for p in points if p["name"] not in refs.values()]
+    for p in added:
+        p.update(latency_measured=p["latency"], latency=A.rescaled(p["latency"], scale[p["deploy"]]),
+                 latency_rescaled_by=f"baselines/{refs[p['deploy']]}")
+    order = baseline_names(cfg.students_k, n_layers)
+    rank = lambda p: order.index(b) if (b := p["name"].removesuffix("-int8")) in order else len(order)  # noqa: E731
+    base = sorted([*(p for p in doc["points"] if p["method"] == "baselines"), *added], key=rank)
+    doc["points"] = base + [p for p in doc["points"] if p["method"] != "baselines"]
+    cost, extra = doc["summary"]["cost"], run_costs({"baselines": run})["baselines"]
+    c = cost.setdefault("baselines", extra)
+    if c is not extra:  # the baselines' cost now includes the added ones
+        for k in ("wall_s", "cpu_s", "compute_s", "cpu_hours_allotted"):
+            c[k] += extra[k]
+        c["overhead_share"] = max(c["wall_s"] - c["compute_s"], 0.0) / c["wall_s"] if c["wall_s"] > 0 else 0.0
+    doc.setdefault("added_baselines", []).append({
+        "names": names, "points": [p["name"] for p in added], "command": command,
+        "at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_before": load0, "loadavg_after": loadavg(),
+        "onnxruntime": ort_version(), "rounds": rounds or cfg.measure.rounds, "wall_s": run.wall_s, "host": host(),
+        "scale": scale, "reference_now": {r: now[r]["latency"] for r in refs.values()},
+        "reference_accuracy": {r: {"run": then[r]["accuracy"], "now": now[r]["accuracy"]} for r in refs.values()},
+    })
+    for r in refs.values():
+        say(f"{r}: run {A.lat(then[r]):.3f} ms, now {A.lat(now[r]):.3f} ms at 1 thread "
+            f"(scale {scale[now[r]['deploy']]})")
+    if now["teacher"]["accuracy"] != then["teacher"]["accuracy"]:
+        say(f"WARNING: the teacher scores {now['teacher']['accuracy']:.4f} now, {then['teacher']['accuracy']:.4f} "
+            "in the run: not the run's teacher")
+    doc["summary"] = summarize(doc["points"], cost, cfg, doc["latency_table"].get("drift"))
+    return doc
+
+
+def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, drift: dict[str, Any]) -> dict[str, Any]:
+    from experiments.studies.benchmark_minilm_cpu.context import resolve_latency_cap
+    from experiments.studies.benchmark_minilm_cpu.dnas import experiment_dict, run_dnas
+    from experiments.studies.benchmark_minilm_cpu.methods import run_baselines, run_nsga2, run_random
+
     cap_ms, dnas_sample = resolve_latency_cap(cfg.latency_cap, table, cfg.space, cfg.dnas.get("sample", {}))
     if cap_ms is not None:
         say(f"latency cap ({cfg.latency_cap}): {cap_ms:.3f} ms predicted; DNAS target_fraction "
             f"{dnas_sample['target_fraction']}")
     t0 = time.perf_counter()
-    bench = Bench(base, val_examples=cfg.val_examples, progress=say)
+    bench = make_bench(cfg, table)
     if "dnas" in args.methods:  # teachers of every seed a DNAS trial may sample: shared, outside the budgets
         for seed in dnas_seeds(cfg):
             bench.cached_teacher(seed, progress=say)
