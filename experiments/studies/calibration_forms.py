@@ -68,8 +68,7 @@ def scores(pred: np.ndarray, y: np.ndarray, front: np.ndarray, within: float) ->
 
 def measure_models(count: int, seed: int, say) -> list[dict]:
     from nas.latency import load_table
-    from nas.latency.backends import get_backend
-    from nas.latency.builder import calibration_archs, model_runner
+    from nas.latency.builder import backend_for, calibration_archs, model_runner
     from nas.latency.protocol import Protocol, measure
     from nas.spaces import load_space
     from nas.spaces.summary import format_arch
@@ -77,7 +76,7 @@ def measure_models(count: int, seed: int, say) -> list[dict]:
 
     table, space = load_table(TABLE), load_space("minilm-l6")
     archs = calibration_archs(space, count, seed=seed)
-    backend = get_backend(table.runtime.get("name", ""), threads=table.threads)
+    backend = backend_for(table)
     net = Supernet.build(space)
     known = set(Protocol.__dataclass_fields__)
     proto = Protocol(**{**{k: v for k, v in dict(table.protocol or {}).items() if k in known}, "max_noisy_fraction": 1.0})

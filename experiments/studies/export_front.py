@@ -105,13 +105,12 @@ def baselines(work: Path, table) -> dict[str, Path]:
 
 
 def interleaved(paths: dict[str, Path], table, rounds: int | None) -> dict[str, dict]:
-    from nas.latency.backends import get_backend
-    from nas.latency.builder import model_inputs
+    from nas.latency.builder import backend_for, model_inputs
     from nas.latency.protocol import Protocol, measure
     from nas.spaces import load_space
 
     space = load_space(table.space_name)
-    backend = get_backend(table.runtime.get("name", "onnxruntime-cpu"), threads=table.threads)
+    backend = backend_for(table)
     inputs = model_inputs(space, table.batch, table.seq)
     known = set(Protocol.__dataclass_fields__)
     proto = Protocol(**{**{k: v for k, v in table.protocol.items() if k in known}, "max_noisy_fraction": 1.0,

@@ -356,10 +356,10 @@ def _resolved_by(table: Any, info: dict[str, Any]) -> dict[str, Any]:
 def _env_mismatches(table: Any) -> list[str]:
     import warnings
 
-    from nas.latency.backends import get_backend
+    from nas.latency.builder import backend_for
     from nas.latency.device import device_info
 
-    backend = get_backend(table.runtime.get("name", "onnxruntime-cpu"), threads=table.threads)
+    backend = backend_for(table)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return table.check_environment(device=device_info(), runtime=backend.info())

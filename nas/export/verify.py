@@ -208,11 +208,10 @@ def check_latency(path: str | Path, table: Any, predicted_ms: float, space: Any,
     ``tolerance`` is relative (0.10 = ±10 %); without it the check only reports.
     ``inputs``: the graph's feeds (default: ``input_ids``/``attention_mask`` of the table's shape).
     """
-    from nas.latency.backends import get_backend
-    from nas.latency.builder import model_inputs
+    from nas.latency.builder import backend_for, model_inputs
     from nas.latency.protocol import Protocol, measure
 
-    backend = get_backend(table.runtime.get("name", "onnxruntime-cpu"), threads=table.threads)
+    backend = backend_for(table)
     if not hasattr(backend, "runner_for"):
         from nas.errors import LatencyTableError
 

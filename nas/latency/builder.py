@@ -233,7 +233,8 @@ def backend_for(table: LatencyTable) -> BaseLatencyBackend:
     Raises:
         ConfigError: the table's runtime is unknown here.
     """
-    return get_backend(table.runtime.get("name", ""), threads=table.threads, accuracy_level=table.accuracy_level)
+    return get_backend(table.runtime.get("name", "onnxruntime-cpu"), threads=table.threads,
+                       accuracy_level=table.accuracy_level)
 
 
 def _shape(space: SearchSpace, phase: str, seq: int | None, context: int | None) -> tuple[int, int]:
