@@ -1,15 +1,16 @@
 """Benchmark: time to first token and time per output token of SmolLM2-135M exported for generation.
 
 The full architecture of ``smollm2-135m`` at three uniform precisions — fp32; int8 everywhere
-(``MatMulInteger``, embedding/LM head int8); int4 linears (``MatMulNBits``, the export's
-accuracy level) with an int8 embedding/LM head — derived and exported with the generation graph
+(``MatMulInteger``, embedding/LM head int8); int4 linears (``MatMulNBits`` at the accuracy level
+the shipped SmolLM2 tables priced, which export writes) with an int8 embedding/LM head — and any
+``--export DIR`` folders of ``nas export`` (their ``model.quant.onnx``), derived and exported with the generation graph
 (past keys/values in and out, :mod:`nas.runtime.decoder_onnx`), then run greedily with the KV
 cache (:class:`nas.runtime.decoder_session.DecoderSession`, 1 thread): a ``--prompt-tokens``
 prompt (seeded token ids) and ``--new-tokens`` generated. The graphs are measured interleaved,
 ``--rounds`` rounds in a fresh random order each; TTFT is the median over rounds, TPOT the median
 over every decode step of every round, each with its IQR.
 
-    PYTHONPATH=. .venv/bin/python -m experiments.studies.generation_latency --rounds 5
+    PYTHONPATH=. .venv/bin/python -m experiments.studies.generation_latency --rounds 5 [--export DIR ...]
 
 Writes ``experiments/reports/generation_latency.{json,md}``.
 """
@@ -52,17 +53,26 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--export", nargs="*", default=[], metavar="DIR",
+                    help="nas export folders of SmolLM2 subnets, measured alongside (named by their folder)")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(2)
 
     import nas
-    from nas.export.generation import ACCURACY_LEVEL
+    from nas.export.artifacts import QUANT
+    from nas.latency import load_table
+    from nas.latency.table import table_accuracy_level
     from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx
     from nas.runtime.decoder_session import DecoderSession
     from nas.runtime.quantize import quantize_onnx
 
     space = nas.load_space("smollm2-135m")
+    level = table_accuracy_level(load_table("smollm2-135m.onnxruntime-cpu.t1.b1.s128")) or None
+    exports = {Path(d).name: Path(d) / QUANT for d in a.export}
+    missing = [str(p) for p in exports.values() if not p.is_file()]
+    if missing:
+        raise SystemExit(f"--export: no {QUANT} in {missing[0]}")
     net = nas.Supernet.build(space)
     work = Path(tempfile.mkdtemp(prefix="nas-genlat-"))
     graphs: dict[str, Path] = {}
@@ -70,9 +80,10 @@ def main() -> None:
         sub = nas.derive(net, uniform_arch(space, bits, embed_bits))
         fp32 = export_decoder_onnx(sub.model, work / f"{name}.fp32.onnx")
         graphs[name] = fp32 if name == "fp32" else quantize_onnx(
-            fp32, work / f"{name}.onnx", decoder_bits_by_node(sub), accuracy_level=ACCURACY_LEVEL)
+            fp32, work / f"{name}.onnx", decoder_bits_by_node(sub), accuracy_level=level)
         print(f"exported {name}: {graphs[name].stat().st_size / 1e6:.0f} MB", flush=True)
     del net
+    graphs.update(exports)
     sessions = {k: DecoderSession(p, threads=a.threads) for k, p in graphs.items()}
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1, space.dims.vocab_size, (1, a.prompt_tokens), generator=g)
@@ -93,7 +104,8 @@ def main() -> None:
                 "file_mb": graphs[k].stat().st_size / 1e6} for k in sessions}
     doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.processor() or platform.machine(),
            "loadavg": Path("/proc/loadavg").read_text().split()[:3], "threads": a.threads, "rounds": a.rounds,
-           "prompt_tokens": a.prompt_tokens, "new_tokens": a.new_tokens, "int4_accuracy_level": ACCURACY_LEVEL,
+           "prompt_tokens": a.prompt_tokens, "new_tokens": a.new_tokens, "int4_accuracy_level": level,
+           "exports": {k: str(v.parent) for k, v in exports.items()},
            "results": rows}
     base = rows["fp32"]
     md = [f"# SmolLM2-135M generation latency ({doc['date']})", "",
@@ -105,8 +117,9 @@ def main() -> None:
                       f"{v['tpot_ms']['median']:.2f} ({v['tpot_ms']['iqr']:.2f})",
                       f"{base['tpot_ms']['median'] / v['tpot_ms']['median']:.2f}", f"{v['file_mb']:.0f}"]
                      for k, v in rows.items()]), "",
-          f"int4 is `MatMulNBits` at accuracy_level {ACCURACY_LEVEL} (what export writes); int4 keeps the "
-          "embedding and LM head at int8."]
+          f"int4 is `MatMulNBits` at accuracy_level {level} (the shipped SmolLM2 tables' and so what export "
+          "writes); int4 keeps the embedding and LM head at int8."
+          + "".join(f" `{k}`: `model.quant.onnx` of the export folder `{v.parent}`." for k, v in exports.items())]
     write_report(REPORT, doc, "\n".join(md) + "\n")
     print(f"wrote {REPORT}.md")
 
