@@ -156,12 +156,35 @@ def get_storage(storage: Any = None, *, create: bool = True):
             url = _postgres_driver(url)
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return _open_rdb(url, engine_kwargs)
     except ImportError:
         raise MissingDependencyError(f"storage: {redact(url)}: the database driver is not installed") from None
     except Exception as e:  # sqlalchemy errors carry the URL; never echo it raw
         reason = _redact_reason(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, url)
         raise StorageError(f"storage: cannot open {redact(url)}: {reason}") from None
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], attempts: int = 5):
+    """``RDBStorage(url)``, retried when another process is creating the same schema.
+
+    Two drivers starting on a new database both see no schema; both create the
+    tables and insert Optuna's version row, and the slower one fails on the unique
+    constraint (or a "table already exists"). A second attempt finds the schema
+    complete, so the race ends in the study-level checks that name it.
+    """
+    import time
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for i in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (IntegrityError, OperationalError) as e:
+            racing = isinstance(e, IntegrityError) or "already exists" in str(e) or "locked" in str(e)
+            if not racing or i == attempts - 1:
+                raise
+            time.sleep(0.2 * (i + 1))
 
 
 def retry_transient(fn: Callable[[], Any], attempts: int = 6, delay: float = 0.5) -> Any:

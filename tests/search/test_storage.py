@@ -77,3 +77,28 @@ def test_readers_never_create_a_database(tmp_path, monkeypatch):
     assert get_storage("sqlite:///:memory:", create=False) is not None
     get_storage("sqlite:///s.db")  # a search creates it; readers open it
     assert api.list_studies(storage="sqlite:///s.db") == []
+
+
+def _open_after(barrier, url, errors):
+    barrier.wait()
+    try:
+        get_storage(url)
+    except StorageError as e:
+        errors.put(str(e))
+
+
+def test_drivers_creating_one_database_at_the_same_moment_all_open_it(tmp_path):
+    """Schema creation races (Optuna's version row inserted twice) end in an open storage, not an error."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path}/race{round_}.db"
+        barrier, errors = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_after, args=(barrier, url, errors)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert [p.exitcode for p in procs] == [0] * 4
+        assert errors.empty(), errors.get()
