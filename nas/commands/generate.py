@@ -5,8 +5,11 @@
 
 Prints the text, then per phase the time to first token (the prefill over the
 prompt) and the milliseconds per output token (median and IQR over the decode
-steps). ``-f json`` prints ``{text, tokens, prompt_tokens, ttft_ms,
-tpot_ms_median, tpot_ms_iqr}`` (``tokens``: the generated ids). A prompt that
+steps), then what export measured with the latency tables' protocol (the
+manifest's ``latency``: TTFT at the prefill table's prompt length, TPOT after
+the decode table's context, beside their predictions). ``-f json`` prints
+``{text, tokens, prompt_tokens, ttft_ms, tpot_ms, tpot_ms_median, tpot_ms_iqr,
+export_latency}`` (``tokens``: the generated ids; ``tpot_ms`` is the median). A prompt that
 does not fit the model's context with ``--max-new-tokens`` is refused before
 anything runs; so is a folder that is not a decoder export.
 """
@@ -61,9 +64,11 @@ def cmd_generate(args) -> int:
     g = model.generate(ids, args.max_new_tokens)
     new = g.new_ids[0].tolist()
     text = model.decode(new) if model.meta.get("tokenizer") else None
+    measured = _export_latency(args.directory)
     if args.format == "json":
         print(json.dumps({"text": text, "tokens": new, "prompt_tokens": len(ids), "ttft_ms": g.ttft_ms,
-                          "tpot_ms_median": g.tpot_ms_median, "tpot_ms_iqr": g.tpot_ms_iqr}, indent=1))
+                          "tpot_ms": g.tpot_ms_median, "tpot_ms_median": g.tpot_ms_median,
+                          "tpot_ms_iqr": g.tpot_ms_iqr, "export_latency": measured}, indent=1))
         return 0
     print(text if text is not None else " ".join(map(str, new)))
     print(f"prefill: {len(ids)} prompt tokens, time to first token {g.ttft_ms:.1f} ms")
@@ -71,4 +76,35 @@ def cmd_generate(args) -> int:
         print(f"decode: {len(g.step_ms)} tokens, {g.tpot_ms_median:.2f} ms/token (median; IQR {g.tpot_ms_iqr:.2f})")
     else:
         print("decode: no decode step (one token generated)")
+    for line in export_latency_lines(measured):
+        print(line)
     return 0
+
+
+def _export_latency(directory) -> dict:
+    """The manifest's ``latency`` (what export measured per budget), or ``{}`` (an older export, no manifest)."""
+    from nas.errors import ExportError
+    from nas.export.manifest import read_manifest
+
+    try:
+        return dict(read_manifest(directory).get("latency") or {})
+    except ExportError:
+        return {}
+
+
+def export_latency_lines(measured: dict) -> list[str]:
+    """One line per budget export measured: the table's shape, the measurement (IQR) and the prediction."""
+    lines = []
+    for budget, m in measured.items():
+        if m.get("measured_ms") is None:
+            continue
+        if "output_tokens" in m:
+            shape = f"{m['output_tokens']} output tokens"
+        elif m.get("phase") == "decode":
+            shape = f"1 token after {m.get('context')} cached"
+        else:
+            shape = f"{m.get('seq')} prompt tokens"
+        iqr = f" (IQR {m['iqr_ms']:.2f})" if m.get("iqr_ms") is not None else ""
+        lines.append(f"at export, {budget} ({shape}, {m.get('threads', '?')} thread(s)): measured "
+                     f"{m['measured_ms']:.2f} ms{iqr}, predicted {m['predicted_ms']:.2f} ms")
+    return lines

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -73,6 +73,7 @@ def verify_export(
     latency_tolerance: float | None = None,
     task_metric: tuple[str, Callable[..., float]] | None = None,
     log: TextIO | None = None,
+    latency_tables: Mapping[str, Any] | None = None,
 ) -> list[Check]:
     """Run every check on an exported folder, from its files alone.
 
@@ -83,6 +84,7 @@ def verify_export(
         min_cosine: min cosine between the quantized ONNX and the subnet at its deployed precision (on real text).
         metric_tolerance: points the quantized ONNX's task metric may differ from the subnet's.
         latency_table: a :class:`~nas.latency.LatencyTable` to re-measure against (None: skip).
+        latency_tables: ``{budget: table}`` instead, one check per budget (:mod:`nas.export.latency`).
         latency_tolerance: relative bound on measured vs predicted latency (None: report only).
         task_metric: ``(name, metric)`` of the trial's task, from its plug-in's ``task_metric``
             (None: :func:`nas.tasks.metric.task_metric`, head accuracy or fidelity to the full model).
@@ -97,8 +99,13 @@ def verify_export(
     from nas.tasks.metric import eval_inputs
     from nas.tasks.metric import task_metric as default_task_metric
 
+    from nas.export.latency import latency_checks
+
     directory = Path(directory)
     shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)
+    if latency_table is not None and latency_tables:
+        raise ConfigError("latency_tables: give latency_table or latency_tables, not both")
+    tables = dict(latency_tables or ({"latency_ms": latency_table} if latency_table is not None else {}))
     subnet = load_subnet(directory)
     dims = subnet.space.dims
     too_long = [t for _, t in shapes if t > dims.max_positions]
@@ -112,8 +119,8 @@ def verify_export(
         from nas.export.verify_decoder import decoder_checks
 
         checks += decoder_checks(directory, subnet, shapes=shapes, tolerance=tolerance,
-                                 metric_tolerance=metric_tolerance, task_metric=task_metric,
-                                 latency_table=latency_table, latency_tolerance=latency_tolerance, log=log)
+                                 metric_tolerance=metric_tolerance, task_metric=task_metric, log=log)
+        checks += latency_checks(directory, subnet, tables, tolerance=latency_tolerance, log=log)
         return checks + _hf_checks(directory, subnet, shapes, tolerance, log) + _file_hash_checks(directory)
     checks.append(V.check_parity(subnet, cpu_session(directory / FP32), vocab, shapes=shapes, tolerance=tolerance))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
@@ -128,20 +135,8 @@ def verify_export(
     name, metric = task_metric if task_metric is not None else default_task_metric(subnet)
     checks.append(V.check_metric(metric, name, subnet, quant, tolerance_points=metric_tolerance))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
-    if latency_table is not None:
-        from nas.latency import latency_ms
-
-        checks.append(V.check_latency(directory / QUANT, latency_table, latency_ms(latency_table, subnet.space, subnet.arch),
-                                      subnet.space, tolerance=latency_tolerance))
-        _log(log, f"check latency: {checks[-1].detail}")
+    checks += latency_checks(directory, subnet, tables, tolerance=latency_tolerance, log=log)
     return checks + _file_hash_checks(directory)
-
-
-def _priced_accuracy_level(table: Any) -> int | None:
-    """The ``MatMulNBits`` accuracy_level the trial's table priced int4 with (None: none recorded, or no table)."""
-    from nas.latency.table import table_accuracy_level
-
-    return (table_accuracy_level(table) or None) if table is not None else None
 
 
 def _hf_checks(directory: Path, subnet: Any, shapes: Sequence[tuple[int, int]], tolerance: float,
@@ -247,7 +242,9 @@ def export_trial(
         >>> m["ok"]  # doctest: +SKIP
         True
     """
+    from nas.export.latency import accuracy_level, measured_latencies, recorded_tables, trial_tables
     from nas.export.select import choose_trial, load_trial_subnet
+    from nas.latency.budgets import LATENCY, LATENCY_OBJECTIVES
     from nas.search import attrs as A
 
     shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)
@@ -257,23 +254,28 @@ def export_trial(
     ref = choose_trial(study=study, storage=storage, trial=trial, max_latency_ms=max_latency_ms, artifacts=artifacts,
                        best_quality=best_quality)
     subnet = load_trial_subnet(ref)
+    trial_metrics = dict(ref.attrs.get(A.METRICS) or {})
     metric = None
     if ref.plugin:
         from nas.search.plugin import load_plugin
 
         metric = load_plugin(ref.plugin).task_metric(subnet)  # the trial's own task, scored by its plug-in
-    table = None
+    tables: dict[str, Any] = {}
+    recorded = recorded_tables(ref.attrs)
     table_info: dict[str, Any] = dict(ref.attrs.get(A.LATENCY_TABLE) or {})
     if measure_latency:
-        table = _trial_table(ref, log)
-        table_info.update(_resolved_by(table, table_info))
-        _log(log, f"latency: measured as the table {table.id} was, with {table.runtime.get('name', '?')} on this "
-                  f"machine's CPU ({table.threads} thread(s)), never on a GPU the trials trained on")
+        tables = trial_tables(ref, log)
+        for budget, table in tables.items():
+            recorded[budget].update(_resolved_by(table, recorded[budget]))
+            _log(log, f"latency{'' if budget == 'latency_ms' else ' ' + budget}: measured as the table {table.id} "
+                      f"was, with {table.runtime.get('name', '?')} on this machine's CPU ({table.threads} thread(s)), "
+                      "never on a GPU the trials trained on")
+        table_info = dict(next(iter(recorded.values())))
     _log(log, f"trial {ref.number} of study {ref.study!r}: {ref.point.arch_summary or subnet.arch}")
     with atomic_dir(out) as tmp:  # lands only when the block ends without an error
-        written = write_artifacts(subnet, tmp, accuracy_level=_priced_accuracy_level(table), log=log)
+        written = write_artifacts(subnet, tmp, accuracy_level=accuracy_level(tables), log=log)
         checks = verify_export(tmp, shapes=shapes, tolerance=tolerance, min_cosine=min_cosine,
-                               metric_tolerance=metric_tolerance, latency_table=table,
+                               metric_tolerance=metric_tolerance, latency_tables=tables,
                                latency_tolerance=latency_tolerance, task_metric=metric, log=log)
         rule = ({"trial": trial} if trial is not None else
                 {"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {"best_quality": True})
@@ -287,8 +289,9 @@ def export_trial(
             "on_front": ref.on_front,
             "rule": rule,
             "objectives": {"quality": ref.point.quality, "latency_ms": ref.point.latency_ms,
+                           **{k: v for k, v in trial_metrics.items() if k in LATENCY_OBJECTIVES},
                            "size_mb": ref.point.size_mb},
-            "trial_metrics": ref.attrs.get(A.METRICS),
+            "trial_metrics": trial_metrics or None,
             "space": {"name": subnet.space.name, "hash": subnet.space.hash},
             "arch": subnet.arch,
             "arch_summary": json.loads((tmp / ARCH_JSON).read_text())["arch_summary"],
@@ -299,12 +302,16 @@ def export_trial(
             "nodes": written["nodes"],
             "checks": {c.name: c.to_dict() for c in checks},
             "latency_table": table_info,
+            **({"latency_tables": recorded} if len(recorded) > 1 or LATENCY not in recorded else {}),
+            "latency": measured_latencies(checks, output_tokens=int((ref.attrs.get(A.CONFIG) or {})
+                                                                    .get("output_tokens") or 0)),
             "versions": versions(),
             "files": file_hashes(tmp),
             "ok": not failures(checks),
         }
-        if table is not None:
-            manifest["latency_table"]["environment_mismatches"] = _env_mismatches(table)
+        for budget, table in tables.items():
+            entry = manifest["latency_table"] if budget == LATENCY else manifest["latency_tables"][budget]
+            entry["environment_mismatches"] = _env_mismatches(table)
         write_manifest(tmp, manifest)
         failed = failures(checks)
         if failed and not keep_failed:
@@ -313,36 +320,6 @@ def export_trial(
         raise ExportError(failure_message(failed) + f" (folder kept: {out})")
     _log(log, f"wrote {out}")
     return manifest
-
-
-def _trial_table(ref: Any, log: TextIO | None = None):
-    """The table the trial searched with, by its recorded sha256 (:func:`nas.search.tables.trial_table`)."""
-    from nas.errors import LatencyTableError
-    from nas.search import attrs as A
-    from nas.search.tables import trial_table
-
-    info = ref.attrs.get(A.LATENCY_TABLE) or {}
-    where = info.get("path") or info.get("id")
-    if not where and not info.get("sha256"):
-        raise LatencyTableError(f"latency_table: trial {ref.number} records no latency table (use measure_latency=False)")
-    if not info.get("sha256"):
-        _log(log, f"warning: trial {ref.number} records no latency-table sha256; loading {where!r} by path, "
-                  "which may not be the table its search used")
-    import tempfile
-
-    from nas.search.tables import fetch_study_table
-
-    try:
-        with tempfile.TemporaryDirectory(prefix="nas-table-") as d:
-            extra: tuple[Path, ...] = ()
-            if info.get("sha256") and ref.study_tables and ref.artifact_store:
-                from nas.search.artifacts import get_store
-
-                got = fetch_study_table(ref.study_tables, get_store(ref.artifact_store), info["sha256"], d)
-                extra = (got,) if got is not None else ()
-            return trial_table(info, subnet_dir=ref.attrs.get(A.SUBNET_DIR), extra_dirs=extra)
-    except LatencyTableError as e:
-        raise LatencyTableError(f"trial {ref.number}: {e}") from None
 
 
 def _resolved_by(table: Any, info: dict[str, Any]) -> dict[str, Any]:

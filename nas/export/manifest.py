@@ -4,7 +4,7 @@ Fields::
 
     schema, nas_version, created          format and provenance
     study, storage, trial, on_front, rule what was picked, how (storage password hidden)
-    objectives                            the trial's quality, latency_ms, size_mb
+    objectives                            the trial's quality, latency_ms (ttft_ms, tpot_ms, request_ms), size_mb
     space, arch, arch_summary, layers     the architecture (labels as keys)
     size                                  params and bytes at the chosen bit-widths
     hf                                    whether transformers can load it (and why not)
@@ -12,6 +12,10 @@ Fields::
     checks                                {name: {ok, value, limit, detail, ...}}
     latency_table                         the trial's table as recorded (id, path, sha256, ...), and the one the
                                           latency check used: sha256, resolved_path, resolved_by, environment mismatches
+    latency_tables                        a trial priced per phase: the same per budget (ttft_ms, tpot_ms)
+    latency                               {budget: {predicted_ms, measured_ms, iqr_ms, relative_error, table, phase,
+                                          seq, context, threads, ...}} of model.quant.onnx re-measured with each table's
+                                          protocol; request_ms (predicted and measured) with a request profile
     versions                              python, torch, onnx, onnxruntime, transformers, optuna
     files                                 {relative path: sha256} of every other file in the folder
     ok                                    every check passed

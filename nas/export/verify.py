@@ -226,7 +226,7 @@ def check_latency(path: str | Path, table: Any, predicted_ms: float, space: Any,
               f"({rel:+.1%}" + (f", tolerance ±{tolerance:.0%})" if tolerance is not None else ", report only)"))
     return Check("latency", ok, rel, tolerance, detail, {
         **m, "predicted_ms": predicted_ms, "relative_error": rel, "table": table.id, "protocol": proto.to_dict(),
-        "runtime": backend.info(), "threads": table.threads, "batch": table.batch, "seq": table.seq,
+        "runtime": backend.info(), "threads": table.threads, "batch": table.batch, "seq": table.seq, "context": table.context,
     })
 
 

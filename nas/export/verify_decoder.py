@@ -178,9 +178,10 @@ def check_phase_latency(directory: Path, subnet: Any, table: Any, *, tolerance: 
 
 def decoder_checks(directory: Path, subnet: Any, *, shapes: Sequence[tuple[int, int]], tolerance: float,
                    metric_tolerance: float, task_metric: tuple[str, Callable[..., float]] | None = None,
-                   latency_table: Any = None, latency_tolerance: float | None = None,
                    log: TextIO | None = None) -> list[Check]:
-    """The decoder's checks after ``onnx_checker`` (module docstring), from the folder's files and its subnet."""
+    """The decoder's checks after ``onnx_checker`` (module docstring), from the folder's files and its subnet.
+
+    The per-phase latency re-measurement follows (:func:`nas.export.latency.latency_checks`)."""
     from nas.export.generation import ExportedDecoder
     from nas.tasks.metric import task_metric as default_task_metric
 
@@ -204,7 +205,4 @@ def decoder_checks(directory: Path, subnet: Any, *, shapes: Sequence[tuple[int, 
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     checks.append(check_generation_latency(quant, vocab))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
-    if latency_table is not None:
-        checks.append(check_phase_latency(directory, subnet, latency_table, tolerance=latency_tolerance))
-        _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     return checks

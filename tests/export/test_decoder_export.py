@@ -129,16 +129,21 @@ def test_a_decode_table_re_measures_one_token_after_its_context(mixed, tmp_path)
 def test_export_quantizes_int4_at_the_accuracy_level_its_table_priced(tmp_path):
     import dataclasses
 
-    from nas.export.export import _priced_accuracy_level
+    from nas.errors import LatencyTableMismatchError
+    from nas.export.latency import accuracy_level
     from tests.export.conftest import tiny_table
 
     table = tiny_table(nas.load_space("tiny-llama"), tmp_path / "table.json")
-    assert _priced_accuracy_level(None) is None and _priced_accuracy_level(table) is None  # none recorded
+    assert accuracy_level({}) is None and accuracy_level({"latency_ms": table}) is None  # none recorded
     priced = dataclasses.replace(table, accuracy_level=4)
-    assert _priced_accuracy_level(priced) == 4
+    assert accuracy_level({"latency_ms": priced}) == 4
+    assert accuracy_level({"ttft_ms": table, "tpot_ms": priced}) == 4  # one unrecorded, one priced
+    with pytest.raises(LatencyTableMismatchError, match="accuracy_level: the trial's tables priced int4 at different "
+                                                        "levels \\(ttft_ms 1, tpot_ms 4\\)"):
+        accuracy_level({"ttft_ms": dataclasses.replace(table, accuracy_level=1), "tpot_ms": priced})
     sub = nas.derive(nas.Supernet.build(nas.load_space("tiny-llama")), MIXED)
     with atomic_dir(tmp_path / "l4") as tmp:
-        nodes = write_artifacts(sub, tmp, accuracy_level=_priced_accuracy_level(priced))["nodes"]
+        nodes = write_artifacts(sub, tmp, accuracy_level=accuracy_level({"latency_ms": priced}))["nodes"]
     assert {n["accuracy_level"] for n in nodes.values() if n["applied"] == "int4"} == {4}
     assert json.loads((tmp_path / "l4" / "generation.json").read_text())["quant"]["matmulnbits_accuracy_level"] == 4
 

@@ -71,7 +71,8 @@ def test_no_table_with_the_recorded_hash_names_both_hashes(relative_study, tmp_p
 
 
 def test_trial_recorded_without_sha256_loads_by_path_with_a_warning(tmp_path):
-    from nas.export.export import _resolved_by, _trial_table
+    from nas.export.export import _resolved_by
+    from nas.export.latency import trial_tables
     from nas.export.select import choose_trial
 
     study = make_study(tmp_path / "old", "old", {"small": SMALL}, extra_states=False, pin_table=False)
@@ -79,7 +80,7 @@ def test_trial_recorded_without_sha256_loads_by_path_with_a_warning(tmp_path):
     assert "sha256" not in ref.attrs[A.LATENCY_TABLE]
     log = io.StringIO()
     with pytest.warns(UserWarning, match="records no sha256"):
-        table = _trial_table(ref, log)
+        table = trial_tables(ref, log)["latency_ms"]
     assert "warning: trial 0 records no latency-table sha256" in log.getvalue()
     info = _resolved_by(table, ref.attrs[A.LATENCY_TABLE])
     assert info["sha256"] == table_sha256(study.table) and info["resolved_by"].startswith("path")
