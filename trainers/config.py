@@ -2,21 +2,57 @@
 
 The full dict is stored with every trial so a trial can be re-run or exported
 from the study database alone.
+
+Latency budgets (:mod:`nas.latency.budgets`): a trial prices its subnet with one table
+(``latency_table``; one budget, ``latency_ms``, against ``target_ms``/``target_fraction``) or, for a
+decoder, with one table per phase (``latency_tables: {ttft_ms: <prefill table>, tpot_ms: <decode
+table>}``) and holds it to several budgets at once: ``targets_ms``/``target_fractions`` per budget
+(``request_ms`` too, with ``output_tokens`` > 0 and both tables), else every table budget at
+``target_fraction``. :meth:`SearchConfig.priced_budgets` and :meth:`SearchConfig.constrained_budgets`
+name them.
+
+Example:
+    >>> c = SearchConfig.from_dict({"space": "tiny-llama", "task": "wordnet-definitions",
+    ...     "latency_tables": {"ttft_ms": "tiny-llama.onnxruntime-cpu.t1.b1.s32",
+    ...                        "tpot_ms": "tiny-llama.onnxruntime-cpu.t1.b1.c32.decode"},
+    ...     "output_tokens": 64, "target_fractions": {"tpot_ms": 0.5, "request_ms": 0.6}})
+    >>> c.latency_table, c.priced_budgets(), c.constrained_budgets()
+    ('tiny-llama.onnxruntime-cpu.t1.b1.s32', ('ttft_ms', 'tpot_ms', 'request_ms'), ('tpot_ms', 'request_ms'))
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from nas.errors import ConfigError
+from nas.latency.budgets import LATENCY, LATENCY_OBJECTIVES, REQUEST, TABLE_PHASES, TPOT, TTFT, check_table_budgets
 
 LOSSES = ("hinge", "fbnet", "linear", "band")
 TASKS = ("wordnet-nouns", "wordnet-embed", "wordnet-definitions")
 TAU_SCHEDULES = ("exponential", "linear", "constant")
 AUTOCASTS = ("bf16", "none")
 CONFIG_VERSION = 1
+MAPPINGS = ("latency_tables", "target_fractions", "targets_ms")  # the config's mapping fields (read-only dicts)
+
+
+class FrozenDict(dict):
+    """A read-only dict: a config's mapping field, hashable and equal to the plain dict it holds."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self):  # pickle and deepcopy rebuild it whole (not item by item)
+        return (FrozenDict, (dict(self),))
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a SearchConfig mapping is read-only; use SearchConfig.replace")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -30,9 +66,21 @@ class SearchConfig:
             embeddings to the teacher's) or, for decoders, ``wordnet-definitions``
             (next-token distillation on glosses of all parts of speech, quality
             definition → word multiple-choice accuracy; :mod:`trainers.definitions`).
-        latency_table: latency-table name (shipped) or path.
+        latency_table: latency-table name (shipped) or path; with ``latency_tables``, one of its
+            tables (``from_dict`` fills in its ``ttft_ms`` table, else the first): the table that
+            prices ``SearchResult.latency_ms`` and that the study records.
         target_ms / target_fraction: the latency budget T, absolute or as a
-            fraction of the full model's table latency (exactly one is set).
+            fraction of the full model's table latency (exactly one is set). With
+            ``latency_tables``, ``target_ms`` is None and ``target_fraction`` is every
+            table budget's fraction unless ``targets_ms``/``target_fractions`` name budgets.
+        latency_tables: ``{budget: table name or path}``, budgets ``ttft_ms`` (a prefill
+            table) and ``tpot_ms`` (a decode table) (empty: one table, ``latency_table``).
+        target_fractions / targets_ms: ``{budget: T_b}`` per budget, as a fraction of the full
+            model's latency under it or in ms (a budget in one of them at most); budgets the
+            trial prices: the table budgets, and ``request_ms`` with ``output_tokens`` > 0 and
+            both tables. Only with ``latency_tables``.
+        output_tokens: the request profile's generated tokens: ``request_ms = ttft_ms +
+            output_tokens·tpot_ms`` (0: no request budget).
         loss: latency penalty form: ``hinge`` (``task + λ·max(0, E[LAT]−T)/T``),
             ``fbnet`` (``task·α·(log E[LAT])^β``), ``linear`` (``task + λ·E[LAT]/T``),
             ``band`` (the hinge plus its mirror below ``band_low``·T: lands in ``[band_low·T, T]``).
@@ -74,6 +122,10 @@ class SearchConfig:
     latency_table: str = "minilm-l6.onnxruntime-cpu.t1.b1.s128"
     target_ms: float | None = None
     target_fraction: float | None = 0.5
+    latency_tables: Mapping[str, str] = field(default_factory=dict)
+    target_fractions: Mapping[str, float] = field(default_factory=dict)
+    targets_ms: Mapping[str, float] = field(default_factory=dict)
+    output_tokens: int = 0
     loss: str = "hinge"
     lambda0: float = 1.0
     dual_lr: float = 0.5
@@ -154,9 +206,100 @@ class SearchConfig:
             raise bad("size_target_mb", "must be > 0 when size_weight > 0")
         if self.version != CONFIG_VERSION:
             raise bad("version", f"unknown config version {self.version}")
+        self._check_budgets()
+
+    def _check_budgets(self) -> None:
+        for f in MAPPINGS:
+            v = getattr(self, f)
+            if not isinstance(v, Mapping):
+                raise ConfigError(f"{f}: expected a mapping of budget names, got {type(v).__name__}")
+            object.__setattr__(self, f, FrozenDict(v))
+        if isinstance(self.output_tokens, bool) or not isinstance(self.output_tokens, int) or self.output_tokens < 0:
+            raise ConfigError(f"output_tokens: must be an integer >= 0, got {self.output_tokens!r}")
+        tables = self.latency_tables
+        check_table_budgets(tables)
+        for b, name in tables.items():
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"latency_tables: {b}: expected a table name or path, got {name!r}")
+        per_budget = [f for f in ("target_fractions", "targets_ms") if getattr(self, f)]
+        if not tables:
+            if per_budget:
+                raise ConfigError(f"{per_budget[0]}: per-budget targets need latency_tables (one table: "
+                                  "target_fraction or target_ms)")
+            return
+        if self.latency_table not in tables.values():
+            raise ConfigError(f"latency_table: {self.latency_table!r} is none of latency_tables' tables "
+                              f"({', '.join(f'{b}={t}' for b, t in tables.items())})")
+        if self.target_ms is not None:
+            raise ConfigError("target_ms: with latency_tables the targets are per budget: set targets_ms or "
+                              "target_fractions (or target_fraction for every table budget)")
+        priced = self.priced_budgets()
+        for f in ("target_fractions", "targets_ms"):
+            for b, v in getattr(self, f).items():
+                if b not in priced:
+                    why = (f"needs output_tokens > 0 and both {TTFT} and {TPOT} tables" if b == REQUEST else
+                           f"is not a budget this trial prices; priced: {', '.join(priced)}")
+                    raise ConfigError(f"{f}: {b!r} {why}")
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise ConfigError(f"{f}: {b}: expected a number, got {v!r}")
+                if f == "target_fractions" and not 0 < v <= 1:
+                    raise ConfigError(f"{f}: {b}: must be in (0, 1], got {v}")
+                if f == "targets_ms" and not v > 0:
+                    raise ConfigError(f"{f}: {b}: must be > 0 ms, got {v}")
+        both = [b for b in self.target_fractions if b in self.targets_ms]
+        if both:
+            raise ConfigError(f"target_fractions: {both[0]!r} is also in targets_ms (give each budget one target)")
+        n = len(self.constrained_budgets())
+        if self.loss == "fbnet" and n > 1:
+            raise ConfigError(f"loss: 'fbnet' prices one budget, this trial has {n} "
+                              f"({', '.join(self.constrained_budgets())}); use hinge, linear or band")
+
+    def priced_budgets(self) -> tuple[str, ...]:
+        """Every latency this trial's tables price besides ``latency_ms`` (the ``latency_table``'s).
+
+        ``()`` with one table; else the table budgets (``ttft_ms``, ``tpot_ms`` order), then
+        ``request_ms`` when ``output_tokens`` > 0 and both tables are given.
+        """
+        names = tuple(b for b in TABLE_PHASES if b in self.latency_tables)
+        if self.output_tokens > 0 and all(b in self.latency_tables for b in TABLE_PHASES):
+            names += (REQUEST,)
+        return names
+
+    def constrained_budgets(self) -> tuple[str, ...]:
+        """The budgets the search holds the subnet to, in :data:`nas.latency.budgets.LATENCY_OBJECTIVES` order.
+
+        ``("latency_ms",)`` with one table; else the budgets ``targets_ms``/``target_fractions``
+        name, or (none named) every table budget, each at ``target_fraction``.
+        """
+        if not self.latency_tables:
+            return (LATENCY,)
+        named = set(self.target_fractions) | set(self.targets_ms)
+        if not named:
+            return tuple(b for b in TABLE_PHASES if b in self.latency_tables)
+        return tuple(b for b in LATENCY_OBJECTIVES if b in named)
+
+    def budget_target(self, budget: str) -> tuple[str, str, float]:
+        """How ``budget``'s target is given: ``(field, "ms" or "fraction", value)``.
+
+        Raises:
+            ConfigError: ``budget`` is not constrained by this config.
+        """
+        if budget not in self.constrained_budgets():
+            raise ConfigError(f"{budget}: not a budget of this trial ({', '.join(self.constrained_budgets())})")
+        if not self.latency_tables:
+            if self.target_ms is not None:
+                return "target_ms", "ms", float(self.target_ms)
+            return "target_fraction", "fraction", float(self.target_fraction)  # type: ignore[arg-type]
+        if budget in self.targets_ms:
+            return "targets_ms", "ms", float(self.targets_ms[budget])
+        if budget in self.target_fractions:
+            return "target_fractions", "fraction", float(self.target_fractions[budget])
+        return "target_fraction", "fraction", float(self.target_fraction)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d.update({f: dict(getattr(self, f)) for f in MAPPINGS})  # plain dicts (JSON, comparisons)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
@@ -164,6 +307,8 @@ class SearchConfig:
 
         The budget is exactly one of ``target_ms`` and ``target_fraction``: a dict
         that gives ``target_ms`` and no ``target_fraction`` drops the default fraction.
+        A dict that gives ``latency_tables`` and no ``latency_table`` takes its ``ttft_ms``
+        table (else its first one, in :data:`nas.latency.budgets.TABLE_PHASES` order).
         """
         if not isinstance(d, dict):
             raise ConfigError(f"search config: expected a mapping, got {type(d).__name__}")
@@ -173,6 +318,10 @@ class SearchConfig:
             raise ConfigError(f"{unknown[0]}: unknown field; allowed: {', '.join(sorted(fields))}")
         if d.get("target_ms") is not None and "target_fraction" not in d:
             d = {**d, "target_fraction": None}
+        tables = d.get("latency_tables")
+        if isinstance(tables, Mapping) and tables and "latency_table" not in d:
+            first = next((b for b in TABLE_PHASES if b in tables), next(iter(tables)))
+            d = {**d, "latency_table": tables[first]}
         try:
             return cls(**d)
         except TypeError as e:

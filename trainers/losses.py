@@ -92,12 +92,21 @@ def latency_penalty(
         "task": _f(task), "expected_ms": _f(expected_ms), "ratio": _f(expected_ms) / target_ms,
         "penalty": _f(penalty), "lambda": float(lmbda),
     }
-    if size_weight > 0 and expected_size is not None and size_target:
-        size_pen = size_weight * torch.clamp(expected_size - size_target, min=0.0) / size_target
-        loss = loss + size_pen
-        details.update(expected_size=_f(expected_size), size_penalty=_f(size_pen))
+    loss = add_size_penalty(loss, details, expected_size=expected_size, size_target=size_target,
+                            size_weight=size_weight)
     details["loss"] = _f(loss)
     return loss, details
+
+
+def add_size_penalty(loss: Tensor, details: dict[str, float], *, expected_size: Tensor | None = None,
+                     size_target: float | None = None, size_weight: float = 0.0) -> Tensor:
+    """``loss + w_s·max(0, S − S_T)/S_T`` (when ``size_weight`` > 0 and a size is given); logs
+    ``expected_size`` and ``size_penalty`` into ``details`` (not ``loss``: the caller's)."""
+    if size_weight > 0 and expected_size is not None and size_target:
+        size_pen = size_weight * torch.clamp(expected_size - size_target, min=0.0) / size_target
+        details.update(expected_size=_f(expected_size), size_penalty=_f(size_pen))
+        return loss + size_pen
+    return loss
 
 
 ADDITIVE = ("hinge", "linear", "band")  # the forms whose penalties add up over several budgets

@@ -2,10 +2,10 @@
 
 Phases (each timed into ``SearchResult.phase_seconds``):
 
-1. ``setup`` – check the config against the space and the latency table
-   (typed errors before any compute: table for another space, T ≤ 0, T below
-   the smallest architecture, a task the space cannot run), read the task's
-   data (its recipe, :mod:`trainers.recipes`), load the model;
+1. ``setup`` – check the config against the space and the latency tables
+   (typed errors before any compute: a table for another space or of the wrong
+   phase, T ≤ 0, T below the smallest architecture of a budget, a task the space
+   cannot run), read the task's data (its recipe, :mod:`trainers.recipes`), load the model;
 2. ``teacher`` – tokenize, load or build the teacher (the recipe's ``prepare``);
 3. ``search`` – the DNAS loop (:mod:`trainers.search`);
 4. ``derive`` – the argmax architecture, made feasible (:mod:`trainers.feasible`),
@@ -17,6 +17,12 @@ The phases are the same for every task; what differs (data, teacher, loss,
 quality) is the recipe's. Search, fine-tuning and evaluation run on one device,
 resolved once (:func:`nas.search.devices.trial_device`) and named in the setup
 line; the returned subnet is on the CPU. Latency is always the table's.
+
+Budgets (:mod:`nas.latency.budgets`): one table prices one budget, ``latency_ms``
+(:func:`resolve_target`); ``latency_tables`` price a decoder's ``ttft_ms`` and ``tpot_ms``
+(and ``request_ms`` with ``output_tokens``), and the trial holds the subnet to every budget
+:func:`resolve_targets` returns: the search penalizes each, derive takes an architecture
+with ``max_b L_b/T_b ≤ 1`` (:mod:`trainers.feasible`), and the result reports every latency.
 """
 
 from __future__ import annotations
@@ -24,25 +30,29 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, LatencyTableError, LatencyTableMismatchError
+from nas.latency.budgets import LATENCY, TABLE_PHASES
 from nas.latency.predictor import Predictor
-from nas.latency.table import load_table
+from nas.latency.table import check_phase, load_table
 from nas.models.sources import load_model
 from nas.search.devices import trial_device
 from nas.spaces.loader import load_space
+from nas.spaces.space import SearchSpace
 from nas.spaces.summary import format_arch
 from nas.supernet.derive import derive
 from nas.supernet.supernet import Supernet
 from trainers.config import SearchConfig
-from trainers.feasible import log_probs_of, most_probable_feasible, most_probable_in_band
+from trainers.feasible import budget_ratio, log_probs_of, most_probable_feasible, most_probable_in_band
 from trainers.finetune import finetune
 from trainers.recipes import make_recipe
 from trainers.result import SearchResult
+from trainers.budgets import BudgetPricing
 from trainers.search import DNASSearch
 from trainers.size import size_table
 from trainers.teacher import backbone
@@ -72,6 +82,85 @@ def resolve_target(config: SearchConfig, predictor: Predictor) -> float:
     return float(target)
 
 
+def load_predictors(config: SearchConfig, space: SearchSpace) -> dict[str, Predictor]:
+    """One :class:`Predictor` per table: ``{"latency_ms": ...}`` with one table, else one per ``latency_tables`` budget.
+
+    Every table is loaded and checked here (no compute): ``ttft_ms``'s must be a prefill table,
+    ``tpot_ms``'s a decode table, all for ``space``.
+
+    Raises:
+        LatencyTableError: a table is missing or was built for another space (naming the budget).
+        LatencyTableMismatchError: a budget's table times the other phase (naming the budget and the table).
+    """
+    if not config.latency_tables:
+        return {LATENCY: Predictor(load_table(config.latency_table), space)}
+    out: dict[str, Predictor] = {}
+    for budget, phase in TABLE_PHASES.items():
+        name = config.latency_tables.get(budget)
+        if name is None:
+            continue
+        try:
+            table = load_table(name)
+        except LatencyTableError as e:
+            raise type(e)(f"latency_tables: {budget}: {e}") from None
+        try:
+            check_phase(table, phase)
+        except LatencyTableMismatchError as e:
+            raise LatencyTableMismatchError(f"latency_tables: {budget}: table {name}: {e}") from None
+        try:
+            out[budget] = Predictor(table, space)
+        except LatencyTableError as e:
+            raise type(e)(f"latency_tables: {budget}: {e}") from None
+    return out
+
+
+def resolve_targets(config: SearchConfig, predictors: Predictor | Mapping[str, Predictor]) -> dict[str, float]:
+    """The budgets the trial holds the subnet to, ``{budget: T_b}`` in ms, each checked against the space.
+
+    One table: ``{"latency_ms": T}`` exactly as :func:`resolve_target`. With ``latency_tables``: the
+    budgets of :meth:`SearchConfig.constrained_budgets`, each T an absolute ``targets_ms`` entry or
+    a fraction (``target_fractions``, else ``target_fraction``) of the full model's latency under it.
+
+    Args:
+        config: the trial's config.
+        predictors: ``load_predictors(config, space)`` (a bare :class:`Predictor` for one table).
+
+    Raises:
+        ConfigError: a T ≤ 0 or below the smallest architecture's latency under its budget (naming the
+            field, the budget and both ms), or a budget no given table prices.
+
+    Example:
+        >>> resolve_targets(config, load_predictors(config, space))  # doctest: +SKIP
+        {'ttft_ms': 1.2, 'tpot_ms': 0.31}
+    """
+    if isinstance(predictors, Predictor):
+        predictors = {LATENCY: predictors}
+    if not config.latency_tables:
+        return {LATENCY: resolve_target(config, predictors[LATENCY])}
+    pricing = BudgetPricing(predictors, output_tokens=config.output_tokens)
+    out: dict[str, float] = {}
+    for budget in config.constrained_budgets():
+        field, kind, value = config.budget_target(budget)
+        if budget not in pricing.names:
+            raise ConfigError(f"{field}: {budget}: no latency table prices it (priced: {', '.join(pricing.names)})")
+        target = value if kind == "ms" else value * pricing.full_ms(budget)
+        if not target > 0:
+            raise ConfigError(f"{field}: {budget}: the latency target must be > 0 ms, got {target}")
+        low = pricing.min_ms(budget)
+        if target < low:
+            raise ConfigError(
+                f"{field}: {budget}: target {target:.4g} ms is below the smallest architecture of space "
+                f"{pricing.space.name!r} ({low:.4g} ms, {pricing.source(budget)})"
+            )
+        out[budget] = float(target)
+    return out
+
+
+def main_budget(config: SearchConfig) -> str:
+    """The budget ``config.latency_table`` prices (``SearchResult.latency_ms``'s): ``latency_ms`` with one table."""
+    return next((b for b in TABLE_PHASES if config.latency_tables.get(b) == config.latency_table), LATENCY)
+
+
 def search_once(
     config: SearchConfig,
     *,
@@ -91,8 +180,10 @@ def search_once(
         The :class:`SearchResult` (its ``subnet`` holds the fine-tuned model).
 
     Raises:
-        ConfigError: bad target (≤ 0 or below the smallest architecture), or a task the space cannot run.
-        LatencyTableError: the table is missing or was built for another space.
+        ConfigError: bad target (≤ 0 or below the smallest architecture of a budget), or a task the space
+            cannot run.
+        LatencyTableError: a table is missing or was built for another space.
+        LatencyTableMismatchError: a budget's table times the other phase (``ttft_ms``: prefill, ``tpot_ms``: decode).
         DataError: WordNet is not installed.
         DeviceError: ``device`` asks for CUDA that torch does not have.
 
@@ -109,15 +200,18 @@ def search_once(
 
     # -- setup: every check before any compute --------------------------------------------
     space = load_space(config.space)
-    table = load_table(config.latency_table)
-    predictor = Predictor(table, space)  # raises LatencyTableError for another space
-    target = resolve_target(config, predictor)
+    predictors = load_predictors(config, space)  # LatencyTableError: another space, the wrong phase
+    targets = resolve_targets(config, predictors)
     device = trial_device(device)
-    full_ms = predictor.latency_ms(space.full())
+    pricing = BudgetPricing(predictors, output_tokens=config.output_tokens)
+    main = main_budget(config)
     recipe = make_recipe(config, space)  # the task's data (DataError) and its fit to the space (ConfigError)
     loaded = load_model(space.model)
-    say(f"setup: space {space.name}, table {table.id}, T = {target:.3f} ms ({target / full_ms:.0%} of full "
-        f"{full_ms:.3f} ms), {recipe.summary}, training on {device}")
+    tables = ", ".join(f"{b} {p.table.id}" for b, p in predictors.items())
+    budgets = ", ".join(f"{'' if b == LATENCY else b + ' '}T = {T:.3f} ms ({T / pricing.full_ms(b):.0%} of full "
+                        f"{pricing.full_ms(b):.3f} ms)" for b, T in targets.items())
+    tables = f"table {predictors[LATENCY].table.id}" if LATENCY in predictors else f"tables {tables}"
+    say(f"setup: space {space.name}, {tables}, {budgets}, {recipe.summary}, training on {device}")
     phases["setup"] = time.perf_counter() - t
 
     # -- teacher ---------------------------------------------------------------------------
@@ -133,7 +227,7 @@ def search_once(
     train, is_arch = recipe.train, recipe.is_arch
     wdata, adata = train.subset(torch.nonzero(~is_arch).flatten()), train.subset(torch.nonzero(is_arch).flatten())
     search = DNASSearch(
-        net, task, predictor, target, wdata, adata, config,
+        net, task, predictors, targets, wdata, adata, config,
         teacher_model=backbone(loaded) if config.kd_hidden_weight > 0 else None,
         size_predictor=Predictor(size_table(space), space) if config.size_weight > 0 else None,
         device=device,
@@ -145,22 +239,31 @@ def search_once(
     t = time.perf_counter()
     with torch.no_grad():
         argmax = net.export()
-    argmax_ms = predictor.latency_ms(argmax)
+    argmax_lats = pricing.latencies(argmax)
+    argmax_ms = argmax_lats[main]
     notes: list[str] = []
     with torch.no_grad():
         logp = log_probs_of(net.probs(), space)
-    arch, moves = most_probable_feasible(space, predictor.latency_ms, logp, argmax, target)
+    if len(targets) == 1:  # one budget: the walks in ms, as with one table
+        (budget, target), = targets.items()
+        latency, goal, unit, field = partial(pricing.latency_ms, budget), target, "ms", "target_ms"
+    else:  # every budget at once: max_b L_b/T_b ≤ 1
+        latency = budget_ratio({b: partial(pricing.latency_ms, b) for b in targets}, targets)
+        goal, unit, field = 1.0, "max L/T", "targets"
+    arch, moves = most_probable_feasible(space, latency, logp, argmax, goal, unit=unit, field=field)
     if moves:
-        notes.append(f"argmax {format_arch(space, argmax)} is {argmax_ms:.4g} ms > T = {target:.4g} ms; "
+        over = "; ".join(f"{'' if b == LATENCY else b + ' '}{argmax_lats[b]:.4g} ms > T = {T:.4g} ms"
+                         for b, T in targets.items() if argmax_lats[b] > T)
+        notes.append(f"argmax {format_arch(space, argmax)} is {over}; "
                      f"took the most probable feasible architecture after {len(moves)} downgrade(s): "
                      + "; ".join(moves))
         say(f"derive: {notes[-1]}")
     if config.loss == "band" and config.band_fill:
-        start, below = arch, predictor.latency_ms(arch)
-        arch, up = most_probable_in_band(space, predictor.latency_ms, logp, start, target, config.band_low)
+        start, below = arch, latency(arch)
+        arch, up = most_probable_in_band(space, latency, logp, start, goal, config.band_low, unit=unit)
         if up:
-            notes.append(f"{format_arch(space, start)} is {below:.4g} ms < {config.band_low:g}·T = "
-                         f"{config.band_low * target:.4g} ms; grew it toward the band in {len(up)} move(s): "
+            notes.append(f"{format_arch(space, start)} is {below:.4g} {unit} < {config.band_low:g}·T = "
+                         f"{config.band_low * goal:.4g} {unit}; grew it toward the band in {len(up)} move(s): "
                          + "; ".join(up))
             say(f"derive: {notes[-1]}")
     subnet = derive(net, arch)
@@ -189,14 +292,20 @@ def search_once(
                **{f"teacher_{k}": v for k, v in recipe.teacher_metrics.items()}}
 
     size = subnet.size()
-    lat = predictor.latency_ms(arch)
+    lats = pricing.latencies(arch)
+    lat = lats[main]
+    latencies = {LATENCY: lat, **{b: v for b, v in lats.items() if b != LATENCY}}
+    target = targets.get(main, next(iter(targets.values())))
     extra = "".join(f", {k} {metrics_before[k]:.4g} → {metrics_after[k]:.4g}" for k in metrics_after)
-    say(f"result: {format_arch(space, arch)} {lat:.3f} ms (T {target:.3f}), {size.mb:.2f} MB, "
+    priced = ", ".join(f"{'' if b == LATENCY else b + ' '}{v:.3f} ms"
+                       + (f" (T {targets[b]:.3f})" if b in targets else "") for b, v in lats.items())
+    say(f"result: {format_arch(space, arch)} {priced}, {size.mb:.2f} MB, "
         f"{task.metric} {quality_before:.4f} → {quality_after:.4f} (teacher {teacher_quality:.4f}){extra}")
     return SearchResult(
         arch=dict(arch), arch_summary=format_arch(space, arch), latency_ms=lat, target_ms=target,
-        feasible=lat <= target, argmax_latency_ms=argmax_ms, size_bytes=size.bytes, params=size.params,
+        feasible=all(lats[b] <= T for b, T in targets.items()), argmax_latency_ms=argmax_ms,
+        size_bytes=size.bytes, params=size.params,
         metric=task.metric, quality_before=quality_before, quality_after=quality_after,
         teacher_quality=teacher_quality, history=state.history, phase_seconds=phases, notes=notes,
-        metrics=metrics, subnet=subnet,
+        metrics=metrics, latencies=latencies, targets=dict(targets), subnet=subnet,
     )

@@ -28,17 +28,15 @@ class DNASPlugin:
         return SearchConfig.from_dict(dict(fields))
 
     def check(self, config: SearchConfig) -> None:
-        """The task fits the space, the space and table belong together and the latency target is reachable
-        (no compute)."""
-        from nas.latency.predictor import Predictor
-        from nas.latency.table import load_table
+        """The task fits the space, the space and every table belong together (each budget's table of its
+        phase) and every latency target is reachable (no compute)."""
         from nas.spaces.loader import load_space
-        from trainers.pipeline import resolve_target
+        from trainers.pipeline import load_predictors, resolve_targets
         from trainers.recipes import check_task
 
         space = load_space(config.space)
         check_task(config, space)
-        resolve_target(config, Predictor(load_table(config.latency_table), space))
+        resolve_targets(config, load_predictors(config, space))
 
     def run(self, config: SearchConfig, *, progress: Callable[[str], None] | None = _stderr,
             checkpoint_dir: str | None = None, device: str = "auto") -> SearchResult:
