@@ -1,7 +1,11 @@
 """``nas export``: a study trial → a verified folder (safetensors, HF, ONNX fp32 + quantized, manifest).
 
-    nas export --study NAME [--storage URL] (--trial N | --max-latency MS | --best-quality) --out DIR [--force]
+    nas export --study NAME [--storage URL] (--trial N | --max-latency MS | --max NAME=VALUE ... | --best-quality)
+               --out DIR [--force]
     nas export --check DIR        re-run every check on an exported folder
+
+``--max NAME=VALUE`` (repeatable) bounds each latency of a study priced per phase
+(``--max ttft_ms=40 --max tpot_ms=15``) or the size (``size_mb``); see :mod:`nas.search.pareto`.
 
 Exit status 0 when every check passes; 1 with one line naming each failed
 check (and by how much), or any bad input.
@@ -34,6 +38,9 @@ def register(sub) -> None:
     rule.add_argument("--max-latency", type=float, metavar="MS",
                       help="the highest-quality Pareto-front point whose predicted latency is <= MS")
     rule.add_argument("--best-quality", action="store_true", help="the highest-quality Pareto-front point")
+    p.add_argument("--max", action="append", metavar="NAME=VALUE", dest="max_values",
+                   help="the highest-quality Pareto-front point with NAME <= VALUE, NAME a latency objective of the "
+                        "study (latency_ms; ttft_ms, tpot_ms, request_ms) or size_mb; repeatable")
     p.add_argument("--out", help="folder to create")
     p.add_argument("--artifacts", metavar="URL", help="artifact store to read the trial from (default: the study's)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
@@ -81,10 +88,14 @@ def cmd_export(args) -> int:
         raise ConfigError("study: --study NAME is required (or --check DIR)")
     if not args.out:
         raise ConfigError("out: --out DIR is required")
+    from nas.commands.search import parse_max
+
+    max_values = parse_max(args.max_values)
     manifest = export_trial(
         study=args.study, storage=args.storage, trial=args.trial, max_latency_ms=args.max_latency,
         best_quality=args.best_quality, out=args.out, force=args.force, measure_latency=not args.no_latency,
-        keep_failed=args.keep_failed, artifacts=args.artifacts, log=sys.stderr, **opts,
+        keep_failed=args.keep_failed, artifacts=args.artifacts, log=sys.stderr,
+        **({"max_values": max_values} if max_values else {}), **opts,
     )
     if args.format == "json":
         print(json.dumps(manifest, indent=1, default=str))

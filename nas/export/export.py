@@ -192,6 +192,7 @@ def export_trial(
     trial: int | None = None,
     max_latency_ms: float | None = None,
     best_quality: bool = False,
+    max_values: Mapping[str, float] | None = None,
     force: bool = False,
     shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
     tolerance: float = 1e-4,
@@ -205,7 +206,7 @@ def export_trial(
 ) -> dict[str, Any]:
     """Export one trial of a study into ``out``, verified, with a manifest.
 
-    Exactly one of ``trial``, ``max_latency_ms``, ``best_quality`` picks the
+    Exactly one of ``trial``, ``max_latency_ms``, ``max_values``, ``best_quality`` picks the
     trial (rule: :mod:`nas.export.select`).
 
     Args:
@@ -215,6 +216,8 @@ def export_trial(
         trial: a COMPLETE trial number.
         max_latency_ms: the highest-quality front point whose predicted latency fits.
         best_quality: the highest-quality front point.
+        max_values: ``{objective: bound}`` (``ttft_ms``, ``tpot_ms``, ``size_mb``, ...): the highest-quality
+            front point within every bound (a study priced per phase: ``{"ttft_ms": 40, "tpot_ms": 15}``).
         force: replace an existing ``out``.
         shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance: see :func:`verify_export`.
         measure_latency: re-measure ``model.quant.onnx`` with the trial's latency table.
@@ -252,7 +255,7 @@ def export_trial(
     if out.exists() and not force:
         raise ConfigError(f"out: {out} exists; pass --force (force=True) to replace it")
     ref = choose_trial(study=study, storage=storage, trial=trial, max_latency_ms=max_latency_ms, artifacts=artifacts,
-                       best_quality=best_quality)
+                       best_quality=best_quality, max_values=max_values)
     subnet = load_trial_subnet(ref)
     trial_metrics = dict(ref.attrs.get(A.METRICS) or {})
     metric = None
@@ -278,7 +281,8 @@ def export_trial(
                                metric_tolerance=metric_tolerance, latency_tables=tables,
                                latency_tolerance=latency_tolerance, task_metric=metric, log=log)
         rule = ({"trial": trial} if trial is not None else
-                {"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {"best_quality": True})
+                {"max_latency_ms": max_latency_ms} if max_latency_ms is not None else
+                {"max_values": dict(max_values)} if max_values else {"best_quality": True})
         manifest = {
             "schema": MANIFEST_SCHEMA,
             "nas_version": versions()["nas"],

@@ -1,15 +1,17 @@
 """From a study and a pick rule to one COMPLETE trial and its saved subnet (I/O at this edge).
 
 Pick rule: :func:`nas.search.pareto.pick` over the study's Pareto front
-(objectives :data:`nas.search.attrs.OBJECTIVES`): ``trial=N`` takes trial N
-(any COMPLETE trial, on the front or not); ``max_latency_ms=X`` the
-highest-quality front point whose latency is ``<= X``; ``best_quality`` the
-highest-quality front point. Ties go to lower latency, smaller size, lower
-trial number.
+(the study's objectives): ``trial=N`` takes trial N (any COMPLETE trial, on the
+front or not); ``max_values={name: X, ...}`` the highest-quality front point with
+every ``name <= X`` (the study's latency objectives, e.g. ``ttft_ms`` and
+``tpot_ms``, or ``size_mb``); ``max_latency_ms=X`` the same for ``latency_ms`` of a
+single-latency study; ``best_quality`` the highest-quality front point. Ties go
+to lower latency, smaller size, lower trial number.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,7 @@ class TrialRef:
 
 def choose_trial(
     *, study: str, storage: str | None = None, trial: int | None = None, max_latency_ms: float | None = None,
-    best_quality: bool = False, artifacts: str | None = None,
+    best_quality: bool = False, artifacts: str | None = None, max_values: Mapping[str, float] | None = None,
 ) -> TrialRef:
     """Open the study and pick one COMPLETE trial (see module docstring).
 
@@ -52,11 +54,12 @@ def choose_trial(
         study: the study name.
         storage: a storage URL (default: ``$NAS_STORAGE`` or ``./nas_studies.db``, see
             :func:`nas.search.storage.get_storage`).
-        trial, max_latency_ms, best_quality: the rule; exactly one.
+        trial, max_latency_ms, max_values, best_quality: the rule; exactly one.
         artifacts: the artifact store URL (default: the one the study recorded).
 
     Raises:
-        ConfigError: no rule or more than one rule; no front point meets the latency bound.
+        ConfigError: no rule or more than one rule; no front point meets the bounds; an unknown bound name;
+            ``max_latency_ms`` on a study priced per phase.
         StorageError: unknown storage, study or trial; a trial that is not COMPLETE.
     """
     from optuna.trial import TrialState
@@ -64,10 +67,10 @@ def choose_trial(
     from nas.search.storage import get_storage, redact, resolve_url
     from nas.search.study import front, load_study, to_point
 
-    rules = [n for n, v in (("trial", trial), ("max_latency_ms", max_latency_ms), ("best_quality", best_quality or None))
-             if v is not None]
+    rules = [n for n, v in (("trial", trial), ("max_latency_ms", max_latency_ms), ("max_values", max_values or None),
+                            ("best_quality", best_quality or None)) if v is not None]
     if len(rules) != 1:
-        raise ConfigError("rule: choose exactly one of --trial, --max-latency, --best-quality"
+        raise ConfigError("rule: choose exactly one of --trial, --max-latency, --best-quality, --max NAME=VALUE"
                           + (f" (got {', '.join(rules)})" if rules else ""))
     url = resolve_url(storage)
     s = load_study(get_storage(url, create=False), study)
@@ -81,7 +84,7 @@ def choose_trial(
             raise StorageError(f"trial: trial {trial} of study {study!r} is {t.state.name}, not COMPLETE")
         chosen = pick([to_point(t)], trial=trial)
     else:
-        chosen = pick(points_on_front, max_latency_ms=max_latency_ms, best_quality=best_quality)
+        chosen = pick(points_on_front, max_latency_ms=max_latency_ms, best_quality=best_quality, max_values=max_values)
     from nas.search.artifacts import STUDY_ATTR
     from nas.search.tables import STUDY_TABLES
 

@@ -5,12 +5,14 @@ Example:
     >>> outcome = api.run_search("experiments/smoke.yaml", storage="sqlite:///studies.db", trials=3)  # doctest: +SKIP
     >>> front = api.load_front("smoke", storage="sqlite:///studies.db")  # doctest: +SKIP
     >>> best = api.pick_trial("smoke", storage="sqlite:///studies.db", max_latency_ms=2.0)  # doctest: +SKIP
+    >>> chat = api.pick_trial("phases", storage="sqlite:///studies.db",
+    ...                       max_values={"ttft_ms": 40, "tpot_ms": 15})  # doctest: +SKIP
     >>> best.attrs["artifacts"]["subnet"][0]["filename"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,7 @@ def run_search(experiment: str | Path | Experiment, *, storage: Any = None, stud
 
 
 def load_front(study: str, *, storage: Any = None) -> list[Point]:
-    """The Pareto front of ``study``, fastest first.
+    """The Pareto front of ``study``, fastest first (in its first latency objective).
 
     Raises:
         StorageError: unknown study, unreachable storage.
@@ -76,17 +78,34 @@ def load_points(study: str, *, storage: Any = None) -> list[Point]:
     return [to_point(t) for t in complete_trials(load_study(get_storage(storage, create=False), study))]
 
 
+def latency_objectives(study: str, *, storage: Any = None) -> tuple[str, ...]:
+    """The latency objectives of ``study``: ``("latency_ms",)``, or ``("ttft_ms", "tpot_ms")`` priced per phase."""
+    from nas.search.storage import get_storage
+    from nas.search.study import latency_objectives as _names, load_study
+
+    return _names(load_study(get_storage(storage, create=False), study))
+
+
 def pick_trial(study: str, *, storage: Any = None, max_latency_ms: float | None = None, best_quality: bool = False,
-               trial: int | None = None) -> Point:
+               trial: int | None = None, max_values: Mapping[str, float] | None = None) -> Point:
     """One trial of ``study`` by the pick rule of :mod:`nas.search.pareto`.
 
     With ``trial`` any COMPLETE trial can be picked; otherwise the choice is made on the front.
 
+    Args:
+        study, storage: the study and its storage URL.
+        max_latency_ms: the highest quality with ``latency_ms <= max_latency_ms`` (a single-latency study).
+        max_values: the highest quality with every ``name <= value`` (``{"ttft_ms": 40, "tpot_ms": 15}``;
+            names: the study's latency objectives and ``size_mb``).
+        best_quality: the highest quality (the default).
+        trial: that trial.
+
     Raises:
-        StorageError: unknown study or trial; ConfigError: no trial fits ``max_latency_ms``.
+        StorageError: unknown study or trial; ConfigError: no trial fits the bounds, or an unknown name.
     """
     candidates = load_points(study, storage=storage) if trial is not None else load_front(study, storage=storage)
-    return pick(candidates, max_latency_ms=max_latency_ms, best_quality=best_quality, trial=trial)
+    return pick(candidates, max_latency_ms=max_latency_ms, best_quality=best_quality, trial=trial,
+                max_values=max_values)
 
 
 def list_studies(*, storage: Any = None) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ An experiment is a YAML file (``experiments/*.yaml``)::
     space: minilm-l6                 # shipped space name or YAML path (relative to this file)
     task: wordnet-nouns
     latency_table: minilm-l6.onnxruntime-cpu.t1.b1.s128   # shipped table name or JSON path
-    objectives: [quality, latency_ms, size_mb]           # any of these, in study-value order
+    objectives: [quality, latency_ms, size_mb]           # in study-value order (default shown)
     trial: trainers:dnas             # the trial plug-in, module:attribute (default shown; nas.search.plugin)
     trainer:                         # fixed fields of the plug-in's config (trainers.SearchConfig)
       steps: 200
@@ -27,26 +27,51 @@ An experiment is a YAML file (``experiments/*.yaml``)::
       device: auto                   # auto | cpu | cuda | cuda:N (nas.search.devices)
     sampler: {name: tpe, seed: 0}    # tpe | random | nsga2
 
+**A decoder priced per phase** names one table per latency budget instead of ``latency_table``
+(exactly one of the two; :mod:`nas.latency.budgets`)::
+
+    latency_tables:                  # budget: table (name or path), each of the budget's phase
+      ttft_ms: smollm2-135m.onnxruntime-cpu.t1.b1.s128           # prefill: time to first token
+      tpot_ms: smollm2-135m.onnxruntime-cpu.t1.b1.c256.decode    # decode: time per output token
+    objectives: [quality, ttft_ms, tpot_ms, size_mb]             # the default with latency_tables
+    sample:
+      target_fractions.ttft_ms: {float: [0.4, 0.9], stratified: true}
+      target_fractions.tpot_ms: {float: [0.4, 0.9], stratified: true}
+
+The plug-in's config then gets ``latency_tables`` and, as ``latency_table``, the ``ttft_ms`` table
+(else the first budget's). Objectives are ``quality``, ``size_mb`` and the latencies the
+experiment prices: ``latency_ms`` with ``latency_table``; ``ttft_ms`` / ``tpot_ms`` when
+``latency_tables`` names them; ``request_ms`` (``ttft_ms + output_tokens·tpot_ms``) with both
+and ``trainer.output_tokens > 0``. A sampled key ``F.K`` (``F`` a field of the plug-in's
+config) samples entry ``K`` of the mapping ``F``: the trial's config gets ``{F: {K: value}}``
+over ``trainer.F``; the Optuna parameter is named ``F.K``.
+
 Trials train on ``device``, resolved once per trial (:func:`nas.search.devices.resolve_device`):
 ``auto`` is the GPU Ray gave the trial when ``gpus_per_trial > 0`` and torch has CUDA, else
 the CPU; the device is recorded as the trial's ``device`` attribute. Latency is never
 measured on it: the latency table prices every architecture for the target device.
 
 A ``stratified: true`` range is not left to the sampler: trial ``n`` takes the
-``n``-th point of a shifted van der Corput sequence over the range (log-spaced with
+``n``-th point of a shifted low-discrepancy sequence over the range (log-spaced with
 ``log``), so any run of trials covers the range evenly (:meth:`Param.stratified_value`).
 Use it for the latency target: a front needs targets across the whole range, and a
 model-based sampler otherwise tends to collapse onto the targets it scored first.
+The ``k``-th stratified field (in ``sample:`` order) takes the radical-inverse sequence
+in the ``k``-th prime base (2, 3, 5, ...): together a Halton sequence, so two stratified
+budgets cover their square, not its diagonal (:meth:`Experiment.stratified_values`); the
+first field's base-2 (van der Corput) points are the ones single-target studies always took.
 
 Every mistake raises :class:`~nas.errors.ConfigError` ``"<file>: <field>: <reason>"``.
-A latency table built for another space raises :class:`~nas.errors.LatencyTableError`
-(:meth:`Experiment.check`), before anything is started.
+A latency table built for another space raises :class:`~nas.errors.LatencyTableError`, and a
+``latency_tables`` table of the other phase :class:`~nas.errors.LatencyTableMismatchError`
+(``"<file>: latency_tables.<budget>: ..."``; :meth:`Experiment.check`), before anything is started.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,15 +79,15 @@ from typing import Any
 
 from nas.errors import ConfigError, NASError
 from nas.files import read_utf8
-from nas.search.attrs import DIRECTIONS, OBJECTIVES
+from nas.latency.budgets import LATENCY, LATENCY_OBJECTIVES, REQUEST, TABLE_PHASES, TPOT, TTFT, check_table_budgets
+from nas.search.attrs import OBJECTIVE_DIRECTIONS, OBJECTIVES
 from nas.search.devices import check_device
 from nas.search.plugin import DEFAULT_PLUGIN, FIXED_BY_EXPERIMENT, TrialPlugin, load_plugin
 
-OBJECTIVE_DIRECTIONS = dict(zip(OBJECTIVES, DIRECTIONS))
 SAMPLERS = ("tpe", "random", "nsga2")
 DEFAULT_TRIAL = DEFAULT_PLUGIN
-_TOP = ("name", "space", "task", "latency_table", "objectives", "trial", "trainer", "sample", "run", "sampler",
-        "description")
+_TOP = ("name", "space", "task", "latency_table", "latency_tables", "objectives", "trial", "trainer", "sample", "run",
+        "sampler", "description")
 
 
 @dataclass(frozen=True)
@@ -94,17 +119,17 @@ class Param:
         mid = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
         return int(round(mid)) if self.kind == "int" else float(mid)
 
-    def stratified_value(self, index: int, shift: float = 0.0) -> float | int:
+    def stratified_value(self, index: int, shift: float = 0.0, base: int = 2) -> float | int:
         """The value trial ``index`` takes when the range is ``stratified``.
 
-        ``u = frac(vdc(index) + shift)`` with ``vdc`` the base-2 van der Corput sequence
-        (0, 1/2, 1/4, 3/4, 1/8, ...): the first ``2^k`` trials put one value in each of
-        ``2^k`` equal strata of ``[0, 1)``. ``u`` maps to ``[low, high)`` linearly, or
-        geometrically with ``log``; ``int`` ranges round (``high`` included).
+        ``u = frac(φ_b(index) + shift)`` with ``φ_b`` the radical inverse in ``base`` (base 2, the
+        van der Corput sequence: 0, 1/2, 1/4, 3/4, 1/8, ...): the first ``b^k`` trials put one
+        value in each of ``b^k`` equal strata of ``[0, 1)``. ``u`` maps to ``[low, high)``
+        linearly, or geometrically with ``log``; ``int`` ranges round (``high`` included).
         """
         if self.kind == "choices":
             raise ValueError(f"{self.name}: choices cannot be stratified")
-        u = (van_der_corput(index) + shift) % 1.0
+        u = (radical_inverse(index, base) + shift) % 1.0
         if self.kind == "int":
             lo, hi = float(self.low), float(self.high) + 1.0
             v = lo * (hi / lo) ** u if self.log else lo + u * (hi - lo)
@@ -123,16 +148,41 @@ class Param:
         return d
 
 
-def van_der_corput(index: int) -> float:
-    """The ``index``-th point of the base-2 van der Corput sequence: ``index``'s bits mirrored after the point."""
+def radical_inverse(index: int, base: int) -> float:
+    """``index``'s digits in ``base`` mirrored after the point (base 3: 0, 1/3, 2/3, 1/9, 4/9, ...).
+
+    Example:
+        >>> [radical_inverse(i, 3) for i in range(4)] == [0, 1 / 3, 2 / 3, 1 / 9]
+        True
+    """
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index}")
+    if base < 2:
+        raise ValueError(f"base must be >= 2, got {base}")
     u, denom = 0.0, 1.0
     while index:
-        index, bit = divmod(index, 2)
-        denom *= 2.0
-        u += bit / denom
+        index, digit = divmod(index, base)
+        denom *= base
+        u += digit / denom
     return u
+
+
+def van_der_corput(index: int) -> float:
+    """The ``index``-th point of the base-2 van der Corput sequence: ``index``'s bits mirrored after the point."""
+    return radical_inverse(index, 2)
+
+
+def prime(k: int) -> int:
+    """The ``k``-th prime, from 0: 2, 3, 5, 7, ... (the Halton base of the ``k``-th stratified field)."""
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    found: list[int] = []
+    n = 2
+    while len(found) <= k:
+        if all(n % p for p in found if p * p <= n):
+            found.append(n)
+        n += 1
+    return found[k]
 
 
 def stratum_shift(seed: int | None) -> float:
@@ -158,6 +208,9 @@ class Experiment:
 
     Attributes:
         name: the default study name.
+        latency_table: the one table (name or path) of a single-latency experiment; "" with ``latency_tables``.
+        latency_tables: ``{budget: table}`` of a decoder priced per phase (:mod:`nas.latency.budgets`), else empty.
+        objectives: the study's objectives, in value order.
         trial: the trial plug-in, ``module:attribute`` (:mod:`nas.search.plugin`).
         trainer: fixed fields of the plug-in's config.
         sample: sampled fields, by name.
@@ -167,7 +220,8 @@ class Experiment:
     name: str
     space: str
     task: str
-    latency_table: str
+    latency_table: str = ""
+    latency_tables: Mapping[str, str] = field(default_factory=dict)
     objectives: tuple[str, ...] = OBJECTIVES
     trial: str = DEFAULT_TRIAL
     trainer: Mapping[str, Any] = field(default_factory=dict)
@@ -181,6 +235,34 @@ class Experiment:
     @property
     def directions(self) -> tuple[str, ...]:
         return tuple(OBJECTIVE_DIRECTIONS[o] for o in self.objectives)
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """``{latency objective: table}`` it prices with: ``{"latency_ms": latency_table}``, or ``latency_tables``."""
+        return dict(self.latency_tables) if self.latency_tables else {LATENCY: self.latency_table}
+
+    @property
+    def config_table(self) -> str:
+        """The ``latency_table`` the plug-in's config gets: the one table, else the ``ttft_ms`` one, else the first."""
+        if not self.latency_tables:
+            return self.latency_table
+        return next(self.latency_tables[b] for b in (TTFT, *TABLE_PHASES) if b in self.latency_tables)
+
+    @property
+    def latency_objectives(self) -> tuple[str, ...]:
+        """The objectives that are latencies, in objective order."""
+        return tuple(o for o in self.objectives if o in LATENCY_OBJECTIVES)
+
+    def stratified_values(self, index: int) -> dict[str, float | int]:
+        """The values trial ``index`` takes for every ``stratified`` field (module docstring).
+
+        The ``k``-th stratified field (in sample order) uses the ``k``-th prime base, all shifted by
+        :func:`stratum_shift` of the sampler seed: the first ``2^a·3^b`` trials of two stratified
+        fields put one point in each cell of the ``2^a × 3^b`` grid over their ranges.
+        """
+        shift = stratum_shift(self.sampler_seed)
+        strat = [(k, p) for k, p in self.sample.items() if p.stratified]
+        return {k: p.stratified_value(index, shift, base=prime(i)) for i, (k, p) in enumerate(strat)}
 
     @property
     def plugin(self) -> TrialPlugin:
@@ -200,19 +282,45 @@ class Experiment:
         Raises:
             ConfigError: ``"<file>: <field>: <reason>"``.
         """
-        d: dict[str, Any] = {"space": self.space, "task": self.task, "latency_table": self.latency_table}
+        d: dict[str, Any] = {"space": self.space, "task": self.task, "latency_table": self.config_table}
+        if self.latency_tables:
+            d["latency_tables"] = dict(self.latency_tables)
         d.update(self.trainer)
-        d.update(params)
+        for k, v in params.items():
+            f, dot, sub = k.partition(".")
+            if dot:  # F.K: entry K of the mapping F, over trainer.F
+                d[f] = {**(d.get(f) or {}), sub: v}
+            else:
+                d[k] = v
         plugin = self.plugin
         try:
             return plugin.make_config(d)
         except ConfigError as e:
-            field_name = str(e).split(":", 1)[0]
-            where = "sample" if field_name in self.sample else "trainer"
-            raise ConfigError(f"{self.source}: {where}.{e}") from None
+            msg = str(e)
+            field_name = msg.partition(": ")[0]
+            if field_name in FIXED_BY_EXPERIMENT:
+                raise ConfigError(f"{self.source}: {msg}") from None
+            key, why = self._sampled_entry(msg)
+            if key is not None:
+                raise ConfigError(f"{self.source}: sample.{key}: {why}") from None
+            sampled = field_name in self.sample or any(k.startswith(field_name + ".") for k in self.sample)
+            raise ConfigError(f"{self.source}: {'sample' if sampled else 'trainer'}.{msg}") from None
+
+    def _sampled_entry(self, msg: str) -> tuple[str | None, str]:
+        """``("F.K", why)`` when ``msg`` (``"F: K: why"`` or ``"F: 'K' why"``) is about a sampled entry ``F.K``."""
+        field_name, _, rest = msg.partition(": ")
+        named = [k for k in self.sample if k.startswith(field_name + ".")
+                 and re.match(rf"'?{re.escape(k.partition('.')[2])}'?(: | )", rest)]
+        if len(named) != 1:
+            return None, msg
+        sub = named[0].partition(".")[2]
+        return named[0], (rest[len(sub) + 2:] if rest.startswith(f"{sub}: ") else rest)
 
     def check(self) -> None:
-        """Load the space and the latency table, check they belong together, and that every sampled value can run.
+        """Load the space and every latency table, check they belong together, and that every sampled value can run.
+
+        Each table must be built for the space, and a ``latency_tables`` budget's table must be of
+        that budget's phase (``ttft_ms``: prefill, ``tpot_ms``: decode).
 
         The plug-in checks (``plugin.check``) the trial config at both ends of every
         sampled range and at every choice, the other fields at their representative
@@ -223,15 +331,19 @@ class Experiment:
         Raises:
             SpaceError, LatencyTableError, ConfigError: naming the file, the field and what is wrong.
         """
-        from nas.latency import load_table
+        from nas.latency import check_phase, load_table
         from nas.spaces import load_space
 
         space = load_space(self.space)
-        table = load_table(self.latency_table)
-        try:
-            table.check_space(space)
-        except NASError as e:
-            raise type(e)(f"{self.source}: latency_table: {e}") from None
+        for budget, name in self.tables.items():
+            where = f"latency_tables.{budget}" if self.latency_tables else "latency_table"
+            table = load_table(name)
+            try:
+                table.check_space(space)
+                if budget in TABLE_PHASES:
+                    check_phase(table, TABLE_PHASES[budget])
+            except NASError as e:
+                raise type(e)(f"{self.source}: {where}: {e}") from None
         plugin = self.plugin
         examples = {k: p.example() for k, p in self.sample.items()}
         corners: list[tuple[str, Any]] = [("", None)]
@@ -246,13 +358,19 @@ class Experiment:
                 msg = str(e)
                 if msg.startswith(f"{self.source}: "):
                     raise
-                where = f"sample.{k}" if k else "trainer"
-                raise ConfigError(f"{self.source}: {where}: {v!r} cannot run: {msg}" if k else
-                                  f"{self.source}: {where}: {msg}") from None
+                if not k:  # at the representative values: blame a sampled entry the message names
+                    entry, why = self._sampled_entry(msg)
+                    if entry is not None:
+                        raise ConfigError(f"{self.source}: sample.{entry}: {examples[entry]!r} cannot run: "
+                                          f"{why}") from None
+                    raise ConfigError(f"{self.source}: trainer: {msg}") from None
+                raise ConfigError(f"{self.source}: sample.{k}: {v!r} cannot run: {msg}") from None
 
     def to_dict(self) -> dict[str, Any]:
+        tables: dict[str, Any] = ({"latency_tables": dict(self.latency_tables)} if self.latency_tables
+                                  else {"latency_table": self.latency_table})
         return {
-            "name": self.name, "space": self.space, "task": self.task, "latency_table": self.latency_table,
+            "name": self.name, "space": self.space, "task": self.task, **tables,
             "objectives": list(self.objectives), "trial": self.trial, "trainer": dict(self.trainer),
             "sample": {k: p.to_dict() for k, p in self.sample.items()},
             "run": dataclasses.asdict(self.run), "sampler": {"name": self.sampler, "seed": self.sampler_seed},
@@ -270,21 +388,16 @@ class Experiment:
         unknown = sorted(set(d) - set(_TOP))
         if unknown:
             raise bad(unknown[0], f"unknown field; allowed: {', '.join(_TOP)}")
-        for req in ("name", "space", "latency_table"):
+        for req in ("name", "space"):
             if not isinstance(d.get(req), str) or not d[req]:
                 raise bad(req, "required (a non-empty string)")
         name = d["name"]
         if not all(c.isalnum() or c in "-_." for c in name):
             raise bad("name", f"{name!r}: use letters, digits, '-', '_', '.' only")
-
-        objectives = d.get("objectives", list(OBJECTIVES))
-        if not isinstance(objectives, list) or not objectives:
-            raise bad("objectives", "expected a non-empty list")
-        for o in objectives:
-            if o not in OBJECTIVE_DIRECTIONS:
-                raise bad("objectives", f"unknown objective {o!r}; known: {', '.join(OBJECTIVES)}")
-        if len(set(objectives)) != len(objectives):
-            raise bad("objectives", "listed twice")
+        latency_tables = _latency_tables(d, bad)
+        if not latency_tables and (not isinstance(d.get("latency_table"), str) or not d["latency_table"]):
+            raise bad("latency_table", "required (a non-empty string), or latency_tables: {ttft_ms: TABLE, "
+                                       "tpot_ms: TABLE} for a decoder priced per phase")
 
         trial = d.get("trial", DEFAULT_TRIAL)
         try:
@@ -309,11 +422,21 @@ class Experiment:
             raise bad("sample", "give at least one sampled field (e.g. seed: {int: [0, 9]})")
         sample = {}
         for k, spec in sample_raw.items():
-            if k in FIXED_BY_EXPERIMENT or k not in fields:
+            f, dot, sub = str(k).partition(".")
+            if f in FIXED_BY_EXPERIMENT or f not in fields or (dot and not sub):
                 raise bad(f"sample.{k}", f"not a field of {trial}'s config that can be sampled")
-            if k in trainer:
+            if dot:  # F.K: entry K of the mapping F
+                fixed = trainer.get(f)
+                if f in sample_raw:
+                    raise bad(f"sample.{k}", f"also sampled whole as sample.{f}")
+                if fixed is not None and not isinstance(fixed, dict):
+                    raise bad(f"sample.{k}", f"trainer.{f} is not a mapping, so {sub!r} cannot be sampled in it")
+                if isinstance(fixed, dict) and sub in fixed:
+                    raise bad(f"sample.{k}", f"also fixed under trainer.{f}")
+            elif k in trainer:
                 raise bad(f"sample.{k}", "also fixed under trainer")
             sample[k] = _param(k, spec, lambda why, k=k: bad(f"sample.{k}", why))
+        objectives = _objectives(d, latency_tables, trainer, sample, bad)
 
         run_raw = d.get("run") or {}
         if not isinstance(run_raw, dict):
@@ -360,7 +483,9 @@ class Experiment:
 
         exp = cls(
             name=name, space=_resolve(d["space"], base), task=str(d.get("task", "wordnet-nouns")),
-            latency_table=_resolve(d["latency_table"], base), objectives=tuple(objectives), trial=trial,
+            latency_table="" if latency_tables else _resolve(d["latency_table"], base),
+            latency_tables={b: _resolve(t, base) for b, t in latency_tables.items()}, objectives=objectives,
+            trial=trial,
             trainer=dict(trainer), sample=sample, run=run, sampler=sampler, sampler_seed=seed,
             description=str(d.get("description", "")), source=source,
         )
@@ -400,6 +525,57 @@ def _resolve(value: str, base: Path | None) -> str:
         return value
     p = Path(value)
     return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _latency_tables(d: Mapping[str, Any], bad) -> dict[str, str]:
+    """``latency_tables:`` in budget order (TABLE_PHASES), or {} when the experiment names one ``latency_table``."""
+    if "latency_tables" not in d:
+        return {}
+    if "latency_table" in d:
+        raise bad("latency_tables", "give either latency_table (one table) or latency_tables ({ttft_ms: TABLE, "
+                                    "tpot_ms: TABLE}), not both")
+    raw = d["latency_tables"]
+    if not isinstance(raw, dict) or not raw:
+        raise bad("latency_tables", f"expected a mapping {{budget: table}} (budgets {', '.join(TABLE_PHASES)}), "
+                                    f"got {raw!r}")
+    try:
+        check_table_budgets(raw)
+    except ConfigError as e:
+        raise bad("latency_tables", str(e).split(": ", 1)[1]) from None
+    for b, t in raw.items():
+        if not isinstance(t, str) or not t:
+            raise bad(f"latency_tables.{b}", f"expected a table name or path, got {t!r}")
+    return {b: raw[b] for b in TABLE_PHASES if b in raw}
+
+
+def _objectives(d: Mapping[str, Any], latency_tables: Mapping[str, str], trainer: Mapping[str, Any],
+                sample: Mapping[str, Param], bad) -> tuple[str, ...]:
+    """The objectives (default: quality, the priced latencies, size_mb); each latency must be priced."""
+    default = ("quality", *latency_tables, "size_mb") if latency_tables else OBJECTIVES
+    objectives = d.get("objectives", list(default))
+    if not isinstance(objectives, list) or not objectives:
+        raise bad("objectives", "expected a non-empty list")
+    for o in objectives:
+        if o not in OBJECTIVE_DIRECTIONS:
+            raise bad("objectives", f"unknown objective {o!r}; known: {', '.join(OBJECTIVE_DIRECTIONS)}")
+    if len(set(objectives)) != len(objectives):
+        raise bad("objectives", "listed twice")
+    tokens = trainer.get("output_tokens", 0)
+    if "output_tokens" in sample:
+        p = sample["output_tokens"]
+        tokens = min(p.choices) if p.kind == "choices" else p.low
+    for o in objectives:
+        if o == LATENCY and latency_tables:
+            raise bad("objectives", f"{o!r} is priced by latency_table, but this experiment has latency_tables; "
+                                    f"use {' and '.join(latency_tables)}")
+        if o in TABLE_PHASES and o not in latency_tables:
+            raise bad("objectives", f"{o!r} is not priced: it needs latency_tables.{o} (a "
+                                    f"{TABLE_PHASES[o]} table)")
+        if o == REQUEST and not (TTFT in latency_tables and TPOT in latency_tables
+                                 and isinstance(tokens, (int, float)) and tokens > 0):
+            raise bad("objectives", f"{o!r} (ttft_ms + output_tokens·tpot_ms) is not priced: it needs "
+                                    "latency_tables for ttft_ms and tpot_ms and trainer.output_tokens > 0")
+    return tuple(objectives)
 
 
 def _param(name: str, spec: Any, bad) -> Param:

@@ -9,10 +9,13 @@ A plug-in object has these methods:
 
 * ``config_fields()`` – the names of its configuration fields: what an
   experiment may fix under ``trainer:`` or sample under ``sample:``
-  (``space``, ``task`` and ``latency_table`` are set by the experiment itself);
+  (``space``, ``task``, ``latency_table`` and ``latency_tables`` are set by the experiment itself);
 * ``make_config(fields)`` – a frozen, validated config from a plain dict, or
   :class:`~nas.errors.ConfigError` ``"<field>: <reason>"``; the config has
-  ``to_dict()``, ``space``, ``task`` and ``latency_table``;
+  ``to_dict()``, ``space``, ``task`` and ``latency_table``; a plug-in that prices a decoder
+  per phase also takes ``latency_tables`` (``{budget: table}``, :mod:`nas.latency.budgets`),
+  which an experiment with ``latency_tables:`` passes (with ``latency_table`` one of them),
+  and its config has it as an attribute;
 * ``check(config)`` – raise :class:`~nas.errors.NASError` when the config
   cannot run with its space and latency table (e.g. a latency target below the
   smallest architecture), cheaply, before any compute: the experiment calls it
@@ -20,7 +23,8 @@ A plug-in object has these methods:
 * ``run(config, *, progress, checkpoint_dir, device)`` – one trial, no Ray and no
   Optuna inside: returns a result with ``subnet`` (a :class:`~nas.supernet.Subnet`
   on the CPU, to save), ``arch``, ``arch_summary``, ``quality_after``, ``history`` and
-  ``to_dict()`` (its metrics: at least ``latency_ms`` and ``size_mb``); a
+  ``to_dict()`` (its metrics: at least ``latency_ms`` and ``size_mb``, and every latency
+  objective the experiment names, e.g. ``ttft_ms`` and ``tpot_ms``); a
   checkpoint written under ``checkpoint_dir`` lets a retried trial resume;
   ``device`` is where it trains: the service passes the one it resolved
   (``cpu``, ``cuda:0``, :mod:`nas.search.devices`); called alone, ``auto``;
@@ -45,7 +49,7 @@ from nas.errors import ConfigError
 
 DEFAULT_PLUGIN = "trainers:dnas"
 RENAMED = {"trainers:search_once": DEFAULT_PLUGIN}  # what studies made before the plug-in contract recorded
-FIXED_BY_EXPERIMENT = ("space", "task", "latency_table", "version")
+FIXED_BY_EXPERIMENT = ("space", "task", "latency_table", "latency_tables", "version")
 
 
 @runtime_checkable

@@ -1,6 +1,6 @@
 """The search driver: Ray Tune trials, Ray's ``OptunaSearch`` writing to the study.
 
-Flow: validate everything (experiment, space vs latency table, trial function,
+Flow: validate everything (experiment, space vs latency tables, trial function,
 storage, study) before Ray starts, and that the cluster has ``gpus_per_trial`` GPUs
 once it is up; then Tune runs ``trials`` trials, ``concurrency`` at a time with
 ``cpus_per_trial`` CPUs (and ``gpus_per_trial`` GPUs) each. Optuna samples each trial's parameters
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError, SearchInterrupted
-from nas.search.experiment import Experiment, stratum_shift
+from nas.search.experiment import Experiment
 from nas.search.storage import redact, resolve_url, retry_transient
 from nas.search.worker import ATTRS_KEY, COMPUTE_KEY, DEVICE_KEY, FAILED_KEY, TRIAL_NUMBER_KEY
 
@@ -224,7 +224,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         lease.acquire()
         if ot_study.user_attrs.get(STUDY_ATTR) != store_url:
             ot_study.set_user_attr(STUDY_ATTR, store_url)
-        store_study_table(ot_study, get_store(store_url), load_table(experiment.latency_table))
+        for table in dict.fromkeys(experiment.tables.values()):  # every table the trials price with
+            store_study_table(ot_study, get_store(store_url), load_table(table))
         orphans = fail_orphans(ot_study) if resume else []
         done = len(complete_trials(ot_study))
         remaining = max(trials - done, 0) if resume else trials
@@ -245,7 +246,7 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         sampler = make_sampler(experiment.sampler, None if experiment.sampler_seed is None
                                else experiment.sampler_seed + n_before)
         searcher = _study_searcher(experiment, st, name, sampler)
-        progress = _progress_callback(searcher, outcome, say, remaining, t_start)
+        progress = _progress_callback(searcher, outcome, say, remaining, t_start, experiment.objectives)
         from nas.search.progress import LineRelay
         from nas.search.worker import tune_trainable
 
@@ -453,8 +454,7 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
     from nas.search import attrs
     from nas.search.artifacts import record_artifacts
 
-    stratified = {k: p for k, p in experiment.sample.items() if p.stratified}
-    shift = stratum_shift(experiment.sampler_seed)
+    stratified = any(p.stratified for p in experiment.sample.values())
 
     class StudySearch(OptunaSearch):
         stopping: Callable[[], bool] = staticmethod(lambda: False)
@@ -484,7 +484,7 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
                 # where it stopped); the enqueued values are fixed, the sampler draws the rest.
                 index = len(self._ot_study.trials)
                 retry_transient(lambda: self._ot_study.enqueue_trial(
-                    {k: p.stratified_value(index, shift) for k, p in stratified.items()}, skip_if_exists=False))
+                    experiment.stratified_values(index), skip_if_exists=False))
             params = super().suggest(trial_id)
             if params is not None:
                 params[TRIAL_NUMBER_KEY] = self._ot_trials[trial_id].number
@@ -532,7 +532,8 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
                        study_name=study_name, storage=storage)
 
 
-def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], None], total: int, t_start: float):
+def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], None], total: int, t_start: float,
+                       objectives: tuple[str, ...] = ("quality", "latency_ms", "size_mb")):
     from ray.tune import Callback
 
     class Progress(Callback):
@@ -571,7 +572,7 @@ def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], No
                 outcome.failed += 1
                 say(f"trial {num}: FAILED, not retried ({r[FAILED_KEY]}) [{self.finished}/{total}]")
                 return
-            vals = ", ".join(f"{m} {float(r[m]):.4g}" for m in ("quality", "latency_ms", "size_mb") if m in r)
+            vals = ", ".join(f"{m} {float(r[m]):.4g}" for m in objectives if m in r)
             on = f" (trained on {r[DEVICE_KEY]})" if DEVICE_KEY in r else ""
             say(f"trial {num}: complete: {vals}{on} [{self.finished}/{total}]")
 

@@ -4,7 +4,9 @@ A search study is a plain Optuna study (readable by ``optuna`` CLI and
 optuna-dashboard) with directions from the experiment's objectives and these
 study user attributes: ``objectives`` (names, in value order), ``experiment``
 (the experiment dict) and ``nas_version``. Trials carry the attributes listed
-in :mod:`nas.search.attrs`.
+in :mod:`nas.search.attrs`. A study's latency objectives (:func:`latency_objectives`:
+``latency_ms``, or ``ttft_ms`` and ``tpot_ms`` for a decoder priced per phase) are the
+columns ``nas pareto`` shows and the first of them orders the front.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from nas.errors import StorageError, StudyBusyError
+from nas.latency.budgets import LATENCY, LATENCY_OBJECTIVES, TABLE_PHASES
 from nas.search import attrs
-from nas.search.pareto import Point, pareto_front
+from nas.search.pareto import Point, latencies, pareto_front
 
 STUDY_OBJECTIVES = "objectives"
 STUDY_EXPERIMENT = "experiment"
@@ -132,17 +135,34 @@ def to_point(trial) -> Point:
         quality=float(m.get("quality_after", m.get("quality", float("nan")))),
         latency_ms=float(m.get("latency_ms", float("nan"))),
         size_mb=float(m.get("size_mb", float("nan"))),
+        latencies={k: float(m[k]) for k in LATENCY_OBJECTIVES
+                   if isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool)},
         arch_summary=str(ua.get(attrs.ARCH_SUMMARY, "")),
         arch=dict(ua.get(attrs.ARCH, {})),
         attrs=dict(ua),
     )
 
 
+def latency_objectives(study) -> tuple[str, ...]:
+    """The study's latency objectives in objective order (``latency_ms``; ``ttft_ms``, ``tpot_ms``, ...).
+
+    A study whose objectives name no latency: the budgets of its experiment's ``latency_tables``,
+    else ``latency_ms``.
+    """
+    names = tuple(study.user_attrs.get(STUDY_OBJECTIVES) or attrs.OBJECTIVES)
+    found = tuple(o for o in names if o in LATENCY_OBJECTIVES)
+    if found:
+        return found
+    tables = (study.user_attrs.get(STUDY_EXPERIMENT) or {}).get("latency_tables") or {}
+    return tuple(b for b in TABLE_PHASES if b in tables) or (LATENCY,)
+
+
 def front(study) -> list[Point]:
-    """The study's Pareto front as points, fastest first (ties by trial number)."""
+    """The study's Pareto front as points, fastest first in its first latency objective (ties by trial number)."""
     points = [to_point(t) for t in complete_trials(study)]
     pts = pareto_front(points, _direction_names(study))
-    return sorted(pts, key=lambda p: (p.latency_ms, p.trial))
+    first = latency_objectives(study)[0]
+    return sorted(pts, key=lambda p: (latencies(p).get(first, float("inf")), p.trial))
 
 
 def summaries(storage) -> list[dict[str, Any]]:

@@ -17,7 +17,12 @@ subnets::
 
 This module is the one place that knows where those copies live (:func:`store_table_copy`
 writes one, :func:`copy_dirs` says where to look given a trial's subnet folder) and how a
-trial's recorded table is found again (:func:`trial_table`, used by export).
+trial's recorded table is found again (:func:`trial_table`; :func:`trial_tables` for every
+latency the trial was priced by, used by export).
+
+A decoder trial priced per phase records one table per budget (:data:`nas.search.attrs.LATENCY_TABLES`,
+``{"ttft_ms": entry, "tpot_ms": entry}``); the study stores each of them, so
+:func:`trial_tables` finds them all the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 
 from nas.errors import LatencyTableError
 from nas.files import write_json_atomic
+from nas.latency.budgets import LATENCY, TABLE_PHASES
 from nas.latency.table import LatencyTable, find_table, load_table, table_sha256
 
 TABLES_DIR = "tables"
@@ -153,3 +159,41 @@ def trial_table(info: Mapping[str, Any], *, subnet_dir: str | Path | None = None
     dirs = [Path(info["copy"]).parent] if info.get("copy") else []
     dirs += [d for d in (*copy_dirs(subnet_dir), *map(Path, extra_dirs)) if d not in dirs]
     return find_table(str(sha), extra_dirs=dirs, hint=hint)
+
+
+def trial_tables(user_attrs: Mapping[str, Any], *, subnet_dir: str | Path | None = None,
+                 extra_dirs: tuple[Path, ...] = ()) -> dict[str, LatencyTable]:
+    """Every latency table a trial was priced by, ``{latency objective: table}``, each found by :func:`trial_table`.
+
+    A trial priced per phase (its :data:`nas.search.attrs.LATENCY_TABLES` attribute) gives
+    ``{"ttft_ms": table, "tpot_ms": table}`` (budget order of :data:`nas.latency.budgets.TABLE_PHASES`);
+    any other trial ``{"latency_ms": table}`` (its :data:`nas.search.attrs.LATENCY_TABLE`).
+
+    Args:
+        user_attrs: the trial's user attributes.
+        subnet_dir: the trial's ``subnet_dir`` attribute (locates the study's copies); default: from ``user_attrs``.
+        extra_dirs: more folders to look in (e.g. the study's artifacts downloaded there).
+
+    Raises:
+        LatencyTableError: a table that cannot be found (``<budget>: ...`` for a per-phase trial).
+
+    Example:
+        >>> from nas.latency.table import load_table
+        >>> t = load_table("tiny-llama.onnxruntime-cpu.t1.b1.s32")
+        >>> list(trial_tables({"latency_table": {"path": t.path, "sha256": table_sha256(t)}}))
+        ['latency_ms']
+    """
+    from nas.search import attrs
+
+    subnet_dir = subnet_dir if subnet_dir is not None else user_attrs.get(attrs.SUBNET_DIR)
+    per_budget = user_attrs.get(attrs.LATENCY_TABLES) or {}
+    if not per_budget:
+        return {LATENCY: trial_table(user_attrs.get(attrs.LATENCY_TABLE) or {}, subnet_dir=subnet_dir,
+                                     extra_dirs=extra_dirs)}
+    out: dict[str, LatencyTable] = {}
+    for budget in [b for b in TABLE_PHASES if b in per_budget] + [b for b in per_budget if b not in TABLE_PHASES]:
+        try:
+            out[budget] = trial_table(per_budget[budget], subnet_dir=subnet_dir, extra_dirs=extra_dirs)
+        except LatencyTableError as e:
+            raise LatencyTableError(f"{budget}: {e}") from None
+    return out

@@ -2,7 +2,8 @@
 
 The trial process never touches the study: it writes the subnet's files and its
 step history into the study's artifact store (:mod:`nas.search.artifacts`, reachable
-from every node) and reports the objective values plus every trial attribute
+from every node) and reports the objective values (the experiment's objectives, read from the
+trial's metrics by name: :func:`objective_values`) plus every trial attribute
 (JSON, see :mod:`nas.search.attrs`), the artifact entries, the node it ran on and
 the device it trained on (:data:`DEVICE_KEY`, :mod:`nas.search.devices`); the driver
 writes them to the study. One writer per study keeps SQLite free of
@@ -75,10 +76,21 @@ def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
     from nas.spaces import load_space
     from nas.version import __version__
 
+    entries: dict[str, dict[str, Any]] = {}
+
+    def entry(name: str) -> dict[str, Any]:  # the config's latency_table is one of its latency_tables
+        if name not in entries:
+            table = load_table(name)
+            entries[name] = {"id": table.id, "path": table.path, "space_hash": table.space_hash,
+                             "device_fingerprint": table.device.get("fingerprint"), "sha256": table_sha256(table)}
+        return dict(entries[name])
+
     space = load_space(config.space)
-    table = load_table(config.latency_table)
+    per_budget = dict(getattr(config, "latency_tables", None) or {})  # the plug-in's config is opaque
     metrics = {k: v for k, v in result.to_dict().items() if k not in ("history", "arch")}
     metrics["quality"] = result.quality_after
+    if isinstance(metrics.get("phase_seconds"), dict):  # wall times to the millisecond: compact attributes
+        metrics["phase_seconds"] = {k: round(float(v), 3) for k, v in metrics["phase_seconds"].items()}
     head = subnet_dir / "head.safetensors"
     return {
         **({attrs.HEAD_SHA256: sha256_file(head)} if head.is_file() else {}),
@@ -88,16 +100,25 @@ def trial_attrs(*, result, config, subnet_dir: Path) -> dict[str, Any]:
         attrs.METRICS: metrics,
         attrs.SUBNET_SHA256: sha256_file(subnet_dir / "model.safetensors"),
         attrs.SPACE: {"name": space.name, "hash": space.hash},
-        attrs.LATENCY_TABLE: {
-            "id": table.id, "path": table.path, "space_hash": table.space_hash,
-            "device_fingerprint": table.device.get("fingerprint"),
-            "sha256": table_sha256(table),
-        },
+        attrs.LATENCY_TABLE: entry(config.latency_table),
+        **({attrs.LATENCY_TABLES: {b: entry(t) for b, t in per_budget.items()}} if per_budget else {}),
         attrs.NAS_VERSION: __version__,
     }
 
 
 def objective_values(metrics: Mapping[str, Any], objectives) -> dict[str, float]:
+    """``{objective: value}`` read from the trial's metrics by name (``quality``, ``ttft_ms``, ...).
+
+    Raises:
+        ConfigError: the plug-in's metrics lack an objective (the message names it and what they have).
+    """
+    from nas.errors import ConfigError
+
+    missing = [o for o in objectives if o not in metrics]
+    if missing:
+        raise ConfigError(f"objectives: the trial's metrics have no {', '.join(missing)} (they have "
+                          f"{', '.join(k for k in metrics if isinstance(metrics[k], (int, float)))}); "
+                          "the trial plug-in must report every objective the experiment names")
     return {o: float(metrics[o]) for o in objectives}
 
 

@@ -47,3 +47,31 @@ def experiment_file(tmp: Path, *, name: str = "tiny", trial: str = "tests.search
     p = tmp / f"{name}.yaml"
     p.write_text(yaml.safe_dump(d, sort_keys=False))
     return p
+
+
+TTFT_TABLE = "tiny-llama.onnxruntime-cpu.t1.b1.s32"  # prefill of 32 tokens
+TPOT_TABLE = "tiny-llama.onnxruntime-cpu.t1.b1.c32.decode"  # one decode step after 32 cached tokens
+
+
+def phases_dict(*, name: str = "phases", trial: str = "trainers:dnas", **over) -> dict:
+    """A tiny-llama experiment priced per phase (the shipped prefill and decode tables), as a dict."""
+    d = {
+        "name": name, "space": "tiny-llama", "task": "wordnet-definitions", "trial": trial,
+        "latency_tables": {"ttft_ms": TTFT_TABLE, "tpot_ms": TPOT_TABLE},
+        "trainer": {"steps": 2, "warmup_steps": 1, "batch_size": 4, "max_length": 32, "finetune_steps": 1,
+                    "max_train": 32, "max_eval": 8, "log_every": 1, "checkpoint_every": 2, "loss": "hinge"},
+        "sample": {"target_fractions.ttft_ms": {"float": [0.6, 0.9], "stratified": True},
+                   "target_fractions.tpot_ms": {"float": [0.6, 0.9], "stratified": True},
+                   "seed": {"int": [0, 3]}},
+        "run": {"trials": 2, "concurrency": 1, "cpus_per_trial": 1, "max_failures": 0},
+        "sampler": {"name": "random", "seed": 0},
+    }
+    d.update(over)
+    return d
+
+
+def phases_experiment_file(tmp: Path, **over) -> Path:
+    d = phases_dict(**over)
+    p = tmp / f"{d['name']}.yaml"
+    p.write_text(yaml.safe_dump(d, sort_keys=False))
+    return p

@@ -118,3 +118,55 @@ def test_pareto_formats(tmp_path, nas_here):
         assert len(json.loads(r.stdout)) == 4
     else:
         pytest.fail(r.stderr[-500:])
+
+
+def test_pareto_of_a_study_priced_per_phase(tmp_path, nas_here):
+    """A two-latency study (trials written with Optuna directly): one column per latency, --max per latency."""
+    import json
+
+    from tests.search.test_study import fill_phases
+
+    db = f"sqlite:///{tmp_path}/s.db"
+    fill_phases(db, "ph")
+    table = nas("pareto", "--study", "ph", "--storage", db).stdout.splitlines()
+    assert table[0].split() == ["trial", "quality", "ttft_ms", "tpot_ms", "size_mb", "arch"]
+    assert [line.split()[:5] for line in table[2:]] == [["1", "0.8", "30", "16", "8"], ["2", "0.7", "45", "9", "7"],
+                                                        ["0", "0.9", "50", "20", "10"]]
+    r = nas_here("pareto", "--study", "ph", "--storage", db, "--max", "ttft_ms=46", "--max", "tpot_ms=10")
+    assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines()[2:]] == ["2"]
+    rows = json.loads(nas_here("pareto", "--study", "ph", "--storage", db, "--max", "ttft_ms=46", "-f", "json").stdout)
+    assert [(r["trial"], r["ttft_ms"], r["tpot_ms"]) for r in rows] == [(1, 30.0, 16.0), (2, 45.0, 9.0)]
+    assert rows[0]["latencies"] == {"latency_ms": 30.0, "ttft_ms": 30.0, "tpot_ms": 16.0}
+    csv = nas_here("pareto", "--study", "ph", "--storage", db, "-f", "csv", "--max", "size_mb=7.5").stdout
+    assert csv.splitlines() == ["trial,quality,ttft_ms,tpot_ms,size_mb,arch", "2,0.7,45,9,7,L2 H3"]
+    r = nas_here("pareto", "--study", "ph", "--storage", db, "--plot", str(tmp_path / "f.html"))
+    html = (tmp_path / "f.html").read_text()
+    assert r.returncode == 0 and "<th>ttft_ms</th><th>tpot_ms</th>" in html and "predicted ttft_ms (ms)" in html
+
+
+def test_pareto_max_errors(tmp_path, nas_here):
+    from tests.search.test_study import fill_phases
+
+    db = f"sqlite:///{tmp_path}/s.db"
+    fill_phases(db, "ph")
+    fill(db, "known")
+    for bad in ("ttft_ms", "ttft_ms=", "=4", "ttft_ms=fast", "ttft_ms=nan"):
+        one_line_error(nas_here("pareto", "--study", "ph", "--storage", db, "--max", bad),
+                       f"max: {bad!r} is not NAME=VALUE (e.g. --max ttft_ms=40 --max tpot_ms=15)")
+    one_line_error(nas("pareto", "--study", "ph", "--storage", db, "--max", "ttft_ms=1", "--max", "ttft_ms=2"),
+                   "max: ttft_ms given twice")
+    one_line_error(nas_here("pareto", "--study", "ph", "--storage", db, "--max", "e2e_ms=1"),
+                   "max: 'e2e_ms' is not a latency objective of this study nor size_mb; known: latency_ms, ttft_ms, "
+                   "tpot_ms, size_mb")
+    one_line_error(nas_here("pareto", "--study", "ph", "--storage", db, "--max", "ttft_ms=10", "--max", "tpot_ms=5"),
+                   "max: no trial fits ttft_ms <= 10, tpot_ms <= 5 (fastest in ttft_ms is trial 1 at 30 ms; "
+                   "fastest in tpot_ms is trial 2 at 9 ms)")
+    one_line_error(nas_here("pareto", "--study", "ph", "--storage", db, "--max-latency", "40"),
+                   "max_latency_ms: the study has 2 latencies (ttft_ms, tpot_ms); bound each: --max ttft_ms=MS "
+                   "--max tpot_ms=MS")
+    one_line_error(nas_here("pareto", "--study", "known", "--storage", db, "--max-latency", "40", "--max",
+                            "latency_ms=3"), "choose one of max_latency_ms and max_values")
+    r = nas_here("pareto", "--study", "known", "--storage", db, "--max-latency", "2")
+    assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines()[2:]] == ["3", "2"]
+    one_line_error(nas_here("export", "--study", "ph", "--storage", db, "--out", str(tmp_path / "o"), "--max", "x"),
+                   "max: 'x' is not NAME=VALUE")

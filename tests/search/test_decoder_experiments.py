@@ -21,3 +21,16 @@ def test_decoder_experiment_parses_and_checks(name, space, table):
     exp.check()  # the table fits the space, every target in the sampled range is reachable
     cfg = exp.search_config({})
     assert isinstance(cfg, SearchConfig) and cfg.task == "wordnet-definitions"
+
+
+def test_phases_experiment_parses_and_checks():
+    """experiments/smollm2_phases.yaml: TTFT and TPOT, each priced by its own table and swept together."""
+    exp = Experiment.from_yaml(ROOT / "experiments" / "smollm2_phases.yaml")
+    assert exp.latency_tables == {"ttft_ms": "smollm2-135m.onnxruntime-cpu.t1.b1.s128",
+                                  "tpot_ms": "smollm2-135m.onnxruntime-cpu.t1.b1.c256.decode"}
+    assert exp.objectives == ("quality", "ttft_ms", "tpot_ms", "size_mb")
+    assert [k for k, p in exp.sample.items() if p.stratified] == ["target_fractions.ttft_ms",
+                                                                  "target_fractions.tpot_ms"]
+    exp.check()  # both tables fit the space and their phase; every target in both ranges is reachable
+    cfg = exp.search_config(exp.stratified_values(1))
+    assert cfg.latency_table == exp.latency_tables["ttft_ms"] and set(cfg.target_fractions) == {"ttft_ms", "tpot_ms"}

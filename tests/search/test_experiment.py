@@ -1,5 +1,6 @@
 """Experiment files: parsing, field-level errors, the SearchConfig of a trial."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -8,8 +9,8 @@ import pytest
 import yaml
 
 from nas.errors import ConfigError, LatencyTableError
-from nas.search.experiment import Experiment, Param, stratum_shift, van_der_corput
-from tests.search.fixtures import experiment_file, tiny_table
+from nas.search.experiment import Experiment, Param, prime, radical_inverse, stratum_shift, van_der_corput
+from tests.search.fixtures import TPOT_TABLE, TTFT_TABLE, experiment_file, phases_dict, tiny_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,3 +158,149 @@ def test_bad_space_file_is_named_once(tmp_path):
     with pytest.raises(SpaceError) as e:
         exp.check()
     assert str(e.value) == f"{space}: bits: expected a list, got str"
+
+
+# --- a decoder priced per phase: latency_tables, per-budget sampling, Halton strata -------------------------
+
+
+
+def phases(tmp_path, name="p.yaml", **over):
+    d = phases_dict(**over)
+    for k, v in over.items():
+        if v is None:
+            d.pop(k)
+    return write(tmp_path, yaml.safe_dump(d, sort_keys=False), name)
+
+
+def test_phases_experiment_parses_and_builds_configs(tmp_path):
+    exp = Experiment.from_yaml(phases(tmp_path))
+    assert exp.latency_tables == {"ttft_ms": TTFT_TABLE, "tpot_ms": TPOT_TABLE} and exp.latency_table == ""
+    assert exp.tables == dict(exp.latency_tables) and exp.config_table == TTFT_TABLE
+    assert exp.objectives == ("quality", "ttft_ms", "tpot_ms", "size_mb")  # the default with latency_tables
+    assert exp.directions == ("maximize", "minimize", "minimize", "minimize")
+    assert exp.latency_objectives == ("ttft_ms", "tpot_ms")
+    cfg = exp.search_config({"target_fractions.ttft_ms": 0.7, "target_fractions.tpot_ms": 0.8, "seed": 1})
+    assert dict(cfg.latency_tables) == {"ttft_ms": TTFT_TABLE, "tpot_ms": TPOT_TABLE}
+    assert cfg.latency_table == TTFT_TABLE and dict(cfg.target_fractions) == {"ttft_ms": 0.7, "tpot_ms": 0.8}
+    again = Experiment.from_dict(json.loads(json.dumps(exp.to_dict())), source="db")
+    assert again == dataclasses.replace(exp, source="db") and "latency_table" not in exp.to_dict()
+    # the sampled entry is folded over trainer.target_fractions (which the experiment never mutates)
+    d = phases_dict(trainer={**phases_dict()["trainer"], "target_fractions": {"tpot_ms": 0.75}},
+                    sample={"target_fractions.ttft_ms": {"float": [0.6, 0.9]}, "seed": {"int": [0, 3]}})
+    exp = Experiment.from_yaml(write(tmp_path, yaml.safe_dump(d), "fold.yaml"))
+    assert dict(exp.search_config({"target_fractions.ttft_ms": 0.65, "seed": 0}).target_fractions) == {
+        "tpot_ms": 0.75, "ttft_ms": 0.65}
+    assert exp.trainer["target_fractions"] == {"tpot_ms": 0.75}
+
+
+def test_phases_paths_resolve_and_one_table_stays_as_it_was(tmp_path):
+    table = tiny_table(tmp_path / "t.json")
+    d = phases_dict(latency_tables={"ttft_ms": "t.json", "tpot_ms": TPOT_TABLE})
+    exp = Experiment.from_dict(d, source="e.yaml", base=tmp_path)
+    assert exp.latency_tables == {"ttft_ms": str(table), "tpot_ms": TPOT_TABLE}
+    one = Experiment.from_yaml(experiment_file(tmp_path))
+    assert one.tables == {"latency_ms": one.latency_table} and one.config_table == one.latency_table
+    assert one.latency_tables == {} and one.objectives == ("quality", "latency_ms", "size_mb")
+    assert "latency_tables" not in one.to_dict()
+
+
+def test_request_objective_needs_both_tables_and_output_tokens(tmp_path):
+    trainer = {**phases_dict()["trainer"], "output_tokens": 16}
+    exp = Experiment.from_yaml(phases(tmp_path, trainer=trainer,
+                                      objectives=["quality", "request_ms", "ttft_ms", "size_mb"]))
+    assert exp.objectives == ("quality", "request_ms", "ttft_ms", "size_mb")
+    assert exp.latency_objectives == ("request_ms", "ttft_ms")
+
+
+@pytest.mark.parametrize("over, where", [
+    ({"latency_table": TTFT_TABLE}, "latency_tables: give either latency_table (one table) or latency_tables"),
+    ({"latency_tables": None}, "latency_table: required (a non-empty string), or latency_tables:"),
+    ({"latency_tables": {}}, "latency_tables: expected a mapping {budget: table}"),
+    ({"latency_tables": ["a"]}, "latency_tables: expected a mapping {budget: table}"),
+    ({"latency_tables": {"ttft_ms": TTFT_TABLE, "e2e_ms": TPOT_TABLE}},
+     "latency_tables: 'e2e_ms' is not a latency one table prices; known: ttft_ms, tpot_ms"),
+    ({"latency_tables": {"ttft_ms": TTFT_TABLE, "tpot_ms": ""}}, "latency_tables.tpot_ms: expected a table name"),
+    ({"objectives": ["quality", "latency_ms"]}, "objectives: 'latency_ms' is priced by latency_table, but this "
+                                                "experiment has latency_tables; use ttft_ms and tpot_ms"),
+    ({"objectives": ["quality", "request_ms"]}, "objectives: 'request_ms' (ttft_ms + output_tokens·tpot_ms) is "
+                                                "not priced: it needs latency_tables for ttft_ms and tpot_ms and "
+                                                "trainer.output_tokens > 0"),
+    ({"objectives": ["quality", "e2e_ms"]}, "objectives: unknown objective 'e2e_ms'; known: quality, latency_ms, "
+                                            "ttft_ms, tpot_ms, request_ms, size_mb"),
+    ({"latency_tables": {"ttft_ms": TTFT_TABLE}, "objectives": ["quality", "tpot_ms"]},
+     "objectives: 'tpot_ms' is not priced: it needs latency_tables.tpot_ms (a decode table)"),
+    ({"trainer": {"latency_tables": {}}}, "trainer.latency_tables: set at the top level"),
+    ({"sample": {"latency_tables.ttft_ms": {"choices": ["x"]}}}, "sample.latency_tables.ttft_ms: not a field of"),
+    ({"sample": {"colours.ttft_ms": {"float": [0.5, 0.9]}}}, "sample.colours.ttft_ms: not a field of"),
+    ({"sample": {"target_fractions.": {"float": [0.5, 0.9]}}}, "sample.target_fractions.: not a field of"),
+    ({"sample": {"target_fractions.ttft_ms": {"float": [0.5, 0.9]}, "target_fractions": {"choices": [{}]}}},
+     "sample.target_fractions.ttft_ms: also sampled whole as sample.target_fractions"),
+    ({"trainer": {"target_fractions": {"ttft_ms": 0.5}}}, "sample.target_fractions.ttft_ms: also fixed under "
+                                                          "trainer.target_fractions"),
+    ({"sample": {"target_fractions.ttft_ms": {"float": [1.2, 1.5]}}},
+     "sample.target_fractions.ttft_ms: must be in (0, 1], got 1.35"),
+    ({"sample": {"target_fractions.e2e_ms": {"float": [0.5, 0.9]}}},
+     "sample.target_fractions.e2e_ms: 'e2e_ms' is not a budget this trial prices"),
+])
+def test_phases_field_errors(tmp_path, over, where):
+    if "trainer" in over and "latency_tables" not in over["trainer"]:
+        over = {**over, "trainer": {**phases_dict()["trainer"], **over["trainer"]}}
+    p = phases(tmp_path, **over)
+    with pytest.raises(ConfigError) as e:
+        Experiment.from_yaml(p)
+    assert str(e.value).startswith(f"{p}: ") and where in str(e.value), str(e.value)
+
+
+def test_phases_check_names_the_budget_whose_table_is_wrong(tmp_path):
+    from nas.errors import LatencyTableMismatchError
+
+    exp = Experiment.from_yaml(phases(tmp_path))
+    exp.check()  # both shipped tables fit tiny-llama, each of its budget's phase, every target reachable
+    swapped = Experiment.from_yaml(phases(tmp_path, latency_tables={"ttft_ms": TPOT_TABLE, "tpot_ms": TTFT_TABLE}))
+    with pytest.raises(LatencyTableMismatchError) as e:
+        swapped.check()
+    assert str(e.value).startswith(f"{swapped.source}: latency_tables.ttft_ms: phase: expected a prefill table")
+    other = Experiment.from_yaml(phases(tmp_path, latency_tables={"ttft_ms": TTFT_TABLE,
+                                                                  "tpot_ms": str(tiny_table(tmp_path / "t.json"))}))
+    with pytest.raises(LatencyTableError, match=r"latency_tables\.tpot_ms: .*built for space hash"):
+        other.check()
+    low = Experiment.from_yaml(phases(tmp_path, sample={"target_fractions.tpot_ms": {"float": [0.1, 0.9]},
+                                                        "seed": {"int": [0, 3]}}))
+    with pytest.raises(ConfigError) as e:  # a per-budget range is checked before Ray starts
+        low.check()
+    assert str(e.value).startswith(f"{low.source}: sample.target_fractions.tpot_ms: 0.5 cannot run: target "), e.value
+    assert "below the smallest architecture" in str(e.value)
+
+
+def test_radical_inverse_and_primes():
+    assert [prime(k) for k in range(6)] == [2, 3, 5, 7, 11, 13]
+    assert [radical_inverse(i, 3) for i in range(5)] == pytest.approx([0, 1 / 3, 2 / 3, 1 / 9, 4 / 9])
+    assert [radical_inverse(i, 2) for i in range(64)] == [van_der_corput(i) for i in range(64)]
+    with pytest.raises(ValueError):
+        radical_inverse(1, 1)
+
+
+@pytest.mark.parametrize("seed", [None, 0, 5])
+def test_two_stratified_budgets_cover_the_square_not_its_diagonal(tmp_path, seed):
+    """Halton: the k-th stratified field takes the k-th prime base. The first 2^a·3^b trials put one point
+    in each cell of the 2^a × 3^b grid (cells shifted with the seed's shift), and the first field keeps
+    the base-2 points a single stratified target always took."""
+    exp = Experiment.from_yaml(phases(tmp_path, sampler={"name": "tpe", "seed": seed}))
+    lo, hi, shift = 0.6, 0.9, stratum_shift(seed)
+    a, b = exp.sample["target_fractions.ttft_ms"], exp.sample["target_fractions.tpot_ms"]
+
+    def unit(v):  # back to [0, 1), unshifted
+        return ((v - lo) / (hi - lo) - shift) % 1.0
+
+    pts = [exp.stratified_values(n) for n in range(36)]
+    assert set(pts[0]) == {"target_fractions.ttft_ms", "target_fractions.tpot_ms"}  # seed is not stratified
+    us = [(unit(p[a.name]), unit(p[b.name])) for p in pts]
+    for nx, ny in ((2, 3), (4, 3), (2, 9), (4, 9)):
+        cells = {(int(x * nx + 1e-9) % nx, int(y * ny + 1e-9) % ny) for x, y in us[:nx * ny]}
+        assert len(cells) == nx * ny, (nx, ny, sorted(cells))
+    assert [p[a.name] for p in pts] == [a.stratified_value(n, shift) for n in range(36)]  # as before
+    # the old scheme (every field on the base-2 points) would fill only the diagonal of a 2x2 grid
+    diag = {(int(unit(a.stratified_value(n, shift)) * 2), int(unit(b.stratified_value(n, shift)) * 2))
+            for n in range(4)}
+    assert diag == {(0, 0), (1, 1)}
+    assert all(0.6 <= v < 0.9 for p in pts for v in p.values())

@@ -61,7 +61,7 @@ def check_complete_trial(t, exp, store_url, storage, tmp=None, study_tables=None
         assert key in ua, key
     assert attrs.SUBNET_DIR not in ua and ua[attrs.NODE]["node_id"] and ua[attrs.NODE]["host"]
     assert ua[DEVICE_KEY] == "cpu"  # gpus_per_trial 0: Ray gave it no GPU
-    assert len(json.dumps(ua)) < 4096  # compact: the history is an artifact
+    assert len(json.dumps(ua)) < 4096, json.dumps(ua)  # compact: the history is an artifact
     entries = ua[attrs.ARTIFACTS]["subnet"] + [ua[attrs.ARTIFACTS]["history"]]
     assert {m.artifact_id for m in get_all_artifact_meta(t, storage=storage)} == {e["artifact_id"] for e in entries}  # as the dashboard lists
     want = {int(k): v for k, v in ua[attrs.HISTORY_SUMMARY]["values"].items()}

@@ -89,3 +89,41 @@ class TestStudyOnEveryStorage:
         assert len(done) == 24 and all(t.state == TrialState.COMPLETE for t in done)
         assert len({t.number for t in done}) == 24
         assert len({t.user_attrs[attrs.ARCH_SUMMARY] for t in done}) == 24
+
+
+PHASE_OBJ = attrs.PHASE_OBJECTIVES  # quality, ttft_ms, tpot_ms, size_mb
+# (quality, ttft, tpot, size): trial 3 is dominated by 1; the front is 0, 1, 2, sorted by ttft: 1, 2, 0.
+PHASE_ROWS = [(0.9, 50.0, 20.0, 10.0), (0.8, 30.0, 16.0, 8.0), (0.7, 45.0, 9.0, 7.0), (0.75, 35.0, 17.0, 9.0)]
+
+
+def fill_phases(url, name):
+    """A study priced per phase, as a search of experiments like smollm2_phases.yaml writes it."""
+    st = get_storage(url)
+    study = create_or_load_study(st, name, objectives=PHASE_OBJ, directions=("maximize",) + ("minimize",) * 3,
+                                 experiment={"name": name, "latency_tables": {"ttft_ms": "a", "tpot_ms": "b"}})
+    for i, (q, ttft, tpot, mb) in enumerate(PHASE_ROWS):
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.COMPLETE, values=[q, ttft, tpot, mb], params={"target_fractions.ttft_ms": 0.5 + i / 10},
+            distributions={"target_fractions.ttft_ms": optuna.distributions.FloatDistribution(0.4, 0.9)},
+            user_attrs={attrs.ARCH_SUMMARY: f"L2 H{i + 1}", attrs.ARCH: {"layer0.heads": i + 1},
+                        attrs.METRICS: {"quality_after": q, "latency_ms": ttft, "ttft_ms": ttft, "tpot_ms": tpot,
+                                        "size_mb": mb, "targets": {"ttft_ms": 40.0, "tpot_ms": 15.0}}}))
+    return st, study
+
+
+def test_phase_study_front_and_pick(tmp_path):
+    from nas.search.study import latency_objectives
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    _, study = fill_phases(url, "ph")
+    assert study.metric_names == list(PHASE_OBJ)
+    assert latency_objectives(study) == ("ttft_ms", "tpot_ms") == api.latency_objectives("ph", storage=url)
+    fr = api.load_front("ph", storage=url)
+    assert [p.trial for p in fr] == [1, 2, 0]  # fastest first in the first latency objective, ttft_ms
+    assert fr[0].latencies == {"latency_ms": 30.0, "ttft_ms": 30.0, "tpot_ms": 16.0}
+    assert api.pick_trial("ph", storage=url, max_values={"ttft_ms": 46, "tpot_ms": 10}).trial == 2
+    assert api.pick_trial("ph", storage=url, max_values={"ttft_ms": 46}).trial == 1
+    with pytest.raises(ConfigError, match="use|bound each"):
+        api.pick_trial("ph", storage=url, max_latency_ms=40)
+    _, old = fill(url, "old")
+    assert latency_objectives(old) == ("latency_ms",)

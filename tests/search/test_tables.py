@@ -87,3 +87,34 @@ def test_study_table_is_an_artifact_found_by_hash(tmp_path, table):
     got = fetch_study_table(tables, store, sha, tmp_path / "fetched")
     assert table_sha256(load_table(got / f"{sha}.json")) == sha
     assert fetch_study_table(tables, store, "0" * 64, tmp_path / "none") is None
+
+
+def test_trial_attrs_and_trial_tables_of_a_trial_priced_per_phase(tmp_path, table):
+    """A config with latency_tables: each budget's table is pinned by hash (LATENCY_TABLES) and found again."""
+    from nas.search.tables import trial_tables
+    from nas.search.worker import trial_attrs
+    from tests.search.fixtures import TPOT_TABLE, TTFT_TABLE
+
+    subnet_dir = tmp_path / "subnet"
+    subnet_dir.mkdir(parents=True)
+    (subnet_dir / "model.safetensors").write_bytes(b"weights")
+    result = SimpleNamespace(to_dict=lambda: {"latency_ms": 1.0, "ttft_ms": 1.0, "tpot_ms": 0.5}, quality_after=0.5,
+                             arch={}, arch_summary="", history=[])
+    config = SimpleNamespace(space="tiny-llama", latency_table=TTFT_TABLE, to_dict=lambda: {},
+                             latency_tables={"ttft_ms": TTFT_TABLE, "tpot_ms": TPOT_TABLE})
+    a = trial_attrs(result=result, config=config, subnet_dir=subnet_dir)
+    ttft, tpot = load_table(TTFT_TABLE), load_table(TPOT_TABLE)
+    assert list(a[attrs.LATENCY_TABLES]) == ["ttft_ms", "tpot_ms"]
+    assert a[attrs.LATENCY_TABLES]["tpot_ms"]["sha256"] == table_sha256(tpot)
+    assert a[attrs.LATENCY_TABLE] == a[attrs.LATENCY_TABLES]["ttft_ms"]
+    found = trial_tables(json.loads(json.dumps(a)))
+    assert {b: table_sha256(t) for b, t in found.items()} == {"ttft_ms": table_sha256(ttft),
+                                                              "tpot_ms": table_sha256(tpot)}
+    # a single-table trial: {"latency_ms": table}; no latency_tables attribute is recorded
+    one = trial_attrs(result=result, config=SimpleNamespace(space="tiny-bert", latency_table=table.path,
+                                                            to_dict=lambda: {}), subnet_dir=subnet_dir)
+    assert attrs.LATENCY_TABLES not in one
+    assert {b: table_sha256(t) for b, t in trial_tables(one).items()} == {"latency_ms": table_sha256(table)}
+    a[attrs.LATENCY_TABLES]["tpot_ms"]["sha256"] = "0" * 64
+    with pytest.raises(LatencyTableError, match=r"^tpot_ms: .*no latency table has sha256 0{64}"):
+        trial_tables(a)
