@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("trial", "nas.commands.trial"),
     ("lut", "nas.commands.lut"),
     ("search", "nas.commands.search"),
+    ("supernet", "nas.commands.supernet"),
     ("export", "nas.commands.export"),
     ("generate", "nas.commands.generate"),
 )

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -115,6 +116,11 @@ class SearchConfig:
         seed: everything random (sampling, data order, Gumbel noise).
         autocast: ``bf16`` runs the search's and fine-tuning's training steps under bf16 autocast on CUDA
             (never on the CPU, never evaluation or the teacher's cached outputs); ``none`` keeps them fp32.
+        shared_supernet: the sha256 of a study's shared supernet (:mod:`trainers.shared`) the trial starts
+            from instead of the pretrained weights (set by the search service; ``search_once`` then needs
+            its folder, ``shared_dir``); None: the pretrained model.
+        freeze_weights: skip the search's weight steps (the architecture steps alone, on the weights the
+            trial started from: a shared supernet's already serve every architecture).
     """
 
     space: str = "minilm-l6"
@@ -160,6 +166,8 @@ class SearchConfig:
     checkpoint_every: int = 50
     seed: int = 0
     autocast: str = "bf16"
+    shared_supernet: str | None = None
+    freeze_weights: bool = False
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -204,6 +212,11 @@ class SearchConfig:
             raise bad("arch_fraction", f"must be in (0, 1), got {self.arch_fraction}")
         if self.size_weight > 0 and not (self.size_target_mb or 0) > 0:
             raise bad("size_target_mb", "must be > 0 when size_weight > 0")
+        if self.shared_supernet is not None and not (isinstance(self.shared_supernet, str)
+                                                     and re.fullmatch(r"[0-9a-f]{64}", self.shared_supernet)):
+            raise bad("shared_supernet", f"expected a sha256 (64 hex digits), got {self.shared_supernet!r}")
+        if not isinstance(self.freeze_weights, bool):
+            raise bad("freeze_weights", f"must be true or false, got {self.freeze_weights!r}")
         if self.version != CONFIG_VERSION:
             raise bad("version", f"unknown config version {self.version}")
         self._check_budgets()

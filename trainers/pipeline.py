@@ -167,6 +167,7 @@ def search_once(
     progress: Callable[[str], None] | None = _stderr,
     checkpoint_dir: str | Path | None = None,
     device: str = "auto",
+    shared_dir: str | Path | None = None,
 ) -> SearchResult:
     """Search an architecture for ``config``'s budget, derive it, fine-tune it and measure it.
 
@@ -175,6 +176,8 @@ def search_once(
         progress: receives one line per logged step (``None``: silent).
         checkpoint_dir: folder to checkpoint the search into and resume from.
         device: where to train and evaluate: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        shared_dir: the folder of the shared supernet ``config.shared_supernet`` names (its sha256 and
+            space are checked before it is loaded, :func:`trainers.shared.load_shared_supernet`).
 
     Returns:
         The :class:`SearchResult` (its ``subnet`` holds the fine-tuned model).
@@ -206,6 +209,13 @@ def search_once(
     pricing = BudgetPricing(predictors, output_tokens=config.output_tokens)
     main = main_budget(config)
     recipe = make_recipe(config, space)  # the task's data (DataError) and its fit to the space (ConfigError)
+    if config.shared_supernet is not None:  # the shared supernet's files, space and hash before any compute
+        from trainers.shared import check_shared_supernet
+
+        if shared_dir is None:
+            raise ConfigError(f"shared_supernet: the trial starts from supernet {config.shared_supernet}; "
+                              "pass its folder (shared_dir)")
+        check_shared_supernet(shared_dir, space, sha256=config.shared_supernet)
     loaded = load_model(space.model)
     tables = ", ".join(f"{b} {p.table.id}" for b, p in predictors.items())
     budgets = ", ".join(f"{'' if b == LATENCY else b + ' '}T = {T:.3f} ms ({T / pricing.full_ms(b):.0%} of full "
@@ -224,6 +234,12 @@ def search_once(
     t = time.perf_counter()
     net = Supernet.build(space, loaded=loaded)
     task = recipe.task()
+    if config.shared_supernet is not None:
+        from trainers.shared import load_shared_supernet
+
+        meta = load_shared_supernet(shared_dir, net, task, sha256=config.shared_supernet)
+        say(f"search: starts from shared supernet {config.shared_supernet[:12]} ({meta.get('steps')} sandwich steps)"
+            + ("; weights frozen" if config.freeze_weights else ""))
     train, is_arch = recipe.train, recipe.is_arch
     wdata, adata = train.subset(torch.nonzero(~is_arch).flatten()), train.subset(torch.nonzero(is_arch).flatten())
     search = DNASSearch(

@@ -333,7 +333,7 @@ class DNASSearch:
         while self.state.step < self.total_steps:
             step = self.state.step
             tau = self.tau_at(step)
-            wloss = self.weight_step(step, tau)
+            wloss = float("nan") if c.freeze_weights else self.weight_step(step, tau)
             rec: dict[str, float] = {"step": float(step), "tau": tau, "weight_loss": wloss}
             if step >= c.warmup_steps:
                 rec.update(self.arch_step(step, tau))

@@ -125,6 +125,32 @@ def read_shared_meta(folder: str | Path) -> dict[str, Any]:
     return meta
 
 
+def check_shared_supernet(folder: str | Path, space: Any, *, sha256: str | None = None) -> dict[str, Any]:
+    """Check a shared-supernet folder against ``space`` and the recorded ``sha256`` without loading it.
+
+    Returns:
+        The folder's ``supernet.json``.
+
+    Raises:
+        SpaceError: the supernet is of another space (both hashes named).
+        ModelError: missing files, or ``supernet.safetensors`` does not have the recorded sha256 (both named).
+    """
+    folder = Path(folder)
+    meta = read_shared_meta(folder)
+    recorded = meta.get("space") or {}
+    if recorded.get("hash") != space.hash:
+        raise SpaceError(f"shared supernet: {folder} is of space {recorded.get('name')!r} with hash "
+                         f"{recorded.get('hash')}, the trial's space {space.name!r} has hash {space.hash}")
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise ModelError(f"shared supernet: {weights} not found")
+    got = sha256_file(weights)
+    for what, want in (("supernet.json records", meta.get("sha256")), ("the study recorded", sha256)):
+        if want is not None and got != want:
+            raise ModelError(f"shared supernet: {weights} has sha256 {got}, {what} {want} (corrupt or replaced)")
+    return meta
+
+
 def load_shared_supernet(folder: str | Path, net: Any, task: Any, *, sha256: str | None = None) -> dict[str, Any]:
     """Load a shared supernet into ``net`` (and ``task``'s head), after checking it (module docstring).
 
@@ -144,19 +170,8 @@ def load_shared_supernet(folder: str | Path, net: Any, task: Any, *, sha256: str
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    meta = read_shared_meta(folder)
-    space = meta.get("space") or {}
-    if space.get("hash") != net.space.hash:
-        raise SpaceError(f"shared supernet: {folder} is of space {space.get('name')!r} with hash {space.get('hash')}, "
-                         f"the trial's space {net.space.name!r} has hash {net.space.hash}")
-    weights = folder / WEIGHTS
-    if not weights.is_file():
-        raise ModelError(f"shared supernet: {weights} not found")
-    got = sha256_file(weights)
-    for what, want in (("supernet.json records", meta.get("sha256")), ("the study recorded", sha256)):
-        if want is not None and got != want:
-            raise ModelError(f"shared supernet: {weights} has sha256 {got}, {what} {want} (corrupt or replaced)")
-    s = load_file(str(weights))
+    meta = check_shared_supernet(folder, net.space, sha256=sha256)
+    s = load_file(str(folder / WEIGHTS))
     net.model.load_state_dict({k[6:]: v for k, v in s.items() if k.startswith("model.")})
     head = {k[5:]: v for k, v in s.items() if k.startswith("task.")}
     try:

@@ -134,7 +134,22 @@ def cmd_pareto(args) -> int:
                           title=f"study {args.study}", latency=names[0], latency_columns=names)
         print(f"wrote plot to {path.resolve()}", file=sys.stderr)
     print_front(front, args.format, names)
+    print(proxy_line(api.load_points(args.study, storage=args.storage)), file=sys.stderr)
     return 0
+
+
+def proxy_line(points) -> str:
+    """How well quality before fine-tuning (inherited weights) ranks the trials as their fine-tuned quality does."""
+    from nas.search.attrs import METRICS
+    from nas.search.proxy import MIN_TRIALS, proxy_agreement
+
+    a = proxy_agreement([(float((p.attrs.get(METRICS) or {}).get("quality_before", float("nan"))), p.quality)
+                         for p in points])
+    if a["trials"] < MIN_TRIALS:
+        return (f"proxy: Kendall tau of quality before vs after fine-tuning needs >= {MIN_TRIALS} complete trials "
+                f"(have {a['trials']})")
+    return (f"proxy: Kendall tau between quality before fine-tuning (inherited weights) and after: "
+            f"{a['kendall_tau']:.3f} over {a['trials']} complete trials")
 
 
 def cmd_studies(args) -> int:

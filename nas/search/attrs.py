@@ -39,4 +39,5 @@ LATENCY_TABLE = "latency_table"  # {"id", "path", "space_hash", "device_fingerpr
 LATENCY_TABLES = "latency_tables"  # {budget: entry as LATENCY_TABLE}: a trial priced per phase ("ttft_ms",
 # "tpot_ms"; nas.latency.budgets), beside LATENCY_TABLE (the config's latency_table, one of them); the study
 # stores each of these tables as an artifact too (nas.search.tables.trial_tables finds them again)
+SHARED_SUPERNET = "shared_supernet"  # sha256 of the study's shared supernet the trial started from (nas.search.shared)
 NAS_VERSION = "nas_version"

@@ -70,6 +70,7 @@ A latency table built for another space raises :class:`~nas.errors.LatencyTableE
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 from collections.abc import Mapping
@@ -87,7 +88,7 @@ from nas.search.plugin import DEFAULT_PLUGIN, FIXED_BY_EXPERIMENT, TrialPlugin, 
 SAMPLERS = ("tpe", "random", "nsga2")
 DEFAULT_TRIAL = DEFAULT_PLUGIN
 _TOP = ("name", "space", "task", "latency_table", "latency_tables", "objectives", "trial", "trainer", "sample", "run",
-        "sampler", "description")
+        "sampler", "supernet", "description")
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ class Experiment:
     run: RunSettings = RunSettings()
     sampler: str = "tpe"
     sampler_seed: int | None = 0
+    supernet: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<experiment>"
 
@@ -365,6 +367,12 @@ class Experiment:
                                           f"{why}") from None
                     raise ConfigError(f"{self.source}: trainer: {msg}") from None
                 raise ConfigError(f"{self.source}: sample.{k}: {v!r} cannot run: {msg}") from None
+        if self.supernet:  # every trial must start from the one shared supernet: no sampled field may change it
+            key = plugin.shared_key(self.search_config(examples), self.supernet)
+            for k, v in corners[1:]:
+                if plugin.shared_key(self.search_config({**examples, k: v}), self.supernet) != key:
+                    raise ConfigError(f"{self.source}: sample.{k}: changes the shared supernet (its space, task or "
+                                      f"data); fix it under trainer when the experiment has supernet:")
 
     def to_dict(self) -> dict[str, Any]:
         tables: dict[str, Any] = ({"latency_tables": dict(self.latency_tables)} if self.latency_tables
@@ -374,6 +382,7 @@ class Experiment:
             "objectives": list(self.objectives), "trial": self.trial, "trainer": dict(self.trainer),
             "sample": {k: p.to_dict() for k, p in self.sample.items()},
             "run": dataclasses.asdict(self.run), "sampler": {"name": self.sampler, "seed": self.sampler_seed},
+            **({"supernet": dict(self.supernet)} if self.supernet else {}),
             "description": self.description,
         }
 
@@ -481,12 +490,26 @@ class Experiment:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise bad("sampler.seed", f"expected an integer or null, got {seed!r}")
 
+        supernet = d.get("supernet") or {}
+        if not isinstance(supernet, dict):
+            raise bad("supernet", "expected a mapping of the shared supernet's training settings (steps, ...)")
+        if supernet:
+            run_params = inspect.signature(plugin.run).parameters
+            if not callable(getattr(plugin, "train_shared", None)) or not (
+                    "shared_dir" in run_params or any(p.kind is p.VAR_KEYWORD for p in run_params.values())):
+                raise bad("supernet", f"the trial plug-in {trial} cannot train a shared supernet or start trials "
+                                      "from one (train_shared, run(shared_dir=); see nas.search.plugin)")
+            try:
+                plugin.shared_settings(supernet)
+            except ConfigError as e:
+                raise bad(f"supernet.{e}".split(": ", 1)[0], str(e).split(": ", 1)[-1]) from None
+
         exp = cls(
             name=name, space=_resolve(d["space"], base), task=str(d.get("task", "wordnet-nouns")),
             latency_table="" if latency_tables else _resolve(d["latency_table"], base),
             latency_tables={b: _resolve(t, base) for b, t in latency_tables.items()}, objectives=objectives,
             trial=trial,
-            trainer=dict(trainer), sample=sample, run=run, sampler=sampler, sampler_seed=seed,
+            trainer=dict(trainer), sample=sample, run=run, sampler=sampler, sampler_seed=seed, supernet=dict(supernet),
             description=str(d.get("description", "")), source=source,
         )
         examples = {k: p.example() for k, p in sample.items()}

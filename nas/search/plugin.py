@@ -28,6 +28,13 @@ A plug-in object has these methods:
   checkpoint written under ``checkpoint_dir`` lets a retried trial resume;
   ``device`` is where it trains: the service passes the one it resolved
   (``cpu``, ``cuda:0``, :mod:`nas.search.devices`); called alone, ``auto``;
+* optionally, a study-level shared supernet (an experiment's ``supernet:`` section,
+  :mod:`nas.search.shared`): ``shared_settings(settings)`` validates the section,
+  ``shared_key(config, settings)`` is the identity two trainings must share (a study
+  reuses its stored supernet when the key matches), ``train_shared(config, settings,
+  out, *, progress, device, checkpoint_dir)`` trains it into the folder ``out`` and
+  returns its metadata with ``sha256``; trials then get the config field
+  ``shared_supernet`` (that sha256) and ``run(..., shared_dir=folder)``;
 * ``task_metric(subnet)`` – ``(name, metric)`` that scores an exported model on
   the trial's task, ``metric(forward) -> points`` (export compares the quantized
   ONNX graph with the PyTorch subnet with it).
@@ -49,7 +56,7 @@ from nas.errors import ConfigError
 
 DEFAULT_PLUGIN = "trainers:dnas"
 RENAMED = {"trainers:search_once": DEFAULT_PLUGIN}  # what studies made before the plug-in contract recorded
-FIXED_BY_EXPERIMENT = ("space", "task", "latency_table", "latency_tables", "version")
+FIXED_BY_EXPERIMENT = ("space", "task", "latency_table", "latency_tables", "shared_supernet", "version")
 
 
 @runtime_checkable

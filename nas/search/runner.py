@@ -239,6 +239,9 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
             return outcome
         runs = Path(runs_dir).resolve() if runs_dir else default_runs_dir(str(getattr(st, "url", "")))
         runs.mkdir(parents=True, exist_ok=True)
+        from nas.search.shared import ensure_shared_supernet
+
+        shared = ensure_shared_supernet(experiment, ot_study, store_url, runs, say=say)  # trained once per study
         say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
             f"{cpus:g} CPU(s){f' and {gpus:g} GPU(s)' if gpus else ''} each; subnets to the artifact store "
             f"{store_url}")
@@ -252,7 +255,7 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
 
         relay = LineRelay(say)  # the trials' own progress lines, printed here as "trial N: ..."
         job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs), "progress": relay.queue,
-               "artifact_store": store_url}
+               "artifact_store": store_url, "shared_supernet": shared}
 
         resources = {"cpu": cpus, **({"gpu": gpus} if gpus else {})}
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, job=job), resources)

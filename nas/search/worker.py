@@ -141,13 +141,21 @@ def run_trial(config: dict[str, Any], job: dict[str, Any], *, gpus_assigned: flo
     exp = Experiment.from_dict(job["experiment"], source=job["experiment"]["name"])
     number = int(config[TRIAL_NUMBER_KEY])
     params = {k: config[k] for k in exp.sample}
+    shared = job.get("shared_supernet")
+    kw: dict[str, Any] = {}
+    if shared:  # the study's shared supernet, fetched once per node, every file's sha256 checked
+        from nas.search.artifacts import get_store
+        from nas.search.shared import fetch_shared_supernet
+
+        params["shared_supernet"] = shared["sha256"]
+        kw["shared_dir"] = str(fetch_shared_supernet(shared, get_store(job["artifact_store"]),
+                                                     Path(job["runs_dir"]) / job["study"] / "shared"))
     search_config = exp.search_config(params)
     plugin = exp.plugin
     device = trial_device(exp.run.device, gpus_assigned)
     subnet_dir = Path(job["runs_dir"]) / job["study"] / f"trial-{number:05d}"
     ckpt = subnet_dir.with_name(subnet_dir.name + ".ckpt")  # a retried trial resumes its search from here
     t0 = time.perf_counter()
-    kw = {}
     if job.get("progress") is not None:  # the driver's LineRelay queue
         from nas.search.progress import forwarder
 
@@ -166,6 +174,8 @@ def run_trial(config: dict[str, Any], job: dict[str, Any], *, gpus_assigned: flo
                               "history": upload_files(store, [history])[0]}
     a[attrs.HISTORY_SUMMARY] = summarize_history(list(result.history))
     a[attrs.NODE] = node_info()
+    if shared:
+        a[attrs.SHARED_SUPERNET] = shared["sha256"]
     a[DEVICE_KEY] = device
     compute_s = time.perf_counter() - t0
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -94,7 +94,9 @@ def test_pareto_plot_is_world_readable_and_says_where(tmp_path):
     r = nas("pareto", "--study", "known", "--storage", f"sqlite:///{here}/s.db", "--plot", "f.png", cwd=here,
             umask=0o022)
     assert r.returncode == 0, r.stderr
-    assert r.stderr.strip().splitlines() == [f"wrote plot to {here / 'f.png'}"]
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == f"wrote plot to {here / 'f.png'}" and len(lines) == 2
+    assert lines[1].startswith("proxy: Kendall tau")  # inherited-weights vs fine-tuned quality
     assert (here / "f.png").read_bytes()[:4] == b"\x89PNG" and (here / "f.png").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in here.iterdir()) == ["f.png", "s.db"]  # no temporary file left
 
@@ -170,3 +172,18 @@ def test_pareto_max_errors(tmp_path, nas_here):
     assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines()[2:]] == ["3", "2"]
     one_line_error(nas_here("export", "--study", "ph", "--storage", db, "--out", str(tmp_path / "o"), "--max", "x"),
                    "max: 'x' is not NAME=VALUE")
+
+
+def test_proxy_line_ranks_quality_before_against_after():
+    from nas.commands.search import proxy_line
+    from nas.search.pareto import Point
+
+    def pt(n, before, after):
+        return Point(trial=n, values=(after,), quality=after, latency_ms=1.0, size_mb=1.0,
+                     attrs={"metrics": {"quality_before": before, "quality_after": after}})
+
+    # before ranks 1,2,3,4; after swaps the last two: (5 concordant - 1 discordant) / 6 pairs
+    points = [pt(0, 0.1, 0.5), pt(1, 0.2, 0.6), pt(2, 0.3, 0.8), pt(3, 0.4, 0.7)]
+    assert proxy_line(points) == ("proxy: Kendall tau between quality before fine-tuning (inherited weights) and "
+                                  "after: 0.667 over 4 complete trials")
+    assert proxy_line(points[:2]).endswith("needs >= 3 complete trials (have 2)")

@@ -304,3 +304,30 @@ def test_two_stratified_budgets_cover_the_square_not_its_diagonal(tmp_path, seed
             for n in range(4)}
     assert diag == {(0, 0), (1, 1)}
     assert all(0.6 <= v < 0.9 for p in pts for v in p.values())
+
+
+def test_supernet_section_is_checked_before_anything_runs(tmp_path):
+    ok = base(tmp_path, trial="trainers:dnas", supernet={"steps": 5, "random_archs": 1})
+    exp = Experiment.from_dict(ok, source="e.yaml")
+    assert dict(exp.supernet) == {"steps": 5, "random_archs": 1} and exp.to_dict()["supernet"] == exp.supernet
+    assert "supernet" not in Experiment.from_dict(base(tmp_path, trial="trainers:dnas"), source="e.yaml").to_dict()
+    for supernet, msg in (({"stepz": 5}, "e.yaml: supernet.stepz: unknown field; allowed: "),
+                          ({"steps": 0}, "e.yaml: supernet.steps: must be a positive integer, got 0"),
+                          ([1], "e.yaml: supernet: expected a mapping")):
+        with pytest.raises(ConfigError, match=msg.replace(".", "\\.").replace("(", "\\(")):
+            Experiment.from_dict({**ok, "supernet": supernet}, source="e.yaml")
+    with pytest.raises(ConfigError, match="e.yaml: supernet: the trial plug-in tests.search.trials:light cannot "
+                                          "train a shared supernet"):
+        Experiment.from_dict(base(tmp_path, supernet={"steps": 5}), source="e.yaml")
+    with pytest.raises(ConfigError, match="trainer.shared_supernet: set at the top level"):
+        Experiment.from_dict({**ok, "trainer": {**ok["trainer"], "shared_supernet": "0" * 64}}, source="e.yaml")
+
+
+def test_a_sampled_field_that_changes_the_shared_supernet_is_refused(tmp_path):
+    d = base(tmp_path, trial="trainers:dnas", supernet={"steps": 5})
+    d["sample"] = {**d["sample"], "max_length": {"int": [16, 32]}}
+    exp = Experiment.from_yaml(write(tmp_path, yaml.safe_dump(d)))
+    with pytest.raises(ConfigError, match="e.yaml: sample.max_length: changes the shared supernet"):
+        exp.check()
+    d["sample"].pop("max_length")
+    Experiment.from_yaml(write(tmp_path, yaml.safe_dump(d))).check()  # target, λ, loss and seed leave it alone
