@@ -160,12 +160,7 @@ def load_shared_supernet(folder: str | Path, net: Any, task: Any, *, sha256: str
         task: the trial's task module (its head is replaced).
         sha256: the digest the caller recorded (e.g. the study's); checked too when given.
 
-    Returns:
-        The folder's ``supernet.json``.
-
-    Raises:
-        SpaceError: the supernet is of another space (both hashes named).
-        ModelError: missing files, or ``supernet.safetensors`` does not have the recorded sha256 (both named).
+    Returns and raises as :func:`check_shared_supernet`, which runs first.
     """
     from safetensors.torch import load_file
 
