@@ -82,6 +82,8 @@ class SearchConfig:
             both tables. Only with ``latency_tables``.
         output_tokens: the request profile's generated tokens: ``request_ms = ttft_ms +
             output_tokens·tpot_ms`` (0: no request budget).
+        prompt_tokens: the request profile's prompt length; when set, the ``ttft_ms`` (or single
+            prefill) table must have been measured at it (a table prices one shape: no extrapolation).
         loss: latency penalty form: ``hinge`` (``task + λ·max(0, E[LAT]−T)/T``),
             ``fbnet`` (``task·α·(log E[LAT])^β``), ``linear`` (``task + λ·E[LAT]/T``),
             ``band`` (the hinge plus its mirror below ``band_low``·T: lands in ``[band_low·T, T]``).
@@ -132,6 +134,7 @@ class SearchConfig:
     target_fractions: Mapping[str, float] = field(default_factory=dict)
     targets_ms: Mapping[str, float] = field(default_factory=dict)
     output_tokens: int = 0
+    prompt_tokens: int | None = None
     loss: str = "hinge"
     lambda0: float = 1.0
     dual_lr: float = 0.5
@@ -227,6 +230,9 @@ class SearchConfig:
             if not isinstance(v, Mapping):
                 raise ConfigError(f"{f}: expected a mapping of budget names, got {type(v).__name__}")
             object.__setattr__(self, f, FrozenDict(v))
+        if self.prompt_tokens is not None and (isinstance(self.prompt_tokens, bool)
+                                               or not isinstance(self.prompt_tokens, int) or self.prompt_tokens < 1):
+            raise ConfigError(f"prompt_tokens: must be a positive integer or None, got {self.prompt_tokens!r}")
         if isinstance(self.output_tokens, bool) or not isinstance(self.output_tokens, int) or self.output_tokens < 0:
             raise ConfigError(f"output_tokens: must be an integer >= 0, got {self.output_tokens!r}")
         tables = self.latency_tables

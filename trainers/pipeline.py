@@ -37,9 +37,9 @@ from pathlib import Path
 import torch
 
 from nas.errors import ConfigError, LatencyTableError, LatencyTableMismatchError
-from nas.latency.budgets import LATENCY, TABLE_PHASES
+from nas.latency.budgets import LATENCY, TABLE_PHASES, TTFT
 from nas.latency.predictor import Predictor
-from nas.latency.table import check_phase, load_table
+from nas.latency.table import check_lengths, check_phase, load_table
 from nas.models.sources import load_model
 from nas.search.devices import trial_device
 from nas.spaces.loader import load_space
@@ -93,7 +93,10 @@ def load_predictors(config: SearchConfig, space: SearchSpace) -> dict[str, Predi
         LatencyTableMismatchError: a budget's table times the other phase (naming the budget and the table).
     """
     if not config.latency_tables:
-        return {LATENCY: Predictor(load_table(config.latency_table), space)}
+        table = load_table(config.latency_table)
+        if config.prompt_tokens is not None and table.phase == "prefill":
+            check_lengths(table, prompt=config.prompt_tokens)
+        return {LATENCY: Predictor(table, space)}
     out: dict[str, Predictor] = {}
     for budget, phase in TABLE_PHASES.items():
         name = config.latency_tables.get(budget)
@@ -105,6 +108,8 @@ def load_predictors(config: SearchConfig, space: SearchSpace) -> dict[str, Predi
             raise type(e)(f"latency_tables: {budget}: {e}") from None
         try:
             check_phase(table, phase)
+            if budget == TTFT and config.prompt_tokens is not None:
+                check_lengths(table, prompt=config.prompt_tokens)
         except LatencyTableMismatchError as e:
             raise LatencyTableMismatchError(f"latency_tables: {budget}: table {name}: {e}") from None
         try:

@@ -438,3 +438,24 @@ def test_derive_walks_the_full_model_down_until_every_budget_holds(definitions):
     assert r.feasible and r.latencies["ttft_ms"] <= r.targets["ttft_ms"] and r.latency_ms <= r.target_ms
     assert r.target_ms == r.targets["tpot_ms"] and "request_ms" not in r.latencies  # no output_tokens
     assert len(r.notes) == 1 and "ttft_ms" in r.notes[0] and "tpot_ms" in r.notes[0] and "max L/T" in r.notes[0]
+
+
+def test_a_prompt_length_the_prefill_table_was_not_measured_at_is_refused_before_compute():
+    from nas.errors import LatencyTableMismatchError
+    from nas.spaces import load_space
+    from trainers.pipeline import load_predictors
+
+    space = load_space("tiny-llama")
+    cfg = SearchConfig.from_dict({"space": "tiny-llama", "task": "wordnet-definitions",
+                                  "latency_tables": {"ttft_ms": "tiny-llama.onnxruntime-cpu.t1.b1.s32",
+                                                     "tpot_ms": "tiny-llama.onnxruntime-cpu.t1.b1.c32.decode"}})
+    assert set(load_predictors(cfg.replace(prompt_tokens=32), space)) == {"ttft_ms", "tpot_ms"}
+    with pytest.raises(LatencyTableMismatchError, match="latency_tables: ttft_ms: table .*s32: prompt: 64 tokens "
+                                                        "requested, but .* was measured at 32 .*--seq 64"):
+        load_predictors(cfg.replace(prompt_tokens=64), space)
+    one = SearchConfig(space="tiny-llama", task="wordnet-definitions",
+                       latency_table="tiny-llama.onnxruntime-cpu.t1.b1.s32", prompt_tokens=16)
+    with pytest.raises(LatencyTableMismatchError, match="prompt: 16 tokens requested"):
+        load_predictors(one, space)
+    with pytest.raises(ConfigError, match="prompt_tokens: must be a positive integer"):
+        SearchConfig(prompt_tokens=0)
