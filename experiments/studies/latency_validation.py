@@ -100,7 +100,11 @@ def main() -> int:
             rep["calibration_forms"] = calibration_forms(table, space, rep["subnets"])
         rep["command"] = "PYTHONPATH=. .venv/bin/python experiments/studies/latency_validation.py " + " ".join(sys.argv[1:])
         results[f"t{t}"] = rep
-        print(f"t{t}: spearman {rep['spearman']:.3f} kendall {rep['kendall']:.3f} MAPE {rep['mape']:.1%} "
+        if rep.get("normalised"):
+            n = rep["normalised"]
+            print(f"t{t} normalised: spearman {n['spearman']:.3f} MAPE {n['mape']:.1%} within10 {n['within_10pct']:.0%}",
+                  file=sys.stderr, flush=True)
+        print(f"t{t} raw: spearman {rep['spearman']:.3f} kendall {rep['kendall']:.3f} MAPE {rep['mape']:.1%} "
               f"within10 {rep['within_10pct']:.0%} loadavg {rep['loadavg_before']} -> {rep['loadavg_after']}",
               file=sys.stderr, flush=True)
     meta = {"command": "PYTHONPATH=. .venv/bin/python experiments/studies/latency_validation.py --samples 50",
@@ -144,13 +148,19 @@ def render_md(meta: dict) -> str:
              "fp32/fp16/int8/int4), derived, exported to ONNX and quantized with onnxruntime's own tools, then "
              "measured interleaved (median of the table's protocol). Predicted = the table's calibrated sum. "
              "Errors are fractions of the measured latency; quartiles are (q25, median, q75).", "",
-             "| threads | samples | Spearman | Kendall | MAPE | within ±10 % | max error | |error| quartiles | "
+             "Normalised: each prediction × its group's reference ratio (median measured/recorded of the table's "
+             "calibration models measured in the same rounds, `nas.latency.reference`); the primary figure where "
+             "recorded (— in runs from before references), the raw columns beside it.", "",
+             "| threads | samples | norm. Spearman | norm. MAPE | norm. within ±10 % | Spearman | Kendall | MAPE | "
+             "within ±10 % | max error | |error| quartiles | "
              "measurement IQR/median quartiles | noisy table entries | loadavg before → after |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, r in meta["results"].items():
         q = ", ".join(f"{x:.1%}" for x in r["abs_error_quartiles"])
         mq = ", ".join(f"{x:.1%}" for x in r["measurement_rel_iqr_quartiles"])
-        lines.append(f"| {r['threads']} | {r['samples']} | {r['spearman']:.3f} | {r['kendall']:.3f} | {r['mape']:.1%} | "
+        n = r.get("normalised")
+        norm = (f"{n['spearman']:.3f} | {n['mape']:.1%} | {n['within_10pct']:.0%}" if n else "— | — | —")
+        lines.append(f"| {r['threads']} | {r['samples']} | {norm} | {r['spearman']:.3f} | {r['kendall']:.3f} | {r['mape']:.1%} | "
                      f"{r['within_10pct']:.0%} | {r['max_abs_pct']:.1%} | {q} | {mq} | {r['table_noisy_entries']} | "
                      f"{r['loadavg_before']} → {r['loadavg_after']} |")
     lines.append("")

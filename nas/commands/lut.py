@@ -41,9 +41,12 @@ def register(sub) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_build)
 
-    v = ss.add_parser("validate", help="predicted vs measured latency of random subnets")
+    v = ss.add_parser("validate", help="predicted vs measured latency of random subnets (reference-normalised and raw)")
     v.add_argument("lut", help="a table path or shipped table name")
     v.add_argument("--samples", type=int, default=20)
+    v.add_argument("--references", type=int, default=4,
+                   help="the table's calibration models measured in every group with the subnets; their "
+                        "median measured/recorded ratio scales the predictions (default 4; 0: raw errors only)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--rounds", type=int, default=None, help="interleaved rounds per group (default: the table's)")
     v.add_argument("--clock", choices=("wall", "thread-cpu"), default=None, help="default: the table's clock")
@@ -95,12 +98,13 @@ def cmd_build(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    """Normalised figures first (predictions × the group's reference ratio), raw beside, then the ratios."""
     from nas.latency.table import load_table
     from nas.latency.validate import scatter_plot, validate_table
 
     table = load_table(args.lut)
-    report = validate_table(table, samples=args.samples, seed=args.seed, strict=args.strict, rounds=args.rounds, clock=args.clock,
-                            log=sys.stderr)
+    report = validate_table(table, samples=args.samples, seed=args.seed, strict=args.strict, rounds=args.rounds,
+                            clock=args.clock, references=args.references, log=sys.stderr)
     if args.plot:
         report["plot"] = str(scatter_plot(report, args.plot))
         print(f"wrote plot to {Path(report['plot']).resolve()}", file=sys.stderr)
@@ -108,12 +112,26 @@ def cmd_validate(args) -> int:
         from nas.files import write_json_atomic
 
         write_json_atomic(args.out, report)
-    keys = ("phase", "spearman", "kendall", "mape", "within_10pct", "max_abs_pct", "samples", "threads")
+    refs = report["references"]
+    ratios = [g["ratio"] for g in refs["groups"]] if refs else []
     if args.format == "json":
-        print(json.dumps({k: v for k, v in report.items() if k != "subnets"} if not args.out else
-                         {k: report[k] for k in (*keys, "table", "loadavg_before", "loadavg_after")}, indent=1))
-    else:
-        print(render([{k: report[k] for k in keys}], args.format))
+        head = {k: report[k] for k in ("primary", "normalised", "raw")}
+        head["reference_ratios"] = ratios
+        rest = ({k: v for k, v in report.items() if k not in ("subnets", *head)} if not args.out else
+                {k: report[k] for k in ("phase", "spearman", "kendall", "mape", "within_10pct", "max_abs_pct", "samples",
+                                          "threads", "table", "loadavg_before", "loadavg_after")})
+        print(json.dumps({**head, **rest}, indent=1))
+        return 0
+    figures = ("spearman", "kendall", "mape", "within_10pct", "max_abs_pct", "mean_signed_pct")
+    rows = [{"error": name, **{k: report[name][k] for k in figures}}
+            for name in ("normalised", "raw") if report[name] is not None]
+    print(render(rows, args.format))
+    if args.format == "table":
+        print(f"{table.id} ({report['phase']}, {report['samples']} subnets, {report['threads']} thread(s), "
+              f"clock {report['clock']}): "
+              + (f"reference ratio per group (measured/recorded, median of {refs['count']} calibration models): "
+                 + ", ".join(f"{r:.3f}" for r in ratios) if refs else "no reference models: raw errors only")
+              + f"; loadavg {report['loadavg_before']} -> {report['loadavg_after']}")
     return 0
 
 

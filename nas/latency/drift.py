@@ -7,7 +7,8 @@ on, re-derived from the space and the table's seed) with the table's backend and
 protocol, and compares them with what the table recorded (:func:`calibration_runners`
 and :func:`drift_report` do the same for models measured interleaved with other
 entries, e.g. the artifacts of a benchmark, so that drift and measurements share
-one time window). :func:`recalibrated`
+one time window; :func:`nas.latency.reference.reference_runners` picks a few of them as the
+*references* whose measured/recorded ratio normalises predictions). :func:`recalibrated`
 refits the calibration on the new measurements (entries unchanged, so relative
 costs stay the table's; only the map from block sum to whole-model latency moves).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from nas.errors import ArchError, LatencyTableError
@@ -38,9 +39,15 @@ def drift_summary(then_ms: list[float], now_ms: list[float]) -> dict[str, Any]:
             "drifted": abs(median - 1) > DRIFT_TOLERANCE, "tolerance": DRIFT_TOLERANCE}
 
 
-def calibration_runners(table: LatencyTable, *, strict: bool = False, supernet: Any = None
+def calibration_runners(table: LatencyTable, *, strict: bool = False, supernet: Any = None,
+                        only: Sequence[int] | None = None, backend: Any = None
                         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Runners of ``table``'s calibration models on this machine, ready to measure (with other entries or alone).
+
+    Args:
+        only: prepare runners for these model indices only (default: all; what
+            :func:`nas.latency.reference.reference_runners` uses). ``rows`` still covers every model.
+        backend: the table's backend, already made (default: :func:`nas.latency.builder.backend_for`).
 
     Returns:
         ``(runners, rows)``: ``runners[str(n)]`` runs model ``n`` (exported and quantized like ``nas export``,
@@ -68,13 +75,17 @@ def calibration_runners(table: LatencyTable, *, strict: bool = False, supernet: 
         except (ArchError, KeyError) as e:
             raise LatencyTableError(f"{table.id}: calibration.models: cannot re-derive {m.get('arch')!r} in space "
                                     f"{space.name!r} ({e}); rebuild the table") from None
-    backend = backend_for(table)
+    wanted = set(range(len(archs)) if only is None else only)
+    if not wanted <= set(range(len(archs))):
+        raise LatencyTableError(f"{table.id}: calibration.models: no model {sorted(wanted - set(range(len(archs))))}")
+    backend = backend if backend is not None else backend_for(table)
     table.check_environment(device=device_info(), runtime=backend.info(), strict=strict)
     if supernet is None:
         from nas.supernet.supernet import Supernet
 
         supernet = Supernet.build(space)
-    runners = {str(n): model_runner(supernet, a, backend, **runner_options(table)) for n, a in enumerate(archs)}
+    runners = {str(n): model_runner(supernet, a, backend, **runner_options(table))
+               for n, a in enumerate(archs) if n in wanted}
     rows = [{"arch": m["arch"], "layers": len(space.kept_layers(a)), "raw_ms": raw_latency_ms(table, space, a),
              "raw_by_bits": {str(b): v for b, v in raw_by_bits(table, space, a).items()},
              "then_ms": m["measured_ms"]}
