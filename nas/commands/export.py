@@ -55,6 +55,9 @@ def register(sub) -> None:
     p.add_argument("--no-latency", action="store_true", help="skip re-measuring latency")
     p.add_argument("--latency-tolerance", type=float, metavar="REL",
                    help="fail when measured latency is off the prediction by more than REL (e.g. 0.1); default: report only")
+    p.add_argument("--references", type=int, default=2, metavar="N",
+                   help="the latency table's own models measured alongside: the latency error is then "
+                        "reference-normalised (drift-free), the raw one beside it (default 2; 0: raw only)")
     p.add_argument("-f", "--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_export)
 
@@ -86,6 +89,8 @@ def cmd_export(args) -> int:
         return 0
     if not args.study:
         raise ConfigError("study: --study NAME is required (or --check DIR)")
+    if args.references < 0:
+        raise ConfigError(f"references: must be >= 0, got {args.references}")
     if not args.out:
         raise ConfigError("out: --out DIR is required")
     from nas.commands.search import parse_max
@@ -94,7 +99,7 @@ def cmd_export(args) -> int:
     manifest = export_trial(
         study=args.study, storage=args.storage, trial=args.trial, max_latency_ms=args.max_latency,
         best_quality=args.best_quality, out=args.out, force=args.force, measure_latency=not args.no_latency,
-        keep_failed=args.keep_failed, artifacts=args.artifacts, log=sys.stderr,
+        keep_failed=args.keep_failed, artifacts=args.artifacts, log=sys.stderr, references=args.references,
         **({"max_values": max_values} if max_values else {}), **opts,
     )
     if args.format == "json":

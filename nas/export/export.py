@@ -74,6 +74,7 @@ def verify_export(
     task_metric: tuple[str, Callable[..., float]] | None = None,
     log: TextIO | None = None,
     latency_tables: Mapping[str, Any] | None = None,
+    references: int = 0,
 ) -> list[Check]:
     """Run every check on an exported folder, from its files alone.
 
@@ -85,6 +86,8 @@ def verify_export(
         metric_tolerance: points the quantized ONNX's task metric may differ from the subnet's.
         latency_table: a :class:`~nas.latency.LatencyTable` to re-measure against (None: skip).
         latency_tables: ``{budget: table}`` instead, one check per budget (:mod:`nas.export.latency`).
+        references: each table's calibration models measured alongside (0: none): the latency checks'
+            value is then the reference-normalised error, the raw one beside it.
         latency_tolerance: relative bound on measured vs predicted latency (None: report only).
         task_metric: ``(name, metric)`` of the trial's task, from its plug-in's ``task_metric``
             (None: :func:`nas.tasks.metric.task_metric`, head accuracy or fidelity to the full model).
@@ -120,7 +123,8 @@ def verify_export(
 
         checks += decoder_checks(directory, subnet, shapes=shapes, tolerance=tolerance,
                                  metric_tolerance=metric_tolerance, task_metric=task_metric, log=log)
-        checks += latency_checks(directory, subnet, tables, tolerance=latency_tolerance, log=log)
+        checks += latency_checks(directory, subnet, tables, tolerance=latency_tolerance, references=references,
+                                 log=log)
         return checks + _hf_checks(directory, subnet, shapes, tolerance, log) + _file_hash_checks(directory)
     checks.append(V.check_parity(subnet, cpu_session(directory / FP32), vocab, shapes=shapes, tolerance=tolerance))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
@@ -135,7 +139,7 @@ def verify_export(
     name, metric = task_metric if task_metric is not None else default_task_metric(subnet)
     checks.append(V.check_metric(metric, name, subnet, quant, tolerance_points=metric_tolerance))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
-    checks += latency_checks(directory, subnet, tables, tolerance=latency_tolerance, log=log)
+    checks += latency_checks(directory, subnet, tables, tolerance=latency_tolerance, references=references, log=log)
     return checks + _file_hash_checks(directory)
 
 
@@ -200,6 +204,7 @@ def export_trial(
     metric_tolerance: float = 1.0,
     measure_latency: bool = True,
     latency_tolerance: float | None = None,
+    references: int = 2,
     keep_failed: bool = False,
     artifacts: str | None = None,
     log: TextIO | None = None,
@@ -221,6 +226,8 @@ def export_trial(
         force: replace an existing ``out``.
         shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance: see :func:`verify_export`.
         measure_latency: re-measure ``model.quant.onnx`` with the trial's latency table.
+        references: each table's calibration models measured in the same rounds (the latency checks'
+            primary figure is then the reference-normalised error; 0: raw only).
         keep_failed: when a check fails, still put the folder (manifest ``ok: false``) in place, then raise.
         artifacts: the artifact store to download the trial's files from (default: the one the study recorded).
         log: a stream for progress lines (e.g. ``sys.stderr``).
@@ -251,6 +258,8 @@ def export_trial(
     from nas.search import attrs as A
 
     shapes = _check_options(shapes, tolerance, min_cosine, metric_tolerance, latency_tolerance)
+    if isinstance(references, bool) or not isinstance(references, int) or references < 0:
+        raise ConfigError(f"references: must be an integer >= 0, got {references!r}")
     out = Path(out).expanduser().absolute()
     if out.exists() and not force:
         raise ConfigError(f"out: {out} exists; pass --force (force=True) to replace it")
@@ -279,7 +288,8 @@ def export_trial(
         written = write_artifacts(subnet, tmp, accuracy_level=accuracy_level(tables), log=log)
         checks = verify_export(tmp, shapes=shapes, tolerance=tolerance, min_cosine=min_cosine,
                                metric_tolerance=metric_tolerance, latency_tables=tables,
-                               latency_tolerance=latency_tolerance, task_metric=metric, log=log)
+                               latency_tolerance=latency_tolerance, references=references, task_metric=metric,
+                               log=log)
         rule = ({"trial": trial} if trial is not None else
                 {"max_latency_ms": max_latency_ms} if max_latency_ms is not None else
                 {"max_values": dict(max_values)} if max_values else {"best_quality": True})

@@ -105,8 +105,12 @@ def check_name(budget: str, tables: Mapping[str, Any]) -> str:
 
 
 def latency_checks(directory: str | Path, subnet: Any, tables: Mapping[str, Any], *,
-                   tolerance: float | None = None, log: TextIO | None = None) -> list[Any]:
-    """One re-measurement of ``model.quant.onnx`` per table (module docstring), in ``tables``' order."""
+                   tolerance: float | None = None, references: int = 0, log: TextIO | None = None) -> list[Any]:
+    """One re-measurement of ``model.quant.onnx`` per table (module docstring), in ``tables``' order.
+
+    ``references`` of each table's calibration models are measured in the same rounds: the check's value
+    is then the reference-normalised error, the raw one beside it (:func:`nas.export.verify.check_latency`).
+    """
     from nas.export.artifacts import QUANT
     from nas.export.verify import Check, check_latency
     from nas.latency import latency_ms
@@ -117,10 +121,10 @@ def latency_checks(directory: str | Path, subnet: Any, tables: Mapping[str, Any]
         if subnet.space.dims.family == "llama":
             from nas.export.verify_decoder import check_phase_latency
 
-            c = check_phase_latency(directory, subnet, table, tolerance=tolerance)
+            c = check_phase_latency(directory, subnet, table, tolerance=tolerance, references=references)
         else:
             c = check_latency(directory / QUANT, table, latency_ms(table, subnet.space, subnet.arch), subnet.space,
-                              tolerance=tolerance)
+                              tolerance=tolerance, references=references)
         name = check_name(budget, tables)
         checks.append(Check(name, c.ok, c.value, c.limit, c.detail, {**c.data, "budget": budget}))
         _log(log, f"check {name}: {c.detail}")

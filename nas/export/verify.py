@@ -199,17 +199,25 @@ def check_metric(metric: Metric, name: str, model: torch.nn.Module, sess, *, tol
 
 
 def check_latency(path: str | Path, table: Any, predicted_ms: float, space: Any, *,
-                  tolerance: float | None = None, inputs: Mapping[str, Tensor] | None = None) -> Check:
+                  tolerance: float | None = None, inputs: Mapping[str, Tensor] | None = None,
+                  references: int = 0) -> Check:
     """Re-measure ``path`` with ``table``'s backend and protocol and compare with ``predicted_ms``.
 
     The same runner and protocol as :func:`nas.latency.validate.validate_table`:
     the table's runtime, threads, batch and sequence, warm-up, rounds × repeats
     (median, IQR); noisy results are re-measured but never refused.
-    ``tolerance`` is relative (0.10 = ±10 %); without it the check only reports.
     ``inputs``: the graph's feeds (default: ``input_ids``/``attention_mask`` of the table's shape).
+
+    With ``references`` > 0, that many of the table's calibration models are measured in the same
+    interleaved rounds (:mod:`nas.latency.reference`): the check's value is the reference-normalised
+    error ``(predicted·r − measured)/measured`` with ``r`` their measured/recorded ratio (how much
+    slower this machine runs now than when the table was built), the raw error ``(predicted −
+    measured)/measured`` beside it; without, the raw error. ``tolerance`` (relative, 0.10 = ±10 %)
+    gates that value; without it the check only reports.
     """
     from nas.latency.builder import backend_for, model_inputs
     from nas.latency.protocol import Protocol, measure
+    from nas.latency.reference import normalised_error, reference_report, reference_runners
 
     backend = backend_for(table)
     if not hasattr(backend, "runner_for"):
@@ -218,15 +226,29 @@ def check_latency(path: str | Path, table: Any, predicted_ms: float, space: Any,
         raise LatencyTableError(f"runtime: table {table.id} is for {backend.name}, which cannot run an ONNX file")
     known = set(Protocol.__dataclass_fields__)
     proto = Protocol(**{**{k: v for k, v in (table.protocol or {}).items() if k in known}, "max_noisy_fraction": 1.0})
-    runner = backend.runner_for(path, inputs if inputs is not None else model_inputs(space, table.batch, table.seq))
-    m = measure({"model": runner}, proto)["model"]
-    rel = (m["median_ms"] - predicted_ms) / predicted_ms
-    ok = None if tolerance is None else abs(rel) <= tolerance
-    detail = (f"measured {m['median_ms']:.3f} ms (IQR {m['iqr_ms']:.3f}) vs predicted {predicted_ms:.3f} ms "
-              f"({rel:+.1%}" + (f", tolerance ±{tolerance:.0%})" if tolerance is not None else ", report only)"))
-    return Check("latency", ok, rel, tolerance, detail, {
-        **m, "predicted_ms": predicted_ms, "relative_error": rel, "table": table.id, "protocol": proto.to_dict(),
-        "runtime": backend.info(), "threads": table.threads, "batch": table.batch, "seq": table.seq, "context": table.context,
+    runners = {"model": backend.runner_for(path, inputs if inputs is not None else
+                                           model_inputs(space, table.batch, table.seq))}
+    rows: list[dict[str, Any]] = []
+    recorded = (table.calibration or {}).get("models") or []
+    if references and recorded:  # a table without whole-model measurements has nothing to normalise by
+        refs, rows = reference_runners(table, count=references, backend=backend)
+        runners.update(refs)
+    stats = measure(runners, proto)
+    m = stats["model"]
+    raw = normalised_error(predicted_ms, m["median_ms"])
+    ref = reference_report(rows, stats) if rows else None
+    err = normalised_error(predicted_ms, m["median_ms"], ref["ratio"]) if ref else raw
+    ok = None if tolerance is None else abs(err) <= tolerance
+    how = (f"reference-normalised (r = {ref['ratio']:.3f} from {len(rows)} of the table's models measured alongside), "
+           f"raw {raw:+.1%}" if ref else "raw" + ("; the table records no whole models to normalise by"
+                                                  if references and not recorded else ""))
+    detail = (f"measured {m['median_ms']:.3f} ms (IQR {m['iqr_ms']:.3f}) vs predicted {predicted_ms:.3f} ms: error "
+              f"{err:+.1%} {how}" + (f", tolerance ±{tolerance:.0%}" if tolerance is not None else ", report only"))
+    return Check("latency", ok, err, tolerance, detail, {
+        **m, "predicted_ms": predicted_ms, "relative_error": raw,
+        **({"normalised_error": err, "reference_ratio": ref["ratio"], "references": ref["models"]} if ref else {}),
+        "table": table.id, "protocol": proto.to_dict(), "runtime": backend.info(), "threads": table.threads,
+        "batch": table.batch, "seq": table.seq, "context": table.context,
     })
 
 

@@ -159,10 +159,12 @@ def check_generation_latency(exported: Any, vocab: int, *, prompt_tokens: int = 
                   "prompt_tokens": n, "new_tokens": int(g.new_ids.shape[1]), "threads": 1})
 
 
-def check_phase_latency(directory: Path, subnet: Any, table: Any, *, tolerance: float | None = None) -> Check:
+def check_phase_latency(directory: Path, subnet: Any, table: Any, *, tolerance: float | None = None,
+                        references: int = 0) -> Check:
     """``latency``: one call of ``model.quant.onnx`` in the table's phase — a prefill of ``seq`` tokens (empty
     pasts) or one decode token after ``context`` cached ones — re-measured with the table's backend and
-    protocol next to the table's prediction (:func:`nas.export.verify.check_latency`)."""
+    protocol next to the table's prediction (:func:`nas.export.verify.check_latency`; ``references``: the
+    table's models measured alongside, for the reference-normalised error)."""
     from nas.export.artifacts import QUANT
     from nas.export.verify import check_latency
     from nas.latency import latency_ms
@@ -170,7 +172,7 @@ def check_phase_latency(directory: Path, subnet: Any, table: Any, *, tolerance: 
 
     feeds = step_inputs(subnet.model, batch=table.batch, new=table.seq, context=table.context)
     c = check_latency(directory / QUANT, table, latency_ms(table, subnet.space, subnet.arch), subnet.space,
-                      tolerance=tolerance, inputs=feeds)
+                      tolerance=tolerance, inputs=feeds, references=references)
     what = (f"a {table.phase} call of the generation graph ({table.seq} new tokens after {table.context})"
             + ("" if table.has_head else "; this table prices no LM head, which the graph runs"))
     return Check(c.name, c.ok, c.value, c.limit, f"{c.detail}; {what}", {**c.data, "phase": table.phase})

@@ -49,11 +49,20 @@ def test_a_decoder_export_is_measured_in_both_phases(tmp_path):
               "tpot_ms": load_table("tiny-llama.onnxruntime-cpu.t1.b1.c32.decode")}
     with atomic_dir(tmp_path / "out") as tmp:
         write_artifacts(sub, tmp)
-        checks = {c.name: c for c in verify_export(tmp, task_metric=agreement_metric(sub), latency_tables=tables)}
+        checks = {c.name: c for c in verify_export(tmp, task_metric=agreement_metric(sub), latency_tables=tables,
+                                                   references=2)}
     ttft, tpot = checks["latency.ttft_ms"], checks["latency.tpot_ms"]
     assert "latency" not in checks
     assert ttft.data["phase"] == "prefill" and ttft.data["seq"] == 32 and "32 new tokens after 0" in ttft.detail
     assert tpot.data["phase"] == "decode" and tpot.data["context"] == 32 and "1 new tokens after 32" in tpot.detail
+    for c in (ttft, tpot):  # the tables' own models measured in the same rounds: drift-free error first, raw beside
+        r = c.data["reference_ratio"]
+        assert len(c.data["references"]) == 2 and r > 0
+        assert c.value == pytest.approx((c.data["predicted_ms"] * r - c.data["median_ms"]) / c.data["median_ms"])
+        assert c.data["relative_error"] == pytest.approx((c.data["predicted_ms"] - c.data["median_ms"])
+                                                         / c.data["median_ms"])
+        assert "reference-normalised (r = " in c.detail and ", raw " in c.detail
     m = measured_latencies(checks.values(), output_tokens=16)
+    assert m["ttft_ms"]["normalised_error"] == ttft.value and m["ttft_ms"]["reference_ratio"] > 0
     assert m["request_ms"]["measured_ms"] == pytest.approx(m["ttft_ms"]["measured_ms"] + 16 * m["tpot_ms"]["measured_ms"])
     assert m["ttft_ms"]["predicted_ms"] == pytest.approx(latency_ms(tables["ttft_ms"], sub.space, sub.arch))
