@@ -96,3 +96,25 @@ def test_a_checkpoint_of_another_space_is_refused_naming_both_hashes(tmp_path):
     with pytest.raises(ConfigError, match=f"space 'tiny-bert' with hash {bert.hash}, not 'tiny-llama' with hash "
                                           f"{llama.hash}"):
         tr.run(checkpoint_dir=tmp_path / "ck")
+
+
+def test_a_decoder_trains_by_the_sandwich_rule_distilling_from_the_full_model():
+    """tiny-llama with the next-token task: every architecture's loss is the KL to the frozen full model's logits,
+    so the largest starts at zero and the smaller ones above it."""
+    import copy
+
+    from trainers.tasks import NextTokenTask
+
+    space = nas.load_space("tiny-llama")
+    torch.manual_seed(0)
+    net = nas.Supernet.build(space)
+    teacher = copy.deepcopy(net.model).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, space.dims.vocab_size, (16, 12), generator=g)
+    data = Encoded(ids, torch.ones_like(ids), torch.zeros(16, dtype=torch.long))
+    tr = SandwichTrainer(net, NextTokenTask(teacher), data, SandwichConfig(steps=2, random_archs=1, batch_size=8,
+                                                                           autocast="none", lr=1e-3, log_every=1))
+    state = tr.run()
+    first = state.history[0]
+    assert first["loss.largest"] < 1e-3 < first["loss.smallest"]  # the full architecture is the teacher itself
+    assert len(state.history) == 2 and state.history[1]["loss.largest"] > 0  # the shared weights moved
