@@ -258,13 +258,15 @@ class Experiment:
     def stratified_values(self, index: int) -> dict[str, float | int]:
         """The values trial ``index`` takes for every ``stratified`` field (module docstring).
 
-        The ``k``-th stratified field (in sample order) uses the ``k``-th prime base, all shifted by
-        :func:`stratum_shift` of the sampler seed: the first ``2^a·3^b`` trials of two stratified
-        fields put one point in each cell of the ``2^a × 3^b`` grid over their ranges.
+        The ``k``-th stratified field (in sample order) uses the ``k``-th prime base, shifted by
+        :func:`stratum_shift` of the sampler seed plus ``k·(√2 − 1)`` (a shift per field, so that trial
+        0 is not on the diagonal; any shift keeps the strata): the first ``2^a·3^b`` trials of two
+        stratified fields put one point in each cell of the ``2^a × 3^b`` grid over their ranges.
         """
         shift = stratum_shift(self.sampler_seed)
         strat = [(k, p) for k, p in self.sample.items() if p.stratified]
-        return {k: p.stratified_value(index, shift, base=prime(i)) for i, (k, p) in enumerate(strat)}
+        return {k: p.stratified_value(index, (shift + i * 0.41421356237309515) % 1.0, base=prime(i))
+                for i, (k, p) in enumerate(strat)}
 
     @property
     def plugin(self) -> TrialPlugin:

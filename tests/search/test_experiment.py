@@ -289,12 +289,13 @@ def test_two_stratified_budgets_cover_the_square_not_its_diagonal(tmp_path, seed
     lo, hi, shift = 0.6, 0.9, stratum_shift(seed)
     a, b = exp.sample["target_fractions.ttft_ms"], exp.sample["target_fractions.tpot_ms"]
 
-    def unit(v):  # back to [0, 1), unshifted
-        return ((v - lo) / (hi - lo) - shift) % 1.0
+    def unit(v, k=0):  # back to [0, 1), unshifted (field k is shifted by k·(√2 − 1) more)
+        return ((v - lo) / (hi - lo) - shift - k * (2 ** 0.5 - 1)) % 1.0
 
     pts = [exp.stratified_values(n) for n in range(36)]
     assert set(pts[0]) == {"target_fractions.ttft_ms", "target_fractions.tpot_ms"}  # seed is not stratified
-    us = [(unit(p[a.name]), unit(p[b.name])) for p in pts]
+    assert abs(pts[0][a.name] - pts[0][b.name]) > 0.05  # trial 0 is off the diagonal too
+    us = [(unit(p[a.name]), unit(p[b.name], 1)) for p in pts]
     for nx, ny in ((2, 3), (4, 3), (2, 9), (4, 9)):
         cells = {(int(x * nx + 1e-9) % nx, int(y * ny + 1e-9) % ny) for x, y in us[:nx * ny]}
         assert len(cells) == nx * ny, (nx, ny, sorted(cells))
