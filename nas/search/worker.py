@@ -58,8 +58,14 @@ def summarize_history(history: list[dict[str, Any]], n: int = HISTORY_POINTS) ->
     for h in thin(history, n):
         v = h.get("loss", h.get("weight_loss", h.get("task")))
         if isinstance(v, (int, float)) and "step" in h:
-            points[str(int(h["step"]))] = float(v)
-    return {"steps": len(history), "last": history[-1] if history else {}, "values": points}
+            points[str(int(h["step"]))] = _short(float(v))
+    last = {k: _short(v) if isinstance(v, float) else v for k, v in (history[-1] if history else {}).items()}
+    return {"steps": len(history), "last": last, "values": points}
+
+
+def _short(v: float) -> float:
+    """``v`` to 6 significant digits: what a summary needs, and compact trial attributes."""
+    return float(f"{v:.6g}")
 
 
 def thin(history: list[dict[str, Any]], n: int = HISTORY_POINTS) -> list[dict[str, Any]]:
@@ -181,7 +187,7 @@ def run_trial(config: dict[str, Any], job: dict[str, Any], *, gpus_assigned: flo
     shutil.rmtree(ckpt, ignore_errors=True)
     report = objective_values(a[attrs.METRICS], exp.objectives)
     report[ATTRS_KEY] = json.dumps(a)
-    report[COMPUTE_KEY] = compute_s
+    report[COMPUTE_KEY] = round(compute_s, 3)
     report[DEVICE_KEY] = device
     return report
 
