@@ -37,6 +37,7 @@ TASKS = ("wordnet-nouns", "wordnet-embed", "wordnet-definitions")
 TAU_SCHEDULES = ("exponential", "linear", "constant")
 AUTOCASTS = ("bf16", "none")
 CONFIG_VERSION = 1
+_DEFAULT_TABLE = "minilm-l6.onnxruntime-cpu.t1.b1.s128"  # latency_table's default: with latency_tables, the ttft one
 MAPPINGS = ("latency_tables", "target_fractions", "targets_ms")  # the config's mapping fields (read-only dicts)
 
 
@@ -127,7 +128,7 @@ class SearchConfig:
 
     space: str = "minilm-l6"
     task: str = "wordnet-nouns"
-    latency_table: str = "minilm-l6.onnxruntime-cpu.t1.b1.s128"
+    latency_table: str = _DEFAULT_TABLE
     target_ms: float | None = None
     target_fraction: float | None = 0.5
     latency_tables: Mapping[str, str] = field(default_factory=dict)
@@ -246,6 +247,8 @@ class SearchConfig:
                 raise ConfigError(f"{per_budget[0]}: per-budget targets need latency_tables (one table: "
                                   "target_fraction or target_ms)")
             return
+        if self.latency_table == _DEFAULT_TABLE and _DEFAULT_TABLE not in tables.values():  # not given: the ttft one
+            object.__setattr__(self, "latency_table", next(tables[b] for b in (*TABLE_PHASES, *tables) if b in tables))
         if self.latency_table not in tables.values():
             raise ConfigError(f"latency_table: {self.latency_table!r} is none of latency_tables' tables "
                               f"({', '.join(f'{b}={t}' for b, t in tables.items())})")

@@ -459,3 +459,11 @@ def test_a_prompt_length_the_prefill_table_was_not_measured_at_is_refused_before
         load_predictors(one, space)
     with pytest.raises(ConfigError, match="prompt_tokens: must be a positive integer"):
         SearchConfig(prompt_tokens=0)
+
+
+def test_latency_tables_without_latency_table_take_the_ttft_table():
+    tables = {"tpot_ms": "tiny-llama.onnxruntime-cpu.t1.b1.c32.decode", "ttft_ms": "tiny-llama.onnxruntime-cpu.t1.b1.s32"}
+    cfg = SearchConfig(space="tiny-llama", task="wordnet-definitions", latency_tables=tables)
+    assert cfg.latency_table == tables["ttft_ms"] and SearchConfig.from_dict(cfg.to_dict()) == cfg
+    only_decode = SearchConfig(space="tiny-llama", latency_tables={"tpot_ms": tables["tpot_ms"]})
+    assert only_decode.latency_table == tables["tpot_ms"]
