@@ -45,6 +45,7 @@ from nas.files import atomic_dir
 from nas.spaces.space import Arch, SearchSpace
 from nas.supernet.supernet import Supernet
 from nas.tasks.batches import Encoded, batch_indices
+from trainers.checkpoint import optimizer_tensors, restore_optimizer
 from trainers.devices import to_device, train_autocast
 from trainers.search import fast_control
 
@@ -191,15 +192,12 @@ class SandwichTrainer:
 
         tensors: dict[str, Tensor] = {f"net.{k}": v for k, v in self.net.model.state_dict().items()}
         tensors.update({f"task.{k}": v for k, v in self.task.state_dict().items()})
-        sd = self.opt.state_dict()
-        for idx, st in sd["state"].items():
-            for k, v in st.items():
-                tensors[f"opt.{idx}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
+        opt_tensors, opt_meta = optimizer_tensors("opt", self.opt)
+        tensors.update(opt_tensors)
         meta = {"schema": CHECKPOINT_SCHEMA, "config": self.config.to_dict(),
                 "space": {"name": self.net.space.name, "hash": self.net.space.hash},
                 "step": self.state.step, "history": self.state.history,
-                "optimizer": {"param_groups": sd["param_groups"],
-                              "state": {str(i): sorted(s) for i, s in sd["state"].items()}}}
+                "optimizer": opt_meta}
         with atomic_dir(folder) as tmp:
             save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()},
                       str(tmp / "shared.safetensors"))
@@ -228,9 +226,7 @@ class SandwichTrainer:
         s = load_file(str(folder / "shared.safetensors"))
         self.net.model.load_state_dict({k[4:]: v for k, v in s.items() if k.startswith("net.")})
         self.task.load_state_dict({k[5:]: v for k, v in s.items() if k.startswith("task.")})
-        om = meta["optimizer"]
-        state = {int(i): {k: s[f"opt.{i}.{k}"].to(self.device) for k in keys} for i, keys in om["state"].items()}
-        self.opt.load_state_dict({"state": state, "param_groups": om["param_groups"]})
+        restore_optimizer(self.opt, "opt", meta["optimizer"], s)
         self.state = SandwichState(step=int(meta["step"]), history=list(meta["history"]))
         if progress:
             progress(f"supernet: resumed from {folder} at step {self.state.step}")

@@ -67,6 +67,7 @@ from nas.quant import fake_quant, mixed_weight
 from nas.supernet.supernet import Supernet
 from nas.tasks.batches import Encoded, batch_indices
 from trainers.budgets import BudgetPricing
+from trainers.checkpoint import optimizer_tensors, restore_optimizer
 from trainers.config import SearchConfig
 from trainers.devices import to_device, train_autocast
 from trainers.losses import add_size_penalty, band_violation, budget_penalties, dual_ascent, hidden_mse, latency_penalty
@@ -361,11 +362,8 @@ class DNASSearch:
         tensors.update({f"task.{k}": v for k, v in self.task.state_dict().items()})
         opt_meta = {}
         for name, opt in (("wopt", self.wopt), ("aopt", self.aopt)):
-            sd = opt.state_dict()
-            for idx, st in sd["state"].items():
-                for k, v in st.items():
-                    tensors[f"{name}.{idx}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
-            opt_meta[name] = {"param_groups": sd["param_groups"], "state": {str(i): sorted(s) for i, s in sd["state"].items()}}
+            opt_tensors, opt_meta[name] = optimizer_tensors(name, opt)
+            tensors.update(opt_tensors)
         meta = {"schema": CHECKPOINT_SCHEMA, "config": self.config.to_dict(), "step": self.state.step,
                 "lambdas": dict(self.state.lambdas), "history": self.state.history, "optimizers": opt_meta}
         with atomic_dir(folder) as tmp:
@@ -410,9 +408,7 @@ class DNASSearch:
         self.net.load_state_dict({k[4:]: v for k, v in s.items() if k.startswith("net.")})
         self.task.load_state_dict({k[5:]: v for k, v in s.items() if k.startswith("task.")})
         for name, opt in (("wopt", self.wopt), ("aopt", self.aopt)):
-            om = meta["optimizers"][name]
-            state = {int(i): {k: s[f"{name}.{i}.{k}"] for k in keys} for i, keys in om["state"].items()}
-            opt.load_state_dict({"state": state, "param_groups": om["param_groups"]})
+            restore_optimizer(opt, name, meta["optimizers"][name], s)
         self.state = SearchState(step=int(meta["step"]), lambdas={b: lambdas[b] for b in self.targets},
                                  history=list(meta["history"]))
         if progress:

@@ -75,3 +75,14 @@ def wordnet_slice(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_WORDNET_DIR", str(folder))
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
     return folder
+
+
+@pytest.fixture
+def definitions(tmp_path, monkeypatch):
+    """A small hand-made WordNet with glosses of all four parts of speech (the decoder's task)."""
+    from tests.tasks.fixtures import write_definitions
+
+    folder = write_definitions(tmp_path / "wordnet", extra=50)
+    monkeypatch.setenv("NAS_WORDNET_DIR", str(folder))
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    return folder

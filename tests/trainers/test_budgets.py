@@ -268,16 +268,6 @@ def test_targets_per_budget_from_fractions_and_ms():
     assert resolve_targets(one, load_predictors(one, space)) == pytest.approx({"latency_ms": 0.8 * full["ttft_ms"]})
 
 
-@pytest.fixture
-def definitions(tmp_path, monkeypatch):
-    from tests.tasks.fixtures import write_definitions
-
-    folder = write_definitions(tmp_path / "wordnet", extra=50)
-    monkeypatch.setenv("NAS_WORDNET_DIR", str(folder))
-    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
-    return folder
-
-
 def refused_before_compute(cfg, error, match):
     from trainers import search_once
 

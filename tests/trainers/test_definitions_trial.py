@@ -9,21 +9,12 @@ from nas.errors import ConfigError
 from nas.spaces import load_space
 from nas.tasks.lm_eval import lm_forward
 from nas.tasks.metric import task_metric
-from tests.tasks.fixtures import write_definitions
 from trainers import SearchConfig, dnas, search_once
 from trainers.teacher import cache_root
 
 FAST = dict(space="tiny-llama", task="wordnet-definitions", steps=6, warmup_steps=2, batch_size=8, max_length=16,
             weight_lr=3e-3, arch_lr=0.1, finetune_steps=4, finetune_lr=3e-3, max_train=120, max_eval=16,
             log_every=1, checkpoint_every=2)
-
-
-@pytest.fixture
-def definitions(tmp_path, monkeypatch):
-    folder = write_definitions(tmp_path / "wordnet", extra=50)
-    monkeypatch.setenv("NAS_WORDNET_DIR", str(folder))
-    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
-    return folder
 
 
 def test_decoder_trial_distils_and_scores_definitions(tiny_table, definitions, tmp_path):
