@@ -113,26 +113,34 @@ class BenchConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BenchConfig":
         """Build from a dict, naming the first unknown key."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown benchmark key; allowed: {', '.join(sorted(names))}")
-        d = dict(d)
-        if "measure" in d:
-            mnames = {f.name for f in dataclasses.fields(Measure)}
-            bad = sorted(set(d["measure"]) - mnames)
-            if bad:
-                raise ConfigError(f"measure.{bad[0]}: unknown key; allowed: {', '.join(sorted(mnames))}")
-            d["measure"] = Measure(**d["measure"])
-        for k in ("students_k", "threads"):
-            if k in d:
-                d[k] = tuple(int(v) for v in d[k])
-        return cls(**d)
+        return config_from_dict(cls, d, measure=Measure, tuples={"students_k": int, "threads": int})
+
+
+def config_from_dict(cls: Any, d: Mapping[str, Any], *, measure: Any, tuples: Mapping[str, Any]) -> Any:
+    """``cls(**d)`` for a benchmark config dataclass: the first unknown key (top level or under ``measure``) named
+    in a :class:`ConfigError`, ``measure`` built as the ``measure`` dataclass, each ``tuples`` key a tuple of its
+    converter's values."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown benchmark key; allowed: {', '.join(sorted(names))}")
+    d = dict(d)
+    if "measure" in d:
+        mnames = {f.name for f in dataclasses.fields(measure)}
+        bad = sorted(set(d["measure"]) - mnames)
+        if bad:
+            raise ConfigError(f"measure.{bad[0]}: unknown key; allowed: {', '.join(sorted(mnames))}")
+        d["measure"] = measure(**d["measure"])
+    for k, conv in tuples.items():
+        if k in d:
+            d[k] = tuple(conv(v) for v in d[k])
+    return cls(**d)
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG, *, quick: bool = False,
-                budget_minutes: float | None = None) -> BenchConfig:
-    """Read ``config.yaml``; ``quick`` applies its ``quick:`` overrides (whole keys replaced).
+                budget_minutes: float | None = None, cls: Any = BenchConfig) -> Any:
+    """Read ``config.yaml`` into ``cls`` (``cls.from_dict``); ``quick`` applies its ``quick:`` overrides (whole keys
+    replaced).
 
     Raises:
         ConfigError: missing file or a bad key.
@@ -148,7 +156,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG, *, quick: bool = False,
         raw.update(overrides)
     if budget_minutes is not None:
         raw["budget_minutes"] = budget_minutes
-    return BenchConfig.from_dict(raw)
+    return cls.from_dict(raw)
 
 
 def capped_target_fraction(sample: Mapping[str, Any], cap_fraction: float) -> dict[str, Any]:

@@ -128,6 +128,14 @@ class Bench:
     def predicted_ms(self, arch: Mapping[str, int]) -> float:
         return float(self.predictor.latency_ms(arch))
 
+    def latency_values(self, arch: Mapping[str, int]) -> list[float]:
+        """The latencies a multi-objective black box minimises: the table's one prediction."""
+        return [self.predicted_ms(arch)]
+
+    def save(self, trained: Trained, folder: Path) -> dict[str, Any]:
+        """Save a trained point (:func:`save_trained`); returns its candidate's file fields."""
+        return save_trained(trained, folder, max_length=self.config.max_length, n_eval=len(self.test))
+
     def first_k(self, k: int, bits: int = 32) -> dict[str, int]:
         """The full-width architecture keeping layers ``0..k-1`` at ``bits`` (32 = fp32): :func:`first_k`."""
         return first_k(self.space, k, bits)

@@ -32,18 +32,29 @@ def head_path(subnet_dir: str | Path) -> Path:
     return Path(subnet_dir) / HEAD_FILE
 
 
-def experiment_dict(name: str, *, space: str, latency_table: str, trainer: Mapping[str, Any],
-                    dnas: Mapping[str, Any]) -> dict[str, Any]:
-    """The experiment the service runs (the same schema as ``experiments/*.yaml``)."""
-    return {
-        "name": name, "space": space, "task": "wordnet-nouns", "latency_table": latency_table,
-        "objectives": ["quality", "latency_ms", "size_mb"], "trial": TRIAL_FN,
+def experiment_dict(name: str, *, space: str, latency_table: str | None = None, trainer: Mapping[str, Any],
+                    dnas: Mapping[str, Any], task: str = "wordnet-nouns",
+                    latency_tables: Mapping[str, str] | None = None, bench: str = "benchmark_minilm_cpu") -> dict[str, Any]:
+    """The experiment the service runs (the same schema as ``experiments/*.yaml``).
+
+    One ``latency_table`` (objectives quality, latency_ms, size_mb) or, for a decoder priced per
+    phase, ``latency_tables`` ``{budget: table}`` (objectives quality, each budget, size_mb).
+    """
+    tables = dict(latency_tables or {})
+    exp = {
+        "name": name, "space": space, "task": task,
+        "objectives": ["quality", *(tables or ["latency_ms"]), "size_mb"], "trial": TRIAL_FN,
         "trainer": dict(trainer), "sample": dict(dnas.get("sample", {})),
         "run": {"trials": 1, "concurrency": int(dnas.get("concurrency", 1)),
                 "cpus_per_trial": float(dnas.get("cpus_per_trial", 1)), "max_failures": 1},
         "sampler": {"name": dnas.get("sampler", "tpe"), "seed": int(dnas.get("seed", 0))},
-        "description": "benchmark_minilm_cpu: ours (DNAS via the search service)",
+        "description": f"{bench}: ours (DNAS via the search service)",
     }
+    if tables:
+        exp["latency_tables"] = tables
+    else:
+        exp["latency_table"] = latency_table
+    return exp
 
 
 def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Callable[[str], None], *,
@@ -88,6 +99,9 @@ def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Calla
             "head": str(head_path(sd)) if head_path(sd).is_file() else None, "deploy": "searched",
             "test_accuracy_torch": float(m.get("quality_after", p.quality)), "size_bytes_torch": m.get("size_bytes"),
             "target_fraction": cfg.get("target_fraction"),
+            # per budget (a decoder priced per phase): the tables' predictions and the trial's targets
+            "predicted": {b: float(v) for b, v in p.latencies.items() if b != "latency_ms"},
+            "targets": {b: float(v) for b, v in (m.get("targets") or {}).items()},
         })
     return run, candidates
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.studies.benchmark_minilm_cpu.context import Bench, Trained, save_trained
+from experiments.studies.benchmark_minilm_cpu.context import Bench, Trained
 from nas.errors import ConfigError
 from nas.spaces.summary import format_arch
 
@@ -63,7 +63,7 @@ def cpu_seconds() -> float:
 
 
 def _candidate(bench: Bench, method: str, name: str, trained: Trained, work: Path, **extra: Any) -> dict[str, Any]:
-    files = save_trained(trained, work / method / name, max_length=bench.config.max_length, n_eval=len(bench.test))
+    files = bench.save(trained, work / method / name)
     return {"method": method, "name": name, "arch": dict(trained.arch),
             "arch_summary": format_arch(bench.space, trained.arch), "predicted_ms": bench.predicted_ms(trained.arch),
             "size_bytes_torch": trained.subnet.size().bytes, **files, **extra}
@@ -132,11 +132,12 @@ def _derive_full(bench: Bench):
 
 def _blackbox(method: str, bench: Bench, budget_s: float, work: Path, say: Callable[[str], None],
               propose: Callable[[], tuple[Any, dict[str, int] | None]],
-              tell: Callable[[Any, float | None, float | None], None], cap_ms: float | None = None) -> MethodRun:
+              tell: Callable[[Any, float | None, dict[str, int] | None], None], cap_ms: float | None = None,
+              max_trials: int | None = None) -> MethodRun:
     run = MethodRun(method, budget_s=budget_s)
     run.extra["rejected_over_cap"] = 0
     t0, c0 = time.perf_counter(), cpu_seconds()
-    while time.perf_counter() - t0 < budget_s:
+    while time.perf_counter() - t0 < budget_s and (max_trials is None or run.trials < max_trials):
         handle, arch = propose()
         if arch is None:  # an architecture the space rejects (every layer skipped)
             run.failed += 1
@@ -151,7 +152,7 @@ def _blackbox(method: str, bench: Bench, budget_s: float, work: Path, say: Calla
         val = bench.val_accuracy(tr)
         run.compute_s += tr.seconds + time.perf_counter() - t_score
         pred = bench.predicted_ms(arch)
-        tell(handle, val, pred)
+        tell(handle, val, arch)
         run.candidates.append(_candidate(bench, method, f"trial-{run.trials:05d}", tr, work, deploy="searched",
                                          val_accuracy=val, test_accuracy_torch=bench.test_accuracy(tr)))
         say(f"{method}: trial {run.trials} {run.candidates[-1]['arch_summary']} predicted {pred:.3f} ms, "
@@ -162,14 +163,15 @@ def _blackbox(method: str, bench: Bench, budget_s: float, work: Path, say: Calla
 
 
 def run_random(bench: Bench, budget_s: float, work: Path, say: Callable[[str], None], *, seed: int,
-               cap_ms: float | None = None) -> MethodRun:
+               cap_ms: float | None = None, max_trials: int | None = None) -> MethodRun:
     """Random search: ``space.sample`` per trial, same per-trial work as NSGA-II.
 
     ``cap_ms``: samples the table predicts slower are redrawn (uniform over the capped space).
+    ``max_trials``: stop after that many trials even with budget left (quick runs of tiny models).
     """
     rng = random.Random(seed)
     return _blackbox("random", bench, budget_s, work, say, lambda: (None, bench.space.sample(rng)),
-                     lambda *_: None, cap_ms)
+                     lambda *_: None, cap_ms, max_trials)
 
 
 def suggest_arch(trial: Any, space: Any) -> dict[str, int]:
@@ -178,9 +180,11 @@ def suggest_arch(trial: Any, space: Any) -> dict[str, int]:
 
 
 def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], None], *, seed: int,
-              population_size: int, cap_ms: float | None = None) -> MethodRun:
+              population_size: int, cap_ms: float | None = None, max_trials: int | None = None) -> MethodRun:
     """NSGA-II (Optuna) with one categorical parameter per space label.
 
+    Objectives: validation accuracy ↑ and every latency the bench predicts ↓ (``bench.latency_values``:
+    the table's one latency for an encoder; TTFT and TPOT for a decoder priced per phase).
     ``cap_ms``: proposals the table predicts slower are told to the study as failed, untrained.
     """
     import optuna
@@ -189,7 +193,8 @@ def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], No
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed)
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    n_lat = len(bench.latency_values(bench.space.full()))
+    study = optuna.create_study(directions=["maximize"] + ["minimize"] * n_lat, sampler=sampler)
 
     def propose() -> tuple[Any, dict[str, int] | None]:
         trial = study.ask()
@@ -199,13 +204,13 @@ def run_nsga2(bench: Bench, budget_s: float, work: Path, say: Callable[[str], No
         except ArchError:
             return trial, None
 
-    def tell(trial: Any, val: float | None, pred: float | None) -> None:
-        if val is None:
+    def tell(trial: Any, val: float | None, arch: dict[str, int] | None) -> None:
+        if val is None or arch is None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
-            study.tell(trial, [val, pred])
+            study.tell(trial, [val, *bench.latency_values(arch)])
 
-    run = _blackbox("nsga2", bench, budget_s, work, say, propose, tell, cap_ms)
+    run = _blackbox("nsga2", bench, budget_s, work, say, propose, tell, cap_ms, max_trials)
     run.extra["population_size"] = population_size
     run.extra["generations_completed"] = run.trials // population_size
     return run

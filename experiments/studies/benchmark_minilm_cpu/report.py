@@ -44,8 +44,9 @@ def plot_fronts(doc: Mapping[str, Any], path: Path, threads: int) -> Path:
         ax.axhline(100 * ref["accuracy"] - drop, ls=":", c="0.4", lw=1,
                    label=f"{ref['name']} − {drop:g} pt (the targets' bar)")
     ax.set_xscale("log")
-    ax.set_xlabel(f"measured latency, ms (median; batch 1, seq {doc['config']['measure']['seq']}, {threads} thread(s))")
-    ax.set_ylabel("test accuracy, % (WordNet nouns, onnxruntime)")
+    ax.set_xlabel(doc.get("latency_label", "measured latency, ms (median; batch 1, seq {seq}, {threads} thread(s))")
+                  .format(seq=doc["config"]["measure"].get("seq"), threads=threads))
+    ax.set_ylabel(doc.get("accuracy_label", "test accuracy, % (WordNet nouns, onnxruntime)"))
     ax.set_title(f"{doc['config']['space']}: accuracy × measured latency ({doc['mode']})", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")

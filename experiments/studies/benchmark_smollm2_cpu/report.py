@@ -1,0 +1,133 @@
+"""Write the decoder benchmark's report: ``<name>.md`` (targets first), ``<name>.json`` and one front plot
+per phase and thread count (the MiniLM benchmark's plot on each phase's view of the points)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from experiments.studies.benchmark_minilm_cpu.analysis import lat
+from experiments.studies.benchmark_minilm_cpu.report import LABELS, plot_fronts
+from experiments.studies.benchmark_smollm2_cpu.analysis import view
+from experiments.studies.benchmark_smollm2_cpu.config import PHASES
+from experiments.studies.report_files import md_table, write_report
+
+PHASE_TEXT = {"ttft_ms": "TTFT", "tpot_ms": "TPOT"}
+
+
+def _f(v: Any, spec: str = ".3g") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return format(v, spec)
+
+
+def _mi(stats: Mapping[str, Any] | None, spec: str = ".2f") -> str:
+    return "–" if not stats else f"{stats['median_ms']:{spec}} ({stats['iqr_ms']:{spec}})"
+
+
+def plot_phase(doc: Mapping[str, Any], phase: str, path: Path, threads: int) -> Path:
+    """Accuracy × measured ``phase`` latency: :func:`~experiments.studies.benchmark_minilm_cpu.report.plot_fronts`."""
+    m = doc["config"]["measure"]
+    shape = (f"prefill of {m['prompt_tokens']} tokens" if phase == PHASES[0]
+             else f"1 token after {m['context']} cached")
+    vdoc = {**doc, "points": [view(p, phase) for p in doc["points"]],
+            "latency_label": f"measured {PHASE_TEXT[phase]}, ms (median; {shape}, {{threads}} thread(s))",
+            "accuracy_label": "definition → word accuracy, % (held-out items, onnxruntime)",
+            "summary": {"accuracy_reference": doc["summary"]["accuracy_reference"]}}
+    return plot_fronts(vdoc, path, threads)
+
+
+def markdown(doc: Mapping[str, Any]) -> str:
+    s, cfg, m = doc["summary"], doc["config"], doc["config"]["measure"]
+    pts = doc["points"]
+    drop = cfg["targets"].get("max_accuracy_drop_points", 1.0)
+    q = s["best_quantized"]
+    lines = [f"# {cfg['space']} on this CPU: search vs quantize-only and uniform pruning, per phase ({doc['mode']})", ""]
+    if doc.get("mode_note"):
+        lines += [f"**{doc['mode_note']}**", ""]
+    mach = doc["machine"]
+    lines += [
+        f"Run {doc['started']} – {doc['finished']} UTC on {mach.get('cpu') or mach.get('processor')} "
+        f"({mach['cores']} cores; load average {mach['loadavg_before']} before, {mach['loadavg_after']} after), "
+        f"torch {mach['torch']}, onnxruntime {mach['onnxruntime']}. Command: `{doc['command']}`.", "",
+        f"Every point is the generation graph `nas export` ships (KV cache in and out), run by onnxruntime: "
+        f"definition → word accuracy on {cfg['test_items']} held-out items (4 parts of speech, chance 25 %), "
+        f"perplexity of {cfg['ppl_glosses']} held-out glosses, TTFT = prefill of {m['prompt_tokens']} tokens, "
+        f"TPOT = one decode step after {m['context']} cached tokens, each the median (IQR) of "
+        f"{doc['measure']['samples_per_point']} samples, all graphs interleaved ({doc['measure']['clock_t1']} clock at "
+        f"1 thread, wall at more). Tables: " + ", ".join(f"{PHASE_TEXT[b]} `{t['id']}`" for b, t in doc["tables"].items())
+        + f". Each search method had {cfg['budget_minutes']:g} min of wall clock.", "",
+        "## Targets", "",
+        *md_table(["target", "value", "goal", "met", "detail"],
+                  [[t["target"], _f(t["value"]), _f(t["goal"]), "yes" if t["met"] else "**no**", t["detail"]]
+                   for t in s["targets"]]), "",
+        f"Accuracy reference: full fp32, {100 * s['accuracy_reference']['accuracy']:.1f} %. Best quantize-only full "
+        f"model (lower TPOT of int8 / int4): `{q['name']}`, accuracy {100 * q['accuracy']:.1f} %, TTFT "
+        f"{q['ttft_ms']:.2f} ms, TPOT {q['tpot_ms']:.2f} ms (1 thread).", "",
+        "## Hypervolume per phase", "",
+        "Area dominated in (accuracy, latency / full fp32 latency). *Region*: above full fp32 accuracy − "
+        f"{cfg['region']['accuracy_drop_points']:g} pt and faster than the best quantize-only full model in that phase "
+        f"(what beats the user's free option); *whole*: reference ({cfg['reference']['accuracy']:g}, "
+        f"{cfg['reference']['latency_fraction']:g}).", "",
+    ]
+    methods = list(s["phases"][PHASES[0]]["hypervolume"])
+    rows = []
+    for mth in methods:
+        row = [LABELS.get(mth, mth)]
+        for b in PHASES:
+            ph = s["phases"][b]
+            row += [_f(ph["hypervolume_region"][mth], ".4g"), _f(ph["hypervolume"][mth], ".4g")]
+        c = s["cost"].get(mth, {})
+        row += [str(c.get("trials", "–")), _f(c.get("wall_s"), ".0f")]
+        rows.append(row)
+    lines += md_table(["method", "TTFT region", "TTFT whole", "TPOT region", "TPOT whole", "trials", "wall s"], rows)
+    lines += ["", "## Points (1 thread; 2 threads in the JSON)", ""]
+    rows = []
+    for p in sorted(pts, key=lambda p: (p["method"], lat(view(p, PHASES[1])))):
+        pr = p.get("predicted") or {}
+        rows.append([p["key"], p.get("arch_summary", ""), f"{100 * p['accuracy']:.1f}", _f(p["perplexity"], ".1f"),
+                     _mi(p["latency"][PHASES[0]].get("t1"), ".1f"), _f(pr.get(PHASES[0]), ".1f"),
+                     _mi(p["latency"][PHASES[1]].get("t1")), _f(pr.get(PHASES[1]), ".2f"), _f(p["size_mb"], ".1f")])
+    lines += md_table(["point", "architecture", "acc %", "ppl", "TTFT ms (IQR)", "pred", "TPOT ms (IQR)", "pred", "MB"],
+                      rows, compact=True)
+    lines += ["", "## Latency tables on the front points", ""]
+    rows = []
+    for b in PHASES:
+        ph = s["phases"][b]
+        for which in ("fidelity_front", "fidelity_all"):
+            for kind in ("normalised", "raw"):
+                f = ph[which][kind]
+                rows.append([PHASE_TEXT[b], "front" if which == "fidelity_front" else "all", kind, str(f.get("n", 0)),
+                             _f(f.get("within_share"), ".0%"), _f(f.get("mape"), ".1%"), _f(f.get("spearman"), ".3f")])
+    lines += md_table(["phase", "points", "error", "n", "within ±10 %", "MAPE", "Spearman"], rows)
+    ratios = s.get("reference_ratio") or {}
+    if ratios:
+        lines += ["", "Reference ratio (measured / recorded latency of each table's calibration models, same rounds): "
+                  + ", ".join(f"{PHASE_TEXT[b]} {r:.3f}" for b, r in ratios.items())
+                  + "; the normalised error is (predicted·r − measured)/measured."]
+    lines += ["", "## Budget hits (DNAS trials, 1 thread)", ""]
+    rows = [[PHASE_TEXT[b], str(h.get("n", 0)), _f(h.get("predicted_hit_rate"), ".0%"), _f(h.get("measured_hit_rate"), ".0%"),
+             _f(h.get("drift_corrected_hit_rate"), ".0%"), _f(h.get("within_10pct_of_target_rate"), ".0%")]
+            for b in PHASES for h in [s["phases"][b]["budget_hits"]]]
+    lines += md_table(["budget", "trials", "predicted ≤ T", "measured ≤ T", "reference-corrected ≤ T", "measured ≤ 1.1 T"], rows)
+    bi = doc.get("block_importance") or {}
+    if bi:
+        lines += ["", f"Block importance (perplexity of {bi.get('items')} calibration items, full {bi['full']:.2f}) "
+                  "with each layer dropped: " + ", ".join(f"{i}: {v:.1f}" for i, v in enumerate(bi["dropped"])) + "."]
+    full = next((p for p in pts if p["key"] == "baselines/full-fp32"), None)
+    if full and full.get("answer") is not None:
+        lines += ["", f"Answer of full fp32 to “{cfg['prompt']}”: “{full['answer'].strip()}” (every point's in the JSON)."]
+    lines += ["", f"Plots: " + ", ".join(f"`{{name}}.{b}.t{t}.png`" for b in PHASES for t in cfg["threads"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report_files(doc: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = write_report(out_dir / name, doc, markdown(doc).replace("{name}", name), default=str)
+    files = {"json": js, "md": md}
+    for b in PHASES:
+        for t in doc["config"]["threads"]:
+            files[f"{b}.t{t}"] = plot_phase(doc, b, out_dir / f"{name}.{b}.t{t}.png", t)
+    return files
