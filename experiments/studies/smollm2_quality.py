@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from experiments.studies.benchmark_smollm2_cpu.baselines import block_importance
 from experiments.studies.report_files import md_table, write_report
 from nas.models.sources import load_model
 from nas.models.transformer import TransformerModel
@@ -92,14 +93,9 @@ def measure(items: int, glosses: int, calib: int, threads: int) -> dict:
 
     train = data.choice_items("train", calib)
     c_ids, c_mask = tok([f"{it.prompt} {it.choices[it.answer]}" for it in train])
-    full = list(model.layers)
-    calib_ppl = perplexity(forward, c_ids, c_mask)
-    dropped = []
-    for i in range(len(full)):
-        model.layers = torch.nn.ModuleList(full[:i] + full[i + 1:])
-        dropped.append(perplexity(forward, c_ids, c_mask))
-        print(f"layer {i} dropped: perplexity {dropped[-1]:.1f}", flush=True)
-    model.layers = torch.nn.ModuleList(full)
+    imp = block_importance(model, forward, c_ids, c_mask)  # the benchmark's depth-pruning rule
+    calib_ppl, dropped = imp["full"], imp["dropped"]
+    print("layer dropped: perplexity " + ", ".join(f"{i}: {v:.1f}" for i, v in enumerate(dropped)), flush=True)
     space = load_space(MODEL)
     lo, hi = wilson(k, len(chosen))
     return {
@@ -110,7 +106,7 @@ def measure(items: int, glosses: int, calib: int, threads: int) -> dict:
                             "wilson95": [lo, hi], "chance": 0.25, "by_pos": by_pos},
         "perplexity": {"glosses": len(ids), "max_tokens": 64, "value": ppl},
         "layer_drop": {"calibration_items": len(train), "full": calib_ppl, "dropped": dropped,
-                       "space_keeps_always": [i for i in range(len(full))
+                       "space_keeps_always": [i for i in range(len(dropped))
                                               if space.options(f"layer{i}.keep") == (1,)]},
         "seconds": time.perf_counter() - t0,
     }
