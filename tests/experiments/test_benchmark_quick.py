@@ -16,7 +16,7 @@ import pytest
 from experiments.studies.benchmark_minilm_cpu.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
-METHODS = ("dnas", "random", "nsga2", "baselines")
+METHODS = ("dnas", "dnas_shared", "random", "nsga2", "baselines")
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -55,7 +55,9 @@ def test_every_method_has_points_and_a_finite_hypervolume(quick_run):
         assert 0.0 <= p["accuracy"] <= 1.0 and p["size_mb"] > 0
         for t in (1, 2):
             assert p["latency"][f"t{t}"]["median_ms"] > 0 and p["latency"][f"t{t}"]["iqr_ms"] >= 0
-    assert len(s["targets"]) == 6 and all(isinstance(t["met"], bool) for t in s["targets"])
+    # speed-up, whole and region hypervolume vs NSGA-II and random, fidelity; with dnas_shared its region
+    # hypervolume rows, its trials per hour over per-trial DNAS's and each DNAS method's Kendall tau
+    assert len(s["targets"]) == 11 and all(isinstance(t["met"], bool) for t in s["targets"])
     for m in METHODS:
         assert math.isfinite(s["hypervolume_region"][m]) and 0 <= s["hypervolume_region"][m] <= s["hypervolume"][m]
     teacher = next(p for p in doc["points"] if p["name"] == "teacher")
@@ -356,3 +358,23 @@ def test_resolve_latency_cap_reads_only_the_space_and_table():
     assert resolve_latency_cap("none", table, "minilm-l6", sample) == (None, sample)
     with pytest.raises(ConfigError, match="latency_cap"):
         resolve_latency_cap(0.001, table, "minilm-l6", sample)
+
+
+def test_the_shared_supernet_arm_trains_one_supernet_inside_its_clock_and_every_trial_starts_from_it(quick_run):
+    """Issue 31 in the benchmark: ``dnas_shared`` runs the experiment with a ``supernet:`` section through the service."""
+    out, proc = quick_run
+    doc = json.loads((out / "minilm_cpu_quick.json").read_text())
+    shared = [p for p in doc["points"] if p["method"] == "dnas_shared"]
+    assert shared and len({p["shared_supernet"] for p in shared}) == 1 and len(shared[0]["shared_supernet"]) == 64
+    assert all(p["shared_supernet"] is None for p in doc["points"] if p["method"] == "dnas")
+    cost = doc["summary"]["cost"]
+    assert cost["dnas_shared"]["shared_supernets"] == [shared[0]["shared_supernet"]]
+    assert cost["dnas_shared"]["proxy"]["trials"] == len(shared)
+    # the supernet is trained inside the method's clock: after its "==" line, before the first trial result
+    start = proc.stderr.index("== dnas_shared")
+    assert start < proc.stderr.index("supernet", start) < proc.stderr.index("complete: quality", start)
+    rows = {t["key"]: t for t in doc["summary"]["targets"]}
+    per_h = {m: cost[m]["trials"] / cost[m]["wall_s"] * 3600 for m in ("dnas", "dnas_shared")}
+    assert rows["shared_trials_per_hour"]["value"] == pytest.approx(per_h["dnas_shared"] / per_h["dnas"])
+    assert {"hv_region_shared_nsga2", "hv_region_shared_random", "proxy_tau_dnas", "proxy_tau_dnas_shared"} <= set(rows)
+    assert "ours, one shared supernet per study" in (out / "minilm_cpu_quick.md").read_text()

@@ -85,11 +85,11 @@ def test_add_refit_fidelity_judges_the_search_front_points_only():
 def test_run_mode_is_reduced_only_for_less_budget_or_fewer_methods():
     from experiments.studies.benchmark_minilm_cpu.run import run_mode
 
-    every = ["dnas", "random", "nsga2"]
+    every = ["dnas", "dnas_shared", "random", "nsga2"]
     assert run_mode(quick=False, budget_minutes=None, default_minutes=20, methods=every) == "full"
     assert run_mode(quick=False, budget_minutes=20, default_minutes=20, methods=every) == "full"
     assert run_mode(quick=False, budget_minutes=5, default_minutes=20, methods=every) == "reduced"
-    assert run_mode(quick=False, budget_minutes=None, default_minutes=20, methods=["dnas", "random"]) == "reduced"
+    assert run_mode(quick=False, budget_minutes=None, default_minutes=20, methods=["dnas", "random", "nsga2"]) == "reduced"
     assert run_mode(quick=True, budget_minutes=None, default_minutes=20, methods=every) == "quick"
 
 

@@ -40,6 +40,10 @@ class BenchConfig:
         budget_minutes: wall clock per search method.
         trainer: shared ``trainers.SearchConfig`` fields (data caps, teacher, fine-tuning budget, DNAS steps).
         dnas: ``sample`` (Optuna-sampled SearchConfig fields), ``sampler``, ``concurrency``, ``cpus_per_trial``.
+        dnas_shared: the ``dnas_shared`` method (ours with one weight-shared supernet per study,
+            :mod:`nas.search.shared`): ``supernet`` (the experiment's ``supernet:`` section: sandwich
+            training before the trials, inside the method's clock), ``trainer`` (overrides of ``trainer``
+            for its trials, e.g. ``freeze_weights``), ``sample`` (its sampled fields; default ``dnas.sample``).
         nsga2: ``population_size``.
         val_examples: validation examples the black-box methods rank trials on.
         students_k: layer counts of the uniform students.
@@ -65,6 +69,7 @@ class BenchConfig:
     seed: int = 0
     trainer: Mapping[str, Any] = field(default_factory=dict)
     dnas: Mapping[str, Any] = field(default_factory=dict)
+    dnas_shared: Mapping[str, Any] = field(default_factory=dict)
     nsga2: Mapping[str, Any] = field(default_factory=dict)
     val_examples: int = 400
     students_k: tuple[int, ...] = (4, 3, 2)
@@ -94,6 +99,12 @@ class BenchConfig:
         if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not drop > 0:
             raise ConfigError(f"region.accuracy_drop_points: a positive number of points required, got "
                               f"{self.region.get('accuracy_drop_points')!r}")
+        if self.dnas_shared:
+            bad = sorted(set(self.dnas_shared) - {"supernet", "trainer", "sample"})
+            if bad:
+                raise ConfigError(f"dnas_shared.{bad[0]}: unknown key; allowed: sample, supernet, trainer")
+            if not isinstance(self.dnas_shared.get("supernet"), Mapping) or not self.dnas_shared["supernet"]:
+                raise ConfigError("dnas_shared.supernet: the shared supernet's training settings (steps, ...) required")
         if self.recalibrate not in RECALIBRATE:
             raise ConfigError(f"recalibrate: one of {', '.join(RECALIBRATE)}, got {self.recalibrate!r}")
         cap = self.latency_cap

@@ -58,15 +58,24 @@ def experiment_dict(name: str, *, space: str, latency_table: str | None = None, 
 
 
 def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Callable[[str], None], *,
-             num_cpus: int | None = None) -> tuple[MethodRun, list[dict[str, Any]]]:
-    """Run the service until the budget is spent; returns the run and one candidate per COMPLETE trial."""
+             num_cpus: int | None = None, method: str = "dnas") -> tuple[MethodRun, list[dict[str, Any]]]:
+    """Run the service until the budget is spent; returns the run and one candidate per COMPLETE trial.
+
+    An experiment with a ``supernet:`` section (``dnas_shared``) trains the study's shared supernet
+    inside the first service call, so its training counts in the method's clock. The run records the
+    Kendall τ of every trial's quality before fine-tuning (inherited weights) against after
+    (``extra["proxy"]``, :func:`nas.search.proxy.proxy_agreement`) and the shared supernets' hashes.
+    """
     from nas.search import api
+    from nas.search.attrs import SHARED_SUPERNET
     from nas.search.experiment import Experiment
+    from nas.search.proxy import proxy_agreement
 
     exp = Experiment.from_dict(experiment, source="benchmark dnas", base=work)
     storage = f"sqlite:///{(work / 'dnas.db').resolve()}"
     runs_dir = work / "dnas-runs"
-    run = MethodRun("dnas", budget_s=budget_s)
+    work.mkdir(parents=True, exist_ok=True)
+    run = MethodRun(method, budget_s=budget_s)
     t0, c0 = time.perf_counter(), cpu_seconds()
     calls, setup_s, complete, per_trial = [], 0.0, 0, None
     while True:
@@ -93,7 +102,7 @@ def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Calla
         m, cfg = p.attrs.get("metrics", {}), p.attrs.get("config", {})
         sd = str(api.fetch_subnet(exp.name, p.trial, work / "dnas-subnets" / f"trial-{p.trial:05d}", storage=storage))
         candidates.append({
-            "method": "dnas", "name": f"trial-{p.trial:05d}", "arch": dict(p.arch), "arch_summary": p.arch_summary,
+            "method": method, "name": f"trial-{p.trial:05d}", "arch": dict(p.arch), "arch_summary": p.arch_summary,
             "predicted_ms": float(m.get("latency_ms", p.latency_ms)), "target_ms": float(m.get("target_ms", math.nan)),
             "feasible_predicted": bool(m.get("feasible", True)), "subnet_dir": sd,
             "head": str(head_path(sd)) if head_path(sd).is_file() else None, "deploy": "searched",
@@ -102,7 +111,11 @@ def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Calla
             # per budget (a decoder priced per phase): the tables' predictions and the trial's targets
             "predicted": {b: float(v) for b, v in p.latencies.items() if b != "latency_ms"},
             "targets": {b: float(v) for b, v in (m.get("targets") or {}).items()},
+            "quality_before": m.get("quality_before"), "shared_supernet": p.attrs.get(SHARED_SUPERNET),
         })
+    run.extra["proxy"] = proxy_agreement([(float(c["quality_before"] if c["quality_before"] is not None else math.nan),
+                                           c["test_accuracy_torch"]) for c in candidates])
+    run.extra["shared_supernets"] = sorted({c["shared_supernet"] for c in candidates if c["shared_supernet"]})
     return run, candidates
 
 

@@ -11,9 +11,10 @@ from experiments.studies import report_files
 from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS, front, lat
 from nas.files import atomic_file
 
-LABELS = {"dnas": "ours (DNAS, nas search)", "random": "random search", "nsga2": "NSGA-II (Optuna)",
+LABELS = {"dnas": "ours (DNAS, nas search)", "dnas_shared": "ours, one shared supernet per study",
+          "random": "random search", "nsga2": "NSGA-II (Optuna)",
           "baselines": "user baselines"}
-COLORS = {"dnas": "C3", "random": "C0", "nsga2": "C2", "baselines": "k"}
+COLORS = {"dnas": "C3", "dnas_shared": "C1", "random": "C0", "nsga2": "C2", "baselines": "k"}
 
 
 def plot_fronts(doc: Mapping[str, Any], path: Path, threads: int) -> Path:
@@ -111,7 +112,9 @@ def markdown(doc: Mapping[str, Any]) -> str:
     def speedup_cell(sp: Mapping[str, Any] | None) -> str:
         return (_f(sp["speedup"], ".2f") + "× (" + sp["name"] + ")") if sp else "–"
 
-    for m in ("dnas", "random", "nsga2", "baselines"):
+    for m in (*SEARCH_METHODS, "baselines"):
+        if m == "dnas_shared" and m not in s["cost"]:
+            continue
         c = s["cost"].get(m, {})
         L.append(f"| {LABELS[m]} | {c.get('trials', '–')} ({c.get('failed', 0)}) | {_f(c.get('wall_s'), '.0f')} | "
                  f"{s['front_sizes'].get(m, 0)} | {_f(s['hypervolume'].get(m), '.4f')} | "
@@ -196,13 +199,16 @@ def markdown(doc: Mapping[str, Any]) -> str:
     L.append("| method | budget s | wall s | overrun s | trials | CPU-hours allotted | CPU s measured | "
              "overhead share | notes |")
     L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for m in ("dnas", "random", "nsga2", "baselines"):
+    for m in (*SEARCH_METHODS, "baselines"):
         c = s["cost"].get(m)
         if not c:
             continue
         b = c.get("budget_s")
-        notes = {"dnas": f"{c.get('service_calls', 0)} service call(s), Ray/study setup "
-                         f"{_f(c.get('service_setup_s'), '.0f')} s",
+        service = f"{c.get('service_calls', 0)} service call(s), Ray/study setup {_f(c.get('service_setup_s'), '.0f')} s"
+        notes = {"dnas": service,
+                 "dnas_shared": f"{service} (the shared supernet's training included); Kendall τ inherited vs "
+                                f"fine-tuned {_f((c.get('proxy') or {}).get('kendall_tau'), '.3f')} over "
+                                f"{(c.get('proxy') or {}).get('trials', 0)} trials",
                  "nsga2": f"population {c.get('population_size')}, {c.get('generations_completed')} full generation(s)",
                  "random": "", "baselines": "teacher, full fine-tuned model and students (not budgeted)"
                  + "".join(f"; incl. {a['wall_s']:.0f} s for {', '.join(a['names'])} added later"

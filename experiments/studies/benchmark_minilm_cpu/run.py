@@ -35,6 +35,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS  # noqa: E402
 from experiments.studies.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, clock_t1, load_config  # noqa: E402
 from experiments.studies.report_files import write_json  # noqa: E402
 from nas.errors import ConfigError  # noqa: E402
@@ -334,7 +335,6 @@ def run_mode(*, quick: bool, budget_minutes: float | None, default_minutes: floa
     """
     if quick:
         return "quick"
-    from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS
 
     if (budget_minutes is not None and budget_minutes < default_minutes) or set(methods) != set(SEARCH_METHODS):
         return "reduced"
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
     ap.add_argument("--name", default=None, help="report file stem (default minilm_cpu, minilm_cpu_quick with --quick)")
     ap.add_argument("--work", default=None, help="keep subnets, studies and ONNX files here (default: a temp folder)")
-    ap.add_argument("--methods", nargs="+", default=["dnas", "random", "nsga2"], choices=["dnas", "random", "nsga2"])
+    ap.add_argument("--methods", nargs="+", default=list(SEARCH_METHODS), choices=list(SEARCH_METHODS))
     ap.add_argument("--report-only", metavar="JSON", help="rewrite the report (md, png) from a run's JSON")
     ap.add_argument("--remeasure", metavar="JSON", help="measure a run's artifacts again (with its --work folder) "
                     "and rewrite its report: for a measurement spoilt by a noisy moment")
@@ -690,6 +690,19 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
                                   dnas={**cfg.dnas, "sample": dnas_sample, "seed": cfg.seed})
             runs[m], cands = run_dnas(exp, budget, work, say)
             runs[m].candidates = cands
+        elif m == "dnas_shared":
+            sh = cfg.dnas_shared
+            if not sh:
+                raise ConfigError("dnas_shared: the method needs a dnas_shared section (supernet, trainer, sample)")
+            _, sample = resolve_latency_cap(cfg.latency_cap, table, cfg.space, sh.get("sample") or cfg.dnas.get("sample", {}))
+            trainer = {k: v for k, v in {**cfg.trainer, **(sh.get("trainer") or {})}.items() if k not in sample}
+            exp = experiment_dict("bench_dnas_shared", space=cfg.space, latency_table=table, trainer=trainer,
+                                  dnas={**cfg.dnas, "sample": sample, "seed": cfg.seed})
+            exp["supernet"] = dict(sh["supernet"])
+            runs[m], cands = run_dnas(exp, budget, work / "shared", say, method=m)
+            runs[m].candidates = cands
+            say(f"dnas_shared: Kendall tau of inherited vs fine-tuned accuracy {runs[m].extra['proxy']['kendall_tau']:.3f} "
+                f"over {runs[m].extra['proxy']['trials']} trials")
         elif m == "random":
             runs[m] = run_random(bench, budget, work, say, seed=cfg.seed, cap_ms=cap_ms)
         else:

@@ -96,7 +96,6 @@ def run_methods(bench: Any, cfg: DecoderBenchConfig, work: Path, methods: list[s
             exp = experiment_dict("bench_smollm2_dnas", space=cfg.space, latency_tables=dict(cfg.latency_tables),
                                   task="wordnet-definitions", trainer=cfg.trainer, dnas=cfg.dnas,
                                   bench="benchmark_smollm2_cpu")
-            (work / "dnas").mkdir(parents=True, exist_ok=True)
             run, cands = run_dnas(exp, cfg.budget_s, work / "dnas", say,
                                   num_cpus=int(cfg.dnas.get("cpus_per_trial", 1)) * int(cfg.dnas.get("concurrency", 1)))
             for c in cands:
