@@ -25,6 +25,8 @@ Scores (pure functions of ``forward`` and the encoded data):
   tokens after its prompt; the prompt and `` {candidate}`` are tokenized
   separately and concatenated (:func:`encode_choices`), and every candidate
   of every item is one row, rows batched by length;
+* :func:`choice_scores_cached` – the same scores through a KV-cached decoder (an exported
+  generation graph): each prompt once, its candidates as one batch after it;
 * :func:`choice_correct` / :func:`choice_accuracy` – per item, whether its
   true candidate scores highest (ties: the first candidate), and their share;
 * :func:`perplexity` – ``exp`` of the mean next-token negative log-likelihood
@@ -36,7 +38,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -132,9 +136,56 @@ def choice_scores(forward: LogitsForward, enc: EncodedChoices, *, batch_size: in
     return scores.view(len(enc), enc.num_choices)
 
 
+class CachedDecoder(Protocol):
+    """A decoder run with its KV cache (:class:`nas.runtime.decoder_session.DecoderSession`): ``step`` takes new ids
+    ``(B, T)``, a mask over past and new tokens ``(B, P + T)`` and the pasts; returns logits ``(B, T, V)`` and the
+    presents (NumPy arrays)."""
+
+    def step(self, ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]: ...
+
+    def empty_past(self, batch: int) -> list[np.ndarray]: ...
+
+
+def choice_scores_cached(decoder: CachedDecoder, enc: EncodedChoices) -> Tensor:
+    """:func:`choice_scores` through the KV cache: each item's prompt is run once, then its ``C`` candidates as one
+    batch after the cached prompt (the same tokens and positions, so the same scores up to float rounding).
+
+    A prompt of ``P`` tokens and candidates of ``n`` tokens cost ``P + C·n`` token positions instead of
+    ``C·(P + n)``: about ``C``× fewer for WordNet's short candidates.
+    """
+    c = enc.num_choices
+    scores = torch.empty(len(enc.rows))
+    for i in range(len(enc)):
+        rows, s = enc.rows[i * c : (i + 1) * c], enc.starts[i * c]
+        prompt = np.asarray([rows[0][:s]], dtype=np.int64)
+        logits, past = decoder.step(prompt, np.ones_like(prompt), decoder.empty_past(1))
+        first = F.log_softmax(torch.as_tensor(logits[0, -1]).float(), dim=-1)
+        conts = [r[s:] for r in rows]
+        n = max(len(x) for x in conts)
+        rest = None
+        if n > 1:  # logits after candidate tokens 0 … n−2 predict tokens 1 … n−1
+            ids = np.zeros((c, n - 1), dtype=np.int64)
+            mask = np.zeros((c, s + n - 1), dtype=np.int64)
+            mask[:, :s] = 1
+            for j, x in enumerate(conts):
+                ids[j, : len(x) - 1] = x[:-1]
+                mask[j, s : s + len(x) - 1] = 1
+            out, _ = decoder.step(ids, mask, [np.repeat(p, c, axis=0) for p in past])
+            rest = F.log_softmax(torch.as_tensor(out).float(), dim=-1)
+        for j, x in enumerate(conts):
+            ll = [first[x[0]]] + ([rest[j, k - 1, x[k]] for k in range(1, len(x))] if rest is not None else [])
+            scores[i * c + j] = torch.stack(ll).mean()
+    return scores.view(len(enc), c)
+
+
+def correct_of(scores: Tensor, enc: EncodedChoices) -> Tensor:
+    """``(items,)`` bool: whether each item's true candidate has the highest of its ``scores`` (ties: the first)."""
+    return scores.argmax(-1) == torch.tensor(enc.answers)
+
+
 def choice_correct(forward: LogitsForward, enc: EncodedChoices, *, batch_size: int = 32) -> Tensor:
     """``(items,)`` bool: whether each item's true candidate has the highest :func:`choice_scores`."""
-    return choice_scores(forward, enc, batch_size=batch_size).argmax(-1) == torch.tensor(enc.answers)
+    return correct_of(choice_scores(forward, enc, batch_size=batch_size), enc)
 
 
 def choice_accuracy(forward: LogitsForward, enc: EncodedChoices, *, batch_size: int = 32) -> float:

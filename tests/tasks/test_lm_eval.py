@@ -61,6 +61,25 @@ def test_batched_choice_scores_equal_the_unbatched_reference():
     assert torch.allclose(choice_scores(np_forward, enc), ref, atol=1e-5)
 
 
+def test_cached_choice_scores_of_an_exported_graph_equal_the_reference(tmp_path):
+    """Each prompt once, then its candidates as one batch after the cached prompt: the same scores."""
+    from nas.runtime.decoder_onnx import export_decoder_onnx
+    from nas.runtime.decoder_session import DecoderSession
+    from nas.tasks.lm_eval import choice_scores_cached, correct_of
+
+    _, model = model_of("tiny-llama")
+    tok = HashTokenizer(model.dims.vocab_size, 64)
+    items = (*ITEMS, ChoiceItem("d", "Definition: a long word.\nWord:", ("x", "antidisestablishment", "y z", "w"), 1))
+    enc = encode_choices(tok, items)
+    assert len({len(r) - s for r, s in zip(enc.rows, enc.starts)}) > 1  # candidates of different lengths
+    session = DecoderSession(export_decoder_onnx(model, tmp_path / "model.onnx"), threads=1)
+    ref = reference_scores(model, tok, items)
+    cached = choice_scores_cached(session, enc)
+    assert torch.allclose(cached, ref, atol=1e-4)
+    assert torch.allclose(cached, choice_scores(session.forward, enc), atol=1e-4)
+    assert correct_of(cached, enc).tolist() == (ref.argmax(1) == torch.tensor([1, 0, 3, 1])).tolist()
+
+
 def test_long_prompts_keep_their_end():
     tok = HashTokenizer(128, 512)
     long = ChoiceItem("x", "Definition: " + "very " * 300 + "long.\nWord:", ("a", "b", "c", "d"), 0)

@@ -15,6 +15,9 @@ from experiments.studies.benchmark_smollm2_cpu.config import PHASES
 from experiments.studies.report_files import md_table, write_report
 
 PHASE_TEXT = {"ttft_ms": "TTFT", "tpot_ms": "TPOT"}
+# the scorer of runs that record none: rows of different items batched 16 at a time (lm_eval.choice_scores)
+BATCHED = ("batched: 16 rows of different items per call (lm_eval.choice_scores; a quantized graph's dynamic int8 "
+           "makes a row's scores depend on its batch)")
 
 
 def _f(v: Any, spec: str = ".3g") -> str:
@@ -53,7 +56,8 @@ def markdown(doc: Mapping[str, Any]) -> str:
         f"({mach['cores']} cores; load average {mach['loadavg_before']} before, {mach['loadavg_after']} after), "
         f"torch {mach['torch']}, onnxruntime {mach['onnxruntime']}. Command: `{doc['command']}`.", "",
         f"Every point is the generation graph `nas export` ships (KV cache in and out), run by onnxruntime: "
-        f"definition → word accuracy on {cfg['test_items']} held-out items (4 parts of speech, chance 25 %), "
+        f"definition → word accuracy on {cfg['test_items']} held-out items (4 parts of speech, chance 25 %; scorer "
+        f"{doc.get('scorer', BATCHED)}), "
         f"perplexity of {cfg['ppl_glosses']} held-out glosses, TTFT = prefill of {m['prompt_tokens']} tokens, "
         f"TPOT = one decode step after {m['context']} cached tokens, each the median (IQR) of "
         f"{doc['measure']['samples_per_point']} samples, all graphs interleaved ({doc['measure']['clock_t1']} clock at "

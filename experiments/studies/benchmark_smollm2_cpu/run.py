@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
     import torch
 
+    from experiments.studies.benchmark_smollm2_cpu.measure import SCORER
     from nas.latency.table import table_sha256
 
     cost = run_costs(runs)
@@ -178,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         "tables": {b: {"id": t.id, "sha256": table_sha256(t), "clock": (t.protocol or {}).get("clock", "wall")}
                    for b, t in tables.items()},
         "measure": {"clock_t1": clock_t1, "samples_per_point": cfg.measure.rounds * cfg.measure.repeats},
+        "scorer": SCORER,
         "block_importance": runs["baselines"].extra.get("block_importance"),
         "references": refs, "points": points,
     }
