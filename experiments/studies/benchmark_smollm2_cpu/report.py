@@ -42,6 +42,62 @@ def plot_phase(doc: Mapping[str, Any], phase: str, path: Path, threads: int) -> 
     return plot_fronts(vdoc, path, threads)
 
 
+def device_sentence(doc: Mapping[str, Any]) -> str:
+    """A warning when the tables were measured on another device than this run's host (else nothing)."""
+    here = (doc.get("machine") or {}).get("fingerprint")
+    other = {t["device"]["fingerprint"]: t["device"].get("cpu") for t in doc["tables"].values()
+             if (t.get("device") or {}).get("fingerprint") not in (None, here)}
+    if not other or not here:
+        return ""
+    return (" **The tables were measured on another device** (" + ", ".join(f"{c} `{f}`" for f, c in other.items())
+            + f") than this host (`{here}`): the reference-normalised fidelity removes a uniform speed ratio, not "
+            "per-kernel differences between the two CPUs.")
+
+
+def limits(doc: Mapping[str, Any]) -> list[str]:
+    """What limits the missed targets, read off the run (one bullet each), with the change that would close it."""
+    s, pts, out = doc["summary"], doc["points"], []
+    ref = s["accuracy_reference"]["accuracy"]
+    drop = doc["config"]["region"]["accuracy_drop_points"] / 100
+    rows = {t["key"]: t for t in s["targets"]}
+    best = {m: max((p for p in pts if p["method"] == m), key=lambda p: p["accuracy"], default=None)
+            for m in ("dnas", "random", "nsga2")}
+    within = [p["key"] for p in pts if p["accuracy"] >= ref - drop - 1e-12 and p["key"] != "baselines/full-fp32"]
+    if not rows["tpot_speedup"]["met"]:
+        q = s["best_quantized"]
+        text = ", ".join(f"{m} {100 * p['accuracy']:.1f} % (`{p['name']}`)" for m, p in best.items() if p)
+        out.append(f"**Accuracy, not speed.** No searched point comes within {100 * drop:g} pt of full fp32 "
+                   f"({100 * ref:.1f} %): the most accurate are {text}. Every point but the full model gets the same "
+                   f"{doc['config']['trainer'].get('finetune_steps')} distillation steps, too few to recover a pruned "
+                   f"decoder; quantization alone already costs {100 * (ref - q['accuracy']):.1f} pt ({q['name']}). "
+                   f"Points within {100 * drop:g} pt: {', '.join(within) or 'none'}. Change: a longer distillation "
+                   "(or the shared supernet of issue 31, trained once with the sandwich rule) and int4 over int8 "
+                   "where the search must keep accuracy.")
+    if any(not rows[f"hv_region_{b}_{o}"]["met"] for b in PHASES for o in ("nsga2", "random")):
+        region = {b: sum(s["phases"][b]["hypervolume_region"].get(m, 0.0) for m in ("dnas", "random", "nsga2"))
+                  for b in PHASES}
+        if not any(region.values()):
+            out.append("**The region is empty for every search method**: no searched point is both within the "
+                       "accuracy drop and faster than the best quantize-only model, so its hypervolume ratios are "
+                       "0/0; the whole-range ratios compare the fronts that exist.")
+    if not rows["fidelity"]["met"]:
+        ratios = s.get("reference_ratio") or {}
+        fid = {b: s["phases"][b]["fidelity_front"]["normalised"] for b in PHASES}
+        out.append("**Table fidelity**: front points within ±10 %, reference-normalised: "
+                   + ", ".join(f"{PHASE_TEXT[b]} {_f(f.get('within_share'), '.0%')} (MAPE {_f(f.get('mape'), '.1%')})"
+                               for b, f in fid.items())
+                   + "; reference ratios " + ", ".join(f"{PHASE_TEXT[b]} {r:.3f}" for b, r in ratios.items())
+                   + "." + (" The tables come from another CPU, whose kernels scale differently per precision "
+                            "(a ratio far from 1 in one phase only): build both tables on the benchmark's host "
+                            "(`nas lut build smollm2-135m --seq 128` and `--phase decode --context 256`)."
+                            if device_sentence(doc) else ""))
+    cost = s["cost"]
+    out.append("**Budget**: " + ", ".join(f"{m} {cost[m]['trials']} trials in {cost[m]['wall_s']:.0f} s"
+                                          for m in ("dnas", "random", "nsga2") if m in cost)
+               + f" ({doc['config']['budget_minutes']:g} min each): too few for fronts to settle.")
+    return out
+
+
 def markdown(doc: Mapping[str, Any]) -> str:
     s, cfg, m = doc["summary"], doc["config"], doc["config"]["measure"]
     pts = doc["points"]
@@ -62,7 +118,7 @@ def markdown(doc: Mapping[str, Any]) -> str:
         f"TPOT = one decode step after {m['context']} cached tokens, each the median (IQR) of "
         f"{doc['measure']['samples_per_point']} samples, all graphs interleaved ({doc['measure']['clock_t1']} clock at "
         f"1 thread, wall at more). Tables: " + ", ".join(f"{PHASE_TEXT[b]} `{t['id']}`" for b, t in doc["tables"].items())
-        + f". Each search method had {cfg['budget_minutes']:g} min of wall clock.", "",
+        + f". Each search method had {cfg['budget_minutes']:g} min of wall clock.{device_sentence(doc)}", "",
         "## Targets", "",
         *md_table(["target", "value", "goal", "met", "detail"],
                   [[t["target"], _f(t["value"]), _f(t["goal"]), "yes" if t["met"] else "**no**", t["detail"]]
@@ -70,6 +126,7 @@ def markdown(doc: Mapping[str, Any]) -> str:
         f"Accuracy reference: full fp32, {100 * s['accuracy_reference']['accuracy']:.1f} %. Best quantize-only full "
         f"model (lower TPOT of int8 / int4): `{q['name']}`, accuracy {100 * q['accuracy']:.1f} %, TTFT "
         f"{q['ttft_ms']:.2f} ms, TPOT {q['tpot_ms']:.2f} ms (1 thread).", "",
+        "## What limits it", "", *(f"- {line}" for line in limits(doc)), "",
         "## Hypervolume per phase", "",
         "Area dominated in (accuracy, latency / full fp32 latency). *Region*: above full fp32 accuracy − "
         f"{cfg['region']['accuracy_drop_points']:g} pt and faster than the best quantize-only full model in that phase "

@@ -75,6 +75,26 @@ def check_tables(cfg: DecoderBenchConfig) -> dict[str, Any]:
     return tables
 
 
+def run_mode(doc: dict[str, Any]) -> str:
+    """``quick``, ``reduced`` (less wall clock per method than the shipped config's, or not every search method:
+    the run's JSON says which) or ``full``."""
+    if doc.get("mode") == "quick":
+        return "quick"
+    full = load_config(DEFAULT_CONFIG, cls=DecoderBenchConfig)
+    methods = {p["method"] for p in doc["points"]} | set(doc["summary"]["cost"])
+    if float(doc["config"]["budget_minutes"]) < full.budget_minutes or not set(METHODS) <= methods:
+        return "reduced"
+    return "full"
+
+
+def table_info(table: Any) -> dict[str, Any]:
+    """What the report states of a table: id, sha256, clock and the device it was measured on."""
+    from nas.latency.table import table_sha256
+
+    return {"id": table.id, "sha256": table_sha256(table), "clock": (table.protocol or {}).get("clock", "wall"),
+            "device": {k: table.device.get(k) for k in ("cpu", "fingerprint")}}
+
+
 def table_clock(tables: dict[str, Any]) -> str:
     """The clock both tables were measured with (``wall`` when they differ or record none)."""
     clocks = {(t.protocol or {}).get("clock", "wall") for t in tables.values()}
@@ -164,7 +184,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from experiments.studies.benchmark_smollm2_cpu.measure import SCORER
-    from nas.latency.table import table_sha256
 
     cost = run_costs(runs)
     doc: dict[str, Any] = {
@@ -176,14 +195,14 @@ def run(args: argparse.Namespace) -> int:
         "machine": {**host(), "cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "loadavg_before": load0, "loadavg_after": loadavg(), "torch": torch.__version__,
                     "onnxruntime": ort_version()},
-        "tables": {b: {"id": t.id, "sha256": table_sha256(t), "clock": (t.protocol or {}).get("clock", "wall")}
-                   for b, t in tables.items()},
+        "tables": {b: table_info(t) for b, t in tables.items()},
         "measure": {"clock_t1": clock_t1, "samples_per_point": cfg.measure.rounds * cfg.measure.repeats},
         "scorer": SCORER,
         "block_importance": runs["baselines"].extra.get("block_importance"),
         "references": refs, "points": points,
     }
     doc["summary"] = summarize(points, cost, doc["config"], refs)
+    doc["mode"] = run_mode(doc)
     write_json(out / f"{name}.json", doc, default=str)  # first: the report can be redone
     from experiments.studies.benchmark_smollm2_cpu.report import write_report_files
 
@@ -217,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
 
             src = Path(args.report_only)
             doc = json.loads(src.read_text())
+            for b, t in doc["tables"].items():  # runs before the device was recorded: from the installed table
+                if "device" not in t:
+                    from nas.latency.table import load_table
+
+                    t["device"] = table_info(load_table(doc["config"]["latency_tables"][b]))["device"]
+            doc["mode"] = run_mode(doc)
             doc["summary"] = summarize(doc["points"], doc["summary"]["cost"], doc["config"], doc.get("references") or {})
             files = write_report_files(doc, Path(args.out) if args.out else src.parent, args.name or src.stem)
             say("wrote " + ", ".join(str(p) for p in files.values()))
