@@ -73,9 +73,10 @@ def test_cached_decode_equals_uncached(smol):
     for j in range(8, ids.shape[1]):
         h, cache = model.extend(ids[:, j : j + 1], cache=cache)
         hs.append(h)
-    # fp32 rounding over 30 layers (logits up to ~35): transformers' own DynamicCache
-    # differs from its uncached forward by 1.3e-4 on this prompt.
-    assert float((model.logits(torch.cat(hs, 1)) - full).abs().max()) <= 2e-4
+    # fp32 rounding over 30 layers, relative to the largest logit (~35): transformers' own DynamicCache
+    # differs from its uncached forward by 1.3e-4 on this prompt (AVX-512 EPYC); ours by 2.1e-4 on a Xeon,
+    # whose kernels accumulate in another order. 1e-5 of the largest logit (~3.5e-4) bounds both.
+    assert float((model.logits(torch.cat(hs, 1)) - full).abs().max()) <= 1e-5 * float(full.abs().max())
     assert cache.length == ids.shape[1] and cache.layer(29)[0].shape == (1, 3, ids.shape[1], 64)
 
 
