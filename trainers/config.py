@@ -36,6 +36,7 @@ LOSSES = ("hinge", "fbnet", "linear", "band")
 TASKS = ("wordnet-nouns", "wordnet-embed", "wordnet-definitions")
 TAU_SCHEDULES = ("exponential", "linear", "constant")
 AUTOCASTS = ("bf16", "none")
+FINETUNE_SCHEDULES = ("constant", "cosine")
 CONFIG_VERSION = 1
 _DEFAULT_TABLE = "minilm-l6.onnxruntime-cpu.t1.b1.s128"  # latency_table's default: with latency_tables, the ttft one
 MAPPINGS = ("latency_tables", "target_fractions", "targets_ms")  # the config's mapping fields (read-only dicts)
@@ -109,6 +110,9 @@ class SearchConfig:
             hidden-state MSE weight; kd_weight: share of the KD term in the
             classification loss ``(1−w)·CE + w·KL`` (``wordnet-definitions`` is KL only).
         finetune_steps, finetune_lr: distillation fine-tuning of the derived subnet.
+        finetune_schedule: its learning rate over the steps: ``constant`` (``finetune_lr`` throughout) or
+            ``cosine`` (linear warm-up over the first 10 % of the steps, then cosine decay to 0, so a short
+            fine-tune of weights that already work ends at a small learning rate instead of mid-jolt).
         max_train, max_eval: caps on examples used (None: all): train examples
             of the search and fine-tuning, test examples of the evaluation
             (``wordnet-definitions``: multiple-choice items and perplexity glosses).
@@ -161,6 +165,7 @@ class SearchConfig:
     kd_weight: float = 0.5
     finetune_steps: int = 100
     finetune_lr: float = 5e-5
+    finetune_schedule: str = "constant"
     max_train: int | None = 8000
     max_eval: int | None = 2000
     teacher_max_train: int | None = 12000
@@ -186,6 +191,9 @@ class SearchConfig:
             raise bad("autocast", f"unknown autocast {self.autocast!r}; known: {', '.join(AUTOCASTS)}")
         if self.tau_schedule not in TAU_SCHEDULES:
             raise bad("tau_schedule", f"unknown schedule {self.tau_schedule!r}; known: {', '.join(TAU_SCHEDULES)}")
+        if self.finetune_schedule not in FINETUNE_SCHEDULES:
+            raise bad("finetune_schedule", f"unknown schedule {self.finetune_schedule!r}; "
+                      f"known: {', '.join(FINETUNE_SCHEDULES)}")
         if (self.target_ms is None) == (self.target_fraction is None):
             raise bad("target_ms", "set exactly one of target_ms and target_fraction")
         if self.target_ms is not None and not self.target_ms > 0:

@@ -11,6 +11,7 @@ fine-tuning steps may run under bf16 autocast on CUDA, evaluation always in fp32
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from functools import partial
@@ -49,11 +50,32 @@ def snap_to_grid(subnet: Subnet) -> None:
                     lin.weight.copy_(quantize_dequantize(lin.weight, b))
 
 
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The learning rate of step ``step`` (0-based) of ``steps``, as a fraction of the peak.
+
+    ``constant``: 1. ``cosine``: linear warm-up over the first 10 % of the steps (at least one),
+    then cosine decay that reaches 0 after the last step.
+
+    Example:
+        >>> [round(lr_factor("cosine", s, 10), 3) for s in (0, 1, 5, 9)]
+        [1.0, 0.976, 0.5, 0.024]
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"finetune_schedule: unknown schedule {schedule!r}")
+    warm = max(1, steps // 10)
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warm + 1) / (steps - warm + 1)))
+
+
 def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: float, batch_size: int, seed: int,
              log_every: int = 25, progress: Callable[[str], None] | None = None,
-             autocast: str = "none") -> list[float]:
+             autocast: str = "none", schedule: str = "constant") -> list[float]:
     """Distil into ``subnet`` (and the task head) for ``steps`` steps on the device ``subnet`` is on (``task`` is
-    moved there); ``autocast="bf16"`` runs the steps under bf16 autocast on CUDA. Returns the loss per step."""
+    moved there); ``autocast="bf16"`` runs the steps under bf16 autocast on CUDA; ``schedule`` shapes the
+    learning rate over the steps (:func:`lr_factor`). Returns the loss per step."""
     model = subnet.model
     device = module_device(model)
     task.to(device)
@@ -61,6 +83,7 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
     model.embed.word.weight.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad] + list(task.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(schedule, s, steps))
     ctl = qat_control(subnet)
     losses = []
     t0 = time.perf_counter()
@@ -72,6 +95,7 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
             loss = task.loss(task.out(model, hidden, batch, ctl), batch).float()
         loss.backward()
         opt.step()
+        sched.step()
         losses.append(loss.item())
         if progress and (step % log_every == 0 or step == steps - 1):
             progress(f"finetune step {step + 1}/{steps} loss {losses[-1]:.4f} ({time.perf_counter() - t0:.0f}s)")

@@ -300,7 +300,8 @@ def search_once(
     ft_task = copy.deepcopy(task)
     if config.finetune_steps > 0:
         finetune(subnet, ft_task, train, steps=config.finetune_steps, lr=config.finetune_lr,
-                 batch_size=config.batch_size, seed=config.seed, progress=say, autocast=config.autocast)
+                 batch_size=config.batch_size, seed=config.seed, progress=say, autocast=config.autocast,
+                 schedule=config.finetune_schedule)
     phases["finetune"] = time.perf_counter() - t
 
     t = time.perf_counter()
