@@ -39,6 +39,15 @@ def test_choose_breaks_ties_towards_the_smaller_rate():
     assert c["best"] == 1e-4
 
 
+def test_choose_compares_schedules_as_settings_of_their_own():
+    rows = [{"arch": a, "lr": 3e-4, "schedule": sc, "val": v, "test": v} for a, sc, v in
+            [("a", "constant", 0.70), ("a", "cosine", 0.73), ("b", "constant", 0.60), ("b", "cosine", 0.59)]]
+    c = choose(rows)
+    assert c["settings"] == ["0.0003", "0.0003 cosine"]
+    assert (c["best"], c["best_schedule"]) == (3e-4, "cosine") and c["baseline_schedule"] == "constant"
+    assert c["val_gain_points"] == pytest.approx(1.0) and c["val_wins"] == 1
+
+
 @pytest.mark.slow
 def test_quick_sweep_writes_its_report(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
@@ -64,4 +73,6 @@ def test_bad_arguments_are_one_line_errors_before_any_compute(tmp_path, capsys):
     assert "--lrs: expected comma-separated numbers" in capsys.readouterr().err
     assert main(["--lrs", "0,1e-4", "--out", str(tmp_path)]) == 1
     assert "--lrs: learning rates must be > 0" in capsys.readouterr().err
+    assert main(["--schedules", "constant,linear", "--out", str(tmp_path)]) == 1
+    assert "--schedules: unknown schedule 'linear'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

@@ -38,52 +38,66 @@ ARCHS = {
 }
 
 
+def label(lr: float, schedule: str = "constant") -> str:
+    """A fine-tuning setting's name: the rate, and the schedule when it is not ``constant``."""
+    return f"{lr:g}" if schedule == "constant" else f"{lr:g} {schedule}"
+
+
+def _key(r: Mapping[str, Any]) -> tuple[float, str]:
+    return float(r["lr"]), str(r.get("schedule", "constant"))
+
+
 def choose(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per learning rate: mean validation and test accuracy over the architectures run at every rate;
-    ``best`` is the rate with the highest mean validation accuracy (ties: the smaller rate)."""
-    lrs = sorted({float(r["lr"]) for r in rows})
+    """Per setting (learning rate × schedule): mean validation and test accuracy over the architectures run at every
+    setting; ``best`` is the rate (``best_schedule`` its schedule) with the highest mean validation accuracy (ties: the
+    smaller rate, then the constant schedule); ``baseline`` the smallest rate at the first schedule."""
+    settings = sorted({_key(r) for r in rows}, key=lambda k: (k[1] != "constant", k[1], k[0]))
     archs = sorted({r["arch"] for r in rows})
-    complete = [a for a in archs if all(any(r["arch"] == a and float(r["lr"]) == lr for r in rows) for lr in lrs)]
+    complete = [a for a in archs if all(any(r["arch"] == a and _key(r) == k for r in rows) for k in settings)]
     if not complete:
-        raise ValueError("no architecture was run at every learning rate")
-    per_lr = {}
-    for lr in lrs:
-        sel = [r for r in rows if float(r["lr"]) == lr and r["arch"] in complete]
-        per_lr[lr] = {"val": statistics.fmean(r["val"] for r in sel), "test": statistics.fmean(r["test"] for r in sel)}
-    best = max(lrs, key=lambda lr: (per_lr[lr]["val"], -lr))
-    base = lrs[0]
-    wins = sum(1 for a in complete
-               if _acc(rows, a, best, "val") > _acc(rows, a, base, "val"))
-    return {"archs": complete, "per_lr": {repr(k): v for k, v in per_lr.items()}, "best": best, "baseline": base,
-            "val_gain_points": 100 * (per_lr[best]["val"] - per_lr[base]["val"]),
-            "test_gain_points": 100 * (per_lr[best]["test"] - per_lr[base]["test"]),
+        raise ValueError("no architecture was run at every setting")
+    per = {}
+    for k in settings:
+        sel = [r for r in rows if _key(r) == k and r["arch"] in complete]
+        per[k] = {"val": statistics.fmean(r["val"] for r in sel), "test": statistics.fmean(r["test"] for r in sel)}
+    best = max(settings, key=lambda k: (per[k]["val"], -k[0], k[1] == "constant"))
+    base = settings[0]
+    wins = sum(1 for a in complete if _acc(rows, a, best, "val") > _acc(rows, a, base, "val"))
+    return {"archs": complete, "settings": [label(*k) for k in settings],
+            "per_setting": {label(*k): v for k, v in per.items()},
+            "best": best[0], "best_schedule": best[1], "baseline": base[0], "baseline_schedule": base[1],
+            "val_gain_points": 100 * (per[best]["val"] - per[base]["val"]),
+            "test_gain_points": 100 * (per[best]["test"] - per[base]["test"]),
             "val_wins": wins}
 
 
-def _acc(rows: Sequence[Mapping[str, Any]], arch: str, lr: float, key: str) -> float:
-    return next(float(r[key]) for r in rows if r["arch"] == arch and float(r["lr"]) == lr)
+def _acc(rows: Sequence[Mapping[str, Any]], arch: str, setting: tuple[float, str], key: str) -> float:
+    return next(float(r[key]) for r in rows if r["arch"] == arch and _key(r) == setting)
 
 
 def render(doc: Mapping[str, Any]) -> str:
     c = doc["choice"]
-    lrs = sorted(float(k) for k in c["per_lr"])
+    settings = sorted({_key(r) for r in doc["rows"]}, key=lambda k: (k[1] != "constant", k[1], k[0]))
     lines = [
         "# Side experiment: the benchmark's fine-tuning learning rate", "",
         f"Command: `{doc['command']}` — {doc['at']}. Every architecture is derived from the pretrained supernet "
         f"and fine-tuned for {doc['finetune_steps']} steps (batch {doc['batch_size']}, seed {doc['seed']}), the "
         f"benchmark's shared budget; accuracy on {doc['n_val']} validation and {doc['n_test']} test WordNet noun "
-        "glosses. The rate is chosen on validation accuracy; one seed per cell, so single cells move by ±1–2 pt.", "",
-        "| architecture | " + " | ".join(f"val / test % @ {lr:g}" for lr in lrs) + " |",
-        "| --- | " + " | ".join("---" for _ in lrs) + " |",
+        "glosses. The setting is chosen on validation accuracy; one seed per cell, so single cells move by ±1–2 pt. "
+        "*cosine*: linear warm-up over the first 10 % of the steps, then cosine decay to 0.", "",
+        "| architecture | " + " | ".join(f"val / test % @ {label(*k)}" for k in settings) + " |",
+        "| --- | " + " | ".join("---" for _ in settings) + " |",
     ]
     for a in c["archs"]:
-        cells = [f"{100 * _acc(doc['rows'], a, lr, 'val'):.2f} / {100 * _acc(doc['rows'], a, lr, 'test'):.2f}"
-                 for lr in lrs]
+        cells = [f"{100 * _acc(doc['rows'], a, k, 'val'):.2f} / {100 * _acc(doc['rows'], a, k, 'test'):.2f}"
+                 for k in settings]
         lines.append(f"| {a} `{doc['archs'][a]}` | " + " | ".join(cells) + " |")
+    per = c["per_setting"]
     lines.append("| **mean** | " + " | ".join(
-        f"**{100 * c['per_lr'][repr(lr)]['val']:.2f} / {100 * c['per_lr'][repr(lr)]['test']:.2f}**" for lr in lrs) + " |")
-    lines += ["", f"Chosen: **{c['best']:g}** (highest mean validation accuracy): {c['val_gain_points']:+.2f} pt "
-              f"validation, {c['test_gain_points']:+.2f} pt test over {c['baseline']:g}; better on validation for "
+        f"**{100 * per[label(*k)]['val']:.2f} / {100 * per[label(*k)]['test']:.2f}**" for k in settings) + " |")
+    lines += ["", f"Chosen: **{label(c['best'], c['best_schedule'])}** (highest mean validation accuracy): "
+              f"{c['val_gain_points']:+.2f} pt validation, {c['test_gain_points']:+.2f} pt test over "
+              f"{label(c['baseline'], c['baseline_schedule'])}; better on validation for "
               f"{c['val_wins']} of {len(c['archs'])} architectures.", ""]
     return "\n".join(lines)
 
@@ -91,6 +105,7 @@ def render(doc: Mapping[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--lrs", default="5e-5,1.5e-4,3e-4")
+    ap.add_argument("--schedules", default="constant", help="comma-separated: constant, cosine (every rate at each)")
     ap.add_argument("--archs", default=",".join(ARCHS), help="names from ARCHS (full mode)")
     ap.add_argument("--quick", action="store_true", help="tiny-bert, first-k students, seconds (tests)")
     ap.add_argument("--out", default=str(REPORTS))
@@ -101,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         lrs = parse_lrs(args.lrs)
+        schedules = parse_schedules(args.schedules)
         names = args.archs.split(",")
         unknown = [n for n in names if n not in ARCHS]
         if unknown and not args.quick:
             raise ConfigError(f"--archs: unknown architecture {unknown[0]!r}; known: {', '.join(ARCHS)}")
-        return _sweep(args, lrs, names)
+        return _sweep(args, lrs, schedules, names)
     except NASError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -124,7 +140,19 @@ def parse_lrs(text: str) -> list[float]:
     return lrs
 
 
-def _sweep(args: argparse.Namespace, lrs: list[float], names: list[str]) -> int:
+def parse_schedules(text: str) -> list[str]:
+    """``"constant,cosine"`` to known schedule names (ConfigError naming ``--schedules`` otherwise)."""
+    from nas.errors import ConfigError
+    from trainers.config import FINETUNE_SCHEDULES
+
+    out = [x.strip() for x in text.split(",")]
+    bad = [x for x in out if x not in FINETUNE_SCHEDULES]
+    if bad:
+        raise ConfigError(f"--schedules: unknown schedule {bad[0]!r}; known: {', '.join(FINETUNE_SCHEDULES)}")
+    return out
+
+
+def _sweep(args: argparse.Namespace, lrs: list[float], schedules: list[str], names: list[str]) -> int:
     from experiments.studies.benchmark_minilm_cpu.context import Bench
     from experiments.studies.benchmark_minilm_cpu.run import quick_table
     from nas.spaces.summary import format_arch, parse_arch
@@ -146,20 +174,23 @@ def _sweep(args: argparse.Namespace, lrs: list[float], names: list[str]) -> int:
     rows = []
     for name, summary in archs.items():
         arch = parse_arch(bench.space, summary)
-        for lr in lrs:
-            bench.config = dataclasses.replace(base, finetune_lr=lr)
-            tr = bench.train_arch(arch)
-            row = {"arch": name, "lr": lr, "val": bench.val_accuracy(tr), "test": bench.test_accuracy(tr),
-                   "seconds": tr.seconds}
-            rows.append(row)
-            print(f"{name} lr {lr:g}: val {row['val']:.4f} test {row['test']:.4f} ({row['seconds']:.0f} s)", flush=True)
+        for schedule in schedules:
+            for lr in lrs:
+                bench.config = dataclasses.replace(base, finetune_lr=lr, finetune_schedule=schedule)
+                tr = bench.train_arch(arch)
+                row = {"arch": name, "lr": lr, "schedule": schedule, "val": bench.val_accuracy(tr),
+                       "test": bench.test_accuracy(tr), "seconds": tr.seconds}
+                rows.append(row)
+                print(f"{name} {label(lr, schedule)}: val {row['val']:.4f} test {row['test']:.4f} "
+                      f"({row['seconds']:.0f} s)", flush=True)
     doc = {"command": " ".join(["python -m experiments.studies.benchmark_minilm_cpu.finetune_lr", *args.argv]),
            "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "space": cfg.space,
            "finetune_steps": base.finetune_steps, "batch_size": base.batch_size, "seed": base.seed,
            "n_val": len(bench.val), "n_test": len(bench.test), "archs": archs, "rows": rows, "choice": choose(rows)}
     stem = args.name or ("minilm_cpu_quick.finetune_lr" if args.quick else "minilm_cpu.finetune_lr")
     write_report(out / stem, doc, render(doc))
-    print(f"chosen learning rate {doc['choice']['best']:g} (mean val {doc['choice']['val_gain_points']:+.2f} pt)")
+    c = doc["choice"]
+    print(f"chosen {label(c['best'], c['best_schedule'])} (mean val {c['val_gain_points']:+.2f} pt)")
     return 0
 
 
