@@ -37,6 +37,7 @@ from nas.latency.protocol import Protocol, measure
 from nas.latency.table import (
     DECODE, OVERHEAD, PHASES, PREFILL, REST, LatencyTable, is_decoder, required_keys, table_filename,
 )
+from nas.models.dims import synthetic_id_high
 from nas.spaces.choice import layer_label
 from nas.spaces.space import Arch, SearchSpace
 
@@ -59,7 +60,7 @@ that it quantizes the same way (:func:`~nas.latency.table.check_accuracy_level`)
 def model_inputs(space: SearchSpace, batch: int, seq: int, *, seed: int = 0) -> dict[str, torch.Tensor]:
     """Fixed ``input_ids`` / ``attention_mask`` (no padding) for measuring."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, min(space.dims.vocab_size, 30000), (batch, seq), generator=g)
+    ids = torch.randint(1, synthetic_id_high(space.dims.vocab_size), (batch, seq), generator=g)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 

@@ -9,6 +9,13 @@ from typing import Any
 from nas.errors import ModelError
 
 FAMILIES = ("bert", "llama")
+SYNTHETIC_ID_CAP = 30000
+
+
+def synthetic_id_high(vocab_size: int) -> int:
+    """Exclusive upper bound of the random token ids fed to time or check a model (latency tables, parity checks,
+    measured points): ids in ``[1, min(vocab, 30000))`` — never 0 (BERT's padding), within every embedded vocabulary."""
+    return min(int(vocab_size), SYNTHETIC_ID_CAP)
 
 
 @dataclass(frozen=True)

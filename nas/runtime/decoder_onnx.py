@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from nas.errors import ModelError
+from nas.models.dims import synthetic_id_high
 from nas.models.transformer import TransformerModel, rotary
 from nas.runtime.onnx import EMBED_NODE, OPSET, export_module
 
@@ -160,7 +161,7 @@ def step_inputs(model: TransformerModel, *, batch: int, new: int, context: int, 
     graph's input order (:func:`past_names`); ``context=0`` is a prefill's empty pasts.
     """
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, min(model.dims.vocab_size, 30000), (batch, new), generator=g)
+    ids = torch.randint(1, synthetic_id_high(model.dims.vocab_size), (batch, new), generator=g)
     return {"input_ids": ids, "attention_mask": torch.ones(batch, context + new, dtype=torch.long),
             **dict(zip(past_names(len(model.layers)), empty_past(model, batch, context)))}
 

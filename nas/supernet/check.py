@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 import torch
 
+from nas.models.dims import synthetic_id_high
 from nas.spaces.space import SearchSpace
 from nas.spaces.summary import format_arch
 from nas.supernet.derive import derive
@@ -29,7 +30,7 @@ def check_derive(
     net = Supernet.build(space)
     rng = random.Random(seed)
     g = torch.Generator().manual_seed(seed)
-    vocab = min(space.dims.vocab_size, 30000)
+    vocab = synthetic_id_high(space.dims.vocab_size)
     batches = []
     for b, t in SHAPES:
         t = min(t, space.dims.max_positions)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from experiments.studies.benchmark_smollm2_cpu.config import PHASES, Measure
+from nas.models.dims import synthetic_id_high
 
 SCORE_THREADS = 2
 SCORER = "kv-cached: each prompt prefilled alone, its candidates one batch after it (lm_eval.choice_scores_cached)"
@@ -83,9 +84,10 @@ def score_point(folder: Path, bench: Any, *, prompt: str, new_tokens: int) -> di
 
 def phase_feeds(session: Any, *, tokens: int, context: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Feeds of one generation-graph call read off the graph itself: ``tokens`` new ids after ``context`` cached
-    (zero) ones — the shapes and id range :func:`nas.runtime.decoder_onnx.step_inputs` gives a table's entries."""
+    (zero) ones — the shapes and id range (:func:`nas.models.dims.synthetic_id_high`) that
+    :func:`nas.runtime.decoder_onnx.step_inputs` gives a table's entries."""
     rng = np.random.default_rng(seed)
-    ids = rng.integers(1, min(vocab, 30000), size=(1, tokens), dtype=np.int64)
+    ids = rng.integers(1, synthetic_id_high(vocab), size=(1, tokens), dtype=np.int64)
     past = [np.zeros((1, h, context, d), dtype=np.float32) for h, d in session.cache_shapes]
     return {"input_ids": ids, "attention_mask": np.ones((1, context + tokens), dtype=np.int64),
             **dict(zip(session.past_names, past))}
