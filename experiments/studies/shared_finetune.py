@@ -45,13 +45,16 @@ def sample_params(experiment, i: int, n: int) -> dict:
             out[name] = rng.choice(p.choices)
             continue
         u = (i + 0.5) / n if name == "target_fraction" else rng.random()
-        v = math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low))) if p.log else p.low + u * (p.high - p.low)
+        if p.log:
+            v = math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low)))
+        else:
+            v = p.low + u * (p.high - p.low)
         out[name] = int(round(v)) if p.kind == "int" else float(v)
     return out
 
 
 def ensure_supernet(experiment, folder: Path) -> dict:
-    """The shared supernet's ``supernet.json`` in ``folder``, trained there first when absent (with its training time)."""
+    """The shared supernet's ``supernet.json`` in ``folder``, trained there first when absent (and its time)."""
     from nas.search.shared import shared_config
     from trainers.shared import read_shared_meta
 

@@ -16,7 +16,13 @@ quality (before fine-tuning) and its fine-tuned quality (:mod:`nas.search.proxy`
 
     PYTHONPATH=. .venv/bin/python experiments/studies/shared_supernet.py --shared-trials 12 --per-trial-trials 4
 
-Writes ``experiments/reports/shared_supernet_minilm.{json,md}``.
+Writes ``experiments/reports/shared_supernet_minilm.{json,md}``. ``--study NAME --storage URL`` reports a
+study ``nas search`` already ran with a shared supernet instead (any model; e.g. SmolLM2's
+``experiments/smollm2_shared.yaml``), its wall clock the span of its trials plus the supernet's training:
+
+    nas search experiments/smollm2_shared.yaml --trials 10 --storage sqlite:////tmp/s2/study.db
+    PYTHONPATH=. .venv/bin/python experiments/studies/shared_supernet.py --study smollm2_shared \
+        --storage sqlite:////tmp/s2/study.db --out experiments/reports/shared_supernet_smollm2
 """
 
 from __future__ import annotations
@@ -61,29 +67,38 @@ def experiments(supernet_steps: int, cpus: int):
 
 
 def arm(exp, trials: int, storage: str, work: Path, cpus: int) -> dict:
-    import optuna
-
-    from nas.search import api, attrs
-    from nas.search.proxy import proxy_agreement
-    from nas.search.shared import STUDY_SHARED
+    from nas.search import api
 
     t0 = time.perf_counter()
     api.run_search(exp, storage=storage, study=exp.name, trials=trials, runs_dir=work / "runs",
                    artifacts=str(work / "artifacts"), num_cpus=cpus)
-    wall = time.perf_counter() - t0
-    study = optuna.load_study(study_name=exp.name, storage=storage)
+    return collect(exp.name, storage, wall=time.perf_counter() - t0)
+
+
+def collect(study_name: str, storage: str, *, wall: float | None = None) -> dict:
+    """One arm's figures read off its study; ``wall`` None: the span of its trials plus the supernet's training."""
+    import optuna
+
+    from nas.search import attrs
+    from nas.search.proxy import proxy_agreement
+    from nas.search.shared import STUDY_SHARED
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
     rows = []
-    for t in study.trials:
-        if t.state.name != "COMPLETE":
-            continue
+    for t in done:
         m, c = t.user_attrs[attrs.METRICS], t.user_attrs[attrs.CONFIG]
         rows.append({"trial": t.number, "quality_before": m["quality_before"], "quality_after": m["quality_after"],
                      "latency_ms": m["latency_ms"], "target_ms": m["target_ms"], "size_mb": m["size_mb"],
+                     "latencies": {k: m[k] for k in ("ttft_ms", "tpot_ms") if k in m},
                      "finetune_steps": c["finetune_steps"], "compute_s": t.user_attrs.get("compute_s"),
                      "arch": m["arch_summary"]})
     shared = next(iter((study.user_attrs.get(STUDY_SHARED) or {}).values()), None)
+    if wall is None:
+        wall = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+        wall += shared["train_s"] if shared else 0.0
     tau = proxy_agreement([(r["quality_before"], r["quality_after"]) for r in rows])
-    return {"study": exp.name, "trials": len(rows), "wall_s": wall, "trials_per_hour": len(rows) / wall * 3600,
+    return {"study": study_name, "trials": len(rows), "wall_s": wall, "trials_per_hour": len(rows) / wall * 3600,
             "supernet_train_s": shared["train_s"] if shared else None,
             "supernet_steps": shared["steps"] if shared else None,
             "median_trial_compute_s": statistics.median(r["compute_s"] for r in rows if r["compute_s"] is not None),
@@ -97,6 +112,8 @@ def med_iqr(xs: list[float]) -> str:
 
 
 def markdown(rep: dict) -> str:
+    if "per_trial" not in rep["arms"]:
+        return markdown_study(rep)
     a, b = rep["arms"]["per_trial"], rep["arms"]["shared"]
     ratio = b["trials_per_hour"] / a["trials_per_hour"]
     tau = b["kendall_tau"]
@@ -133,6 +150,35 @@ def markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown_study(rep: dict) -> str:
+    """The report of one existing shared-supernet study (``--study``)."""
+    (name, r), = rep["arms"].items()
+    tau, n = r["kendall_tau"], r["trials"]
+    phases = sorted({k for x in r["rows"] for k in x["latencies"]})
+    lines = [
+        f"# Shared supernet study `{name}`", "",
+        f"Command: `{rep['command']}`  ", f"Study run by: `{rep.get('search_command', 'nas search')}`  ",
+        f"Host: {rep['host']}, written {rep['date']}.", "",
+        f"The supernet was trained once ({r['supernet_steps']} sandwich steps in {r['supernet_train_s']:.0f} s); every "
+        "trial started from it, ran architecture steps on the frozen weights and fine-tuned for its sampled number of "
+        "steps. Wall clock: the span of the trials plus the supernet's training.", "",
+        *md_table(["trials", "wall s", "supernet training s", "trials per hour", "trial compute s, median (IQR)",
+                   "best quality", "Kendall τ (before vs after fine-tuning)"],
+                  [[n, f"{r['wall_s']:.0f}", f"{r['supernet_train_s']:.0f}", f"{r['trials_per_hour']:.1f}",
+                    med_iqr([x["compute_s"] for x in r["rows"] if x["compute_s"] is not None]),
+                    f"{r['best_quality']:.2%}", f"{tau:.3f}"]]), "",
+        f"Kendall τ ≥ 0.6 on a study with ≥ 10 trials (issue 31): {tau:.3f} over {n} trials — "
+        + ("met" if n >= 10 and tau >= 0.6 else "missed" if n >= 10 else "too few trials") + ".", "",
+        *md_table(["trial", "quality before → after", *(f"{p} (T)" if p == "latency_ms" else p for p in phases),
+                   "MB", "fine-tuning steps", "compute s", "arch"],
+                  [[x["trial"], f"{x['quality_before']:.2%} → {x['quality_after']:.2%}",
+                    *(f"{x['latencies'][p]:.2f}" for p in phases), f"{x['size_mb']:.1f}", x["finetune_steps"],
+                    f"{x['compute_s']:.0f}" if x["compute_s"] is not None else "–", f"`{x['arch']}`"]
+                   for x in r["rows"]]), "",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared-trials", type=int, default=12)
@@ -141,12 +187,27 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray and per trial")
     ap.add_argument("--out", default=str(REPORTS / "shared_supernet_minilm"))
     ap.add_argument("--report-only", action="store_true", help="re-render the report from its JSON")
+    ap.add_argument("--study", help="report this existing shared-supernet study (with --storage) instead of running")
+    ap.add_argument("--storage", help="the study's storage URL (with --study)")
+    ap.add_argument("--search-command", default=None, help="the command that ran --study (quoted in the report)")
     args = ap.parse_args()
     if args.report_only:
         import json
 
         rep = json.loads(Path(f"{args.out}.json").read_text())
         write_report(Path(args.out), rep, markdown(rep))
+        return 0
+    if args.study:
+        from nas.latency.device import device_info
+
+        info = device_info()
+        cmd = "PYTHONPATH=. .venv/bin/python experiments/studies/shared_supernet.py " + " ".join(sys.argv[1:])
+        rep = {"command": cmd,
+               "search_command": args.search_command or "nas search", "host": f"{info['cpu']} ({info['fingerprint']})",
+               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "arms": {args.study: collect(args.study, args.storage)}}
+        write_report(Path(args.out), rep, markdown(rep))
+        print(markdown(rep))
         return 0
     per_trial, shared = experiments(args.supernet_steps, args.cpus)
     load0 = os.getloadavg()

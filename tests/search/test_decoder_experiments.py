@@ -34,3 +34,15 @@ def test_phases_experiment_parses_and_checks():
     exp.check()  # both tables fit the space and their phase; every target in both ranges is reachable
     cfg = exp.search_config(exp.stratified_values(1))
     assert cfg.latency_table == exp.latency_tables["ttft_ms"] and set(cfg.target_fractions) == {"ttft_ms", "tpot_ms"}
+
+
+@pytest.mark.parametrize("name, space", [("minilm_shared", "minilm-l6"), ("smollm2_shared", "smollm2-135m")])
+def test_shared_supernet_experiments_parse_and_check(name, space):
+    """The weight-sharing experiments of both embedded models: a supernet section, trials on frozen shared weights,
+    a sampled fine-tuning budget, and every sampled range passes the plug-in's check."""
+    exp = Experiment.from_yaml(ROOT / "experiments" / f"{name}.yaml")
+    assert (exp.name, exp.space) == (name, space) and exp.supernet["steps"] > 0
+    assert "finetune_steps" in exp.sample
+    exp.check()
+    cfg = exp.search_config({k: p.example() for k, p in exp.sample.items()})
+    assert cfg.freeze_weights and cfg.finetune_schedule == "cosine"
