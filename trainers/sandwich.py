@@ -13,7 +13,12 @@ architectures :func:`sandwich_archs` names for that step:
   bit-width of a label is trained in every step once ``random_archs`` ≥ options − 2;
 
 then one AdamW step on the summed gradients (the largest and smallest bound the space; the random
-ones cover its middle). The loss is the trial's task loss, which distils from the frozen
+ones cover its middle). With **progressive shrinking** (``shrink_steps`` > 0, after Once-for-All)
+the space the smallest and random architectures come from grows from the largest alone: at step
+``s`` every label offers its first ``ceil(f·n)`` options of ``n`` (largest first), ``f = (s + 1) /
+shrink_steps`` capped at 1 (:func:`shrunk_space_options`), so the shared weights learn to serve
+the large architectures before the small ones pull on them; from step ``shrink_steps`` on it is
+the whole space. The loss is the trial's task loss, which distils from the frozen
 uncompressed model (in-place distillation from the full model: its logits or hidden states are
 the targets of every architecture). The model stays in eval mode, as in the search (no dropout).
 Weights are evaluated as a trial evaluates a sampled
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -42,6 +48,7 @@ from torch import Tensor, nn
 
 from nas.errors import ConfigError
 from nas.files import atomic_dir
+from nas.spaces.choice import layer_label
 from nas.spaces.space import Arch, SearchSpace
 from nas.supernet.supernet import Supernet
 from nas.tasks.batches import Encoded, batch_indices
@@ -65,6 +72,8 @@ class SandwichConfig:
         lr: AdamW learning rate of the weights and the task head.
         batch_size: examples per step (the same batch for every architecture of the step).
         seed: batches, random architectures.
+        shrink_steps: progressive shrinking over these first steps (module docstring); 0: the whole space
+            from the first step.
         log_every, checkpoint_every: progress-line and checkpoint intervals (steps).
         autocast: ``bf16`` on CUDA (never on the CPU), or ``none``.
     """
@@ -77,11 +86,14 @@ class SandwichConfig:
     log_every: int = 10
     checkpoint_every: int = 50
     autocast: str = "bf16"
+    shrink_steps: int = 0
 
     def __post_init__(self) -> None:
         for f in ("steps", "batch_size", "log_every", "checkpoint_every"):
             if isinstance(getattr(self, f), bool) or int(getattr(self, f)) <= 0:
                 raise ConfigError(f"{f}: must be a positive integer, got {getattr(self, f)!r}")
+        if isinstance(self.shrink_steps, bool) or not isinstance(self.shrink_steps, int) or self.shrink_steps < 0:
+            raise ConfigError(f"shrink_steps: must be an integer >= 0, got {self.shrink_steps!r}")
         if self.random_archs < 0:
             raise ConfigError(f"random_archs: must be >= 0, got {self.random_archs}")
         if not self.lr > 0:
@@ -90,24 +102,66 @@ class SandwichConfig:
             raise ConfigError(f"autocast: unknown {self.autocast!r}; known: bf16, none")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field; ``shrink_steps`` only when set, so supernets trained before it existed keep their key."""
+        d = dataclasses.asdict(self)
+        if not d["shrink_steps"]:
+            del d["shrink_steps"]
+        return d
 
 
-def sandwich_archs(space: SearchSpace, step: int, *, seed: int, random_archs: int) -> list[tuple[str, Arch]]:
-    """The architectures of one step, named (module docstring): largest, smallest, then the random ones.
+def shrunk_space_options(space: SearchSpace, step: int, shrink_steps: int) -> dict[str, tuple[int, ...]] | None:
+    """Each label's options open at ``step`` of progressive shrinking (module docstring); None: the whole space.
+
+    Example:
+        >>> from nas.spaces import load_space
+        >>> opts = shrunk_space_options(load_space("smollm2-135m"), 0, 4)
+        >>> opts["layer3.heads"], opts["layer3.ffn"], opts["layer3.keep"]
+        ((9,), (1536,), (1,))
+    """
+    if shrink_steps <= 0 or step + 1 >= shrink_steps:
+        return None
+    frac = (step + 1) / shrink_steps
+    return {c.label: tuple(c.options[:max(1, math.ceil(frac * len(c.options)))]) for c in space}
+
+
+def sandwich_archs(space: SearchSpace, step: int, *, seed: int, random_archs: int,
+                   shrink_steps: int = 0) -> list[tuple[str, Arch]]:
+    """The architectures of one step, named (module docstring): largest, smallest, then the random ones
+    (``shrink_steps``: the smallest and random ones from the options progressive shrinking has opened).
 
     Example:
         >>> from nas.spaces import load_space
         >>> [name for name, _ in sandwich_archs(load_space("tiny-bert"), 0, seed=0, random_archs=2)]
         ['largest', 'smallest', 'random0', 'random1']
     """
-    out = [("largest", space.full()), ("smallest", space.smallest())]
+    opened = shrunk_space_options(space, step, shrink_steps)
     rng = random.Random(seed * 1_000_003 + step)
+    if opened is None:
+        out = [("largest", space.full()), ("smallest", space.smallest())]
+        for i in range(random_archs):
+            arch = space.sample(rng)
+            for c in space:
+                if c.kind == "bits" and len(c.options) > 2:
+                    arch[c.label] = c.options[1 + (step + i) % (len(c.options) - 2)]
+            out.append((f"random{i}", arch))
+        return out
+    keeps = [layer_label(i, "keep") for i in range(space.dims.num_layers)]
+
+    def kept(arch: Arch) -> bool:
+        return any(space.value(arch, k) for k in keeps)
+
+    small = {k: v[-1] for k, v in opened.items()}
+    if not kept(small):  # as space.smallest(): at least one layer
+        small[next(k for k in keeps if 1 in opened.get(k, ()))] = 1
+    out = [("largest", space.full()), ("smallest", small)]
     for i in range(random_archs):
-        arch = space.sample(rng)
+        arch = {k: rng.choice(v) for k, v in opened.items()}
+        while not kept(arch):
+            arch = {k: rng.choice(v) for k, v in opened.items()}
         for c in space:
-            if c.kind == "bits" and len(c.options) > 2:
-                arch[c.label] = c.options[1 + (step + i) % (len(c.options) - 2)]
+            o = opened[c.label]
+            if c.kind == "bits" and len(o) > 2:
+                arch[c.label] = o[1 + (step + i) % (len(o) - 2)]
         out.append((f"random{i}", arch))
     return out
 
@@ -156,7 +210,8 @@ class SandwichTrainer:
         self.opt.zero_grad(set_to_none=True)
         rec: dict[str, float] = {"step": float(step)}
         total = 0.0
-        for name, arch in sandwich_archs(self.net.space, step, seed=c.seed, random_archs=c.random_archs):
+        for name, arch in sandwich_archs(self.net.space, step, seed=c.seed, random_archs=c.random_archs,
+                                         shrink_steps=c.shrink_steps):
             loss = self.arch_loss(arch, batch)
             loss.backward()  # gradients of every architecture accumulate before the one step
             rec[f"loss.{name}"] = loss.item()

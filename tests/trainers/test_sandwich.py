@@ -8,7 +8,7 @@ from nas.errors import ConfigError
 from nas.models.transformer import mean_pool
 from nas.spaces.choice import layer_label
 from nas.tasks.batches import Encoded
-from trainers.sandwich import SandwichConfig, SandwichTrainer, sandwich_archs
+from trainers.sandwich import SandwichConfig, SandwichTrainer, sandwich_archs, shrunk_space_options
 from trainers.tasks import EmbedTask
 
 
@@ -40,6 +40,38 @@ def test_archs_bound_the_space_and_cover_every_bit_width():
     assert step != sandwich_archs(space, 4, seed=1, random_archs=2)
     with pytest.raises(ConfigError, match="random_archs: must be >= 0"):
         SandwichConfig(random_archs=-1)
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "smollm2-135m"])
+def test_progressive_shrinking_opens_the_space_from_the_largest_options_down(name):
+    space = nas.load_space(name)
+    first = sandwich_archs(space, 0, seed=1, random_archs=2, shrink_steps=8)
+    assert all(arch == space.full() for _, arch in first)  # step 0 of 8: the largest options alone
+    seen = []
+    for step in range(8):
+        opened = shrunk_space_options(space, step, 8)
+        archs = dict(sandwich_archs(space, step, seed=1, random_archs=2, shrink_steps=8))
+        if opened is None:  # the last step: the whole space, exactly as without shrinking
+            assert step == 7 and list(archs.items()) == sandwich_archs(space, step, seed=1, random_archs=2)
+            break
+        for c in space:
+            o = opened[c.label]
+            assert o == tuple(c.options[:len(o)])  # a prefix, largest first
+            assert archs["smallest"][c.label] == o[-1] or (c.kind == "keep" and archs["smallest"][c.label] == 1)
+            assert all(a[c.label] in o for a in archs.values())
+        assert space.kept_layers(archs["smallest"]) and all(space.kept_layers(a) for a in archs.values())
+        seen.append(sum(len(o) for o in opened.values()))
+    assert seen == sorted(seen) and seen[0] < seen[-1]  # never closes, and does open
+    assert sandwich_archs(space, 20, seed=1, random_archs=2, shrink_steps=8) == \
+        sandwich_archs(space, 20, seed=1, random_archs=2)
+
+
+def test_shrink_steps_is_checked_and_keeps_older_supernets_keys():
+    assert "shrink_steps" not in SandwichConfig().to_dict()  # keys of supernets trained before it are unchanged
+    assert SandwichConfig(shrink_steps=50).to_dict()["shrink_steps"] == 50
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match="shrink_steps: must be an integer >= 0"):
+            SandwichConfig(shrink_steps=bad)
 
 
 def test_one_step_sends_gradients_through_both_the_largest_and_the_smallest():
