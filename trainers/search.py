@@ -47,6 +47,7 @@ under bf16 autocast on CUDA when ``config.autocast`` is ``bf16``
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -418,7 +419,9 @@ class DNASSearch:
 
 def _line(rec: dict[str, float], step: int, total: int, elapsed: float, budgets: tuple[str, ...] = ()) -> str:
     """One progress line; ``budgets`` (several-budget search): each budget's E/T, argmax/T and λ."""
-    s = f"search step {step}/{total} tau {rec['tau']:.3f} weight_loss {rec['weight_loss']:.4f}"
+    w = rec["weight_loss"]
+    weights = "weights frozen" if math.isnan(w) else f"weight_loss {w:.4f}"
+    s = f"search step {step}/{total} tau {rec['tau']:.3f} {weights}"
     if "ratio" in rec:
         s += (f" E[LAT]/T {rec['ratio']:.3f} argmax/T {rec['argmax_ratio']:.3f} lambda {rec['lambda']:.3f}"
               f" task {rec['task']:.4f}")

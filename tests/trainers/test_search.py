@@ -147,3 +147,11 @@ def test_checkpoint_resume_continues_like_an_uninterrupted_run(tiny_table, tmp_p
     other, _ = make_search("tiny-bert", table, checkpoint_every=3, seed=1)
     with pytest.raises(ConfigError, match="seed"):
         other.run(checkpoint_dir=tmp_path / "ck")
+
+
+def test_progress_line_says_weights_frozen_instead_of_a_nan_loss():
+    from trainers.search import _line
+
+    frozen = _line({"tau": 1.0, "weight_loss": float("nan")}, 3, 12, 4.0)
+    assert "weights frozen" in frozen and "nan" not in frozen
+    assert "weight_loss 0.5000" in _line({"tau": 1.0, "weight_loss": 0.5}, 3, 12, 4.0)
