@@ -32,6 +32,7 @@ import dataclasses
 import datetime as dt
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -76,14 +77,18 @@ def arm(exp, trials: int, storage: str, work: Path, cpus: int) -> dict:
 
 
 def collect(study_name: str, storage: str, *, wall: float | None = None) -> dict:
-    """One arm's figures read off its study; ``wall`` None: the span of its trials plus the supernet's training."""
-    import optuna
+    """One arm's figures read off its study; ``wall`` None: the span of its trials plus the supernet's training.
 
+    Raises:
+        StorageError: no such storage (never created here) or no such study in it.
+    """
     from nas.search import attrs
+    from nas.search.storage import get_storage
+    from nas.search.study import load_study
     from nas.search.proxy import proxy_agreement
     from nas.search.shared import STUDY_SHARED
 
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = load_study(get_storage(storage, create=False), study_name)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     rows = []
     for t in done:
@@ -92,7 +97,7 @@ def collect(study_name: str, storage: str, *, wall: float | None = None) -> dict
                      "latency_ms": m["latency_ms"], "target_ms": m["target_ms"], "size_mb": m["size_mb"],
                      "latencies": {k: m[k] for k in ("ttft_ms", "tpot_ms") if k in m},
                      "finetune_steps": c["finetune_steps"], "compute_s": t.user_attrs.get("compute_s"),
-                     "arch": m["arch_summary"]})
+                     "teacher_quality": m.get("teacher_quality"), "arch": m["arch_summary"]})
     shared = next(iter((study.user_attrs.get(STUDY_SHARED) or {}).values()), None)
     if wall is None:
         wall = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
@@ -154,14 +159,16 @@ def markdown_study(rep: dict) -> str:
     """The report of one existing shared-supernet study (``--study``)."""
     (name, r), = rep["arms"].items()
     tau, n = r["kendall_tau"], r["trials"]
-    phases = sorted({k for x in r["rows"] for k in x["latencies"]})
+    phases = [k for k in ("ttft_ms", "tpot_ms") if any(k in x["latencies"] for x in r["rows"])]
+    teacher = next((x["teacher_quality"] for x in r["rows"] if x.get("teacher_quality") is not None), None)
     lines = [
         f"# Shared supernet study `{name}`", "",
         f"Command: `{rep['command']}`  ", f"Study run by: `{rep.get('search_command', 'nas search')}`  ",
         f"Host: {rep['host']}, written {rep['date']}.", "",
         f"The supernet was trained once ({r['supernet_steps']} sandwich steps in {r['supernet_train_s']:.0f} s); every "
         "trial started from it, ran architecture steps on the frozen weights and fine-tuned for its sampled number of "
-        "steps. Wall clock: the span of the trials plus the supernet's training.", "",
+        "steps. Wall clock: the span of the trials plus the supernet's training."
+        + (f" The full model's quality on the same items: {teacher:.2%}." if teacher is not None else ""), "",
         *md_table(["trials", "wall s", "supernet training s", "trials per hour", "trial compute s, median (IQR)",
                    "best quality", "Kendall τ (before vs after fine-tuning)"],
                   [[n, f"{r['wall_s']:.0f}", f"{r['supernet_train_s']:.0f}", f"{r['trials_per_hour']:.1f}",
@@ -169,7 +176,7 @@ def markdown_study(rep: dict) -> str:
                     f"{r['best_quality']:.2%}", f"{tau:.3f}"]]), "",
         f"Kendall τ ≥ 0.6 on a study with ≥ 10 trials (issue 31): {tau:.3f} over {n} trials — "
         + ("met" if n >= 10 and tau >= 0.6 else "missed" if n >= 10 else "too few trials") + ".", "",
-        *md_table(["trial", "quality before → after", *(f"{p} (T)" if p == "latency_ms" else p for p in phases),
+        *md_table(["trial", "quality before → after", *phases,
                    "MB", "fine-tuning steps", "compute s", "arch"],
                   [[x["trial"], f"{x['quality_before']:.2%} → {x['quality_after']:.2%}",
                     *(f"{x['latencies'][p]:.2f}" for p in phases), f"{x['size_mb']:.1f}", x["finetune_steps"],
@@ -198,14 +205,22 @@ def main() -> int:
         write_report(Path(args.out), rep, markdown(rep))
         return 0
     if args.study:
+        from nas.errors import NASError
         from nas.latency.device import device_info
 
+        if not args.storage:
+            ap.error("--study needs --storage (the study's storage URL)")
+        try:
+            arms = {args.study: collect(args.study, args.storage)}
+        except NASError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         info = device_info()
-        cmd = "PYTHONPATH=. .venv/bin/python experiments/studies/shared_supernet.py " + " ".join(sys.argv[1:])
-        rep = {"command": cmd,
-               "search_command": args.search_command or "nas search", "host": f"{info['cpu']} ({info['fingerprint']})",
+        cmd = "PYTHONPATH=. .venv/bin/python experiments/studies/shared_supernet.py " + shlex.join(sys.argv[1:])
+        rep = {"command": cmd, "search_command": args.search_command or "nas search",
+               "host": f"{info['cpu']} ({info['fingerprint']})",
                "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "arms": {args.study: collect(args.study, args.storage)}}
+               "arms": arms}
         write_report(Path(args.out), rep, markdown(rep))
         print(markdown(rep))
         return 0

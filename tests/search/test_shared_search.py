@@ -78,6 +78,22 @@ def test_trained_once_and_every_trial_starts_from_it(tmp_path):
     assert r.returncode == 0 and "proxy: Kendall tau between quality before fine-tuning" in r.stderr, r.stderr
     assert "over 3 complete trials" in r.stderr
 
+    # the study report of experiments/studies/shared_supernet.py reads the same study (and never creates storage)
+    script = ROOT / "experiments" / "studies" / "shared_supernet.py"
+    rep = subprocess.run([sys.executable, str(script), "--study", "shared", "--storage", url, "--out",
+                          str(tmp_path / "report")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    doc = json.loads((tmp_path / "report.json").read_text())
+    (arm,) = doc["arms"].values()
+    assert arm["trials"] == 3 and arm["supernet_steps"] == 3 and len(arm["rows"]) == 3
+    assert f"{arm['kendall_tau']:.3f}" in r.stderr  # the τ nas pareto printed
+    assert "# Shared supernet study `shared`" in (tmp_path / "report.md").read_text()
+    missing = subprocess.run([sys.executable, str(script), "--study", "shared", "--storage",
+                              f"sqlite:///{tmp_path}/nope.db", "--out", str(tmp_path / "nope")],
+                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: ")
+    assert not (tmp_path / "nope.db").exists() and not (tmp_path / "nope.json").exists()
+
 
 def test_a_corrupt_stored_supernet_fails_the_trial_naming_both_hashes(tmp_path):
     from nas.errors import StorageError
