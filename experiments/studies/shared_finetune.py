@@ -10,7 +10,8 @@ share of trials that fine-tuning made worse, and each phase's median seconds (wh
     PYTHONPATH=. .venv/bin/python experiments/studies/shared_finetune.py --trials 12 --schedules constant cosine
 
 Writes ``experiments/reports/shared_finetune_minilm.{json,md}``; ``--supernet DIR`` keeps (and reuses) the
-trained supernet there.
+trained supernet there; ``--shrink-steps N`` trains it with progressive shrinking (compare two runs, each
+with its own ``--supernet`` folder and ``--out``, at ``--schedules cosine``).
 """
 
 from __future__ import annotations
@@ -53,15 +54,19 @@ def sample_params(experiment, i: int, n: int) -> dict:
     return out
 
 
-def ensure_supernet(experiment, folder: Path) -> dict:
-    """The shared supernet's ``supernet.json`` in ``folder``, trained there first when absent (and its time)."""
+def ensure_supernet(experiment, folder: Path, shrink_steps: int | None = None) -> dict:
+    """The shared supernet's ``supernet.json`` in ``folder``, trained there first when absent (and its time);
+    ``shrink_steps`` overrides the experiment's progressive shrinking."""
     from nas.search.shared import shared_config
     from trainers.shared import read_shared_meta
 
     if (folder / "supernet.json").exists():
         return {**read_shared_meta(folder), "train_s": None}
     t0 = time.perf_counter()
-    meta = experiment.plugin.train_shared(shared_config(experiment), experiment.supernet, str(folder), device="cpu",
+    settings = dict(experiment.supernet)
+    if shrink_steps is not None:
+        settings["shrink_steps"] = shrink_steps
+    meta = experiment.plugin.train_shared(shared_config(experiment), settings, str(folder), device="cpu",
                                           checkpoint_dir=str(folder.with_name(folder.name + ".ckpt")))
     return {**meta, "train_s": time.perf_counter() - t0}
 
@@ -90,7 +95,9 @@ def markdown(rep: dict) -> str:
         "# Fine-tuning a shared-supernet trial: does the proxy rank? (all-MiniLM-L6-v2)", "",
         f"Command: `{rep['command']}`  ", f"Host: {rep['host']}, written {rep['date']}; loadavg before "
         f"{rep['loadavg_before']} → after {rep['loadavg_after']}.", "",
-        f"One shared supernet ({rep['supernet']['steps']} sandwich steps, sha256 `{rep['supernet']['sha256'][:12]}`"
+        f"One shared supernet ({rep['supernet']['steps']} sandwich steps"
+        + (f", progressive shrinking over the first {rep['supernet']['shrink_steps']}"
+           if rep["supernet"].get("shrink_steps") else "") + f", sha256 `{rep['supernet']['sha256'][:12]}`"
         + (f", trained in {rep['supernet']['train_s']:.0f} s" if rep["supernet"].get("train_s") else ", reused")
         + f"); {rep['trials']} trials with parameters sampled as `experiments/minilm_shared.yaml` samples them "
         "(target stratified), each derived architecture fine-tuned once per recipe (paired: the same architecture, "
@@ -117,6 +124,8 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--schedules", nargs="+", default=["constant", "cosine"])
     ap.add_argument("--supernet", default="/tmp/shared_finetune/supernet", help="the supernet's folder (reused)")
+    ap.add_argument("--shrink-steps", type=int, default=None,
+                    help="train the supernet with progressive shrinking over these first steps (supernet.shrink_steps)")
     ap.add_argument("--out", default=str(REPORTS / "shared_finetune_minilm"))
     args = ap.parse_args()
 
@@ -130,7 +139,7 @@ def main() -> int:
     exp = Experiment.from_yaml(EXPERIMENT)
     load0 = [round(x, 2) for x in os.getloadavg()]
     folder = Path(args.supernet)
-    meta = ensure_supernet(exp, folder)
+    meta = ensure_supernet(exp, folder, args.shrink_steps)
     rows: dict[str, list[dict]] = {k: [] for k in args.schedules}
     paired = []
     for i in range(args.trials):
@@ -152,7 +161,8 @@ def main() -> int:
                    f"{platform.python_version()}",
            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "loadavg_before": load0,
            "loadavg_after": [round(x, 2) for x in os.getloadavg()], "trials": args.trials,
-           "supernet": {k: meta.get(k) for k in ("sha256", "steps", "train_s")},
+           "supernet": {**{k: meta.get(k) for k in ("sha256", "steps", "train_s")},
+                        "shrink_steps": (meta.get("sandwich") or {}).get("shrink_steps", 0)},
            "summary": {k: summarize(v) for k, v in rows.items()}, "paired": paired, "rows": rows}
     write_report(args.out, rep, markdown(rep))
     print(markdown(rep))
