@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.studies.report_files import md_table, write_report  # noqa: E402
+from experiments.studies.shared_supernet import med_iqr  # noqa: E402
 
 REPORTS = ROOT / "experiments" / "reports"
 EXPERIMENT = ROOT / "experiments" / "minilm_shared.yaml"
@@ -69,11 +70,6 @@ def ensure_supernet(experiment, folder: Path, shrink_steps: int | None = None) -
     meta = experiment.plugin.train_shared(shared_config(experiment), settings, str(folder), device="cpu",
                                           checkpoint_dir=str(folder.with_name(folder.name + ".ckpt")))
     return {**meta, "train_s": time.perf_counter() - t0}
-
-
-def med_iqr(xs: list[float], fmt: str = ".1f") -> str:
-    q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
-    return f"{statistics.median(xs):{fmt}} ({q[2] - q[0]:{fmt}})"
 
 
 def summarize(rows: list[dict]) -> dict:
