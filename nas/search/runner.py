@@ -241,7 +241,9 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         runs.mkdir(parents=True, exist_ok=True)
         from nas.search.shared import ensure_shared_supernet
 
-        shared = ensure_shared_supernet(experiment, ot_study, store_url, runs, say=say)  # trained once per study
+        resources = {"cpu": cpus, **({"gpu": gpus} if gpus else {})}
+        shared = ensure_shared_supernet(experiment, ot_study, store_url, runs, say=say,  # trained once per study,
+                                        resources=resources)  # as a Ray task on one trial's resources
         say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
             f"{cpus:g} CPU(s){f' and {gpus:g} GPU(s)' if gpus else ''} each; subnets to the artifact store "
             f"{store_url}")
@@ -257,7 +259,6 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         job = {"experiment": experiment.to_dict(), "study": name, "runs_dir": str(runs), "progress": relay.queue,
                "artifact_store": store_url, "shared_supernet": shared}
 
-        resources = {"cpu": cpus, **({"gpu": gpus} if gpus else {})}
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, job=job), resources)
         stop = _SignalStop(say)
         tuner = tune.Tuner(

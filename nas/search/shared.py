@@ -3,11 +3,17 @@
 An experiment with a ``supernet:`` section (the trial plug-in's shared-training settings,
 e.g. ``{steps: 200, random_archs: 2}``) makes ``nas search`` — or ``nas supernet train``
 alone — train the weight-shared supernet once per study before any trial
-(:func:`ensure_shared_supernet`, in the driver; the plug-in's ``train_shared``). Its files go
-to the study's artifact store and the study records them::
+(:func:`ensure_shared_supernet`; the plug-in's ``train_shared``). ``nas search`` trains it as a
+Ray task on one trial's resources (``run.cpus_per_trial``, ``run.gpus_per_trial``: a GPU node
+of the cluster, not the driver's machine), its progress lines relayed to the driver;
+``nas supernet train`` trains it in its own process. Its files go to the study's artifact
+store (uploaded where it was trained) and the study records them::
 
     study user attribute "shared_supernet": {key: {"key", "sha256", "files": [artifact entries],
-                                                   "steps", "train_s", "created"}}
+                                                   "steps", "train_s", "created", "trained_by"}}
+
+``trained_by``: the process that trained it (``host``, Ray's ``node_id`` and ``task_id`` when a
+Ray task, ``device``).
 
 ``key`` is the plug-in's ``shared_key`` (space, task, data and training settings): a study
 holding a supernet of that key reuses it (a ``--resume`` or a second ``nas search`` never
@@ -37,17 +43,22 @@ def shared_config(experiment: Any) -> Any:
 
 
 def ensure_shared_supernet(experiment: Any, study: Any, store_url: str, runs_dir: str | Path, *,
-                           say: Callable[[str], None], device: str = "auto") -> dict[str, Any] | None:
+                           say: Callable[[str], None],
+                           resources: Mapping[str, float] | None = None) -> dict[str, Any] | None:
     """The study's shared supernet of ``experiment`` (its entry), trained and stored first if the study has none.
+
+    Args:
+        resources: ``{"cpu": n[, "gpu": m]}``: train it as a Ray task holding these (Ray initialised);
+            ``None``: in this process.
 
     Returns:
         The study's entry (module docstring), or ``None`` when the experiment has no ``supernet:``.
 
     Raises:
-        Whatever the plug-in's training raises (typed errors before its compute); StorageError: the
-        artifact store cannot be written.
+        Whatever the plug-in's training raises (typed errors before its compute, re-raised as themselves
+        from a Ray task); StorageError: the artifact store cannot be written.
     """
-    from nas.search.artifacts import get_store, record_artifacts, upload_files
+    from nas.search.artifacts import record_artifacts
     from nas.search.devices import trial_device
 
     if not experiment.supernet:
@@ -63,20 +74,75 @@ def ensure_shared_supernet(experiment: Any, study: Any, store_url: str, runs_dir
         return e
     out = Path(runs_dir) / study.study_name / f"supernet-{key[:12]}"
     ckpt = out.with_name(out.name + ".ckpt")  # an interrupted training resumes from here
-    t0 = time.perf_counter()
-    meta = plugin.train_shared(config, experiment.supernet, str(out), device=trial_device(experiment.run.device, None),
-                               checkpoint_dir=str(ckpt), progress=say)
-    train_s = time.perf_counter() - t0
-    files = upload_files(get_store(store_url), [out / "supernet.safetensors", out / "supernet.json"])
+    if resources is None:
+        done = train_and_store(experiment, out, ckpt, store_url, trial_device(experiment.run.device, None), say)
+    else:
+        done = _train_as_ray_task(experiment, out, ckpt, store_url, resources, say)
+    meta, files = done["meta"], done["files"]
     record_artifacts(study._storage, files, study_id=study._study_id)
     entry = {"key": key, "sha256": meta["sha256"], "files": files, "steps": meta.get("steps"),
-             "train_s": round(train_s, 1), "created": meta.get("created")}
+             "train_s": round(done["train_s"], 1), "created": meta.get("created"), "trained_by": done["trained_by"]}
     known[key] = entry
     study.set_user_attr(STUDY_SHARED, known)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    say(f"supernet: trained shared supernet {meta['sha256'][:12]} in {train_s:.0f} s; stored with study "
-        f"{study.study_name!r}")
+    where = f" (Ray task on node {done['trained_by']['node_id'][:12]})" if "task_id" in done["trained_by"] else ""
+    say(f"supernet: trained shared supernet {meta['sha256'][:12]} in {done['train_s']:.0f} s{where}; stored with "
+        f"study {study.study_name!r}")
     return entry
+
+
+def train_and_store(experiment: Any, out: Path, ckpt: Path, store_url: str, device: str,
+                    progress: Callable[[str], None]) -> dict[str, Any]:
+    """Train the shared supernet into ``out`` (resuming from ``ckpt``) and upload its files, in this process.
+
+    Returns:
+        ``{"meta": the plug-in's supernet.json, "files": artifact entries, "train_s", "trained_by"}``.
+    """
+    from nas.search.artifacts import get_store, upload_files
+    from nas.search.worker import node_info
+
+    t0 = time.perf_counter()
+    meta = experiment.plugin.train_shared(shared_config(experiment), experiment.supernet, str(out), device=device,
+                                          checkpoint_dir=str(ckpt), progress=progress)
+    train_s = time.perf_counter() - t0
+    files = upload_files(get_store(store_url), [out / "supernet.safetensors", out / "supernet.json"])
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return {"meta": meta, "files": files, "train_s": train_s, "trained_by": {**node_info(), "device": device}}
+
+
+def _remote_train(experiment: dict[str, Any], out: str, ckpt: str, store_url: str, queue: Any) -> dict[str, Any]:
+    """The Ray task: :func:`train_and_store` on the GPUs Ray assigned, its lines sent to the driver's relay."""
+    import ray
+
+    from nas.search.devices import trial_device
+    from nas.search.experiment import Experiment
+    from nas.search.progress import forwarder
+
+    exp = Experiment.from_dict(experiment, source=experiment["name"])
+    device = trial_device(exp.run.device, len(ray.get_gpu_ids()))
+    done = train_and_store(exp, Path(out), Path(ckpt), store_url, device, forwarder(queue, ""))
+    done["trained_by"]["task_id"] = ray.get_runtime_context().get_task_id()
+    return done
+
+
+def _train_as_ray_task(experiment: Any, out: Path, ckpt: Path, store_url: str, resources: Mapping[str, float],
+                       say: Callable[[str], None]) -> dict[str, Any]:
+    """:func:`_remote_train` as a Ray task holding ``resources``; a typed error in it is raised here as itself."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    from nas.errors import NASError
+    from nas.search.progress import LineRelay
+
+    task = ray.remote(_remote_train).options(num_cpus=float(resources.get("cpu", 1)),
+                                             num_gpus=float(resources.get("gpu", 0)))
+    with LineRelay(say) as relay:
+        ref = task.remote(experiment.to_dict(), str(out), str(ckpt), store_url, relay.queue)
+        try:
+            return ray.get(ref)
+        except RayTaskError as e:
+            if isinstance(getattr(e, "cause", None), NASError):
+                raise e.cause from None
+            raise
 
 
 def fetch_shared_supernet(entry: Mapping[str, Any], store: Any, cache_dir: str | Path) -> Path:

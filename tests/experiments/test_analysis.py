@@ -110,6 +110,18 @@ def test_targets_judge_the_speedup_against_the_full_finetuned_model_with_the_fro
     assert "of the teacher" in row["target"] and "vs_frozen_teacher" not in row
 
 
+def test_shared_rows_judge_the_proxy_tau_only_with_ten_trials():
+    cost = {"dnas": {"trials": 10, "wall_s": 600.0, "proxy": {"trials": 10, "kendall_tau": 0.65}},
+            "dnas_shared": {"trials": 9, "wall_s": 600.0, "proxy": {"trials": 9, "kendall_tau": 0.5}}}
+    rows = []
+    A.shared_rows({"cost": cost}, {}, rows)
+    rows = {r["key"]: r for r in rows}
+    assert rows["shared_trials_per_hour"]["value"] == pytest.approx(0.9) and not rows["shared_trials_per_hour"]["met"]
+    assert rows["proxy_tau_dnas"]["met"] and rows["proxy_tau_dnas"]["judged"]
+    shared = rows["proxy_tau_dnas_shared"]
+    assert not shared["met"] and not shared["judged"] and "not judged" in shared["detail"]
+
+
 def test_accuracy_reference_is_the_full_finetuned_model_else_the_teacher():
     teacher = {"method": "baselines", "name": "teacher", "accuracy": 0.75}
     ft = {"method": "baselines", "name": "full-finetuned", "accuracy": 0.81}

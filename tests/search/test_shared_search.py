@@ -55,6 +55,8 @@ def test_trained_once_and_every_trial_starts_from_it(tmp_path):
     study = optuna.load_study(study_name="shared", storage=url)
     (entry,) = study.user_attrs[STUDY_SHARED].values()
     assert entry["steps"] == 3 and {f["filename"] for f in entry["files"]} == {"supernet.safetensors", "supernet.json"}
+    assert entry["trained_by"]["task_id"] and entry["trained_by"]["device"] == "cpu"  # a Ray task, not the driver
+    assert f"(Ray task on node {entry['trained_by']['node_id'][:12]})" in r.stderr
     for t in study.trials:
         assert t.state == TrialState.COMPLETE
         assert t.user_attrs[attrs.SHARED_SUPERNET] == entry["sha256"]
@@ -73,6 +75,10 @@ def test_trained_once_and_every_trial_starts_from_it(tmp_path):
     r = nas("supernet", "train", str(exp), "--storage", url, "-f", "json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)[0]["sha256"] == entry["sha256"] and "reusing it" in r.stderr
+    r = nas("supernet", "train", str(exp), "--storage", url, "--study", "alone", "-f", "json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (alone,) = optuna.load_study(study_name="alone", storage=url).user_attrs[STUDY_SHARED].values()
+    assert alone["steps"] == 3 and "task_id" not in alone["trained_by"]  # `nas supernet train`: in its own process
 
     r = nas("pareto", "--study", "shared", "--storage", url)
     assert r.returncode == 0 and "proxy: Kendall tau between quality before fine-tuning" in r.stderr, r.stderr

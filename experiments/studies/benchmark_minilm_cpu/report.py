@@ -130,9 +130,11 @@ def markdown(doc: Mapping[str, Any]) -> str:
     L.append("| target | goal | value | met | detail |" + (" vs frozen teacher |" if frozen else ""))
     L.append("| --- | --- | --- | --- | --- |" + (" --- |" if frozen else ""))
     for t in s["targets"]:
-        miss = "" if t["met"] or t["gap"] is None else f" (short by {_f(-t['gap'])})"
+        judged = t.get("judged", True)
+        miss = "" if t["met"] or not judged or t["gap"] is None else f" (short by {_f(-t['gap'])})"
         v = t.get("vs_frozen_teacher")
-        L.append(f"| {t['target']} | {_f(t['goal'])} | {_f(t['value'])} | {'met' if t['met'] else '**missed**'}"
+        verdict = "met" if t["met"] else ("not judged" if not judged else "**missed**")
+        L.append(f"| {t['target']} | {_f(t['goal'])} | {_f(t['value'])} | {verdict}"
                  f"{miss} | {t['detail']} |"
                  + ((f" {_f(v['value'])}, {'met' if v['met'] else 'missed'} ({v['detail']}) |" if v else " same |")
                     if frozen else ""))

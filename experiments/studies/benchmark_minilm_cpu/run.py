@@ -558,7 +558,7 @@ def run(args: argparse.Namespace) -> int:
     files = write_report_files(doc, out, name)
     say("wrote " + ", ".join(str(p) for p in files.values()))
     for t in doc["summary"]["targets"]:
-        say(f"target {'met' if t['met'] else 'MISSED'}: {t['target']}: {t['value']:.3g} ({t['detail']})")
+        say(f"target {'met' if t['met'] else 'not judged' if not t.get('judged', True) else 'MISSED'}: {t['target']}: {t['value']:.3g} ({t['detail']})")
     return 0
 
 
