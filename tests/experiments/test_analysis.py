@@ -120,6 +120,8 @@ def test_shared_rows_judge_the_proxy_tau_only_with_ten_trials():
     assert rows["proxy_tau_dnas"]["met"] and rows["proxy_tau_dnas"]["judged"]
     shared = rows["proxy_tau_dnas_shared"]
     assert not shared["met"] and not shared["judged"] and "not judged" in shared["detail"]
+    assert [A.verdict(rows[k]) for k in ("proxy_tau_dnas", "proxy_tau_dnas_shared", "shared_trials_per_hour")] == [
+        "met", "not judged", "missed"]
 
 
 def test_accuracy_reference_is_the_full_finetuned_model_else_the_teacher():

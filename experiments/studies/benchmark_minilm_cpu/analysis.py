@@ -235,6 +235,11 @@ def targets(summary: Mapping[str, Any], goals: Mapping[str, float]) -> list[dict
     return rows
 
 
+def verdict(row: Mapping[str, Any]) -> str:
+    """A target row's verdict: ``met``, ``not judged`` (its condition unmet, e.g. fewer than 10 trials) or ``missed``."""
+    return "met" if row["met"] else ("missed" if row.get("judged", True) else "not judged")
+
+
 def shared_rows(summary: Mapping[str, Any], goals: Mapping[str, float], rows: list[dict[str, Any]]) -> None:
     """Issue 31's rows when the run has the ``dnas_shared`` method: its trials per hour over per-trial DNAS's
     (goal ``shared_trials_per_hour_vs_dnas``, 3) and the Kendall τ of inherited vs fine-tuned accuracy of each DNAS

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.studies import report_files
-from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS, front, lat
+from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS, front, lat, verdict
 from nas.files import atomic_file
 
 LABELS = {"dnas": "ours (DNAS, nas search)", "dnas_shared": "ours, one shared supernet per study",
@@ -130,11 +130,10 @@ def markdown(doc: Mapping[str, Any]) -> str:
     L.append("| target | goal | value | met | detail |" + (" vs frozen teacher |" if frozen else ""))
     L.append("| --- | --- | --- | --- | --- |" + (" --- |" if frozen else ""))
     for t in s["targets"]:
-        judged = t.get("judged", True)
-        miss = "" if t["met"] or not judged or t["gap"] is None else f" (short by {_f(-t['gap'])})"
+        said = verdict(t)
+        miss = f" (short by {_f(-t['gap'])})" if said == "missed" and t["gap"] is not None else ""
         v = t.get("vs_frozen_teacher")
-        verdict = "met" if t["met"] else ("not judged" if not judged else "**missed**")
-        L.append(f"| {t['target']} | {_f(t['goal'])} | {_f(t['value'])} | {verdict}"
+        L.append(f"| {t['target']} | {_f(t['goal'])} | {_f(t['value'])} | {'**missed**' if said == 'missed' else said}"
                  f"{miss} | {t['detail']} |"
                  + ((f" {_f(v['value'])}, {'met' if v['met'] else 'missed'} ({v['detail']}) |" if v else " same |")
                     if frozen else ""))

@@ -35,7 +35,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS  # noqa: E402
+from experiments.studies.benchmark_minilm_cpu.analysis import SEARCH_METHODS, verdict  # noqa: E402
 from experiments.studies.benchmark_minilm_cpu.config import DEFAULT_CONFIG, BenchConfig, clock_t1, load_config  # noqa: E402
 from experiments.studies.report_files import write_json  # noqa: E402
 from nas.errors import ConfigError  # noqa: E402
@@ -558,7 +558,8 @@ def run(args: argparse.Namespace) -> int:
     files = write_report_files(doc, out, name)
     say("wrote " + ", ".join(str(p) for p in files.values()))
     for t in doc["summary"]["targets"]:
-        say(f"target {'met' if t['met'] else 'not judged' if not t.get('judged', True) else 'MISSED'}: {t['target']}: {t['value']:.3g} ({t['detail']})")
+        said = verdict(t)
+        say(f"target {'MISSED' if said == 'missed' else said}: {t['target']}: {t['value']:.3g} ({t['detail']})")
     return 0
 
 
