@@ -258,7 +258,8 @@ def shared_rows(summary: Mapping[str, Any], goals: Mapping[str, float], rows: li
     for m in ("dnas", "dnas_shared"):
         proxy = (cost.get(m) or {}).get("proxy") or {}
         n, tau = int(proxy.get("trials", 0)), float(proxy.get("kendall_tau", math.nan))
+        judged = n >= 10
         rows.append({"key": f"proxy_tau_{m}", "target": f"{m}: Kendall τ of inherited vs fine-tuned accuracy ≥ {goal:g} "
-                     "(with ≥ 10 trials)", "goal": goal, "value": tau, "judged": n >= 10,
-                     "met": bool(n >= 10 and math.isfinite(tau) and tau >= goal),
-                     "detail": f"{n} trials" + ("" if n >= 10 else " (fewer than 10: not judged)")})
+                     "(with ≥ 10 trials)", "goal": goal, "value": tau, "judged": judged,
+                     "met": bool(judged and math.isfinite(tau) and tau >= goal),
+                     "detail": f"{n} trials" + ("" if judged else " (fewer than 10: not judged)")})
