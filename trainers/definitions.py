@@ -45,6 +45,8 @@ SCORES_SCHEMA = 1
 class DefinitionsRecipe(BaseRecipe):
     """See the module docstring; the contract is :class:`trainers.recipes.BaseRecipe`'s."""
 
+    DATA_FILES = tuple(f"data.{p}" for p in POS_FILES)
+
     def __init__(self, config: SearchConfig, space: SearchSpace) -> None:
         super().__init__(config, space)
         self.data = data = load_definitions()

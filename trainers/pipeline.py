@@ -14,7 +14,10 @@ Phases (each timed into ``SearchResult.phase_seconds``):
 6. ``eval`` – test quality (and the recipe's further metrics) before and after fine-tuning.
 
 The phases are the same for every task; what differs (data, teacher, loss,
-quality) is the recipe's. Search, fine-tuning and evaluation run on one device,
+quality) is the recipe's. A process running trial after trial (a Ray worker) keeps the
+loaded model, the prepared recipe and the ordered (or shared) supernet weights from its last
+trial when they were built from the same inputs (:mod:`trainers.warm`); the search re-seeds
+torch, so the result is the same either way. Search, fine-tuning and evaluation run on one device,
 resolved once (:func:`nas.search.devices.trial_device`) and named in the setup
 line; the returned subnet is on the CPU. Latency is always the table's.
 
@@ -40,7 +43,7 @@ from nas.errors import ConfigError, LatencyTableError, LatencyTableMismatchError
 from nas.latency.budgets import LATENCY, TABLE_PHASES, TTFT
 from nas.latency.predictor import Predictor
 from nas.latency.table import check_lengths, check_phase, load_table
-from nas.models.sources import load_model
+from nas.models.sources import LoadedModel, load_model
 from nas.search.devices import trial_device
 from nas.spaces.loader import load_space
 from nas.spaces.space import SearchSpace
@@ -50,7 +53,8 @@ from nas.supernet.supernet import Supernet
 from trainers.config import SearchConfig
 from trainers.feasible import budget_ratio, log_probs_of, most_probable_feasible, most_probable_in_band
 from trainers.finetune import finetune
-from trainers.recipes import make_recipe
+from trainers import warm
+from trainers.recipes import make_recipe, recipe_class
 from trainers.result import SearchResult
 from trainers.budgets import BudgetPricing
 from trainers.search import DNASSearch
@@ -161,6 +165,12 @@ def resolve_targets(config: SearchConfig, predictors: Predictor | Mapping[str, P
     return out
 
 
+def _ordered_state(space: SearchSpace, loaded: LoadedModel) -> tuple[dict[str, torch.Tensor], dict]:
+    """The pretrained model's state in importance order, and the importance (:meth:`Supernet.build`)."""
+    built = Supernet.build(space, loaded=loaded)
+    return {k: v.clone() for k, v in built.model.state_dict().items()}, built.importance
+
+
 def main_budget(config: SearchConfig) -> str:
     """The budget ``config.latency_table`` prices (``SearchResult.latency_ms``'s): ``latency_ms`` with one table."""
     return next((b for b in TABLE_PHASES if config.latency_tables.get(b) == config.latency_table), LATENCY)
@@ -213,7 +223,11 @@ def search_once(
     device = trial_device(device)
     pricing = BudgetPricing(predictors, output_tokens=config.output_tokens)
     main = main_budget(config)
-    recipe = make_recipe(config, space)  # the task's data (DataError) and its fit to the space (ConfigError)
+    # the task's data (DataError) and its fit to the space (ConfigError); kept from the process's last trial when
+    # built from the same data (trainers.warm), with this trial's config
+    recipe, kept_recipe = warm.kept("recipe", recipe_class(config).data_key(config, space, device),
+                                    partial(make_recipe, config, space))
+    recipe.config = config
     if config.shared_supernet is not None:  # the shared supernet's files, space and hash before any compute
         from trainers.shared import check_shared_supernet
 
@@ -221,30 +235,44 @@ def search_once(
             raise ConfigError(f"shared_supernet: the trial starts from supernet {config.shared_supernet}; "
                               "pass its folder (shared_dir)")
         check_shared_supernet(shared_dir, space, sha256=config.shared_supernet)
-    loaded = load_model(space.model)
+    loaded, kept_model = warm.kept("model", {"model": space.model}, partial(load_model, space.model))
     tables = ", ".join(f"{b} {p.table.id}" for b, p in predictors.items())
     budgets = ", ".join(f"{'' if b == LATENCY else b + ' '}T = {T:.3f} ms ({T / pricing.full_ms(b):.0%} of full "
                         f"{pricing.full_ms(b):.3f} ms)" for b, T in targets.items())
     tables = f"table {predictors[LATENCY].table.id}" if LATENCY in predictors else f"tables {tables}"
     say(f"setup: space {space.name}, {tables}, {budgets}, {recipe.summary}, training on {device}")
+    kept_what = [w for w, k in (("model", kept_model), ("data, teacher", kept_recipe and recipe.prepared)) if k]
+    if kept_what:
+        say(f"setup: kept from this process's last trial: {', '.join(kept_what)}")
     phases["setup"] = time.perf_counter() - t
 
     # -- teacher ---------------------------------------------------------------------------
     t = time.perf_counter()
-    recipe.prepare(loaded, say, device)
+    if not recipe.prepared:
+        recipe.prepare(loaded, say, device)
+        recipe.prepared = True
     teacher_quality = recipe.teacher_quality
     phases["teacher"] = time.perf_counter() - t
 
     # -- search ----------------------------------------------------------------------------
     t = time.perf_counter()
-    net = Supernet.build(space, loaded=loaded)
-    task = recipe.task()
-    if config.shared_supernet is not None:
-        from trainers.shared import load_shared_supernet
+    torch.manual_seed(config.seed)  # the search's draws do not depend on what setup built or kept
+    if config.shared_supernet is not None:  # the shared weights, read once per process (checked above)
+        from trainers.shared import load_task_head, read_shared_supernet
 
-        meta = load_shared_supernet(shared_dir, net, task, sha256=config.shared_supernet)
+        (meta, weights, head), _ = warm.kept(
+            "supernet", {"shared": config.shared_supernet, "space": space.hash},
+            partial(read_shared_supernet, shared_dir, space, sha256=config.shared_supernet))
+        net = Supernet.from_state(space, weights)
+        task = recipe.task()
+        load_task_head(task, head, meta)
         say(f"search: starts from shared supernet {config.shared_supernet[:12]} ({meta.get('steps')} sandwich steps)"
             + ("; weights frozen" if config.freeze_weights else ""))
+    else:  # the pretrained model in importance order, ordered once per process
+        (weights, importance), _ = warm.kept("supernet", {"space": space.hash, "model": space.model},
+                                             partial(_ordered_state, space, loaded))
+        net = Supernet.from_state(space, weights, importance=importance)
+        task = recipe.task()
     train, is_arch = recipe.train, recipe.is_arch
     wdata, adata = train.subset(torch.nonzero(~is_arch).flatten()), train.subset(torch.nonzero(is_arch).flatten())
     search = DNASSearch(

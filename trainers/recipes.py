@@ -26,6 +26,7 @@ compute-free check (the plug-in's ``check`` runs it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,11 +37,11 @@ from nas.spaces.space import SearchSpace
 from nas.supernet.derive import Subnet
 from nas.supernet.head import head_from_linear
 from nas.tasks.batches import Encoded, encode, tokenizer_for
-from nas.tasks.wordnet import CLASSES, file_fingerprint, is_arch_example, load_wordnet_nouns
+from nas.tasks.wordnet import CLASSES, file_fingerprint, find_data_file, is_arch_example, load_wordnet_nouns
 from trainers.config import SearchConfig
 from trainers.finetune import evaluate
 from trainers.search import make_task
-from trainers.teacher import load_or_train_teacher
+from trainers.teacher import cache_root, load_or_train_teacher
 
 Progress = Callable[[str], None]
 DECODER_TASKS = ("wordnet-definitions",)
@@ -58,9 +59,17 @@ def check_task(config: SearchConfig, space: SearchSpace) -> None:
 
 
 class BaseRecipe:
-    """See the module docstring for the contract."""
+    """See the module docstring for the contract.
 
+    ``DATA_FIELDS`` and ``DATA_FILES`` name what ``__init__`` and ``prepare`` read (the config's fields, the
+    WordNet files): with the space and the caches' locations they are :meth:`data_key`, under which a trial
+    process keeps a prepared recipe for its next trial (:mod:`trainers.warm`).
+    """
+
+    DATA_FIELDS: tuple[str, ...] = ("task", "max_train", "max_eval", "max_length", "arch_fraction")
+    DATA_FILES: tuple[str, ...] = ()
     summary: str = ""
+    prepared: bool = False  # set once ``prepare`` has run (by the pipeline)
     train: Encoded
     is_arch: Tensor
     teacher_quality: float = float("nan")
@@ -70,6 +79,21 @@ class BaseRecipe:
         check_task(config, space)
         self.config, self.space = config, space
         self.teacher_metrics = {}
+
+    @classmethod
+    def data_key(cls, config: SearchConfig, space: SearchSpace, device: str) -> dict[str, Any]:
+        """Everything a prepared recipe is a function of: its config fields, the space, the device, and the identity
+        (path, size, modification time) of each data file.
+
+        Raises:
+            DataError: a data file is missing (with the install hint).
+        """
+        files = {}
+        for name in cls.DATA_FILES:
+            st = (path := find_data_file(name)).stat()
+            files[name] = [str(path), st.st_size, st.st_mtime_ns]
+        return {"recipe": cls.__name__, "space": space.hash, "model": space.model, "device": device, "files": files,
+                "config": {f: getattr(config, f) for f in cls.DATA_FIELDS}, "cache": str(cache_root())}
 
     def prepare(self, loaded: LoadedModel, progress: Progress, device: str = "cpu") -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -87,6 +111,9 @@ class BaseRecipe:
 class NounsRecipe(BaseRecipe):
     """``wordnet-nouns`` (26-way lexicographer-file classification, cached teacher head) and
     ``wordnet-embed`` (cosine fidelity of pooled embeddings) on WordNet noun glosses."""
+
+    DATA_FIELDS = (*BaseRecipe.DATA_FIELDS, "teacher_max_train", "teacher_steps")
+    DATA_FILES = ("data.noun",)
 
     def __init__(self, config: SearchConfig, space: SearchSpace) -> None:
         super().__init__(config, space)
@@ -133,6 +160,15 @@ class NounsRecipe(BaseRecipe):
                                            max_length=self.config.max_length, n_eval=len(self.test))
 
 
+def recipe_class(config: SearchConfig) -> type[BaseRecipe]:
+    """The recipe class of ``config.task`` (no data read)."""
+    if config.task in DECODER_TASKS:
+        from trainers.definitions import DefinitionsRecipe
+
+        return DefinitionsRecipe
+    return NounsRecipe
+
+
 def make_recipe(config: SearchConfig, space: SearchSpace) -> BaseRecipe:
     """The recipe of ``config.task`` (see the module docstring).
 
@@ -140,8 +176,4 @@ def make_recipe(config: SearchConfig, space: SearchSpace) -> BaseRecipe:
         ConfigError: the task does not fit the space.
         DataError: its data is not installed.
     """
-    if config.task in DECODER_TASKS:
-        from trainers.definitions import DefinitionsRecipe
-
-        return DefinitionsRecipe(config, space)
-    return NounsRecipe(config, space)
+    return recipe_class(config)(config, space)

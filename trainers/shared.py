@@ -151,6 +151,34 @@ def check_shared_supernet(folder: str | Path, space: Any, *, sha256: str | None 
     return meta
 
 
+def read_shared_supernet(folder: str | Path, space: Any, *, sha256: str | None = None
+                         ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A shared supernet's ``(meta, model state, task-head state)``, read after :func:`check_shared_supernet`.
+
+    Returns and raises as :func:`check_shared_supernet`, which runs first.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = check_shared_supernet(folder, space, sha256=sha256)
+    s = load_file(str(folder / WEIGHTS))
+    return (meta, {k[6:]: v for k, v in s.items() if k.startswith("model.")},
+            {k[5:]: v for k, v in s.items() if k.startswith("task.")})
+
+
+def load_task_head(task: Any, head: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Load a shared supernet's task head into the trial's ``task``.
+
+    Raises:
+        ConfigError: the head does not fit ``task`` (the supernet was trained for another task).
+    """
+    try:
+        task.load_state_dict(head)
+    except RuntimeError as e:
+        raise ConfigError(f"shared supernet: its task head does not fit this trial's task ({meta.get('task')!r}): "
+                          f"{str(e).splitlines()[0]}") from None
+
+
 def load_shared_supernet(folder: str | Path, net: Any, task: Any, *, sha256: str | None = None) -> dict[str, Any]:
     """Load a shared supernet into ``net`` (and ``task``'s head), after checking it (module docstring).
 
@@ -162,16 +190,7 @@ def load_shared_supernet(folder: str | Path, net: Any, task: Any, *, sha256: str
 
     Returns and raises as :func:`check_shared_supernet`, which runs first.
     """
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    meta = check_shared_supernet(folder, net.space, sha256=sha256)
-    s = load_file(str(folder / WEIGHTS))
-    net.model.load_state_dict({k[6:]: v for k, v in s.items() if k.startswith("model.")})
-    head = {k[5:]: v for k, v in s.items() if k.startswith("task.")}
-    try:
-        task.load_state_dict(head)
-    except RuntimeError as e:
-        raise ConfigError(f"shared supernet: its task head does not fit this trial's task ({meta.get('task')!r}): "
-                          f"{str(e).splitlines()[0]}") from None
+    meta, model, head = read_shared_supernet(folder, net.space, sha256=sha256)
+    net.model.load_state_dict(model)
+    load_task_head(task, head, meta)
     return meta

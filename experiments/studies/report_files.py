@@ -49,3 +49,22 @@ def write_report(stem: str | Path, doc: Any, markdown: str, *,
     md = Path(f"{stem}.md")
     write_text_atomic(md, markdown)
     return js, md
+
+
+def run_record(script: str, loadavg_before: list[float]) -> dict[str, Any]:
+    """What every study report states about its run: the command, the host, the date and the load around it."""
+    import datetime as dt
+    import os
+    import platform
+    import sys
+
+    import torch
+
+    from nas.latency.device import device_info
+
+    info = device_info()
+    return {"command": f"PYTHONPATH=. .venv/bin/python experiments/studies/{script} " + " ".join(sys.argv[1:]),
+            "host": f"{info['cpu']} ({info['fingerprint']}), {info['cores']} cores, torch {torch.__version__}, "
+                    f"{platform.python_version()}",
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "loadavg_before": loadavg_before,
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()]}

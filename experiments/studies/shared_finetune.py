@@ -17,10 +17,8 @@ with its own ``--supernet`` folder and ``--out``, at ``--schedules cosine``).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import os
-import platform
 import random
 import statistics
 import sys
@@ -31,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from experiments.studies.report_files import md_table, write_report  # noqa: E402
+from experiments.studies.report_files import md_table, run_record, write_report  # noqa: E402
 from experiments.studies.shared_supernet import med_iqr  # noqa: E402
 
 REPORTS = ROOT / "experiments" / "reports"
@@ -127,7 +125,6 @@ def main() -> int:
 
     import torch
 
-    from nas.latency.device import device_info
     from nas.search.experiment import Experiment
     from trainers.pipeline import search_once
 
@@ -151,12 +148,7 @@ def main() -> int:
                        "quality_before": r.quality_before, "after": after})
         print(f"trial {i + 1}/{args.trials}: {r.arch_summary} {r.latency_ms:.2f} ms, ft {params.get('finetune_steps')} "
               f"steps, {r.quality_before:.4f} → " + ", ".join(f"{k} {v:.4f}" for k, v in after.items()), flush=True)
-    info = device_info()
-    rep = {"command": "PYTHONPATH=. .venv/bin/python experiments/studies/shared_finetune.py " + " ".join(sys.argv[1:]),
-           "host": f"{info['cpu']} ({info['fingerprint']}), {info['cores']} cores, torch {torch.__version__}, "
-                   f"{platform.python_version()}",
-           "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "loadavg_before": load0,
-           "loadavg_after": [round(x, 2) for x in os.getloadavg()], "trials": args.trials,
+    rep = {**run_record("shared_finetune.py", load0), "trials": args.trials,
            "supernet": {**{k: meta.get(k) for k in ("sha256", "steps", "train_s")},
                         "shrink_steps": (meta.get("sandwich") or {}).get("shrink_steps", 0)},
            "summary": {k: summarize(v) for k, v in rows.items()}, "paired": paired, "rows": rows}

@@ -90,13 +90,24 @@ class Supernet(nn.Module):
                 :mod:`nas.supernet.importance`).
         """
         loaded = loaded or load_model(space.model)
-        model = TransformerModel(space.dims)
-        model.load_state_dict(loaded.state)
-        model.eval()
-        net = cls(space, model)
+        net = cls.from_state(space, loaded.state)
         if reorder:
             ids, mask = calibration if calibration is not None else calibration_batch(loaded)
-            net.importance = reorder_by_importance(model, ids, mask)
+            net.importance = reorder_by_importance(net.model, ids, mask)
+        return net
+
+    @classmethod
+    def from_state(cls, space: SearchSpace, state: Mapping[str, Tensor], *, importance: dict | None = None) -> "Supernet":
+        """A supernet over ``space`` whose model loads (copies) ``state`` as it is: no reordering.
+
+        ``state`` is in importance order when it comes from a built supernet (``net.model.state_dict()``, with its
+        ``importance``) or a shared supernet's weights.
+        """
+        model = TransformerModel(space.dims)
+        model.load_state_dict(state)
+        model.eval()
+        net = cls(space, model)
+        net.importance = dict(importance or {})
         return net
 
     # -- parameters ---------------------------------------------------------

@@ -9,7 +9,7 @@ from nas.errors import ConfigError
 from nas.spaces import load_space
 from nas.tasks.lm_eval import lm_forward
 from nas.tasks.metric import task_metric
-from trainers import SearchConfig, dnas, search_once
+from trainers import SearchConfig, dnas, search_once, warm
 from trainers.teacher import cache_root
 
 FAST = dict(space="tiny-llama", task="wordnet-definitions", steps=6, warmup_steps=2, batch_size=8, max_length=16,
@@ -37,6 +37,7 @@ def test_decoder_trial_distils_and_scores_definitions(tiny_table, definitions, t
     assert metric(lm_forward(r.subnet.model)) == pytest.approx(100 * r.quality_after, abs=1e-9)
     # the teacher's scores are cached under a key of their inputs and reused; the checkpoint resumes
     assert len(list((cache_root() / "teacher").glob("*/scores.json"))) == 1
+    warm.clear()  # a fresh process: the teacher's scores come from the disk cache
     again = []
     r2 = search_once(cfg, progress=again.append, checkpoint_dir=tmp_path / "ck")
     assert any("teacher: reusing scores" in line for line in again)

@@ -73,3 +73,33 @@ def test_a_corrupt_or_foreign_supernet_is_refused_naming_both_hashes(tmp_path):
         read_shared_meta(folder)
     with pytest.raises(ModelError, match="not found"):
         read_shared_meta(tmp_path / "nope")
+
+
+def test_trials_in_one_process_read_the_shared_weights_once_and_still_check_the_file(tiny_table, wordnet_slice,
+                                                                                       tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from trainers import search_once, warm
+
+    cfg = SearchConfig(latency_table=tiny_table(), target_fraction=0.6, freeze_weights=True, steps=3, warmup_steps=0,
+                       finetune_steps=2, arch_lr=0.1, **FAST)
+    meta = train_shared_supernet(cfg, SandwichConfig(steps=2, random_archs=1, lr=1e-3, autocast="none"),
+                                 tmp_path / "shared", progress=None, device="cpu")
+    trial = cfg.replace(shared_supernet=meta["sha256"])
+    reads = []
+    real = safetensors.torch.load_file
+    monkeypatch.setattr(safetensors.torch, "load_file", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    warm.clear()
+    first = search_once(trial, progress=None, shared_dir=tmp_path / "shared", device="cpu")
+    lines = []
+    kept = search_once(trial, progress=lines.append, shared_dir=tmp_path / "shared", device="cpu")
+    assert len([r for r in reads if r.endswith(WEIGHTS)]) == 1  # the second trial kept the weights
+    assert lines[1] == "setup: kept from this process's last trial: model, data, teacher" and any("starts from shared supernet" in x for x in lines)
+    assert kept.arch == first.arch and kept.quality_after == first.quality_after
+    assert json.dumps(kept.history) == json.dumps(first.history)  # frozen weights: weight_loss is NaN
+    # the file is still checked before every trial: a corrupted one stops the next trial, kept weights or not
+    data = bytearray((tmp_path / "shared" / WEIGHTS).read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "shared" / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=f"has sha256 [0-9a-f]{{64}}, supernet.json records {meta['sha256']}"):
+        search_once(trial, progress=None, shared_dir=tmp_path / "shared", device="cpu")

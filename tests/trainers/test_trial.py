@@ -5,7 +5,7 @@ import json
 import pytest
 
 from nas.errors import ConfigError, DataError, LatencyTableError
-from trainers import SearchConfig, search_once
+from trainers import SearchConfig, search_once, warm
 from trainers.teacher import cache_root
 
 FAST = dict(space="tiny-bert", steps=12, warmup_steps=4, batch_size=16, max_length=16, weight_lr=3e-3,
@@ -33,11 +33,20 @@ def test_short_run_meets_target_and_improves_over_its_first_step(tiny_table, wor
 
     assert r.subnet.head is not None and r.subnet.head.max_length == FAST["max_length"]
     assert head_accuracy(r.subnet)[1](r.subnet) == pytest.approx(100 * r.quality_after, abs=1e-9)
-    # the teacher is cached under a key of its inputs and reused
+    # the next trial in this process keeps the model, data and teacher (trainers.warm) and its result is the one a
+    # fresh process gets; a fresh process reuses the teacher cached on disk under a key of its inputs
     assert len(list((cache_root() / "teacher").iterdir())) == 1
-    again = []
-    search_once(cfg.replace(steps=2, warmup_steps=0, finetune_steps=0), progress=again.append)
-    assert any("teacher: reusing cache" in line for line in again)
+    short = cfg.replace(steps=2, warmup_steps=0, finetune_steps=0)
+    kept = []
+    r_kept = search_once(short, progress=kept.append)
+    assert kept[1] == "setup: kept from this process's last trial: model, data, teacher"
+    assert not any(line.startswith("teacher:") for line in kept)
+    warm.clear()
+    fresh = []
+    r_fresh = search_once(short, progress=fresh.append)
+    assert any("teacher: reusing cache" in line for line in fresh) and not any("kept from" in line for line in fresh)
+    assert r_kept.arch == r_fresh.arch and r_kept.history == r_fresh.history
+    assert r_kept.quality_before == r_fresh.quality_before and r_kept.quality_after == r_fresh.quality_after
 
 
 def test_embed_task_scores_cosine_fidelity(tiny_table, wordnet_slice):
