@@ -15,7 +15,9 @@ target stratified, 15-150 fine-tuning steps), in one run:
     PYTHONPATH=. .venv/bin/python experiments/studies/shared_trial_cost.py --trials 8
 
 Writes ``experiments/reports/shared_trial_cost_minilm.{json,md}``; ``--supernet DIR`` keeps (and reuses) the trained
-supernet there.
+supernet there. ``--steps-arm N`` measures instead what fewer architecture steps buy and cost: the same trials at
+the benchmark's 20 steps and at N steps with the architecture learning rate scaled by 20/N, paired (time per trial,
+accuracy before and after fine-tuning, Kendall τ), written to ``shared_trial_steps_minilm.{json,md}``.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def run_one(config_dict: dict, folder: str) -> dict:
     t = time.perf_counter()
     r = search_once(SearchConfig.from_dict(config_dict), shared_dir=folder, progress=None, device="cpu")
     return {"wall_s": time.perf_counter() - t, "phase_seconds": dict(r.phase_seconds), "arch": r.arch_summary,
-            "quality_after": r.quality_after}
+            "quality_before": r.quality_before, "quality_after": r.quality_after, "latency_ms": r.latency_ms,
+            "target_ms": r.target_ms}
 
 
 def _worker(configs: list[dict], folder: str, barrier, queue) -> None:
@@ -142,12 +145,64 @@ def markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def run_steps(configs: list[dict], folder: str, steps: int) -> dict:
+    """Each trial at its own ``steps`` and at ``steps`` architecture steps (arch_lr scaled to move as far), paired."""
+    rows: dict[str, list[dict]] = {"base": [], "fewer": []}
+    for i, c in enumerate(configs):
+        fewer = {**c, "steps": steps, "arch_lr": c["arch_lr"] * c["steps"] / steps}
+        for k, cfg in (("base", c), ("fewer", fewer)):
+            r = run_one(cfg, folder)
+            rows[k].append(r)
+        print(f"trial {i + 1}/{len(configs)}: {rows['base'][-1]['quality_after']:.4f} "
+              f"({rows['base'][-1]['wall_s']:.1f} s) vs {rows['fewer'][-1]['quality_after']:.4f} "
+              f"({rows['fewer'][-1]['wall_s']:.1f} s)", flush=True)
+    return rows
+
+
+def markdown_steps(rep: dict) -> str:
+    from nas.search.proxy import kendall_tau_b
+
+    base, fewer = rep["rows"]["base"], rep["rows"]["fewer"]
+    n0, n1 = rep["base_steps"], rep["steps"]
+
+    def line(name, rows):
+        return [name, med_iqr([r["wall_s"] for r in rows]),
+                f"{statistics.median(r['phase_seconds']['search'] for r in rows):.2f}",
+                f"{statistics.mean(r['quality_before'] for r in rows):.2%}",
+                f"{statistics.mean(r['quality_after'] for r in rows):.2%}",
+                f"{kendall_tau_b([r['quality_before'] for r in rows], [r['quality_after'] for r in rows]):.3f}",
+                f"{sum(r['latency_ms'] <= r['target_ms'] for r in rows)}/{len(rows)}"]
+
+    diff = [100 * (b["quality_after"] - a["quality_after"]) for a, b in zip(base, fewer)]
+    return "\n".join([
+        "# Fewer architecture steps in a shared-supernet trial (all-MiniLM-L6-v2)", "",
+        f"Command: `{rep['command']}`  ", f"Host: {rep['host']}, written {rep['date']}; loadavg before "
+        f"{rep['loadavg_before']} → after {rep['loadavg_after']}.", "",
+        f"The same {len(base)} trials (parameters as the MiniLM benchmark's `dnas_shared` arm samples them; shared "
+        f"supernet sha256 `{rep['supernet']['sha256'][:12]}`) at {n0} architecture steps and at {n1} with the "
+        f"architecture learning rate × {n0 / n1:g}, setup kept, 2 threads.", "",
+        *md_table(["steps", "trial s, median (IQR)", "search s (median)", "mean accuracy inherited",
+                   "mean accuracy fine-tuned", "Kendall τ", "predicted ≤ T"],
+                  [line(str(n0), base), line(str(n1), fewer)]), "",
+        f"Fine-tuned accuracy, {n1} − {n0} steps, paired: mean {statistics.mean(diff):+.2f} pt, "
+        f"min {min(diff):+.2f}, max {max(diff):+.2f}.", "",
+        *md_table(["trial", "target fraction", "fine-tuning steps", f"arch ({n0})", f"arch ({n1})",
+                   f"accuracy ({n0} / {n1})", f"latency ms ({n0} / {n1}, T)"],
+                  [[i, f"{p['target_fraction']:.3f}", p.get("finetune_steps"), f"`{a['arch']}`", f"`{b['arch']}`",
+                    f"{a['quality_after']:.2%} / {b['quality_after']:.2%}",
+                    f"{a['latency_ms']:.2f} / {b['latency_ms']:.2f} ({a['target_ms']:.2f})"]
+                   for i, (p, a, b) in enumerate(zip(rep["params"], base, fewer))]), ""])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--supernet", default="/tmp/shared_trial_cost/supernet", help="the supernet's folder (reused)")
-    ap.add_argument("--out", default=str(REPORTS / "shared_trial_cost_minilm"))
+    ap.add_argument("--steps-arm", type=int, default=None, help="compare the trials at this many architecture steps")
+    ap.add_argument("--out", default=None, help="report stem (default shared_trial_cost_minilm, "
+                                                "shared_trial_steps_minilm with --steps-arm)")
     args = ap.parse_args()
+    out = args.out or str(REPORTS / ("shared_trial_steps_minilm" if args.steps_arm else "shared_trial_cost_minilm"))
 
     import torch
 
@@ -160,6 +215,15 @@ def main() -> int:
     meta = ensure_supernet(exp, folder)
     params = [sample_params(exp, i, args.trials) for i in range(args.trials)]
     configs = [exp.search_config(p).replace(shared_supernet=meta["sha256"]).to_dict() for p in params]
+    record = {"trials": args.trials, "supernet": {k: meta.get(k) for k in ("sha256", "steps", "train_s")},
+              "params": params}
+    if args.steps_arm:
+        rows = run_steps(configs, str(folder), args.steps_arm)
+        rep = {**run_record("shared_trial_cost.py", load0), **record, "base_steps": configs[0]["steps"],
+               "steps": args.steps_arm, "rows": rows}
+        write_report(out, rep, markdown_steps(rep))
+        print(markdown_steps(rep))
+        return 0
     rows: dict[str, list[dict]] = {"cold": [], "kept": []}
     for i, c in enumerate(configs):
         warm.clear()
@@ -173,11 +237,9 @@ def main() -> int:
     one = {"trials": [run_one(c, str(folder)) for c in configs]}
     one["wall_s"] = time.perf_counter() - t0
     print(f"one at a time: {len(configs)} trials in {one['wall_s']:.1f} s", flush=True)
-    rep = {**run_record("shared_trial_cost.py", load0), "trials": args.trials,
-           "supernet": {k: meta.get(k) for k in ("sha256", "steps", "train_s")}, "params": params,
-           "summary": {k: summary(v) for k, v in rows.items()}, "rows": rows,
-           "one_at_a_time": one, "two_at_once": two}
-    write_report(args.out, rep, markdown(rep))
+    rep = {**run_record("shared_trial_cost.py", load0), **record,
+           "summary": {k: summary(v) for k, v in rows.items()}, "rows": rows, "one_at_a_time": one, "two_at_once": two}
+    write_report(out, rep, markdown(rep))
     print(markdown(rep))
     return 0
 
