@@ -93,6 +93,17 @@ def test_targets_add_the_region_hypervolume_rows_with_the_same_goals():
     assert rows["speedup"]["value"] == 0.0 and not rows["speedup"]["met"]
 
 
+def test_targets_skip_the_ratios_against_a_method_that_did_not_run():
+    goals = {"max_accuracy_drop_points": 1.0, "speedup_vs_teacher_int8": 3.0, "hv_ratio_vs_nsga2": 1.2,
+             "hv_ratio_vs_random": 1.3, "latency_within": 0.10, "latency_within_share": 0.95}
+    summary = {"speedup": {"dnas": None}, "hypervolume": {"dnas": 0.6, "random": 0.0},
+               "region": {"accuracy_drop_points": 5.0}, "hypervolume_region": {"dnas": 0.03, "random": 0.0},
+               "fidelity": {"search_fronts": {"n": 0}}}
+    rows = {r["key"]: r for r in A.targets(summary, goals)}
+    assert "hv_nsga2" not in rows and "hv_region_nsga2" not in rows  # --methods left NSGA-II out
+    assert rows["hv_random"]["value"] == float("inf") and rows["hv_random"]["met"]  # ran and found nothing
+
+
 def test_targets_judge_the_speedup_against_the_full_finetuned_model_with_the_frozen_teacher_beside():
     goals = {"max_accuracy_drop_points": 1.0, "speedup_vs_teacher_int8": 3.0, "hv_ratio_vs_nsga2": 1.2,
              "hv_ratio_vs_random": 1.3, "latency_within": 0.10, "latency_within_share": 0.95}

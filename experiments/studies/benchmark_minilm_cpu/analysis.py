@@ -209,6 +209,8 @@ def targets(summary: Mapping[str, Any], goals: Mapping[str, float]) -> list[dict
             return
         name = "DNAS" if ours == "dnas" else "shared-supernet DNAS"
         for other, key in (("nsga2", "hv_ratio_vs_nsga2"), ("random", "hv_ratio_vs_random")):
+            if other not in hv:  # not run (--methods): nothing to judge against
+                continue
             r = ratio(hv.get(ours, 0.0), hv.get(other, 0.0))
             rows.append({"key": f"{prefix}{'' if ours == 'dnas' else 'shared_'}{other}",
                          "target": f"hypervolume{where} {name} / {other} ≥ {goals[key]:g}",
