@@ -140,16 +140,19 @@ def cmd_pareto(args) -> int:
 
 def proxy_line(points) -> str:
     """How well quality before fine-tuning (inherited weights) ranks the trials as their fine-tuned quality does."""
-    from nas.search.attrs import METRICS
+    from nas.search.attrs import CONFIG, METRICS
     from nas.search.proxy import MIN_TRIALS, proxy_agreement
 
+    steps = [(p.attrs.get(CONFIG) or {}).get("finetune_steps") for p in points]
     a = proxy_agreement([(float((p.attrs.get(METRICS) or {}).get("quality_before", float("nan"))), p.quality)
-                         for p in points])
+                         for p in points], steps if all(isinstance(s, (int, float)) for s in steps) else None)
     if a["trials"] < MIN_TRIALS:
         return (f"proxy: Kendall tau of quality before vs after fine-tuning needs >= {MIN_TRIALS} complete trials "
                 f"(have {a['trials']})")
+    same = ("" if "kendall_tau_same_budget" not in a else
+            f"; {a['kendall_tau_same_budget']:.3f} within fine-tuning-budget halves (<= / > {a['budget_median']:g} steps)")
     return (f"proxy: Kendall tau between quality before fine-tuning (inherited weights) and after: "
-            f"{a['kendall_tau']:.3f} over {a['trials']} complete trials")
+            f"{a['kendall_tau']:.3f} over {a['trials']} complete trials{same}")
 
 
 def cmd_studies(args) -> int:

@@ -135,6 +135,15 @@ def test_shared_rows_judge_the_proxy_tau_only_with_ten_trials():
         "met", "not judged", "missed"]
 
 
+def test_shared_rows_show_the_same_budget_tau_beside_the_judged_one():
+    proxy = {"trials": 42, "kendall_tau": 0.511, "kendall_tau_same_budget": 0.63, "budget_median": 98.5}
+    rows = []
+    A.shared_rows({"cost": {"dnas_shared": {"trials": 42, "wall_s": 1200.0, "proxy": proxy}}}, {}, rows)
+    shared = {r["key"]: r for r in rows}["proxy_tau_dnas_shared"]
+    assert not shared["met"] and shared["value"] == 0.511  # judged on the pooled τ
+    assert shared["detail"] == "42 trials; within fine-tuning-budget halves (≤ / > 98.5 steps) 0.630"
+
+
 def test_accuracy_reference_is_the_full_finetuned_model_else_the_teacher():
     teacher = {"method": "baselines", "name": "teacher", "accuracy": 0.75}
     ft = {"method": "baselines", "name": "full-finetuned", "accuracy": 0.81}

@@ -187,3 +187,19 @@ def test_proxy_line_ranks_quality_before_against_after():
     assert proxy_line(points) == ("proxy: Kendall tau between quality before fine-tuning (inherited weights) and "
                                   "after: 0.667 over 4 complete trials")
     assert proxy_line(points[:2]).endswith("needs >= 3 complete trials (have 2)")
+
+
+def test_proxy_line_adds_the_same_budget_tau_when_trials_sample_their_fine_tuning():
+    from nas.commands.search import proxy_line
+    from nas.search.pareto import Point
+
+    def pt(n, before, after, steps):
+        return Point(trial=n, values=(after,), quality=after, latency_ms=1.0, size_mb=1.0,
+                     attrs={"metrics": {"quality_before": before, "quality_after": after},
+                            "config": {"finetune_steps": steps}})
+
+    # within each budget half the proxy ranks perfectly; the long-fine-tuned subnets all score higher
+    points = [pt(0, 0.1, 0.50, 20), pt(1, 0.2, 0.51, 20), pt(2, 0.05, 0.60, 150), pt(3, 0.15, 0.61, 150)]
+    assert proxy_line(points) == ("proxy: Kendall tau between quality before fine-tuning (inherited weights) and "
+                                  "after: 0.000 over 4 complete trials; 1.000 within fine-tuning-budget halves "
+                                  "(<= / > 85 steps)")

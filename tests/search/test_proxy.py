@@ -29,3 +29,22 @@ def test_agreement_skips_nan_and_needs_three_trials():
         "kendall_tau": pytest.approx(1 / 3), "trials": 3}
     short = proxy_agreement([(0.1, 0.5), (0.2, 0.6)])
     assert short["trials"] == 2 and math.isnan(short["kendall_tau"])
+
+
+def test_grouped_tau_counts_only_pairs_within_a_group():
+    # group a: (1,10),(2,20) concordant; group b: (3,5),(4,1) discordant; across-group pairs ignored
+    assert kendall_tau_b([1, 2, 3, 4], [10, 20, 5, 1], groups=["a", "a", "b", "b"]) == 0.0
+    assert kendall_tau_b([1, 2, 3, 4], [10, 20, 5, 1]) == pytest.approx(-4 / 6)  # 1 concordant, 5 discordant
+    with pytest.raises(ValueError, match="differ in length"):
+        kendall_tau_b([1, 2], [1, 2], groups=[0])
+
+
+def test_same_budget_tau_takes_the_budget_out():
+    # the proxy ranks perfectly within each budget, but long fine-tuning lifts every low-budget subnet's rank
+    pairs = [(0.1, 0.50), (0.2, 0.51), (0.3, 0.52), (0.05, 0.60), (0.15, 0.61), (0.25, 0.62)]
+    budgets = [20, 20, 20, 150, 150, 150]
+    a = proxy_agreement(pairs, budgets)
+    assert a["kendall_tau_same_budget"] == 1.0 and a["kendall_tau"] < 0.5 and a["budget_median"] == 85
+    assert "kendall_tau_same_budget" not in proxy_agreement(pairs, [300] * 6)  # one budget: τ says it all
+    with pytest.raises(ValueError, match="budgets has 2 values for 6 pairs"):
+        proxy_agreement(pairs, [1, 2])

@@ -264,4 +264,13 @@ def shared_rows(summary: Mapping[str, Any], goals: Mapping[str, float], rows: li
         rows.append({"key": f"proxy_tau_{m}", "target": f"{m}: Kendall τ of inherited vs fine-tuned accuracy ≥ {goal:g} "
                      "(with ≥ 10 trials)", "goal": goal, "value": tau, "judged": judged,
                      "met": bool(judged and math.isfinite(tau) and tau >= goal),
-                     "detail": f"{n} trials" + ("" if judged else " (fewer than 10: not judged)")})
+                     "detail": f"{n} trials" + ("" if judged else " (fewer than 10: not judged)")
+                     + _same_budget(proxy)})
+
+
+def _same_budget(proxy: Mapping[str, Any]) -> str:
+    """The same-budget τ beside a pooled one whose trials fine-tuned for sampled budgets (nas.search.proxy)."""
+    if "kendall_tau_same_budget" not in proxy:
+        return ""
+    return (f"; within fine-tuning-budget halves (≤ / > {proxy['budget_median']:g} steps) "
+            f"{proxy['kendall_tau_same_budget']:.3f}")
