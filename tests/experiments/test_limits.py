@@ -106,3 +106,23 @@ def test_speedup_missed_against_the_full_finetuned_model_names_the_gap_and_who_g
     assert "DNAS's most accurate point scores 78.65 %, 1.40 pt below full-finetuned (80.05 %)" in text
     assert "within 1 pt: random/t22 79.10 % at 23.2 ms (1.38×)." in text
     assert "best DNAS point within 1 pt" not in text  # there is none
+
+
+def test_shared_limits_name_the_supernet_share_and_the_same_budget_tau():
+    from experiments.studies.benchmark_minilm_cpu.run import shared_limits
+
+    rows = {"shared_trials_per_hour": {"met": False, "goal": 3.0, "value": 2.2},
+            "proxy_tau_dnas_shared": {"met": False, "judged": True, "value": 0.511}}
+    cost = {"dnas": {"trials": 20, "wall_s": 1200.0},
+            "dnas_shared": {"trials": 40, "wall_s": 1200.0, "service_setup_s": 400.0,
+                            "proxy": {"kendall_tau": 0.511, "trials": 40, "kendall_tau_same_budget": 0.63,
+                                      "budget_median": 98.5}}}
+    text = " ".join(shared_limits(rows, cost))
+    # 800 s after the supernet / 40 trials = 20 s; per-trial 60 s; 3x = 60 trials in 1200 s -> 800 / 60 = 13.3 s
+    assert "took 400 s of the shared arm's 1200 s (33%)" in text and "≈20.0 s against ≈60 s per-trial (3.0×" in text
+    assert "needs ≈13.3 s per shared trial" in text
+    assert "(≤ / > 98.5 steps) τ is 0.630 against 0.511 pooled" in text
+    rows["proxy_tau_dnas_shared"]["judged"] = False  # fewer than 10 trials: nothing to explain
+    rows["shared_trials_per_hour"]["met"] = True
+    assert shared_limits(rows, cost) == []
+    assert shared_limits(rows, {"dnas": cost["dnas"]}) == []  # no shared arm in the run

@@ -441,6 +441,32 @@ def limits(s: dict[str, Any], cfg: dict[str, Any], drift: dict[str, Any] | None 
                       "per-architecture error of a sum of per-block entries plus measurement noise, which no recalibration "
                       "removes"
                       if (rf := s.get("fidelity", {}).get("search_fronts_refit_cv", {})).get("n") else "") + ".")
+    out.extend(shared_limits(rows, cost))
+    return out
+
+
+def shared_limits(rows: dict[str, Any], cost: dict[str, Any]) -> list[str]:
+    """What limits the shared arm's missed targets (issue 31): trials per hour and the proxy's τ."""
+    sh, d = cost.get("dnas_shared"), cost.get("dnas")
+    if not sh or not sh.get("trials"):
+        return []
+    out = []
+    per_h = rows.get("shared_trials_per_hour")
+    if per_h and not per_h["met"] and d and d.get("trials"):
+        setup, wall = sh.get("service_setup_s", 0.0), sh["wall_s"]
+        per_s, per_d = (wall - setup) / sh["trials"], d["wall_s"] / d["trials"]
+        need = (wall - setup) / (per_h["goal"] * d["trials"] / d["wall_s"] * wall)
+        out.append(f"Trials per hour: the shared supernet's training and Ray start took {setup:.0f} s of the shared "
+                   f"arm's {wall:.0f} s ({setup / wall:.0%}); after it a shared trial took ≈{per_s:.1f} s against "
+                   f"≈{per_d:.0f} s per-trial ({per_d / per_s:.1f}× cheaper); {per_h['goal']:g}× at this clock needs "
+                   f"≈{need:.1f} s per shared trial, a shorter supernet training, or a supernet reused across studies.")
+    tau = rows.get("proxy_tau_dnas_shared")
+    proxy = sh.get("proxy") or {}
+    if tau and tau.get("judged", True) and not tau["met"] and "kendall_tau_same_budget" in proxy:
+        out.append(f"Kendall τ: the shared trials sample their fine-tuning budget, which moves the fine-tuned accuracy "
+                   f"as well and the inherited accuracy cannot know it; over pairs of trials in the same budget half "
+                   f"(≤ / > {proxy['budget_median']:g} steps) τ is {proxy['kendall_tau_same_budget']:.3f} against "
+                   f"{proxy['kendall_tau']:.3f} pooled.")
     return out
 
 
