@@ -145,7 +145,7 @@ def proxy_line(points) -> str:
 
     steps = [(p.attrs.get(CONFIG) or {}).get("finetune_steps") for p in points]
     a = proxy_agreement([(float((p.attrs.get(METRICS) or {}).get("quality_before", float("nan"))), p.quality)
-                         for p in points], steps if all(isinstance(s, (int, float)) for s in steps) else None)
+                         for p in points], steps)
     if a["trials"] < MIN_TRIALS:
         return (f"proxy: Kendall tau of quality before vs after fine-tuning needs >= {MIN_TRIALS} complete trials "
                 f"(have {a['trials']})")

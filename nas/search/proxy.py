@@ -62,16 +62,19 @@ def budget_halves(budgets: Sequence[float]) -> list[int]:
     return [int(b > median) for b in budgets]
 
 
-def proxy_agreement(pairs: Sequence[tuple[float, float]], budgets: Sequence[float] | None = None) -> dict[str, Any]:
+def proxy_agreement(pairs: Sequence[tuple[float, float]],
+                    budgets: Sequence[float | None] | None = None) -> dict[str, Any]:
     """Kendall τ-b between the proxy and the fine-tuned quality of ``pairs`` ``(before, after)``.
 
     Pairs with a NaN are left out. Returns ``{"kendall_tau", "trials"}``; τ is NaN with fewer than
     :data:`MIN_TRIALS` usable trials. With ``budgets`` (each trial's fine-tuning steps) that differ, it
     adds ``kendall_tau_same_budget``: τ over pairs in the same budget half (:func:`budget_halves`), and
-    ``budget_median``.
+    ``budget_median``; a trial without a recorded budget (None) leaves them out.
     """
     if budgets is not None and len(budgets) != len(pairs):
         raise ValueError(f"budgets has {len(budgets)} values for {len(pairs)} pairs")
+    if budgets is not None and not all(isinstance(b, (int, float)) for b in budgets):
+        budgets = None
     rows = [(float(b), float(a), None if budgets is None else float(budgets[i])) for i, (b, a) in enumerate(pairs)]
     usable = [r for r in rows if not (math.isnan(r[0]) or math.isnan(r[1]))]
     if len(usable) < MIN_TRIALS:

@@ -114,10 +114,9 @@ def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Calla
             "quality_before": m.get("quality_before"), "shared_supernet": p.attrs.get(SHARED_SUPERNET),
             "finetune_steps": cfg.get("finetune_steps"),
         })
-    steps = [c["finetune_steps"] for c in candidates]
     run.extra["proxy"] = proxy_agreement([(float(c["quality_before"] if c["quality_before"] is not None else math.nan),
                                            c["test_accuracy_torch"]) for c in candidates],
-                                         steps if all(isinstance(s, (int, float)) for s in steps) else None)
+                                         [c["finetune_steps"] for c in candidates])
     run.extra["shared_supernets"] = sorted({c["shared_supernet"] for c in candidates if c["shared_supernet"]})
     return run, candidates
 
