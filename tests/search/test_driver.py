@@ -129,7 +129,7 @@ def test_signal_records_finished_trials_and_resume_finishes(tmp_path, sig, code)
 def test_second_driver_is_refused_and_first_is_unharmed(tmp_path):
     faults = tmp_path / "faults"
     faults.mkdir()
-    (faults / "sleep_s").write_text("8")
+    (faults / "hold").touch()  # the first driver's trials wait until both refusals are checked
     env = env_for(tmp_path, faults)
     url = f"sqlite:///{tmp_path}/s.db"
     args = ("search", str(experiment_file(tmp_path)), "--storage", url, "--trials", "3", "--concurrency", "1",
@@ -144,6 +144,8 @@ def test_second_driver_is_refused_and_first_is_unharmed(tmp_path):
             assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
             want = "another search driver" if extra else "already exists; pass --resume"
             assert want in r.stderr, r.stderr
+        assert first.poll() is None and states(url) == {"RUNNING": 1}  # still running its first trial
+        (faults / "hold").unlink()
         out, _ = first.communicate(timeout=240)
     finally:
         kill_group(first)

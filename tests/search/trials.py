@@ -12,7 +12,8 @@ Faults for the fault-tolerance tests come from files in ``$NAS_TEST_FAULTS``:
 * ``raise_first``: the first trial that finds it raises;
 * ``raise_always``: every trial raises;
 * ``config_error_first``: the first trial that finds it raises a :class:`~nas.errors.ConfigError`;
-* ``sleep_s``: every trial first sleeps that many seconds (so a driver can be killed mid-run).
+* ``sleep_s``: every trial first sleeps that many seconds (so a driver can be killed mid-run);
+* ``hold``: every trial waits while this file exists (the test removes it to let the trials finish).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _faults() -> None:
     d = Path(d)
     if (d / "sleep_s").is_file():
         time.sleep(float((d / "sleep_s").read_text()))
+    while (d / "hold").is_file():
+        time.sleep(0.1)
     if (d / "raise_always").is_file():
         raise RuntimeError("injected failure (raise_always)")
     if _claim(d, "config_error_first"):
