@@ -283,6 +283,8 @@ def test_every_method_searched_under_the_latency_cap(quick_run):
         n = int(p["name"].split("-")[1])
         assert p["target_fraction"] == pytest.approx(tf.stratified_value(n, stratum_shift(0))), p["name"]
     assert all(isinstance(doc["summary"]["cost"][m]["rejected_over_cap"], int) for m in ("random", "nsga2"))
+    # quick mode stops each black-box method at max_trials (its tiny trials would otherwise number hundreds)
+    assert all(doc["summary"]["cost"][m]["trials"] <= doc["config"]["max_trials"] == 8 for m in ("random", "nsga2"))
     assert "**Latency cap**" in (out / "minilm_cpu_quick.md").read_text()
 
 
@@ -310,6 +312,7 @@ def test_quick_config_overrides():
     assert quick.threads == (1, 2)
     assert full.recalibrate == "if_drifted" and quick.recalibrate == "always"
     assert full.latency_cap == "teacher_int8" and quick.latency_cap == 0.9
+    assert full.max_trials is None and quick.max_trials == 8
 
 
 @pytest.mark.parametrize("key, value, field", [("recalibrate", "sometimes", "recalibrate"),
@@ -318,7 +321,9 @@ def test_quick_config_overrides():
                                                ("measure", {"clock_t1": "cpu"}, "measure.clock_t1"),
                                                ("latency_cap", "teacher", "latency_cap"),
                                                ("latency_cap", 1.5, "latency_cap"),
-                                               ("latency_cap", True, "latency_cap")])
+                                               ("latency_cap", True, "latency_cap"),
+                                               ("max_trials", 0, "max_trials"),
+                                               ("max_trials", True, "max_trials")])
 def test_bad_benchmark_keys_are_named(key, value, field):
     from experiments.studies.benchmark_minilm_cpu.config import BenchConfig
     from nas.errors import ConfigError

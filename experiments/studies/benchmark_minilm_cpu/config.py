@@ -30,6 +30,12 @@ class Measure:
     clock_t1: str = "table"
 
 
+def check_max_trials(value: Any) -> None:
+    """``max_trials``: None (the budget alone) or a positive trial count (both benchmarks' configs)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"max_trials: must be ≥ 1 or null, got {value!r}")
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Everything one benchmark run needs (see ``config.yaml`` for the meaning of each key).
@@ -38,6 +44,8 @@ class BenchConfig:
         space, latency_table: the search space and the table every method searches with
             (``latency_table=None``: build a small one into the output folder, quick mode).
         budget_minutes: wall clock per search method.
+        max_trials: black-box trials per method at most, even with budget left (None: the budget alone;
+            quick runs of the tiny model, whose trials take milliseconds).
         trainer: shared ``trainers.SearchConfig`` fields (data caps, teacher, fine-tuning budget, DNAS steps).
         dnas: ``sample`` (Optuna-sampled SearchConfig fields), ``sampler``, ``concurrency``, ``cpus_per_trial``.
         dnas_shared: the ``dnas_shared`` method (ours with one weight-shared supernet per study,
@@ -67,6 +75,7 @@ class BenchConfig:
     latency_table: str | None
     budget_minutes: float
     seed: int = 0
+    max_trials: int | None = None
     trainer: Mapping[str, Any] = field(default_factory=dict)
     dnas: Mapping[str, Any] = field(default_factory=dict)
     dnas_shared: Mapping[str, Any] = field(default_factory=dict)
@@ -82,6 +91,7 @@ class BenchConfig:
     targets: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_max_trials(self.max_trials)
         if not self.budget_minutes > 0:
             raise ConfigError(f"budget_minutes: must be > 0, got {self.budget_minutes}")
         if not self.students_k or any(int(k) < 1 for k in self.students_k):

@@ -731,10 +731,11 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
             say(f"dnas_shared: Kendall tau of inherited vs fine-tuned accuracy {runs[m].extra['proxy']['kendall_tau']:.3f} "
                 f"over {runs[m].extra['proxy']['trials']} trials")
         elif m == "random":
-            runs[m] = run_random(bench, budget, work, say, seed=cfg.seed, cap_ms=cap_ms)
+            runs[m] = run_random(bench, budget, work, say, seed=cfg.seed, cap_ms=cap_ms, max_trials=cfg.max_trials)
         else:
             runs[m] = run_nsga2(bench, budget, work, say, seed=cfg.seed,
-                                population_size=int(cfg.nsga2.get("population_size", 8)), cap_ms=cap_ms)
+                                population_size=int(cfg.nsga2.get("population_size", 8)), cap_ms=cap_ms,
+                                max_trials=cfg.max_trials)
         candidates += runs[m].candidates
     clock = clock_t1(cfg, bench.table.protocol.get("clock", "wall"))
     points, during = evaluate_points(bench, candidates, cfg, work, clock=clock)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.studies.benchmark_minilm_cpu.config import config_from_dict
+from experiments.studies.benchmark_minilm_cpu.config import check_max_trials, config_from_dict
 from nas.errors import ConfigError
 from nas.latency.budgets import TPOT, TTFT
 
@@ -92,8 +92,7 @@ class DecoderBenchConfig:
         if missing or set(self.latency_tables) - set(PHASES):
             raise ConfigError(f"latency_tables: expected exactly {', '.join(PHASES)}, got "
                               f"{', '.join(self.latency_tables) or 'none'}")
-        if self.max_trials is not None and int(self.max_trials) < 1:
-            raise ConfigError(f"max_trials: must be ≥ 1 or null, got {self.max_trials}")
+        check_max_trials(self.max_trials)
         if not self.budget_minutes > 0:
             raise ConfigError(f"budget_minutes: must be > 0, got {self.budget_minutes}")
         for name in ("val_items", "test_items", "ppl_glosses", "calibration_items", "new_tokens"):
