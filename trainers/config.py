@@ -121,8 +121,9 @@ class SearchConfig:
         arch_fraction: share of the train examples held out for architecture steps.
         log_every, checkpoint_every: progress-line and checkpoint intervals (steps).
         seed: everything random (sampling, data order, Gumbel noise).
-        autocast: ``bf16`` runs the search's and fine-tuning's training steps under bf16 autocast on CUDA
-            (never on the CPU, never evaluation or the teacher's cached outputs); ``none`` keeps them fp32.
+        autocast: ``bf16`` runs the search's and fine-tuning's training steps under bf16 autocast where the
+            device computes bf16 natively (CUDA, AMX CPUs: :func:`trainers.devices.bf16_native`; never
+            evaluation or the teacher's cached outputs); ``none`` keeps them fp32.
         shared_supernet: the sha256 of a study's shared supernet (:mod:`trainers.shared`) the trial starts
             from instead of the pretrained weights (set by the search service; ``search_once`` then needs
             its folder, ``shared_dir``); None: the pretrained model.

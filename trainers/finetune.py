@@ -6,7 +6,8 @@ embeddings stay frozen (already on their grid), and at the end every weight is
 snapped back onto its grid, so the subnet still is what its architecture says.
 
 Both run on the device the model is on (batches follow it, :mod:`trainers.devices`);
-fine-tuning steps may run under bf16 autocast on CUDA, evaluation always in fp32.
+fine-tuning steps may run under bf16 autocast (CUDA, AMX CPUs: :func:`trainers.devices.bf16_native`),
+evaluation always in fp32.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
              log_every: int = 25, progress: Callable[[str], None] | None = None,
              autocast: str = "none", schedule: str = "constant") -> list[float]:
     """Distil into ``subnet`` (and the task head) for ``steps`` steps on the device ``subnet`` is on (``task`` is
-    moved there); ``autocast="bf16"`` runs the steps under bf16 autocast on CUDA; ``schedule`` shapes the
+    moved there); ``autocast="bf16"`` runs the steps under bf16 autocast where the device computes bf16 natively
+    (:func:`trainers.devices.train_autocast`); ``schedule`` shapes the
     learning rate over the steps (:func:`lr_factor`). Returns the loss per step."""
     model = subnet.model
     device = module_device(model)

@@ -185,20 +185,22 @@ def dual_ascent(lmbda: float, violation: float, lr: float) -> float:
 
 
 def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
-    """Hinton distillation: ``KL(softmax(t/τ) ‖ softmax(s/τ))·τ²``, mean over the batch."""
+    """Hinton distillation: ``KL(softmax(t/τ) ‖ softmax(s/τ))·τ²``, mean over the batch; in fp32 whatever the
+    logits' dtype (bf16 logits of an autocast step round the two distributions apart: a KL below 0)."""
     t = temperature
     return F.kl_div(
-        F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_logits / t, -1), log_target=True,
+        F.log_softmax(student_logits.float() / t, -1), F.log_softmax(teacher_logits.float() / t, -1), log_target=True,
         reduction="batchmean",
     ) * (t * t)
 
 
 def hidden_mse(student: Tensor, teacher: Tensor, attention_mask: Tensor) -> Tensor:
-    """Mean squared error of hidden states over non-padding tokens."""
+    """Mean squared error of hidden states over non-padding tokens (in fp32)."""
+    student, teacher = student.float(), teacher.float()
     m = attention_mask.unsqueeze(-1).to(student.dtype)
     return ((student - teacher) ** 2 * m).sum() / (m.sum() * student.shape[-1]).clamp(min=1.0)
 
 
 def cosine_loss(student: Tensor, teacher: Tensor) -> Tensor:
     """``1 − mean cos(student, teacher)`` of pooled sentence embeddings (no labels needed)."""
-    return 1.0 - F.cosine_similarity(student, teacher, dim=-1).mean()
+    return 1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=-1).mean()

@@ -57,6 +57,7 @@ from trainers import warm
 from trainers.recipes import make_recipe, recipe_class
 from trainers.result import SearchResult
 from trainers.budgets import BudgetPricing
+from trainers.devices import train_dtype
 from trainers.search import DNASSearch
 from trainers.size import size_table
 from trainers.teacher import backbone
@@ -240,7 +241,8 @@ def search_once(
     budgets = ", ".join(f"{'' if b == LATENCY else b + ' '}T = {T:.3f} ms ({T / pricing.full_ms(b):.0%} of full "
                         f"{pricing.full_ms(b):.3f} ms)" for b, T in targets.items())
     tables = f"table {predictors[LATENCY].table.id}" if LATENCY in predictors else f"tables {tables}"
-    say(f"setup: space {space.name}, {tables}, {budgets}, {recipe.summary}, training on {device}")
+    say(f"setup: space {space.name}, {tables}, {budgets}, {recipe.summary}, training on {device} in "
+        f"{train_dtype(device, config.autocast)}")
     kept_what = [w for w, k in (("model", kept_model), ("data, teacher", kept_recipe and recipe.prepared)) if k]
     if kept_what:
         say(f"setup: kept from this process's last trial: {', '.join(kept_what)}")

@@ -75,7 +75,8 @@ class SandwichConfig:
         shrink_steps: progressive shrinking over these first steps (module docstring); 0: the whole space
             from the first step.
         log_every, checkpoint_every: progress-line and checkpoint intervals (steps).
-        autocast: ``bf16`` on CUDA (never on the CPU), or ``none``.
+        autocast: ``bf16`` where the device computes bf16 natively (CUDA, AMX CPUs:
+            :func:`trainers.devices.bf16_native`), or ``none``.
     """
 
     steps: int = 200

@@ -31,8 +31,9 @@ bit-width's grid is computed — a constant in weight steps, the selected path
 with its straight-through gate in architecture steps (see :func:`fast_control`)
 — instead of the whole mixture; E[LAT] still prices every option.
 
-A run checkpoints to a folder (``search.safetensors`` + ``search.json``: weights,
-architecture logits, head, optimizer moments, step, the λ of every budget, history; schema 2,
+A run checkpoints to a folder (``search.safetensors`` + ``search.json``: weights (not with
+``freeze_weights``: they never change), architecture logits, head, optimizer moments, step, the λ of
+every budget, history; schema 2,
 a schema-1 checkpoint's one λ resumes a one-budget run) and resumes
 from it; batches and Gumbel noise depend only on (seed, step), so a resumed run
 continues as the uninterrupted one would (on the same kind of device: the noise
@@ -40,8 +41,8 @@ comes from a generator on the training device).
 
 Device: the supernet, the task (with a decoder's teacher) and the hidden-state
 teacher are moved to ``device``, batches follow them, and the task loss runs
-under bf16 autocast on CUDA when ``config.autocast`` is ``bf16``
-(:mod:`trainers.devices`); the latency penalty stays fp32.
+under bf16 autocast when ``config.autocast`` is ``bf16`` and the device computes bf16 natively
+(CUDA, AMX CPUs: :func:`trainers.devices.bf16_native`); the latency penalty stays fp32.
 """
 
 from __future__ import annotations
@@ -355,11 +356,20 @@ class DNASSearch:
         return self.state
 
     # -- checkpoints ------------------------------------------------------------
+    def _checkpointed(self) -> dict[str, Tensor]:
+        """The supernet tensors a checkpoint holds: all of them, or with ``freeze_weights`` the architecture logits
+        alone (the weights never change in the run: a resumed trial has them already, from the shared supernet or
+        the pretrained model its config names — 90 MB not written per MiniLM trial)."""
+        state = self.net.state_dict()
+        if self.config.freeze_weights:
+            return {k: v for k, v in state.items() if k.startswith("arch_logits.")}
+        return state
+
     def save(self, folder: Path) -> None:
         """Write ``search.safetensors`` + ``search.json`` atomically."""
         from safetensors.torch import save_file
 
-        tensors: dict[str, Tensor] = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors: dict[str, Tensor] = {f"net.{k}": v for k, v in self._checkpointed().items()}
         tensors.update({f"task.{k}": v for k, v in self.task.state_dict().items()})
         opt_meta = {}
         for name, opt in (("wopt", self.wopt), ("aopt", self.aopt)):
@@ -406,7 +416,12 @@ class DNASSearch:
             raise ConfigError(f"checkpoint_dir: {folder} holds the λ of budgets {sorted(lambdas)}, this search "
                               f"has {sorted(self.targets)}")
         s = load_file(str(folder / "search.safetensors"))
-        self.net.load_state_dict({k[4:]: v for k, v in s.items() if k.startswith("net.")})
+        net = {k[4:]: v for k, v in s.items() if k.startswith("net.")}
+        missing = sorted(set(self._checkpointed()) - set(net))
+        if missing:  # the same config wrote it: a damaged file
+            raise ConfigError(f"checkpoint_dir: {folder}/search.safetensors lacks {len(missing)} of the search's "
+                              f"tensors (e.g. net.{missing[0]})")
+        self.net.load_state_dict(net, strict=not self.config.freeze_weights)
         self.task.load_state_dict({k[5:]: v for k, v in s.items() if k.startswith("task.")})
         for name, opt in (("wopt", self.wopt), ("aopt", self.aopt)):
             restore_optimizer(opt, name, meta["optimizers"][name], s)

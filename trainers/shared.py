@@ -68,6 +68,7 @@ def train_shared_supernet(config: SearchConfig, sandwich: SandwichConfig, out: s
     from nas.search.devices import trial_device
     from nas.spaces.loader import load_space
     from nas.supernet.supernet import Supernet
+    from trainers.devices import train_dtype
     from trainers.recipes import make_recipe
     from trainers.sandwich import SandwichTrainer
 
@@ -78,7 +79,7 @@ def train_shared_supernet(config: SearchConfig, sandwich: SandwichConfig, out: s
     torch.manual_seed(sandwich.seed)
     loaded = load_model(space.model)
     say(f"supernet: space {space.name}, {recipe.summary}, {sandwich.steps} sandwich steps of "
-        f"{2 + sandwich.random_archs} architectures on {device}")
+        f"{2 + sandwich.random_archs} architectures on {device} in {train_dtype(device, sandwich.autocast)}")
     recipe.prepare(loaded, say, device)
     net = Supernet.build(space, loaded=loaded)
     task = recipe.task()

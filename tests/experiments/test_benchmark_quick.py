@@ -382,4 +382,11 @@ def test_the_shared_supernet_arm_trains_one_supernet_inside_its_clock_and_every_
     per_h = {m: cost[m]["trials"] / cost[m]["wall_s"] * 3600 for m in ("dnas", "dnas_shared")}
     assert rows["shared_trials_per_hour"]["value"] == pytest.approx(per_h["dnas_shared"] / per_h["dnas"])
     assert {"hv_region_shared_nsga2", "hv_region_shared_random", "proxy_tau_dnas", "proxy_tau_dnas_shared"} <= set(rows)
-    assert "ours, one shared supernet per study" in (out / "minilm_cpu_quick.md").read_text()
+    md = (out / "minilm_cpu_quick.md").read_text()
+    assert "ours, one shared supernet per study" in md
+    # where a trial's time went: the median of each phase over the method's trials, in the cost table
+    for m in ("dnas", "dnas_shared"):
+        phases = cost[m]["phase_seconds"]
+        assert list(phases)[:2] == ["setup", "teacher"] and {"search", "finetune", "eval_before", "eval_after"} <= set(phases)
+        assert all(v >= 0 for v in phases.values()) and 0 < sum(phases.values()) < cost[m]["wall_s"]
+    assert md.count("median trial: setup") == 2

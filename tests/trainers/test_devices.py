@@ -22,12 +22,27 @@ def test_module_device_and_to_device():
     assert set(batch) == {"ids", "mask"} and all(v.device.type == "cpu" for v in batch.values())
 
 
-def test_autocast_is_bf16_on_cuda_only():
-    assert isinstance(train_autocast("cpu", "bf16"), contextlib.nullcontext)  # never on the CPU
+def test_autocast_is_bf16_where_the_device_computes_bf16_natively(monkeypatch):
+    from trainers import devices
+
     assert isinstance(train_autocast(torch.device("cuda:0"), "none"), contextlib.nullcontext)
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
         ctx = train_autocast("cuda:0", "bf16")
     assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
+    assert devices.train_dtype("cuda:0", "bf16") == "bf16" and devices.train_dtype("cuda:0", "none") == "fp32"
+    # the CPU: bf16 with AMX tiles only (AVX512-BF16 alone and AVX2 CPUs train in fp32), never with "none"
+    for isa, want in ((frozenset({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}), "bf16"),
+                      (frozenset({"avx2", "avx512f", "avx512_bf16"}), "fp32"), (frozenset({"avx2", "fma"}), "fp32")):
+        monkeypatch.setattr(devices, "_cpu_isa", lambda isa=isa: isa)
+        assert devices.train_dtype("cpu", "bf16") == want and devices.train_dtype("cpu", "none") == "fp32"
+        ctx = train_autocast("cpu", "bf16")
+        if want == "bf16":
+            assert isinstance(ctx, torch.autocast) and ctx.device == "cpu" and ctx.fast_dtype == torch.bfloat16
+            with ctx:  # a matmul in the context runs in bf16
+                assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+        else:
+            assert isinstance(ctx, contextlib.nullcontext)
+    assert devices.bf16_native("cpu", frozenset({"amx_bf16"})) and not devices.bf16_native("cpu", frozenset())
 
 
 @pytest.mark.parametrize("name", ["tiny-bert", "tiny-llama"])

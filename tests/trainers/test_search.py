@@ -120,10 +120,8 @@ def test_search_lowers_expected_latency_and_final_architecture_meets_target(name
     assert pred.latency_ms(arch) <= search.target
 
 
-def test_checkpoint_resume_continues_like_an_uninterrupted_run(tiny_table, tmp_path):
-    table = tiny_table()
-    full, _ = make_search("tiny-bert", table, checkpoint_every=3)
-    full.run()
+def interrupted_then_resumed(table, ck, **kw):
+    """``(uninterrupted run, run resumed from ck after a first one stopped at step 4)`` of one config."""
 
     class Stop(Exception):
         pass
@@ -132,13 +130,21 @@ def test_checkpoint_resume_continues_like_an_uninterrupted_run(tiny_table, tmp_p
         if line.startswith("search step 4/"):
             raise Stop
 
-    first, _ = make_search("tiny-bert", table, checkpoint_every=3)
+    full, _ = make_search("tiny-bert", table, **kw)
+    full.run()
+    first, _ = make_search("tiny-bert", table, **kw)
     with pytest.raises(Stop):
-        first.run(progress=stop_after_3, checkpoint_dir=tmp_path / "ck")
+        first.run(progress=stop_after_3, checkpoint_dir=ck)
     lines = []
-    resumed, _ = make_search("tiny-bert", table, checkpoint_every=3)
-    resumed.run(progress=lines.append, checkpoint_dir=tmp_path / "ck")
+    resumed, _ = make_search("tiny-bert", table, **kw)
+    resumed.run(progress=lines.append, checkpoint_dir=ck)
     assert lines[0].startswith("search: resumed") and "step 3" in lines[0]
+    return full, resumed
+
+
+def test_checkpoint_resume_continues_like_an_uninterrupted_run(tiny_table, tmp_path):
+    table = tiny_table()
+    full, resumed = interrupted_then_resumed(table, tmp_path / "ck", checkpoint_every=3)
     for a, b in zip(full.net.arch_parameters(), resumed.net.arch_parameters()):
         assert torch.allclose(a, b, atol=1e-5)
     for a, b in zip(full.net.weight_parameters(), resumed.net.weight_parameters()):
@@ -155,3 +161,25 @@ def test_progress_line_says_weights_frozen_instead_of_a_nan_loss():
     frozen = _line({"tau": 1.0, "weight_loss": float("nan")}, 3, 12, 4.0)
     assert "weights frozen" in frozen and "nan" not in frozen
     assert "weight_loss 0.5000" in _line({"tau": 1.0, "weight_loss": 0.5}, 3, 12, 4.0)
+
+
+def test_a_frozen_search_checkpoints_its_architecture_alone_and_resumes_like_an_uninterrupted_run(tiny_table, tmp_path):
+    from safetensors import safe_open
+
+    table = tiny_table()
+    kw = dict(checkpoint_every=3, freeze_weights=True, warmup_steps=0)
+    full, resumed = interrupted_then_resumed(table, tmp_path / "ck", **kw)
+    with safe_open(str(tmp_path / "ck" / "search.safetensors"), "pt") as f:
+        nets = [k for k in f.keys() if k.startswith("net.")]
+    assert nets and all(k.startswith("net.arch_logits.") for k in nets)  # no model weight written
+    for a, b in zip(full.net.arch_parameters(), resumed.net.arch_parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert [h["argmax_ms"] for h in resumed.state.history] == pytest.approx([h["argmax_ms"] for h in full.state.history])
+    # a checkpoint that lost its architecture logits is refused, naming one
+    from safetensors.torch import load_file, save_file
+
+    s = load_file(str(tmp_path / "ck" / "search.safetensors"))
+    save_file({k: v for k, v in s.items() if not k.startswith("net.arch_logits.")}, str(tmp_path / "ck" / "search.safetensors"))
+    again, _ = make_search("tiny-bert", table, **kw)
+    with pytest.raises(ConfigError, match=r"lacks \d+ of the search's tensors \(e\.g\. net\.arch_logits\."):
+        again.run(checkpoint_dir=tmp_path / "ck")

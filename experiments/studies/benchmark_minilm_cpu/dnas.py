@@ -15,6 +15,7 @@ measured.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -64,7 +65,8 @@ def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Calla
     An experiment with a ``supernet:`` section (``dnas_shared``) trains the study's shared supernet
     inside the first service call, so its training counts in the method's clock. The run records the
     Kendall τ of every trial's quality before fine-tuning (inherited weights) against after
-    (``extra["proxy"]``, :func:`nas.search.proxy.proxy_agreement`) and the shared supernets' hashes.
+    (``extra["proxy"]``, :func:`nas.search.proxy.proxy_agreement`), the shared supernets' hashes and
+    where a trial's time went (``extra["phase_seconds"]``, :func:`phase_medians`).
     """
     from nas.search import api
     from nas.search.attrs import SHARED_SUPERNET
@@ -97,9 +99,10 @@ def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Calla
             break
     run.wall_s, run.cpu_s = time.perf_counter() - t0, cpu_seconds() - c0
     run.extra.update(service_calls=len(calls), service_setup_s=setup_s, calls=calls)
-    candidates = []
+    candidates, phases = [], []
     for p in api.load_points(exp.name, storage=storage):
         m, cfg = p.attrs.get("metrics", {}), p.attrs.get("config", {})
+        phases.append(m.get("phase_seconds") or {})
         sd = str(api.fetch_subnet(exp.name, p.trial, work / "dnas-subnets" / f"trial-{p.trial:05d}", storage=storage))
         candidates.append({
             "method": method, "name": f"trial-{p.trial:05d}", "arch": dict(p.arch), "arch_summary": p.arch_summary,
@@ -118,7 +121,20 @@ def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Calla
                                            c["test_accuracy_torch"]) for c in candidates],
                                          [c["finetune_steps"] for c in candidates])
     run.extra["shared_supernets"] = sorted({c["shared_supernet"] for c in candidates if c["shared_supernet"]})
+    run.extra["phase_seconds"] = phase_medians(phases)
     return run, candidates
+
+
+def phase_medians(phases: list[Mapping[str, float]]) -> dict[str, float]:
+    """The median seconds of each trial phase (``SearchResult.phase_seconds``: setup, search, derive,
+    eval_before, finetune, eval_after) over the trials that timed it, in the order the phases run.
+
+    Example:
+        >>> phase_medians([{"search": 3.0, "finetune": 8.0}, {"search": 2.0, "finetune": 6.0}, {"search": 4.0}])
+        {'search': 3.0, 'finetune': 7.0}
+    """
+    names = list(dict.fromkeys(k for ph in phases for k in ph))
+    return {k: statistics.median(float(ph[k]) for ph in phases if k in ph) for k in names}
 
 
 def _timings(call: Mapping[str, Any]) -> list[Any]:

@@ -66,6 +66,18 @@ def _f(v: Any, spec: str = ".3g") -> str:
     return format(v, spec)
 
 
+def phase_note(phases: Mapping[str, float] | None) -> str:
+    """``; median trial: search 2.9 s, ...`` from a DNAS method's ``phase_seconds`` medians ("" without them).
+
+    Example:
+        >>> phase_note({"search": 2.91, "eval_before": 2.2, "finetune": 8.04})
+        '; median trial: search 2.9 s, eval_before 2.2 s, finetune 8.0 s'
+    """
+    if not phases:
+        return ""
+    return "; median trial: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
+
+
 def _runtime(version: str | None, doc: Mapping[str, Any], *, sep: str = " ") -> str:
     """``onnxruntime X (the table was measured with Y)``, or nothing when the run did not record it."""
     if not version:
@@ -205,7 +217,8 @@ def markdown(doc: Mapping[str, Any]) -> str:
         if not c:
             continue
         b = c.get("budget_s")
-        service = f"{c.get('service_calls', 0)} service call(s), Ray/study setup {_f(c.get('service_setup_s'), '.0f')} s"
+        service = (f"{c.get('service_calls', 0)} service call(s), Ray/study setup {_f(c.get('service_setup_s'), '.0f')} s"
+                   + phase_note(c.get("phase_seconds")))
         notes = {"dnas": service,
                  "dnas_shared": f"{service} (the shared supernet's training included); Kendall τ inherited vs "
                                 f"fine-tuned {_f((c.get('proxy') or {}).get('kendall_tau'), '.3f')} over "

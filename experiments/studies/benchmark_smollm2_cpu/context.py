@@ -88,7 +88,8 @@ class DecoderBench:
         task = self.recipe.task()
         if c.finetune_steps > 0:
             finetune(subnet, task, self.train, steps=c.finetune_steps, lr=c.finetune_lr, batch_size=c.batch_size,
-                     seed=c.seed if seed is None else seed, schedule=c.finetune_schedule)
+                     seed=c.seed if seed is None else seed, schedule=c.finetune_schedule,
+                     autocast=c.autocast)  # the trials' training precision: equal cost per step
         return Trained(dict(arch), subnet, task, time.perf_counter() - t0)
 
     def val_accuracy(self, trained: Trained) -> float:

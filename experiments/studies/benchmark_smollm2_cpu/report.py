@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.studies.benchmark_minilm_cpu.analysis import lat
-from experiments.studies.benchmark_minilm_cpu.report import LABELS, plot_fronts
+from experiments.studies.benchmark_minilm_cpu.report import LABELS, phase_note, plot_fronts
 from experiments.studies.benchmark_smollm2_cpu.analysis import view
 from experiments.studies.benchmark_smollm2_cpu.config import PHASES
 from experiments.studies.report_files import md_table, write_report
@@ -94,7 +94,8 @@ def limits(doc: Mapping[str, Any]) -> list[str]:
     cost = s["cost"]
     out.append("**Budget**: " + ", ".join(f"{m} {cost[m]['trials']} trials in {cost[m]['wall_s']:.0f} s"
                                           for m in ("dnas", "random", "nsga2") if m in cost)
-               + f" ({doc['config']['budget_minutes']:g} min each): too few for fronts to settle.")
+               + f" ({doc['config']['budget_minutes']:g} min each): too few for fronts to settle."
+               + (f" DNAS{ph[1:]}." if (ph := phase_note((cost.get("dnas") or {}).get("phase_seconds"))) else ""))
     return out
 
 
