@@ -30,6 +30,8 @@ def register(sub) -> None:
     s.add_argument("--study", help="study name (default: the experiment's name)")
     s.add_argument("--trials", type=int, help="trials to run (with --resume: complete trials the study should hold)")
     s.add_argument("--concurrency", type=int, help="trials at once (default: the experiment's run.concurrency)")
+    s.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after SECONDS (running ones "
+                   "finish); without --trials, as many trials as fit")
     s.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: start a local Ray)")
     s.add_argument("--resume", action="store_true", help="continue an existing study (e.g. after the driver died)")
     s.add_argument("--runs-dir", help="Ray Tune's records and retried trials' checkpoints (default: runs/ next to "
@@ -110,11 +112,14 @@ def cmd_search(args) -> int:
 
     outcome = api.run_search(args.experiment, storage=args.storage, study=args.study, trials=args.trials,
                              concurrency=args.concurrency, address=args.address, resume=args.resume,
-                             runs_dir=args.runs_dir, num_cpus=args.num_cpus, artifacts=args.artifacts)
+                             runs_dir=args.runs_dir, num_cpus=args.num_cpus, artifacts=args.artifacts,
+                             timeout_s=args.timeout)
     front = api.load_front(outcome.study, storage=args.storage)
     if args.format == "table":
         print(f"Pareto front of study {outcome.study} ({outcome.complete} complete trials, {outcome.storage}):")
     print_front(front, args.format, api.latency_objectives(outcome.study, storage=args.storage))
+    if outcome.timed_out or outcome.requested is None:  # a time budget: done when it is spent
+        return 0 if outcome.complete > 0 else 1
     return 0 if outcome.complete >= outcome.requested else 1
 
 

@@ -29,7 +29,7 @@ def load_experiment(experiment: str | Path | Experiment) -> Experiment:
 def run_search(experiment: str | Path | Experiment, *, storage: Any = None, study: str | None = None,
                trials: int | None = None, concurrency: int | None = None, address: str | None = None,
                resume: bool = False, runs_dir: str | Path | None = None, num_cpus: int | None = None,
-               artifacts: str | None = None,
+               artifacts: str | None = None, timeout_s: float | None = None,
                log: Callable[[str], None] | None = None) -> SearchOutcome:
     """Launch (or resume) a search; the same as ``nas search``.
 
@@ -37,12 +37,13 @@ def run_search(experiment: str | Path | Experiment, *, storage: Any = None, stud
         experiment: an experiment YAML path or a parsed :class:`Experiment`.
         storage: storage URL or Optuna storage (default ``$NAS_STORAGE`` or ``./nas_studies.db``).
         study: study name (default: the experiment's ``name``).
-        trials, concurrency: override ``run.trials`` / ``run.concurrency``.
+        trials, concurrency: override ``run.trials`` / ``run.concurrency`` (with ``timeout_s`` alone: no trial limit).
         address: join a Ray cluster (``auto``, ``ray://host:port``); default a local Ray.
         resume: continue the study until it holds ``trials`` complete trials.
         runs_dir: Ray Tune's records and retried trials' checkpoints.
         artifacts: the artifact store URL trial subnets go to (:mod:`nas.search.artifacts`).
         num_cpus: CPUs of the local Ray.
+        timeout_s: no trial starts after this many seconds from the call's start; running ones finish.
         log: progress-line sink (default stderr).
 
     Returns:
@@ -55,7 +56,7 @@ def run_search(experiment: str | Path | Experiment, *, storage: Any = None, stud
 
     return _run(load_experiment(experiment), storage=storage, study=study, trials=trials, concurrency=concurrency,
                 address=address, resume=resume, runs_dir=runs_dir, num_cpus=num_cpus, artifacts=artifacts,
-                log=log)
+                timeout_s=timeout_s, log=log)
 
 
 def load_front(study: str, *, storage: Any = None) -> list[Point]:

@@ -23,6 +23,10 @@ Fault tolerance:
   stale): RUNNING trials it left behind are marked FAIL, and only
   ``trials - complete`` new trials run, so the study ends with exactly
   ``trials`` COMPLETE trials, none lost or duplicated;
+* ``timeout_s``: a wall-clock budget from the call's start (Ray start and the shared
+  supernet included): no trial starts after it, trials running then finish and are
+  recorded, as Optuna's ``optimize(timeout=...)`` does; without ``trials`` the search
+  runs as many trials as the budget allows;
 * SIGINT / SIGTERM: no new trial starts, running trials are stopped, every
   trial that finished is recorded, the rest end FAIL (resumable), and
   :class:`~nas.errors.SearchInterrupted` says how to resume (the CLI exits 130 / 143).
@@ -40,6 +44,7 @@ that cannot start leaves nothing behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -82,17 +87,19 @@ class SearchOutcome:
 
     Attributes:
         study, storage: the study name and its storage URL (password redacted).
-        requested: COMPLETE trials the study should hold when done (``trials``).
+        requested: COMPLETE trials the study should hold when done (``trials``); None: as many as ``timeout_s``
+            allows.
         complete: COMPLETE trials it holds now.
         ran, failed: trials started / ended FAIL in this call.
         orphans: RUNNING trials of a dead driver marked FAIL by ``resume``.
         timings: per trial of this call, driver wall time vs its own compute.
         setup_s, wall_s: time before the first trial (Ray start, study) and in total.
+        timed_out: the timeout stopped new trials.
     """
 
     study: str
     storage: str
-    requested: int
+    requested: int | None
     complete: int
     ran: int = 0
     failed: int = 0
@@ -100,10 +107,11 @@ class SearchOutcome:
     timings: list[TrialTiming] = field(default_factory=list)
     setup_s: float = 0.0
     wall_s: float = 0.0
+    timed_out: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("study", "storage", "requested", "complete", "ran", "failed", "orphans",
-                                           "setup_s", "wall_s")}
+                                           "setup_s", "wall_s", "timed_out")}
         d["timings"] = [{"trial": t.trial, "wall_s": t.wall_s, "compute_s": t.compute_s,
                          "overhead_s": t.overhead_s, "finished_s": t.finished_s} for t in self.timings]
         return d
@@ -129,15 +137,16 @@ def make_sampler(name: str, seed: int | None):
 def run_search(experiment: Experiment, *, storage: Any = None, study: str | None = None, trials: int | None = None,
                concurrency: int | None = None, address: str | None = None, resume: bool = False,
                runs_dir: str | Path | None = None, num_cpus: int | None = None, artifacts: str | None = None,
-               log: Callable[[str], None] | None = None, num_gpus: int | None = None) -> SearchOutcome:
+               log: Callable[[str], None] | None = None, num_gpus: int | None = None,
+               timeout_s: float | None = None) -> SearchOutcome:
     """Run (or resume) a search; see the module docstring.
 
     Args:
         experiment: the parsed experiment.
         storage: URL, Optuna storage or None (``$NAS_STORAGE`` / ``./nas_studies.db``).
         study: study name (default: the experiment's name).
-        trials: COMPLETE trials wanted (default ``run.trials``); with ``resume`` the
-            total the study should hold, otherwise the number of new trials.
+        trials: COMPLETE trials wanted (default ``run.trials``, or no limit with ``timeout_s``); with ``resume``
+            the total the study should hold, otherwise the number of new trials.
         concurrency: trials at once (default ``run.concurrency``).
         address: join an existing Ray cluster (``auto`` or ``ray://host:port``);
             default: start a local Ray for this call (dashboard off).
@@ -151,6 +160,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
             see this worktree on ``PYTHONPATH`` and every ``NAS_*`` environment variable.
         log: progress lines (default: stderr).
         num_gpus: GPUs of the local Ray (default: the ones Ray detects).
+        timeout_s: no trial starts once this many seconds have passed since the call began; running trials
+            finish (:attr:`SearchOutcome.timed_out`).
 
     Returns:
         A :class:`SearchOutcome`.
@@ -174,9 +185,12 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t_start = time.perf_counter()
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    trials = experiment.run.trials if trials is None else trials
+    if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < math.inf):
+        raise ConfigError(f"timeout: must be a positive number of seconds, got {timeout_s!r}")
+    if trials is None and timeout_s is None:
+        trials = experiment.run.trials
     concurrency = experiment.run.concurrency if concurrency is None else concurrency
-    if trials < 1:
+    if trials is not None and trials < 1:
         raise ConfigError(f"trials: must be >= 1, got {trials}")
     if concurrency < 1:
         raise ConfigError(f"concurrency: must be >= 1, got {concurrency}")
@@ -228,8 +242,11 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
             store_study_table(ot_study, get_store(store_url), load_table(table))
         orphans = fail_orphans(ot_study) if resume else []
         done = len(complete_trials(ot_study))
-        remaining = max(trials - done, 0) if resume else trials
-        requested = trials if resume else done + trials
+        if trials is None:  # as many as the timeout allows
+            remaining, requested = -1, None
+        else:
+            remaining = max(trials - done, 0) if resume else trials
+            requested = trials if resume else done + trials
         outcome = SearchOutcome(study=name, storage=url_shown, requested=requested, complete=done, orphans=orphans)
         if orphans:
             say(f"resume: marked trial(s) {', '.join(map(str, orphans))} FAIL (left RUNNING by a dead driver)")
@@ -244,14 +261,18 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         resources = {"cpu": cpus, **({"gpu": gpus} if gpus else {})}
         shared = ensure_shared_supernet(experiment, ot_study, store_url, runs, say=say,  # trained once per study,
                                         resources=resources)  # as a Ray task on one trial's resources
-        say(f"study {name} in {url_shown}: running {remaining} trial(s), {concurrency} at a time, "
+        count = "trials" if trials is None else f"{remaining} trial(s)"
+        if timeout_s is not None:
+            count += f"{'' if trials is None else ' at most'} until {timeout_s:g} s have passed"
+        say(f"study {name} in {url_shown}: running {count}, {concurrency} at a time, "
             f"{cpus:g} CPU(s){f' and {gpus:g} GPU(s)' if gpus else ''} each; subnets to the artifact store "
             f"{store_url}")
         n_before = len(ot_study.trials)
         sampler = make_sampler(experiment.sampler, None if experiment.sampler_seed is None
                                else experiment.sampler_seed + n_before)
         searcher = _study_searcher(experiment, st, name, sampler)
-        progress = _progress_callback(searcher, outcome, say, remaining, t_start, experiment.objectives)
+        progress = _progress_callback(searcher, outcome, say, None if trials is None else remaining, t_start,
+                                      experiment.objectives)
         from nas.search.progress import LineRelay
         from nas.search.worker import tune_trainable
 
@@ -277,6 +298,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         outcome.setup_s = time.perf_counter() - t_start
         with relay, stop, _quiet_tune():
             searcher.stopping = stop.requested
+            if timeout_s is not None:
+                searcher.deadline = _Deadline(t_start + timeout_s, timeout_s, outcome, say)
             tuner.fit()
         if stop.signum is not None:
             cut = fail_running(ot_study, f"interrupted by {_signal_name(stop.signum)}")
@@ -293,7 +316,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
             ray.shutdown()
     outcome.complete = len(complete_trials(ot_study))
     outcome.wall_s = time.perf_counter() - t_start
-    say(f"study {name}: {outcome.complete} complete trial(s) (requested {outcome.requested}); "
+    asked = "" if outcome.requested is None else f" (requested {outcome.requested})"
+    say(f"study {name}: {outcome.complete} complete trial(s){asked}{'; stopped at the timeout' if outcome.timed_out else ''}; "
         f"{outcome.failed} failed in this run; {outcome.wall_s:.1f} s")
     return outcome
 
@@ -417,6 +441,22 @@ class _SignalStop:
             signal.signal(s, h)
 
 
+class _Deadline:
+    """The timeout's deadline (``time.perf_counter`` seconds); the first check past it marks the outcome timed out
+    and says so once."""
+
+    def __init__(self, at: float, timeout_s: float, outcome: SearchOutcome, say: Callable[[str], None]) -> None:
+        self.at, self.timeout_s, self.outcome, self.say = at, timeout_s, outcome, say
+
+    def passed(self) -> bool:
+        if time.perf_counter() < self.at:
+            return False
+        if not self.outcome.timed_out:
+            self.outcome.timed_out = True
+            self.say(f"timeout: {self.timeout_s:g} s passed; no new trials, running ones finish")
+        return True
+
+
 class _quiet_tune:
     """While Tune runs: its per-failure traceback stays in the trial's ``error.txt`` (the driver prints one line)."""
 
@@ -453,6 +493,7 @@ def _signal_name(signum: int) -> str:
 def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
     """An ``OptunaSearch`` that also writes each trial's attributes and never loses a result."""
     from optuna.trial import TrialState
+    from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
 
     from nas.search import attrs
@@ -462,13 +503,14 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
 
     class StudySearch(OptunaSearch):
         stopping: Callable[[], bool] = staticmethod(lambda: False)
+        deadline: "_Deadline | None" = None
 
         def __getstate__(self) -> dict:
             # Tune pickles the search algorithm into tuner.pkl and searcher checkpoints: keep the storage
             # (its URL may hold a password) and everything that reaches it out of those files. A search
             # resumes from the study (--resume), never from Tune's pickles.
             state = dict(self.__dict__)
-            state.update(_storage=None, _ot_study=None, _ot_trials={}, stopping=None)
+            state.update(_storage=None, _ot_study=None, _ot_trials={}, stopping=None, deadline=None)
             return state
 
         def __setstate__(self, state: dict) -> None:
@@ -483,6 +525,8 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
         def suggest(self, trial_id: str):
             if self.stopping and self.stopping():
                 return None  # SIGINT/SIGTERM: no new trials
+            if self.deadline is not None and self.deadline.passed():
+                return Searcher.FINISHED  # the timeout: no new trials, running ones finish
             if stratified and trial_id not in self._ot_trials:
                 # The next trial's number indexes the sequence (so a resumed study carries on
                 # where it stopped); the enqueued values are fixed, the sampler draws the rest.
@@ -536,9 +580,11 @@ def _study_searcher(experiment: Experiment, storage, study_name: str, sampler):
                        study_name=study_name, storage=storage)
 
 
-def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], None], total: int, t_start: float,
-                       objectives: tuple[str, ...] = ("quality", "latency_ms", "size_mb")):
+def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], None], total: int | None,
+                       t_start: float, objectives: tuple[str, ...] = ("quality", "latency_ms", "size_mb")):
     from ray.tune import Callback
+
+    of = "" if total is None else f"/{total}"  # "[3/10]", or "[3]" under a timeout alone
 
     class Progress(Callback):
         def __init__(self) -> None:
@@ -562,7 +608,7 @@ def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], No
             self.finished += 1
             outcome.failed += 1
             say(f"trial {searcher.number(trial.trial_id)}: FAILED for good ({msg.splitlines()[-1] if msg else 'error'}) "
-                f"[{self.finished}/{total}]")
+                f"[{self.finished}{of}]")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             r = trial.last_result or {}
@@ -574,11 +620,11 @@ def _progress_callback(searcher, outcome: SearchOutcome, say: Callable[[str], No
                                                    finished_s=time.perf_counter() - t_start))
             if FAILED_KEY in r:
                 outcome.failed += 1
-                say(f"trial {num}: FAILED, not retried ({r[FAILED_KEY]}) [{self.finished}/{total}]")
+                say(f"trial {num}: FAILED, not retried ({r[FAILED_KEY]}) [{self.finished}{of}]")
                 return
             vals = ", ".join(f"{m} {float(r[m]):.4g}" for m in objectives if m in r)
             on = f" (trained on {r[DEVICE_KEY]})" if DEVICE_KEY in r else ""
-            say(f"trial {num}: complete: {vals}{on} [{self.finished}/{total}]")
+            say(f"trial {num}: complete: {vals}{on} [{self.finished}{of}]")
 
     return Progress()
 

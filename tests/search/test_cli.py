@@ -63,7 +63,9 @@ def test_search_input_errors(tmp_path, nas_here):
     one_line_error(nas_here("search", str(bad), "--storage", db), "latency_table:", "built for space hash")
     one_line_error(nas_here("search", str(exp), "--storage", db, "--num-cpus", "1", "--trials", "0"),
                    "trials: must be >= 1")
-    assert not (tmp_path / "runs").exists()  # nothing ran
+    one_line_error(nas_here("search", str(exp), "--storage", db, "--timeout", "0"),
+                   "timeout: must be a positive number of seconds, got 0.0")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "s.db").exists()  # nothing ran, nothing created
 
 
 def test_pareto_and_studies_errors(tmp_path, nas_here):

@@ -126,6 +126,39 @@ def test_trial_failing_every_attempt_ends_failed(faults, tmp_path):
     assert t.user_attrs["attempt_failures"] == 1 and "injected failure" in t.user_attrs["last_error"]
 
 
+def test_timeout_stops_new_trials_and_lets_running_ones_finish(faults, tmp_path):
+    """``timeout_s`` without ``trials``: trials run one after another until the deadline; the one running
+    then finishes and is recorded; nothing is left RUNNING or FAIL."""
+    exp = Experiment.from_yaml(experiment_file(tmp_path, run={"trials": 100, "concurrency": 1}))
+    (faults / "sleep_s").write_text("1.5")
+    url, lines = f"sqlite:///{tmp_path}/s.db", []
+    try:
+        out = api.run_search(exp, storage=url, num_cpus=2, timeout_s=10, log=lines.append)
+    finally:
+        (faults / "sleep_s").unlink()
+    assert out.timed_out and out.requested is None and out.failed == 0
+    assert 1 <= out.complete < 100 and out.complete == out.ran
+    assert any(line.startswith("timeout: 10 s passed") for line in lines), lines
+    assert out.wall_s >= 10
+    starts = [t.finished_s - t.wall_s for t in out.timings]
+    assert len(starts) == out.complete and max(starts) < 10 + 2  # none started after the deadline
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * out.complete
+    # a count reached before the timeout: the count ends the search, not the clock
+    more = api.run_search(exp, storage=url, trials=out.complete + 1, resume=True, num_cpus=2, timeout_s=600)
+    assert (more.complete, more.timed_out) == (out.complete + 1, False)
+
+
+@pytest.mark.parametrize("timeout", [0, -5, float("nan"), float("inf")])
+def test_bad_timeout_is_refused_before_anything_starts(tmp_path, timeout):
+    from nas.errors import ConfigError
+
+    exp = Experiment.from_yaml(experiment_file(tmp_path))
+    with pytest.raises(ConfigError, match=r"^timeout: must be a positive number of seconds"):
+        api.run_search(exp, storage=f"sqlite:///{tmp_path}/s.db", timeout_s=timeout)
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_stratified_target_is_swept_across_resumes(faults, tmp_path):
     """A stratified target_fraction: trial n gets the n-th point of the sequence, also after a resume,
     while TPE samples the other fields."""

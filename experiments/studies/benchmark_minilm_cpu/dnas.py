@@ -60,10 +60,10 @@ def experiment_dict(name: str, *, space: str, latency_table: str | None = None, 
 
 def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Callable[[str], None], *,
              num_cpus: int | None = None, method: str = "dnas") -> tuple[MethodRun, list[dict[str, Any]]]:
-    """Run the service until the budget is spent; returns the run and one candidate per COMPLETE trial.
+    """Run the service for the budget (its ``timeout_s``); returns the run and one candidate per COMPLETE trial.
 
     An experiment with a ``supernet:`` section (``dnas_shared``) trains the study's shared supernet
-    inside the first service call, so its training counts in the method's clock. The run records the
+    inside the service call, so its training counts in the method's clock. The run records the
     Kendall τ of every trial's quality before fine-tuning (inherited weights) against after
     (``extra["proxy"]``, :func:`nas.search.proxy.proxy_agreement`), the shared supernets' hashes and
     where a trial's time went (``extra["phase_seconds"]``, :func:`phase_medians`).
@@ -79,24 +79,20 @@ def run_dnas(experiment: dict[str, Any], budget_s: float, work: Path, say: Calla
     work.mkdir(parents=True, exist_ok=True)
     run = MethodRun(method, budget_s=budget_s)
     t0, c0 = time.perf_counter(), cpu_seconds()
-    calls, setup_s, complete, per_trial = [], 0.0, 0, None
-    while True:
-        elapsed = time.perf_counter() - t0
-        if elapsed >= budget_s:
-            break
-        n = 1 if per_trial is None else max(1, math.ceil((budget_s - elapsed) / per_trial))
-        out = api.run_search(exp, storage=storage, trials=complete + n, resume=complete > 0 or bool(calls),
-                             runs_dir=runs_dir, num_cpus=num_cpus, log=say)
+    calls: list[dict[str, Any]] = []
+
+    def call(**kw: Any) -> None:
+        out = api.run_search(exp, storage=storage, resume=bool(calls), runs_dir=runs_dir, num_cpus=num_cpus,
+                             log=say, **kw)
         calls.append(out.to_dict())
-        setup_s += out.setup_s
         run.trials += out.ran
         run.failed += out.failed
         run.compute_s += sum(t.compute_s for t in out.timings)
-        complete = out.complete
-        walls = [t.wall_s for c in calls for t in _timings(c)]
-        per_trial = (sum(walls) / len(walls)) if walls else (time.perf_counter() - t0)
-        if out.ran == 0:
-            break
+
+    call(trials=1)  # one trial first, so even a tiny budget yields a point
+    if (left := budget_s - (time.perf_counter() - t0)) > 0:
+        call(trials=None, timeout_s=left)  # the rest: no trial starts after the budget, the last one finishes
+    setup_s = sum(c["setup_s"] for c in calls)
     run.wall_s, run.cpu_s = time.perf_counter() - t0, cpu_seconds() - c0
     run.extra.update(service_calls=len(calls), service_setup_s=setup_s, calls=calls)
     candidates, phases = [], []
@@ -136,8 +132,3 @@ def phase_medians(phases: list[Mapping[str, float]]) -> dict[str, float]:
     names = list(dict.fromkeys(k for ph in phases for k in ph))
     return {k: statistics.median(float(ph[k]) for ph in phases if k in ph) for k in names}
 
-
-def _timings(call: Mapping[str, Any]) -> list[Any]:
-    from types import SimpleNamespace
-
-    return [SimpleNamespace(**t) for t in call.get("timings", [])]
