@@ -12,7 +12,13 @@ over every decode step of every round, each with its IQR.
 
     PYTHONPATH=. .venv/bin/python -m experiments.studies.generation_latency --rounds 5 [--export DIR ...]
 
-Writes ``experiments/reports/generation_latency.{json,md}``.
+``--split-precision`` adds the layers quantized with the embedding / LM head in fp32 (``int8-layers``,
+``int4-layers``) and the embedding / LM head alone at int8 (``int8-head``). ``--int4-levels 0 1 4`` adds the int4 graph at other ``MatMulNBits`` accuracy levels (``int4-l<N>``; 0 is
+onnxruntime's default) to see which one this CPU runs fastest. Each graph's next-token predictions are compared with
+fp32's over ``--glosses`` held-out WordNet glosses (``top1_agreement``: the share of positions whose argmax equals
+fp32's; numerics, not task quality).
+
+Writes ``experiments/reports/generation_latency.{json,md}`` (``--out STEM`` elsewhere).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import argparse
 import os
 import platform
 import random
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +47,26 @@ def med_iqr(xs) -> dict:
     return {"median": float(med), "iqr": float(q3 - q1), "n": len(xs)}
 
 
+def top1_agreement(sessions: dict, space, n: int) -> dict[str, float]:
+    """Per graph, the share of next-token positions over the first ``n`` test glosses (64 tokens at most, one at
+    a time) whose argmax equals the fp32 graph's."""
+    from tokenizers import Tokenizer
+
+    from nas.models import load_model
+    from nas.tasks.definitions import load_definitions
+
+    tok = Tokenizer.from_file(str(load_model(space.model).model_dir / "tokenizer.json"))
+    same = {k: 0 for k in sessions}
+    total = 0
+    for d in load_definitions().test[:n]:
+        ids = torch.tensor([tok.encode(d.gloss).ids[:64]])
+        top = {k: s.forward(ids, torch.ones_like(ids)).argmax(-1) for k, s in sessions.items()}
+        total += ids.shape[1]
+        for k in sessions:
+            same[k] += int((top[k] == top["fp32"]).sum())
+    return {k: v / max(total, 1) for k, v in same.items()}
+
+
 def uniform_arch(space, bits: int, embed_bits: int) -> dict:
     arch = dict(space.full())
     for label in arch:
@@ -55,7 +83,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--export", nargs="*", default=[], metavar="DIR",
                     help="nas export folders of SmolLM2 subnets, measured alongside (named by their folder)")
+    ap.add_argument("--int4-levels", nargs="*", type=int, default=[], metavar="N",
+                    help="also int4 at these MatMulNBits accuracy levels (0: onnxruntime's default, 1 fp32, "
+                         "2 fp16, 3 bf16, 4 int8)")
+    ap.add_argument("--split-precision", action="store_true",
+                    help="also int8-layers, int4-layers (embedding and LM head fp32) and int8-head (layers fp32)")
+    ap.add_argument("--glosses", type=int, default=100, help="held-out glosses for the top-1 agreement with fp32")
+    ap.add_argument("--out", default=str(REPORT), help="report stem (default: experiments/reports/generation_latency)")
     a = ap.parse_args()
+    if any(lv not in range(5) for lv in a.int4_levels):
+        raise SystemExit(f"--int4-levels: each must be 0-4, got {a.int4_levels}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(2)
 
@@ -76,12 +113,20 @@ def main() -> None:
     net = nas.Supernet.build(space)
     work = Path(tempfile.mkdtemp(prefix="nas-genlat-"))
     graphs: dict[str, Path] = {}
-    for name, bits, embed_bits in (("fp32", 32, 32), ("int8", 8, 8), ("int4", 4, 8)):
+    uniform = [("fp32", 32, 32), ("int8", 8, 8), ("int4", 4, 8)]
+    if a.split_precision:  # which part moves the predictions and the time: the layers or the embedding / LM head
+        uniform += [("int8-layers", 8, 32), ("int4-layers", 4, 32), ("int8-head", 32, 8)]
+    for name, bits, embed_bits in uniform:
         sub = nas.derive(net, uniform_arch(space, bits, embed_bits))
         fp32 = export_decoder_onnx(sub.model, work / f"{name}.fp32.onnx")
         graphs[name] = fp32 if name == "fp32" else quantize_onnx(
             fp32, work / f"{name}.onnx", decoder_bits_by_node(sub), accuracy_level=level)
         print(f"exported {name}: {graphs[name].stat().st_size / 1e6:.0f} MB", flush=True)
+        if name == "int4":
+            for lv in dict.fromkeys(a.int4_levels):
+                if lv != (level or 0):
+                    graphs[f"int4-l{lv}"] = quantize_onnx(fp32, work / f"int4-l{lv}.onnx", decoder_bits_by_node(sub),
+                                                         accuracy_level=lv or None)
     del net
     graphs.update(exports)
     sessions = {k: DecoderSession(p, threads=a.threads) for k, p in graphs.items()}
@@ -89,6 +134,7 @@ def main() -> None:
     ids = torch.randint(1, space.dims.vocab_size, (1, a.prompt_tokens), generator=g)
     for s in sessions.values():  # warm-up
         s.generate(ids, 2)
+    agree = top1_agreement(sessions, space, a.glosses)
     ttft: dict[str, list[float]] = {k: [] for k in sessions}
     tpot: dict[str, list[float]] = {k: [] for k in sessions}
     rng = random.Random(0)
@@ -101,27 +147,38 @@ def main() -> None:
             tpot[k].extend(out.step_ms)
         print(f"round {r + 1}/{a.rounds}: " + ", ".join(f"{k} {ttft[k][-1]:.0f} ms" for k in order), flush=True)
     rows = {k: {"ttft_ms": med_iqr(ttft[k]), "tpot_ms": med_iqr(tpot[k]),
-                "file_mb": graphs[k].stat().st_size / 1e6} for k in sessions}
+                "file_mb": graphs[k].stat().st_size / 1e6, "top1_agreement": agree[k]}
+            for k in sessions}
+    from nas.latency.device import device_info
+
     doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.processor() or platform.machine(),
+           "device": device_info(),
            "loadavg": Path("/proc/loadavg").read_text().split()[:3], "threads": a.threads, "rounds": a.rounds,
-           "prompt_tokens": a.prompt_tokens, "new_tokens": a.new_tokens, "int4_accuracy_level": level,
+           "prompt_tokens": a.prompt_tokens, "agreement_glosses": a.glosses, "new_tokens": a.new_tokens, "int4_accuracy_level": level,
            "exports": {k: str(v.parent) for k, v in exports.items()},
            "results": rows}
     base = rows["fp32"]
     md = [f"# SmolLM2-135M generation latency ({doc['date']})", "",
           f"Full architecture, onnxruntime CPU, {a.threads} thread(s), prompt {a.prompt_tokens} tokens, "
           f"{a.new_tokens} generated, {a.rounds} interleaved rounds; load average at start {' '.join(doc['loadavg'])}. "
-          "Command: `PYTHONPATH=. .venv/bin/python -m experiments.studies.generation_latency`.", "",
-          *md_table(["graph", "TTFT median (IQR) ms", "TPOT median (IQR) ms", "TPOT × vs fp32", "file MB"],
+          f"Command: `PYTHONPATH=. .venv/bin/python -m experiments.studies.generation_latency "
+          f"{shlex.join(sys.argv[1:])}`.", "",
+          f"Host: {doc['device']['cpu']} ({doc['device']['fingerprint']}), {doc['device']['cores']} cores.", "",
+          *md_table(["graph", "TTFT median (IQR) ms", "TPOT median (IQR) ms", "TTFT × vs fp32", "TPOT × vs fp32",
+                     "file MB", "top-1 = fp32"],
                     [[k, f"{v['ttft_ms']['median']:.1f} ({v['ttft_ms']['iqr']:.1f})",
                       f"{v['tpot_ms']['median']:.2f} ({v['tpot_ms']['iqr']:.2f})",
-                      f"{base['tpot_ms']['median'] / v['tpot_ms']['median']:.2f}", f"{v['file_mb']:.0f}"]
+                      f"{base['ttft_ms']['median'] / v['ttft_ms']['median']:.2f}",
+                      f"{base['tpot_ms']['median'] / v['tpot_ms']['median']:.2f}", f"{v['file_mb']:.0f}",
+                      f"{100 * v['top1_agreement']:.1f} %"]
                      for k, v in rows.items()]), "",
           f"int4 is `MatMulNBits` at accuracy_level {level} (the shipped SmolLM2 tables' and so what export "
-          "writes); int4 keeps the embedding and LM head at int8."
+          "writes); `int4-l<N>` the same weights at accuracy level N (0: onnxruntime's default); int4 keeps the "
+          "embedding and LM head at int8 (`*-layers`: fp32; `int8-head`: only they are int8). `top-1 = fp32`: the share of next-token positions over the first "
+          f"{a.glosses} held-out WordNet glosses whose argmax equals fp32's."
           + "".join(f" `{k}`: `model.quant.onnx` of the export folder `{v.parent}`." for k, v in exports.items())]
-    write_report(REPORT, doc, "\n".join(md) + "\n")
-    print(f"wrote {REPORT}.md")
+    write_report(Path(a.out), doc, "\n".join(md) + "\n")
+    print(f"wrote {a.out}.md")
 
 
 if __name__ == "__main__":
