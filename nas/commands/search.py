@@ -31,7 +31,7 @@ def register(sub) -> None:
     s.add_argument("--trials", type=int, help="trials to run (with --resume: complete trials the study should hold)")
     s.add_argument("--concurrency", type=int, help="trials at once (default: the experiment's run.concurrency)")
     s.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after SECONDS (running ones "
-                   "finish); without --trials, as many trials as fit")
+                   "finish; default: the experiment's run.timeout_s); without a trial count, as many trials as fit")
     s.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: start a local Ray)")
     s.add_argument("--resume", action="store_true", help="continue an existing study (e.g. after the driver died)")
     s.add_argument("--runs-dir", help="Ray Tune's records and retried trials' checkpoints (default: runs/ next to "

@@ -37,13 +37,13 @@ def run_search(experiment: str | Path | Experiment, *, storage: Any = None, stud
         experiment: an experiment YAML path or a parsed :class:`Experiment`.
         storage: storage URL or Optuna storage (default ``$NAS_STORAGE`` or ``./nas_studies.db``).
         study: study name (default: the experiment's ``name``).
-        trials, concurrency: override ``run.trials`` / ``run.concurrency`` (with ``timeout_s`` alone: no trial limit).
+        trials, concurrency, timeout_s: override ``run.trials`` / ``run.concurrency`` / ``run.timeout_s`` (a timeout
+            without a trial count: as many trials as fit).
         address: join a Ray cluster (``auto``, ``ray://host:port``); default a local Ray.
         resume: continue the study until it holds ``trials`` complete trials.
         runs_dir: Ray Tune's records and retried trials' checkpoints.
         artifacts: the artifact store URL trial subnets go to (:mod:`nas.search.artifacts`).
         num_cpus: CPUs of the local Ray.
-        timeout_s: no trial starts after this many seconds from the call's start; running ones finish.
         log: progress-line sink (default stderr).
 
     Returns:

@@ -19,7 +19,8 @@ An experiment is a YAML file (``experiments/*.yaml``)::
       weight_lr: {float: [1.0e-5, 1.0e-4], log: true}
       seed: {int: [0, 10000]}
     run:                             # orchestration
-      trials: 4                      # default --trials
+      trials: 4                      # default --trials (4; none with a timeout alone: as many as fit)
+      timeout_s: 3600                # default --timeout: no trial starts after it (optional)
       concurrency: 1                 # default --concurrency
       cpus_per_trial: 2
       max_failures: 2                # retries of a trial that raises or is killed
@@ -191,16 +192,27 @@ def stratum_shift(seed: int | None) -> float:
     return 0.0 if seed is None else ((seed + 1) * 0.6180339887498949) % 1.0
 
 
+DEFAULT_TRIALS = 4
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Orchestration settings (``run:``)."""
 
-    trials: int = 4
+    trials: int | None = None  # None: DEFAULT_TRIALS, or no limit when a timeout is set (:meth:`trial_limit`)
     concurrency: int = 1
     cpus_per_trial: float = 1.0
     max_failures: int = 2
     gpus_per_trial: float = 0.0
     device: str = "auto"
+    timeout_s: float | None = None
+
+    def trial_limit(self, timeout_s: float | None = None) -> int | None:
+        """Complete trials a search runs: ``trials``, else ``DEFAULT_TRIALS`` without a timeout (``timeout_s`` or this
+        run's), else None (as many as the timeout allows)."""
+        if self.trials is not None:
+            return self.trials
+        return DEFAULT_TRIALS if timeout_s is None and self.timeout_s is None else None
 
 
 @dataclass(frozen=True)
@@ -453,9 +465,11 @@ class Experiment:
         if not isinstance(run_raw, dict):
             raise bad("run", "expected a mapping")
         run_fields = {f.name: f for f in dataclasses.fields(RunSettings)}
-        for k, v in run_raw.items():
+        for k in run_raw:
             if k not in run_fields:
                 raise bad(f"run.{k}", f"unknown field; allowed: {', '.join(run_fields)}")
+        run_raw = {k: v for k, v in run_raw.items() if v is not None}  # null: the default (as to_dict writes it)
+        for k, v in run_raw.items():
             if k == "device":
                 try:
                     check_device(v)
@@ -463,10 +477,13 @@ class Experiment:
                     raise bad("run.device", str(e).split(": ", 1)[1]) from None
             elif isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise bad(f"run.{k}", f"expected a number, got {v!r}")
-        run = RunSettings(**{k: (v if k == "device" else float(v) if k in ("cpus_per_trial", "gpus_per_trial")
+        run = RunSettings(**{k: (v if k == "device" else float(v) if k in ("cpus_per_trial", "gpus_per_trial",
+                                                                          "timeout_s")
                                  else int(v)) for k, v in run_raw.items()})
+        if run.timeout_s is not None and not 0 < run.timeout_s < math.inf:
+            raise bad("run.timeout_s", f"must be a positive number of seconds, got {run.timeout_s:g}")
         for k in ("trials", "concurrency"):
-            if getattr(run, k) < 1:
+            if getattr(run, k) is not None and getattr(run, k) < 1:
                 raise bad(f"run.{k}", f"must be >= 1, got {getattr(run, k)}")
         if not run.cpus_per_trial > 0:
             raise bad("run.cpus_per_trial", f"must be > 0, got {run.cpus_per_trial}")

@@ -145,8 +145,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         experiment: the parsed experiment.
         storage: URL, Optuna storage or None (``$NAS_STORAGE`` / ``./nas_studies.db``).
         study: study name (default: the experiment's name).
-        trials: COMPLETE trials wanted (default ``run.trials``, or no limit with ``timeout_s``); with ``resume``
-            the total the study should hold, otherwise the number of new trials.
+        trials: COMPLETE trials wanted (default ``run.trials``; unset: 4, or no limit with a timeout); with
+            ``resume`` the total the study should hold, otherwise the number of new trials.
         concurrency: trials at once (default ``run.concurrency``).
         address: join an existing Ray cluster (``auto`` or ``ray://host:port``);
             default: start a local Ray for this call (dashboard off).
@@ -161,7 +161,7 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
         log: progress lines (default: stderr).
         num_gpus: GPUs of the local Ray (default: the ones Ray detects).
         timeout_s: no trial starts once this many seconds have passed since the call began; running trials
-            finish (:attr:`SearchOutcome.timed_out`).
+            finish (:attr:`SearchOutcome.timed_out`). Default ``run.timeout_s`` (none).
 
     Returns:
         A :class:`SearchOutcome`.
@@ -187,8 +187,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < math.inf):
         raise ConfigError(f"timeout: must be a positive number of seconds, got {timeout_s!r}")
-    if trials is None and timeout_s is None:
-        trials = experiment.run.trials
+    timeout_s = experiment.run.timeout_s if timeout_s is None else timeout_s
+    trials = experiment.run.trial_limit(timeout_s) if trials is None else trials
     concurrency = experiment.run.concurrency if concurrency is None else concurrency
     if trials is not None and trials < 1:
         raise ConfigError(f"trials: must be >= 1, got {trials}")

@@ -59,6 +59,10 @@ def test_parse_and_trial_config(tmp_path):
     ({"sample": {}}, "sample: give at least one sampled field"),
     ({"run": {"concurrency": 0}}, "run.concurrency: must be >= 1"),
     ({"run": {"gpus": 1}}, "run.gpus: unknown field"),
+    ({"run": {"gpus": None}}, "run.gpus: unknown field"),
+    ({"run": {"timeout_s": 0}}, "run.timeout_s: must be a positive number of seconds, got 0"),
+    ({"run": {"timeout_s": ".inf"}}, "run.timeout_s: expected a number"),
+    ({"run": {"timeout_s": float("inf")}}, "run.timeout_s: must be a positive number of seconds, got inf"),
     ({"sampler": {"name": "grid"}}, "sampler.name: unknown sampler 'grid'"),
     ({"trial": "no_colon"}, "trial: expected 'module:attribute'"),
     ({"sample": {"loss": {"choices": ["hinge"], "stratified": True}}}, "sample.loss: choices: expected a non-empty"),
@@ -69,6 +73,19 @@ def test_field_errors(tmp_path, over, where):
     with pytest.raises(ConfigError) as e:
         Experiment.from_yaml(p)
     assert str(e.value).startswith(f"{p}: ") and where in str(e.value), str(e.value)
+
+
+def test_trial_limit_defaults_to_four_and_to_no_limit_under_a_timeout(tmp_path):
+    from nas.search.experiment import DEFAULT_TRIALS
+
+    def run(**fields):
+        return Experiment.from_yaml(write(tmp_path, yaml.safe_dump(base(tmp_path, run=fields)))).run
+
+    assert run().trial_limit() == DEFAULT_TRIALS == 4 and run().timeout_s is None
+    assert run().trial_limit(timeout_s=60) is None  # a timeout alone (--timeout): as many trials as fit
+    assert run(timeout_s=600).trial_limit() is None and run(timeout_s=600).timeout_s == 600.0
+    assert run(trials=7, timeout_s=600).trial_limit() == 7  # both: whichever comes first
+    assert run(trials=7).trial_limit(timeout_s=60) == 7
 
 
 def test_malformed_yaml_and_missing_file(tmp_path):
