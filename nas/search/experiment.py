@@ -19,7 +19,7 @@ An experiment is a YAML file (``experiments/*.yaml``)::
       weight_lr: {float: [1.0e-5, 1.0e-4], log: true}
       seed: {int: [0, 10000]}
     run:                             # orchestration
-      trials: 4                      # default --trials (4; none with a timeout alone: as many as fit)
+      trials: 4                      # default --trials (unset: 4, or as many as fit under a timeout)
       timeout_s: 3600                # default --timeout: no trial starts after it (optional)
       concurrency: 1                 # default --concurrency
       cpus_per_trial: 2
