@@ -13,10 +13,11 @@ over every decode step of every round, each with its IQR.
     PYTHONPATH=. .venv/bin/python -m experiments.studies.generation_latency --rounds 5 [--export DIR ...]
 
 ``--split-precision`` adds the layers quantized with the embedding / LM head in fp32 (``int8-layers``,
-``int4-layers``) and the embedding / LM head alone at int8 (``int8-head``). ``--int4-levels 0 1 4`` adds the int4 graph at other ``MatMulNBits`` accuracy levels (``int4-l<N>``; 0 is
-onnxruntime's default) to see which one this CPU runs fastest. Each graph's next-token predictions are compared with
-fp32's over ``--glosses`` held-out WordNet glosses (``top1_agreement``: the share of positions whose argmax equals
-fp32's; numerics, not task quality).
+``int4-layers``) and the embedding / LM head alone at int8 (``int8-head``). ``--int4-levels 0 1 4`` adds the int4
+graph at other ``MatMulNBits`` accuracy levels (``int4-l<N>``; 0 is onnxruntime's default) to see which one
+this CPU runs fastest. Each graph's next-token predictions are compared with fp32's over ``--glosses``
+held-out WordNet glosses (``top1_agreement``: the share of positions whose argmax equals fp32's; numerics, not
+task quality).
 
 Writes ``experiments/reports/generation_latency.{json,md}`` (``--out STEM`` elsewhere).
 """
@@ -154,7 +155,8 @@ def main() -> None:
     doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.processor() or platform.machine(),
            "device": device_info(),
            "loadavg": Path("/proc/loadavg").read_text().split()[:3], "threads": a.threads, "rounds": a.rounds,
-           "prompt_tokens": a.prompt_tokens, "agreement_glosses": a.glosses, "new_tokens": a.new_tokens, "int4_accuracy_level": level,
+           "prompt_tokens": a.prompt_tokens, "agreement_glosses": a.glosses, "new_tokens": a.new_tokens,
+           "int4_accuracy_level": level,
            "exports": {k: str(v.parent) for k, v in exports.items()},
            "results": rows}
     base = rows["fp32"]
@@ -174,7 +176,8 @@ def main() -> None:
                      for k, v in rows.items()]), "",
           f"int4 is `MatMulNBits` at accuracy_level {level} (the shipped SmolLM2 tables' and so what export "
           "writes); `int4-l<N>` the same weights at accuracy level N (0: onnxruntime's default); int4 keeps the "
-          "embedding and LM head at int8 (`*-layers`: fp32; `int8-head`: only they are int8). `top-1 = fp32`: the share of next-token positions over the first "
+          "embedding and LM head at int8 (`*-layers`: fp32; `int8-head`: only they are int8). `top-1 = fp32`: the "
+          "share of next-token positions over the first "
           f"{a.glosses} held-out WordNet glosses whose argmax equals fp32's."
           + "".join(f" `{k}`: `model.quant.onnx` of the export folder `{v.parent}`." for k, v in exports.items())]
     write_report(Path(a.out), doc, "\n".join(md) + "\n")

@@ -290,7 +290,8 @@ def markdown(rep: dict) -> str:
              f"{bf['step_stats']['median']:.2f} ({bf['step_stats']['iqr']:.2f})",
              f"fp32 / bf16 {r['speedup']:.2f}× (per step, paired: {r['step_ratio']['median']:.2f}×, IQR "
              f"{r['step_ratio']['q1']:.2f}–{r['step_ratio']['q3']:.2f})"],
-            ["s, all steps", "", f"{fp['total_s']:.0f}", f"{bf['total_s']:.0f}", f"{fp['total_s'] / bf['total_s']:.2f}×"],
+            ["s, all steps", "", f"{fp['total_s']:.0f}", f"{bf['total_s']:.0f}",
+             f"{fp['total_s'] / bf['total_s']:.2f}×"],
             ["first step's loss (same weights, same batch)", "", f"{ls['first_fp32']:.4f}", f"{ls['first_bf16']:.4f}",
              f"{ls['first_bf16'] - ls['first_fp32']:+.4f}"],
             [f"loss, mean of the last {ls['last_steps']} steps", "", f"{ls['fp32_last_mean']:.4f}",
@@ -299,7 +300,8 @@ def markdown(rep: dict) -> str:
              wilson_pct(bf["after"]["accuracy"], n),
              f"{p['accuracy']['diff_points']:+.2f} pt (items right in bf16 only: {p['accuracy']['bf16_only_right']}, "
              f"in fp32 only: {p['accuracy']['fp32_only_right']}; McNemar p = {p['accuracy']['mcnemar_p']:.2f})"],
-            [f"perplexity, {rep['glosses']} glosses", f"{r['before']['perplexity']:.1f}", f"{fp['after']['perplexity']:.1f}",
+            [f"perplexity, {rep['glosses']} glosses", f"{r['before']['perplexity']:.1f}",
+             f"{fp['after']['perplexity']:.1f}",
              f"{bf['after']['perplexity']:.1f}",
              f"{p['perplexity']['diff_percent']:+.1f} % (±{p['perplexity']['noise95_percent']:.1f} %, "
              f"{p['perplexity']['folds']} folds)"],
@@ -348,7 +350,8 @@ def main() -> int:
     ap.add_argument("--teacher", action="store_true", help="also score the full model on the same items")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="report stem (default train_precision_smollm2_<fingerprint>)")
-    ap.add_argument("--report-only", metavar="JSON", help="redo a finished run's derived numbers and report from its JSON")
+    ap.add_argument("--report-only", metavar="JSON",
+                    help="redo a finished run's derived numbers and report from its JSON")
     args = ap.parse_args()
 
     if args.report_only:

@@ -195,6 +195,18 @@ def stratum_shift(seed: int | None) -> float:
 DEFAULT_TRIALS = 4
 
 
+def timeout_error(value: Any) -> str | None:
+    """Why ``value`` cannot be a search's timeout (positive, finite seconds), or None.
+
+    Example:
+        >>> timeout_error(0.0), timeout_error(60)
+        ('must be a positive number of seconds, got 0.0', None)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        return f"must be a positive number of seconds, got {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Orchestration settings (``run:``)."""
@@ -480,8 +492,8 @@ class Experiment:
         run = RunSettings(**{k: (v if k == "device" else float(v) if k in ("cpus_per_trial", "gpus_per_trial",
                                                                           "timeout_s")
                                  else int(v)) for k, v in run_raw.items()})
-        if run.timeout_s is not None and not 0 < run.timeout_s < math.inf:
-            raise bad("run.timeout_s", f"must be a positive number of seconds, got {run.timeout_s:g}")
+        if run.timeout_s is not None and (why := timeout_error(run.timeout_s)):
+            raise bad("run.timeout_s", why)
         for k in ("trials", "concurrency"):
             if getattr(run, k) is not None and getattr(run, k) < 1:
                 raise bad(f"run.{k}", f"must be >= 1, got {getattr(run, k)}")

@@ -44,7 +44,6 @@ that cannot start leaves nothing behind.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -54,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError, SearchInterrupted
-from nas.search.experiment import Experiment
+from nas.search.experiment import Experiment, timeout_error
 from nas.search.storage import redact, resolve_url, retry_transient
 from nas.search.worker import ATTRS_KEY, COMPUTE_KEY, DEVICE_KEY, FAILED_KEY, TRIAL_NUMBER_KEY
 
@@ -185,8 +184,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t_start = time.perf_counter()
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < math.inf):
-        raise ConfigError(f"timeout: must be a positive number of seconds, got {timeout_s!r}")
+    if timeout_s is not None and (why := timeout_error(timeout_s)):
+        raise ConfigError(f"timeout: {why}")
     timeout_s = experiment.run.timeout_s if timeout_s is None else timeout_s
     trials = experiment.run.trial_limit(timeout_s) if trials is None else trials
     concurrency = experiment.run.concurrency if concurrency is None else concurrency
@@ -317,7 +316,8 @@ def run_search(experiment: Experiment, *, storage: Any = None, study: str | None
     outcome.complete = len(complete_trials(ot_study))
     outcome.wall_s = time.perf_counter() - t_start
     asked = "" if outcome.requested is None else f" (requested {outcome.requested})"
-    say(f"study {name}: {outcome.complete} complete trial(s){asked}{'; stopped at the timeout' if outcome.timed_out else ''}; "
+    asked += "; stopped at the timeout" if outcome.timed_out else ""
+    say(f"study {name}: {outcome.complete} complete trial(s){asked}; "
         f"{outcome.failed} failed in this run; {outcome.wall_s:.1f} s")
     return outcome
 
