@@ -323,13 +323,29 @@ def test_quick_config_overrides():
                                                ("latency_cap", 1.5, "latency_cap"),
                                                ("latency_cap", True, "latency_cap"),
                                                ("max_trials", 0, "max_trials"),
-                                               ("max_trials", True, "max_trials")])
+                                               ("max_trials", True, "max_trials"),
+                                               ("dnas", {"samples": {}}, "dnas.samples"),
+                                               ("dnas", {"trainer": 3}, "dnas.trainer"),
+                                               ("dnas_shared", {"supernet": {"steps": 4}, "trainer": [1]},
+                                                "dnas_shared.trainer")])
 def test_bad_benchmark_keys_are_named(key, value, field):
     from experiments.studies.benchmark_minilm_cpu.config import BenchConfig
     from nas.errors import ConfigError
 
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         BenchConfig.from_dict({"space": "tiny-bert", "latency_table": None, "budget_minutes": 1, key: value})
+
+
+def test_each_dnas_arm_overrides_the_shared_trainer_fields_less_what_it_samples():
+    from experiments.studies.benchmark_minilm_cpu.config import BenchConfig
+    from experiments.studies.benchmark_minilm_cpu.run import arm_trainer
+
+    cfg = BenchConfig.from_dict({"space": "tiny-bert", "latency_table": None, "budget_minutes": 1,
+                                 "trainer": {"steps": 20, "finetune_steps": 300, "batch_size": 16},
+                                 "dnas": {"trainer": {"autocast": "none"}},
+                                 "dnas_shared": {"supernet": {"steps": 4}, "trainer": {"steps": 10}}})
+    assert arm_trainer(cfg, "dnas", {}) == {"steps": 20, "finetune_steps": 300, "batch_size": 16, "autocast": "none"}
+    assert arm_trainer(cfg, "dnas_shared", {"finetune_steps": {"int": [15, 150]}}) == {"steps": 10, "batch_size": 16}
 
 
 def test_clock_t1_resolves_table_to_the_tables_clock_and_keeps_an_explicit_one():

@@ -47,7 +47,9 @@ class BenchConfig:
         max_trials: black-box trials per method at most, even with budget left (None: the budget alone;
             quick runs of the tiny model, whose trials take milliseconds).
         trainer: shared ``trainers.SearchConfig`` fields (data caps, teacher, fine-tuning budget, DNAS steps).
-        dnas: ``sample`` (Optuna-sampled SearchConfig fields), ``sampler``, ``concurrency``, ``cpus_per_trial``.
+        dnas: ``sample`` (Optuna-sampled SearchConfig fields), ``sampler``, ``concurrency``, ``cpus_per_trial``,
+            ``trainer`` (overrides of ``trainer`` for its trials, e.g. ``autocast: none`` to train in fp32 as the
+            per-trial design did when issue 31 was filed).
         dnas_shared: the ``dnas_shared`` method (ours with one weight-shared supernet per study,
             :mod:`nas.search.shared`): ``supernet`` (the experiment's ``supernet:`` section: sandwich
             training before the trials, inside the method's clock), ``trainer`` (overrides of ``trainer``
@@ -109,6 +111,14 @@ class BenchConfig:
         if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not drop > 0:
             raise ConfigError(f"region.accuracy_drop_points: a positive number of points required, got "
                               f"{self.region.get('accuracy_drop_points')!r}")
+        bad = sorted(set(self.dnas) - {"sample", "sampler", "concurrency", "cpus_per_trial", "trainer"})
+        if bad:
+            raise ConfigError(f"dnas.{bad[0]}: unknown key; allowed: concurrency, cpus_per_trial, sample, sampler, "
+                              "trainer")
+        for arm in ("dnas", "dnas_shared"):
+            over = getattr(self, arm).get("trainer")
+            if over is not None and not isinstance(over, Mapping):
+                raise ConfigError(f"{arm}.trainer: a mapping of trainer fields to override, got {over!r}")
         if self.dnas_shared:
             bad = sorted(set(self.dnas_shared) - {"supernet", "trainer", "sample"})
             if bad:

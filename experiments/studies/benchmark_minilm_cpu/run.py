@@ -30,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -690,6 +691,13 @@ def add_baselines(doc: dict[str, Any], names: list[str], work: Path, rounds: int
     return doc
 
 
+def arm_trainer(cfg: BenchConfig, arm: str, sample: Mapping[str, Any]) -> dict[str, Any]:
+    """The trainer fields of a DNAS arm's experiment: ``trainer`` with the arm's own ``trainer`` overrides on top,
+    less the fields its ``sample`` draws per trial."""
+    over = getattr(cfg, arm).get("trainer") or {}
+    return {k: v for k, v in {**cfg.trainer, **over}.items() if k not in sample}
+
+
 def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, drift: dict[str, Any]) -> dict[str, Any]:
     from experiments.studies.benchmark_minilm_cpu.context import resolve_latency_cap
     from experiments.studies.benchmark_minilm_cpu.dnas import experiment_dict, run_dnas
@@ -713,7 +721,7 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
         say(f"== {m}: {budget:.0f} s")
         if m == "dnas":
             exp = experiment_dict("bench_dnas", space=cfg.space, latency_table=table,
-                                  trainer={k: v for k, v in cfg.trainer.items()},
+                                  trainer=arm_trainer(cfg, "dnas", dnas_sample),
                                   dnas={**cfg.dnas, "sample": dnas_sample, "seed": cfg.seed})
             runs[m], cands = run_dnas(exp, budget, work, say)
             runs[m].candidates = cands
@@ -722,8 +730,8 @@ def _run(cfg: BenchConfig, args: argparse.Namespace, table: str, work: Path, dri
             if not sh:
                 raise ConfigError("dnas_shared: the method needs a dnas_shared section (supernet, trainer, sample)")
             _, sample = resolve_latency_cap(cfg.latency_cap, table, cfg.space, sh.get("sample") or cfg.dnas.get("sample", {}))
-            trainer = {k: v for k, v in {**cfg.trainer, **(sh.get("trainer") or {})}.items() if k not in sample}
-            exp = experiment_dict("bench_dnas_shared", space=cfg.space, latency_table=table, trainer=trainer,
+            exp = experiment_dict("bench_dnas_shared", space=cfg.space, latency_table=table,
+                                  trainer=arm_trainer(cfg, "dnas_shared", sample),
                                   dnas={**cfg.dnas, "sample": sample, "seed": cfg.seed})
             exp["supernet"] = dict(sh["supernet"])
             runs[m], cands = run_dnas(exp, budget, work / "shared", say, method=m)
