@@ -15,7 +15,12 @@ over every decode step of every round, each with its IQR.
 ``--split-precision`` adds the layers quantized with the embedding / LM head in fp32 (``int8-layers``,
 ``int4-layers``) and the embedding / LM head alone at int8 (``int8-head``). ``--int4-levels 0 1 4`` adds the int4
 graph at other ``MatMulNBits`` accuracy levels (``int4-l<N>``; 0 is onnxruntime's default) to see which one
-this CPU runs fastest. Each graph's next-token predictions are compared with fp32's over ``--glosses``
+this CPU runs fastest. ``--int8-nbits 0 4`` adds the layers at int8 through ``MatMulNBits`` (8-bit codes, one scale per
+block of 32 input features, weight-only at level 0/1, activations quantized per block at level 4) instead of
+``MatMulInteger`` (one scale per output channel, activations quantized per tensor at run time), the embedding and LM
+head as in ``int8`` (``int8nb-l<N>``; with ``--split-precision`` also ``int8nb-layers-l<N>``, embedding / LM head
+in fp32): whether the int8 layers' error is their activations' per-tensor scale, and what the other kernel costs.
+Each graph's next-token predictions are compared with fp32's over ``--glosses``
 held-out WordNet glosses (``top1_agreement``: the share of positions whose argmax equals fp32's; numerics, not
 task quality).
 
@@ -68,6 +73,37 @@ def top1_agreement(sessions: dict, space, n: int) -> dict[str, float]:
     return {k: v / max(total, 1) for k, v in same.items()}
 
 
+def int8_nbits_graph(fp32: Path, out: Path, bits: dict[str, int], level: int | None) -> Path:
+    """``fp32`` with its int8 layer MatMuls as 8-bit ``MatMulNBits`` (symmetric, blocks of 32 input features, at
+    accuracy ``level``) and its int8 embedding / LM head as :func:`nas.runtime.quantize.quantize_onnx` writes them."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from nas.quant import INT4_BLOCK
+    from nas.runtime.decoder_onnx import LM_HEAD_NODE
+    from nas.runtime.onnx import EMBED_NODE, save_checked
+    from nas.runtime.quantize import quantize_onnx
+
+    heads = (EMBED_NODE, LM_HEAD_NODE)
+    layers = sorted(n for n, b in bits.items() if b == 8 and n not in heads)
+    proto = onnx.load(str(fp32))
+    logging.disable(logging.WARNING)
+    try:
+        q = MatMulNBitsQuantizer(proto, bits=8, block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=level,
+                                 nodes_to_include=layers, op_types_to_quantize=("MatMul",),
+                                 nodes_to_exclude=[n.name for n in proto.graph.node if n.name not in set(layers)])
+        q.process()
+    finally:
+        logging.disable(logging.NOTSET)
+    rest = {n: b for n, b in bits.items() if n in heads and b < 32}
+    if not rest:
+        return save_checked(q.model.model, out)
+    mid = save_checked(q.model.model, out.with_suffix(".layers.onnx"))
+    return quantize_onnx(mid, out, rest)
+
+
 def uniform_arch(space, bits: int, embed_bits: int) -> dict:
     arch = dict(space.full())
     for label in arch:
@@ -87,13 +123,16 @@ def main() -> None:
     ap.add_argument("--int4-levels", nargs="*", type=int, default=[], metavar="N",
                     help="also int4 at these MatMulNBits accuracy levels (0: onnxruntime's default, 1 fp32, "
                          "2 fp16, 3 bf16, 4 int8)")
+    ap.add_argument("--int8-nbits", nargs="*", type=int, default=[], metavar="N",
+                    help="also the int8 layers as 8-bit MatMulNBits at these accuracy levels (0-4)")
     ap.add_argument("--split-precision", action="store_true",
                     help="also int8-layers, int4-layers (embedding and LM head fp32) and int8-head (layers fp32)")
     ap.add_argument("--glosses", type=int, default=100, help="held-out glosses for the top-1 agreement with fp32")
     ap.add_argument("--out", default=str(REPORT), help="report stem (default: experiments/reports/generation_latency)")
     a = ap.parse_args()
-    if any(lv not in range(5) for lv in a.int4_levels):
-        raise SystemExit(f"--int4-levels: each must be 0-4, got {a.int4_levels}")
+    for flag, levels in (("--int4-levels", a.int4_levels), ("--int8-nbits", a.int8_nbits)):
+        if any(lv not in range(5) for lv in levels):
+            raise SystemExit(f"{flag}: each must be 0-4, got {levels}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(2)
 
@@ -128,6 +167,11 @@ def main() -> None:
                 if lv != (level or 0):
                     graphs[f"int4-l{lv}"] = quantize_onnx(fp32, work / f"int4-l{lv}.onnx", decoder_bits_by_node(sub),
                                                          accuracy_level=lv or None)
+        if name in ("int8", "int8-layers"):
+            stem = "int8nb" if name == "int8" else "int8nb-layers"
+            for lv in dict.fromkeys(a.int8_nbits):
+                graphs[f"{stem}-l{lv}"] = int8_nbits_graph(fp32, work / f"{stem}-l{lv}.onnx",
+                                                          decoder_bits_by_node(sub), lv or None)
     del net
     graphs.update(exports)
     sessions = {k: DecoderSession(p, threads=a.threads) for k, p in graphs.items()}
@@ -156,7 +200,7 @@ def main() -> None:
            "device": device_info(),
            "loadavg": Path("/proc/loadavg").read_text().split()[:3], "threads": a.threads, "rounds": a.rounds,
            "prompt_tokens": a.prompt_tokens, "agreement_glosses": a.glosses, "new_tokens": a.new_tokens,
-           "int4_accuracy_level": level,
+           "int4_accuracy_level": level, "int8_nbits_levels": a.int8_nbits,
            "exports": {k: str(v.parent) for k, v in exports.items()},
            "results": rows}
     base = rows["fp32"]
@@ -176,7 +220,9 @@ def main() -> None:
                      for k, v in rows.items()]), "",
           f"int4 is `MatMulNBits` at accuracy_level {level} (the shipped SmolLM2 tables' and so what export "
           "writes); `int4-l<N>` the same weights at accuracy level N (0: onnxruntime's default); int4 keeps the "
-          "embedding and LM head at int8 (`*-layers`: fp32; `int8-head`: only they are int8). `top-1 = fp32`: the "
+          "embedding and LM head at int8 (`*-layers`: fp32; `int8-head`: only they are int8). `int8nb-l<N>`: the "
+          "int8 layers as 8-bit `MatMulNBits` (one scale per block of 32 input features) at accuracy level N "
+          "instead of `MatMulInteger` (one scale per output channel, activations per tensor). `top-1 = fp32`: the "
           "share of next-token positions over the first "
           f"{a.glosses} held-out WordNet glosses whose argmax equals fp32's."
           + "".join(f" `{k}`: `model.quant.onnx` of the export folder `{v.parent}`." for k, v in exports.items())]

@@ -1,0 +1,36 @@
+"""experiments/studies/generation_latency.py's graph builders on tiny-llama (the study itself runs SmolLM2)."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import nas
+from experiments.studies.generation_latency import int8_nbits_graph, uniform_arch
+from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx
+from nas.runtime.decoder_session import DecoderSession
+
+
+@pytest.fixture(scope="module")
+def space():
+    return nas.load_space("tiny-llama")
+
+
+@pytest.mark.parametrize("embed_bits", [8, 32])
+def test_int8_nbits_graph_runs_the_layers_as_8_bit_matmulnbits_and_keeps_the_heads_int8(space, tmp_path, embed_bits):
+    sub = nas.derive(nas.Supernet.build(space), uniform_arch(space, 8, embed_bits))
+    fp32 = export_decoder_onnx(sub.model, tmp_path / "fp32.onnx")
+    out = int8_nbits_graph(fp32, tmp_path / "int8nb.onnx", decoder_bits_by_node(sub), 4)
+    nodes = onnx.load(str(out)).graph.node
+    nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 7 * len(sub.model.layer_dims)  # q, k, v, o, gate, up, down of every kept layer
+    assert all({a.name: a.i for a in n.attribute}["bits"] == 8 for n in nbits)
+    assert all({a.name: a.i for a in n.attribute}["accuracy_level"] == 4 for n in nbits)
+    head = [n.name for n in nodes if n.op_type == "MatMulInteger"]
+    assert head == (["lm_head_quant"] if embed_bits == 8 else [])
+    ids = torch.randint(1, space.dims.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
+    mask = np.ones_like(ids.numpy())
+    ref, _ = DecoderSession(fp32).step(ids.numpy(), mask, DecoderSession(fp32).empty_past(1))
+    sess = DecoderSession(out)
+    got, _ = sess.step(ids.numpy(), mask, sess.empty_past(1))
+    assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()  # 8-bit codes in blocks of 32: close to fp32
