@@ -22,7 +22,7 @@ head as in ``int8`` (``int8nb-l<N>``; with ``--split-precision`` also ``int8nb-l
 in fp32): whether the int8 layers' error is their activations' per-tensor scale, and what the other kernel costs.
 Each graph's next-token predictions are compared with fp32's over ``--glosses``
 held-out WordNet glosses (``top1_agreement``: the share of positions whose argmax equals fp32's; numerics, not
-task quality).
+task quality), and each graph's perplexity of those glosses.
 
 Writes ``experiments/reports/generation_latency.{json,md}`` (``--out STEM`` elsewhere).
 """
@@ -30,6 +30,7 @@ Writes ``experiments/reports/generation_latency.{json,md}`` (``--out STEM`` else
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import random
@@ -53,9 +54,10 @@ def med_iqr(xs) -> dict:
     return {"median": float(med), "iqr": float(q3 - q1), "n": len(xs)}
 
 
-def top1_agreement(sessions: dict, space, n: int) -> dict[str, float]:
-    """Per graph, the share of next-token positions over the first ``n`` test glosses (64 tokens at most, one at
-    a time) whose argmax equals the fp32 graph's."""
+def next_token_stats(sessions: dict, space, n: int) -> dict[str, dict[str, float]]:
+    """Per graph, over the first ``n`` test glosses (64 tokens at most, teacher-forced): ``top1_agreement``, the
+    share of next-token positions whose argmax equals the fp32 graph's, and ``perplexity`` of the glosses' own next
+    tokens."""
     from tokenizers import Tokenizer
 
     from nas.models import load_model
@@ -63,14 +65,18 @@ def top1_agreement(sessions: dict, space, n: int) -> dict[str, float]:
 
     tok = Tokenizer.from_file(str(load_model(space.model).model_dir / "tokenizer.json"))
     same = {k: 0 for k in sessions}
-    total = 0
+    nll = {k: 0.0 for k in sessions}
+    total = scored = 0
     for d in load_definitions().test[:n]:
         ids = torch.tensor([tok.encode(d.gloss).ids[:64]])
-        top = {k: s.forward(ids, torch.ones_like(ids)).argmax(-1) for k, s in sessions.items()}
+        logits = {k: torch.as_tensor(s.forward(ids, torch.ones_like(ids))) for k, s in sessions.items()}
         total += ids.shape[1]
-        for k in sessions:
-            same[k] += int((top[k] == top["fp32"]).sum())
-    return {k: v / max(total, 1) for k, v in same.items()}
+        scored += ids.shape[1] - 1
+        for k, lg in logits.items():
+            same[k] += int((lg.argmax(-1) == logits["fp32"].argmax(-1)).sum())
+            nll[k] += float(torch.nn.functional.cross_entropy(lg[0, :-1].float(), ids[0, 1:], reduction="sum"))
+    return {k: {"top1_agreement": same[k] / max(total, 1), "perplexity": math.exp(nll[k] / max(scored, 1))}
+            for k in sessions}
 
 
 def int8_nbits_graph(fp32: Path, out: Path, bits: dict[str, int], level: int | None) -> Path:
@@ -179,7 +185,7 @@ def main() -> None:
     ids = torch.randint(1, space.dims.vocab_size, (1, a.prompt_tokens), generator=g)
     for s in sessions.values():  # warm-up
         s.generate(ids, 2)
-    agree = top1_agreement(sessions, space, a.glosses)
+    stats = next_token_stats(sessions, space, a.glosses)
     ttft: dict[str, list[float]] = {k: [] for k in sessions}
     tpot: dict[str, list[float]] = {k: [] for k in sessions}
     rng = random.Random(0)
@@ -192,7 +198,7 @@ def main() -> None:
             tpot[k].extend(out.step_ms)
         print(f"round {r + 1}/{a.rounds}: " + ", ".join(f"{k} {ttft[k][-1]:.0f} ms" for k in order), flush=True)
     rows = {k: {"ttft_ms": med_iqr(ttft[k]), "tpot_ms": med_iqr(tpot[k]),
-                "file_mb": graphs[k].stat().st_size / 1e6, "top1_agreement": agree[k]}
+                "file_mb": graphs[k].stat().st_size / 1e6, **stats[k]}
             for k in sessions}
     from nas.latency.device import device_info
 
@@ -211,12 +217,12 @@ def main() -> None:
           f"{shlex.join(sys.argv[1:])}`.", "",
           f"Host: {doc['device']['cpu']} ({doc['device']['fingerprint']}), {doc['device']['cores']} cores.", "",
           *md_table(["graph", "TTFT median (IQR) ms", "TPOT median (IQR) ms", "TTFT × vs fp32", "TPOT × vs fp32",
-                     "file MB", "top-1 = fp32"],
+                     "file MB", "top-1 = fp32", "perplexity"],
                     [[k, f"{v['ttft_ms']['median']:.1f} ({v['ttft_ms']['iqr']:.1f})",
                       f"{v['tpot_ms']['median']:.2f} ({v['tpot_ms']['iqr']:.2f})",
                       f"{base['ttft_ms']['median'] / v['ttft_ms']['median']:.2f}",
                       f"{base['tpot_ms']['median'] / v['tpot_ms']['median']:.2f}", f"{v['file_mb']:.0f}",
-                      f"{100 * v['top1_agreement']:.1f} %"]
+                      f"{100 * v['top1_agreement']:.1f} %", f"{v['perplexity']:.1f}"]
                      for k, v in rows.items()]), "",
           f"int4 is `MatMulNBits` at accuracy_level {level} (the shipped SmolLM2 tables' and so what export "
           "writes); `int4-l<N>` the same weights at accuracy level N (0: onnxruntime's default); int4 keeps the "
@@ -224,7 +230,8 @@ def main() -> None:
           "int8 layers as 8-bit `MatMulNBits` (one scale per block of 32 input features) at accuracy level N "
           "instead of `MatMulInteger` (one scale per output channel, activations per tensor). `top-1 = fp32`: the "
           "share of next-token positions over the first "
-          f"{a.glosses} held-out WordNet glosses whose argmax equals fp32's."
+          f"{a.glosses} held-out WordNet glosses whose argmax equals fp32's; perplexity: of those glosses' own "
+          "next tokens."
           + "".join(f" `{k}`: `model.quant.onnx` of the export folder `{v.parent}`." for k, v in exports.items())]
     write_report(Path(a.out), doc, "\n".join(md) + "\n")
     print(f"wrote {a.out}.md")

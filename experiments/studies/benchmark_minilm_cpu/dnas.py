@@ -1,10 +1,10 @@
 """Ours: DNAS trials through the search service (:func:`nas.search.api.run_search`: Ray Tune + Optuna).
 
 The method's clock includes everything the service does (Ray start, study writes,
-trial processes). The service runs a fixed number of trials per call, so the budget
-is spent in chunks: the first call runs one trial; each later call (``resume``)
-runs as many trials as the measured time per trial says fit in what is left, at
-least one. As for every method, a trial starting before the deadline finishes.
+trial processes). Two service calls spend the budget: the first runs one trial (so even
+a tiny budget yields a point); the second (``resume``) has no trial count and the rest
+of the budget as its timeout, so it runs trials until the deadline. As for every method,
+a trial starting before the deadline finishes.
 
 The trial plug-in is the service's default, ``trainers:dnas``; a
 ``wordnet-nouns`` trial keeps its fine-tuned classification head next to the
@@ -46,7 +46,7 @@ def experiment_dict(name: str, *, space: str, latency_table: str | None = None, 
         "name": name, "space": space, "task": task,
         "objectives": ["quality", *(tables or ["latency_ms"]), "size_mb"], "trial": TRIAL_FN,
         "trainer": dict(trainer), "sample": dict(dnas.get("sample", {})),
-        "run": {"trials": 1, "concurrency": int(dnas.get("concurrency", 1)),
+        "run": {"trials": None, "concurrency": int(dnas.get("concurrency", 1)),
                 "cpus_per_trial": float(dnas.get("cpus_per_trial", 1)), "max_failures": 1},
         "sampler": {"name": dnas.get("sampler", "tpe"), "seed": int(dnas.get("seed", 0))},
         "description": f"{bench}: ours (DNAS via the search service)",
