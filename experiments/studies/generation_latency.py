@@ -64,19 +64,27 @@ def next_token_stats(sessions: dict, space, n: int) -> dict[str, dict[str, float
     from nas.tasks.definitions import load_definitions
 
     tok = Tokenizer.from_file(str(load_model(space.model).model_dir / "tokenizer.json"))
-    same = {k: 0 for k in sessions}
-    nll = {k: 0.0 for k in sessions}
+    sums = {k: [0.0, 0.0] for k in sessions}
     total = scored = 0
     for d in load_definitions().test[:n]:
         ids = torch.tensor([tok.encode(d.gloss).ids[:64]])
-        logits = {k: torch.as_tensor(s.forward(ids, torch.ones_like(ids))) for k, s in sessions.items()}
+        logits = {k: s.forward(ids, torch.ones_like(ids)) for k, s in sessions.items()}
         total += ids.shape[1]
         scored += ids.shape[1] - 1
-        for k, lg in logits.items():
-            same[k] += int((lg.argmax(-1) == logits["fp32"].argmax(-1)).sum())
-            nll[k] += float(torch.nn.functional.cross_entropy(lg[0, :-1].float(), ids[0, 1:], reduction="sum"))
-    return {k: {"top1_agreement": same[k] / max(total, 1), "perplexity": math.exp(nll[k] / max(scored, 1))}
-            for k in sessions}
+        for k, (same, nll) in position_scores(logits, ids, "fp32").items():
+            sums[k][0] += same
+            sums[k][1] += nll
+    return {k: {"top1_agreement": same / max(total, 1), "perplexity": math.exp(nll / max(scored, 1))}
+            for k, (same, nll) in sums.items()}
+
+
+def position_scores(logits: dict[str, torch.Tensor], ids: torch.Tensor, ref: str) -> dict[str, tuple[int, float]]:
+    """Per graph, for one sequence ``ids`` (1, T) and its logits (1, T, V): how many of the T positions' argmax
+    equal graph ``ref``'s, and the summed negative log-likelihood of the T − 1 next tokens ``ids[1:]``."""
+    top = logits[ref].argmax(-1)
+    return {k: (int((lg.argmax(-1) == top).sum()),
+                float(torch.nn.functional.cross_entropy(lg[0, :-1].float(), ids[0, 1:], reduction="sum")))
+            for k, lg in logits.items()}
 
 
 def int8_nbits_graph(fp32: Path, out: Path, bits: dict[str, int], level: int | None) -> Path:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nas
-from experiments.studies.generation_latency import int8_nbits_graph, uniform_arch
+from experiments.studies.generation_latency import int8_nbits_graph, position_scores, uniform_arch
 from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx
 from nas.runtime.decoder_session import DecoderSession
 
@@ -34,3 +34,14 @@ def test_int8_nbits_graph_runs_the_layers_as_8_bit_matmulnbits_and_keeps_the_hea
     sess = DecoderSession(out)
     got, _ = sess.step(ids.numpy(), mask, sess.empty_past(1))
     assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()  # 8-bit codes in blocks of 32: close to fp32
+
+
+def test_position_scores_count_argmax_matches_and_sum_the_next_tokens_nll():
+    ids = torch.tensor([[2, 0, 1]])
+    ref = torch.log(torch.tensor([[[0.1, 0.1, 0.8], [0.5, 0.25, 0.25], [0.2, 0.6, 0.2]]]))  # argmax 2, 0, 1
+    other = torch.log(torch.tensor([[[0.8, 0.1, 0.1], [0.5, 0.25, 0.25], [0.2, 0.2, 0.6]]]))  # argmax 0, 0, 2
+    got = position_scores({"fp32": ref, "q": other}, ids, "fp32")
+    assert got["fp32"][0] == 3 and got["q"][0] == 1
+    # next tokens 0 then 1: -log p(0 | pos 0) - log p(1 | pos 1)
+    assert got["fp32"][1] == pytest.approx(-np.log(0.1) - np.log(0.25), rel=1e-6)
+    assert got["q"][1] == pytest.approx(-np.log(0.8) - np.log(0.25), rel=1e-6)
