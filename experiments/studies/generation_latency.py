@@ -88,34 +88,27 @@ def position_scores(logits: dict[str, torch.Tensor], ids: torch.Tensor, ref: str
 
 
 def int8_nbits_graph(fp32: Path, out: Path, bits: dict[str, int], level: int | None) -> Path:
-    """``fp32`` with its int8 layer MatMuls as 8-bit ``MatMulNBits`` (symmetric, blocks of 32 input features, at
-    accuracy ``level``) and its int8 embedding / LM head as :func:`nas.runtime.quantize.quantize_onnx` writes them."""
+    """``fp32`` with its int8 layer MatMuls as 8-bit ``MatMulNBits`` (:func:`nas.runtime.quantize.nbits_quantize`,
+    at accuracy ``level``) and its int8 embedding / LM head as :func:`nas.runtime.quantize.quantize_onnx` writes them."""
     import logging
 
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    from nas.quant import INT4_BLOCK
     from nas.runtime.decoder_onnx import LM_HEAD_NODE
     from nas.runtime.onnx import EMBED_NODE, save_checked
-    from nas.runtime.quantize import quantize_onnx
+    from nas.runtime.quantize import nbits_quantize, quantize_onnx
 
     heads = (EMBED_NODE, LM_HEAD_NODE)
     layers = sorted(n for n, b in bits.items() if b == 8 and n not in heads)
-    proto = onnx.load(str(fp32))
-    logging.disable(logging.WARNING)
+    logging.disable(logging.WARNING)  # the quantizer logs every tensor on the root logger
     try:
-        q = MatMulNBitsQuantizer(proto, bits=8, block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=level,
-                                 nodes_to_include=layers, op_types_to_quantize=("MatMul",),
-                                 nodes_to_exclude=[n.name for n in proto.graph.node if n.name not in set(layers)])
-        q.process()
+        proto = nbits_quantize(onnx.load(str(fp32)), layers, bits=8, accuracy_level=level)
     finally:
         logging.disable(logging.NOTSET)
     rest = {n: b for n, b in bits.items() if n in heads and b < 32}
     if not rest:
-        return save_checked(q.model.model, out)
-    mid = save_checked(q.model.model, out.with_suffix(".layers.onnx"))
-    return quantize_onnx(mid, out, rest)
+        return save_checked(proto, out)
+    return quantize_onnx(save_checked(proto, out.with_suffix(".layers.onnx")), out, rest)
 
 
 def uniform_arch(space, bits: int, embed_bits: int) -> dict:

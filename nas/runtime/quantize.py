@@ -243,24 +243,33 @@ def quantize_onnx(
         logging.disable(logging.NOTSET)
 
 
+def nbits_quantize(proto: Any, nodes: list[str], *, bits: int, accuracy_level: int | None,
+                   op_types: tuple[str, ...] = ("MatMul",)) -> Any:
+    """``proto`` with exactly the named ``nodes`` as ``MatMulNBits`` (``GatherBlockQuantized`` for a Gather):
+    symmetric ``bits``-bit codes, one scale per block of ``INT4_BLOCK`` input features, at ``accuracy_level``
+    (onnxruntime's own grid; :func:`quantize_onnx` then moves int4 onto the supernet's)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    q = MatMulNBitsQuantizer(
+        proto, bits=bits, block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=accuracy_level,
+        nodes_to_include=nodes, op_types_to_quantize=op_types,
+        # ``nodes_to_include`` adds to the op types; excluding the rest restricts to the list.
+        nodes_to_exclude=[n.name for n in proto.graph.node if n.name not in set(nodes)],
+    )
+    q.process()
+    return q.model.model
+
+
 def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accuracy_level: int | None) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     by_bits = {b: sorted(n for n, v in bits_by_node.items() if v == b) for b in BITS}
     with tempfile.TemporaryDirectory() as tmp:
         if by_bits[4]:
             types = ("MatMul", "Gather") if EMBED_NODE in by_bits[4] else ("MatMul",)
             fp32_weights = _matmul_weights(proto, by_bits[4])
-            q = MatMulNBitsQuantizer(
-                proto, bits=4, block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=accuracy_level,
-                nodes_to_include=by_bits[4], op_types_to_quantize=types,
-                # ``nodes_to_include`` adds to the op types; excluding the rest restricts to the list.
-                nodes_to_exclude=[n.name for n in proto.graph.node if n.name not in set(by_bits[4])],
-            )
-            q.process()
-            proto = q.model.model
+            proto = nbits_quantize(proto, by_bits[4], bits=4, accuracy_level=accuracy_level, op_types=types)
             _onto_supernet_grid(proto, fp32_weights)
         if by_bits[8]:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "int8.onnx"

@@ -111,18 +111,14 @@ class BenchConfig:
         if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not drop > 0:
             raise ConfigError(f"region.accuracy_drop_points: a positive number of points required, got "
                               f"{self.region.get('accuracy_drop_points')!r}")
-        bad = sorted(set(self.dnas) - {"sample", "sampler", "concurrency", "cpus_per_trial", "trainer"})
-        if bad:
-            raise ConfigError(f"dnas.{bad[0]}: unknown key; allowed: concurrency, cpus_per_trial, sample, sampler, "
-                              "trainer")
-        for arm in ("dnas", "dnas_shared"):
-            over = getattr(self, arm).get("trainer")
-            if over is not None and not isinstance(over, Mapping):
+        for arm, allowed in (("dnas", ("concurrency", "cpus_per_trial", "sample", "sampler", "trainer")),
+                             ("dnas_shared", ("sample", "supernet", "trainer"))):
+            section = getattr(self, arm)
+            if bad := sorted(set(section) - set(allowed)):
+                raise ConfigError(f"{arm}.{bad[0]}: unknown key; allowed: {', '.join(allowed)}")
+            if (over := section.get("trainer")) is not None and not isinstance(over, Mapping):
                 raise ConfigError(f"{arm}.trainer: a mapping of trainer fields to override, got {over!r}")
         if self.dnas_shared:
-            bad = sorted(set(self.dnas_shared) - {"supernet", "trainer", "sample"})
-            if bad:
-                raise ConfigError(f"dnas_shared.{bad[0]}: unknown key; allowed: sample, supernet, trainer")
             if not isinstance(self.dnas_shared.get("supernet"), Mapping) or not self.dnas_shared["supernet"]:
                 raise ConfigError("dnas_shared.supernet: the shared supernet's training settings (steps, ...) required")
         if self.recalibrate not in RECALIBRATE:
