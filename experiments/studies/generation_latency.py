@@ -1,8 +1,10 @@
 """Benchmark: time to first token and time per output token of SmolLM2-135M exported for generation.
 
-The full architecture of ``smollm2-135m`` at three uniform precisions — fp32; int8 everywhere
-(``MatMulInteger``, embedding/LM head int8); int4 linears (``MatMulNBits`` at the accuracy level
-the shipped SmolLM2 tables priced, which export writes) with an int8 embedding/LM head — and any
+The full architecture of ``smollm2-135m`` at uniform precisions — fp32; int8 everywhere as ``nas export``
+writes it (the layers 8-bit ``MatMulNBits``, the embedding/LM head ``MatMulInteger``); ``int8-dynamic``,
+onnxruntime's dynamic int8 alone (every linear ``MatMulInteger``, activations per tensor); int4 linears
+(``MatMulNBits`` at the accuracy level the shipped SmolLM2 tables priced, which export writes) with an
+int8 embedding/LM head — and any
 ``--export DIR`` folders of ``nas export`` (their ``model.quant.onnx``), derived and exported with the generation graph
 (past keys/values in and out, :mod:`nas.runtime.decoder_onnx`), then run greedily with the KV
 cache (:class:`nas.runtime.decoder_session.DecoderSession`, 1 thread): a ``--prompt-tokens``
@@ -18,11 +20,12 @@ graph at other ``MatMulNBits`` accuracy levels (``int4-l<N>``; 0 is onnxruntime'
 this CPU runs fastest. ``--int8-nbits 0 4`` adds the layers at int8 through ``MatMulNBits`` (8-bit codes, one scale per
 block of 32 input features, weight-only at level 0/1, activations quantized per block at level 4) instead of
 ``MatMulInteger`` (one scale per output channel, activations quantized per tensor at run time), the embedding and LM
-head as in ``int8`` (``int8nb-l<N>``; with ``--split-precision`` also ``int8nb-layers-l<N>``, embedding / LM head
+head as in ``int8-dynamic``, on onnxruntime's own grid (``int8nb-l<N>``; with ``--split-precision`` also ``int8nb-layers-l<N>``, embedding / LM head
 in fp32): whether the int8 layers' error is their activations' per-tensor scale, and what the other kernel costs.
 Each graph's next-token predictions are compared with fp32's over ``--glosses``
 held-out WordNet glosses (``top1_agreement``: the share of positions whose argmax equals fp32's; numerics, not
-task quality), and each graph's perplexity of those glosses.
+task quality), and each graph's perplexity of those glosses; ``--mc-items N`` adds definition → word multiple-choice
+accuracy on N held-out items (the SmolLM2 benchmark's scorer).
 
 Writes ``experiments/reports/generation_latency.{json,md}`` (``--out STEM`` elsewhere).
 """
@@ -76,6 +79,20 @@ def next_token_stats(sessions: dict, space, n: int) -> dict[str, dict[str, float
             sums[k][1] += nll
     return {k: {"top1_agreement": same / max(total, 1), "perplexity": math.exp(nll / max(scored, 1))}
             for k, (same, nll) in sums.items()}
+
+
+def choice_accuracies(sessions: dict, space, n: int) -> dict[str, float]:
+    """Per graph, definition → word multiple-choice accuracy on the first ``n`` held-out items (all four parts of
+    speech), scored through the KV cache as the SmolLM2 benchmark scores its points (``lm_eval.choice_scores_cached``)."""
+    from nas.models import load_model
+    from nas.tasks.batches import tokenizer_for
+    from nas.tasks.definitions import load_definitions
+    from nas.tasks.lm_eval import choice_scores_cached, correct_of, encode_choices
+    from nas.tasks.metric import CHOICE_MAX_TOKENS
+
+    enc = encode_choices(tokenizer_for(load_model(space.model), CHOICE_MAX_TOKENS),
+                         load_definitions().choice_items("test", n))
+    return {k: float(correct_of(choice_scores_cached(s, enc), enc).float().mean()) for k, s in sessions.items()}
 
 
 def position_scores(logits: dict[str, torch.Tensor], ids: torch.Tensor, ref: str) -> dict[str, tuple[int, float]]:
@@ -135,6 +152,8 @@ def main() -> None:
     ap.add_argument("--split-precision", action="store_true",
                     help="also int8-layers, int4-layers (embedding and LM head fp32) and int8-head (layers fp32)")
     ap.add_argument("--glosses", type=int, default=100, help="held-out glosses for the top-1 agreement with fp32")
+    ap.add_argument("--mc-items", type=int, default=0,
+                    help="also definition→word multiple-choice accuracy on this many held-out items (0: none)")
     ap.add_argument("--out", default=str(REPORT), help="report stem (default: experiments/reports/generation_latency)")
     a = ap.parse_args()
     for flag, levels in (("--int4-levels", a.int4_levels), ("--int8-nbits", a.int8_nbits)):
@@ -147,7 +166,7 @@ def main() -> None:
     from nas.export.artifacts import QUANT
     from nas.latency import load_table
     from nas.latency.table import table_accuracy_level
-    from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx
+    from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx, int8_nbits_nodes
     from nas.runtime.decoder_session import DecoderSession
     from nas.runtime.quantize import quantize_onnx
 
@@ -160,22 +179,24 @@ def main() -> None:
     net = nas.Supernet.build(space)
     work = Path(tempfile.mkdtemp(prefix="nas-genlat-"))
     graphs: dict[str, Path] = {}
-    uniform = [("fp32", 32, 32), ("int8", 8, 8), ("int4", 4, 8)]
+    uniform = [("fp32", 32, 32), ("int8", 8, 8), ("int8-dynamic", 8, 8), ("int4", 4, 8)]
     if a.split_precision:  # which part moves the predictions and the time: the layers or the embedding / LM head
         uniform += [("int8-layers", 8, 32), ("int4-layers", 4, 32), ("int8-head", 32, 8)]
     for name, bits, embed_bits in uniform:
         sub = nas.derive(net, uniform_arch(space, bits, embed_bits))
         fp32 = export_decoder_onnx(sub.model, work / f"{name}.fp32.onnx")
+        node_bits = decoder_bits_by_node(sub)
+        nbits = [] if name == "int8-dynamic" else int8_nbits_nodes(node_bits)  # as nas export writes it
         graphs[name] = fp32 if name == "fp32" else quantize_onnx(
-            fp32, work / f"{name}.onnx", decoder_bits_by_node(sub), accuracy_level=level)
+            fp32, work / f"{name}.onnx", node_bits, accuracy_level=level, int8_nbits=nbits)
         print(f"exported {name}: {graphs[name].stat().st_size / 1e6:.0f} MB", flush=True)
         if name == "int4":
             for lv in dict.fromkeys(a.int4_levels):
                 if lv != (level or 0):
                     graphs[f"int4-l{lv}"] = quantize_onnx(fp32, work / f"int4-l{lv}.onnx", decoder_bits_by_node(sub),
                                                          accuracy_level=lv or None)
-        if name in ("int8", "int8-layers"):
-            stem = "int8nb" if name == "int8" else "int8nb-layers"
+        if name in ("int8-dynamic", "int8-layers"):
+            stem = "int8nb" if name == "int8-dynamic" else "int8nb-layers"
             for lv in dict.fromkeys(a.int8_nbits):
                 graphs[f"{stem}-l{lv}"] = int8_nbits_graph(fp32, work / f"{stem}-l{lv}.onnx",
                                                           decoder_bits_by_node(sub), lv or None)
@@ -187,6 +208,9 @@ def main() -> None:
     for s in sessions.values():  # warm-up
         s.generate(ids, 2)
     stats = next_token_stats(sessions, space, a.glosses)
+    if a.mc_items:
+        for k, acc in choice_accuracies(sessions, space, a.mc_items).items():
+            stats[k]["mc_accuracy"] = acc
     ttft: dict[str, list[float]] = {k: [] for k in sessions}
     tpot: dict[str, list[float]] = {k: [] for k in sessions}
     rng = random.Random(0)
@@ -206,7 +230,8 @@ def main() -> None:
     doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.processor() or platform.machine(),
            "device": device_info(),
            "loadavg": Path("/proc/loadavg").read_text().split()[:3], "threads": a.threads, "rounds": a.rounds,
-           "prompt_tokens": a.prompt_tokens, "agreement_glosses": a.glosses, "new_tokens": a.new_tokens,
+           "prompt_tokens": a.prompt_tokens, "agreement_glosses": a.glosses, "mc_items": a.mc_items,
+           "new_tokens": a.new_tokens,
            "int4_accuracy_level": level, "int8_nbits_levels": a.int8_nbits,
            "exports": {k: str(v.parent) for k, v in exports.items()},
            "results": rows}
@@ -218,21 +243,27 @@ def main() -> None:
           f"{shlex.join(sys.argv[1:])}`.", "",
           f"Host: {doc['device']['cpu']} ({doc['device']['fingerprint']}), {doc['device']['cores']} cores.", "",
           *md_table(["graph", "TTFT median (IQR) ms", "TPOT median (IQR) ms", "TTFT × vs fp32", "TPOT × vs fp32",
-                     "file MB", "top-1 = fp32", "perplexity"],
+                     "file MB", "top-1 = fp32", "perplexity", *(["multiple choice"] if a.mc_items else [])],
                     [[k, f"{v['ttft_ms']['median']:.1f} ({v['ttft_ms']['iqr']:.1f})",
                       f"{v['tpot_ms']['median']:.2f} ({v['tpot_ms']['iqr']:.2f})",
                       f"{base['ttft_ms']['median'] / v['ttft_ms']['median']:.2f}",
                       f"{base['tpot_ms']['median'] / v['tpot_ms']['median']:.2f}", f"{v['file_mb']:.0f}",
-                      f"{100 * v['top1_agreement']:.1f} %", f"{v['perplexity']:.1f}"]
+                      f"{100 * v['top1_agreement']:.1f} %", f"{v['perplexity']:.1f}",
+                      *([f"{100 * v['mc_accuracy']:.1f} %"] if a.mc_items else [])]
                      for k, v in rows.items()]), "",
           f"int4 is `MatMulNBits` at accuracy_level {level} (the shipped SmolLM2 tables' and so what export "
           "writes); `int4-l<N>` the same weights at accuracy level N (0: onnxruntime's default); int4 keeps the "
-          "embedding and LM head at int8 (`*-layers`: fp32; `int8-head`: only they are int8). `int8nb-l<N>`: the "
-          "int8 layers as 8-bit `MatMulNBits` (one scale per block of 32 input features) at accuracy level N "
-          "instead of `MatMulInteger` (one scale per output channel, activations per tensor). `top-1 = fp32`: the "
+          "embedding and LM head at int8 (`*-layers`: fp32; `int8-head`: only they are int8). `int8`: as `nas "
+          "export` writes it, the layers 8-bit `MatMulNBits` at level 4 on the per-channel grid, the embedding and "
+          "LM head `MatMulInteger`; `int8-dynamic`: onnxruntime's `quantize_dynamic` alone (every linear "
+          "`MatMulInteger`, activations per tensor). `int8nb-l<N>`: the int8 layers as 8-bit `MatMulNBits` on "
+          "onnxruntime's own grid (one scale per block of 32 input features) at accuracy level N. "
+          "`top-1 = fp32`: the "
           "share of next-token positions over the first "
           f"{a.glosses} held-out WordNet glosses whose argmax equals fp32's; perplexity: of those glosses' own "
-          "next tokens."
+          "next tokens." + (f" Multiple choice: definition → word accuracy on the first {a.mc_items} held-out items "
+                            "(all four parts of speech, chance 25 %), scored through the KV cache as the SmolLM2 "
+                            "benchmark scores its points." if a.mc_items else "")
           + "".join(f" `{k}`: `model.quant.onnx` of the export folder `{v.parent}`." for k, v in exports.items())]
     write_report(Path(a.out), doc, "\n".join(md) + "\n")
     print(f"wrote {a.out}.md")

@@ -70,7 +70,7 @@ class SharedGenerationExports:
         self.net, self.folder, self.paths = net, folder, {}
 
     def runner(self, table: Any):
-        from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx, step_inputs
+        from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx, int8_nbits_nodes, step_inputs
         from nas.runtime.quantize import quantize_onnx
         from nas.spaces.summary import format_arch
         from nas.supernet.derive import derive
@@ -85,8 +85,8 @@ class SharedGenerationExports:
                 d.mkdir(parents=True)
                 fp32 = export_decoder_onnx(sub.model, d / "fp32.onnx")
                 quant = {k: b for k, b in decoder_bits_by_node(sub).items() if b < 32}
-                path = quantize_onnx(fp32, d / "quant.onnx", quant, accuracy_level=backend.accuracy_level) \
-                    if quant else fp32
+                path = quantize_onnx(fp32, d / "quant.onnx", quant, accuracy_level=backend.accuracy_level,
+                                     int8_nbits=int8_nbits_nodes(quant)) if quant else fp32
                 if path != fp32:
                     fp32.unlink()
                     for extra in d.glob("fp32.onnx*"):

@@ -32,9 +32,10 @@ def node_labels(subnet: Any) -> dict[str, str]:
 def applied_formats(quant_path: str | Path, nodes: Sequence[str]) -> dict[str, dict[str, Any]]:
     """What the quantized graph actually holds for each named node, read back from the file.
 
-    The quantizers rename a node ``n`` to ``n_Q4`` (MatMulNBits) or ``n_quant``
-    (MatMulInteger), or put ``n.cast`` in front (fp16); weights keep ``n.`` as
-    their initializer prefix (an int8 Gather reads ``embed.word.weight_quantized``).
+    The quantizers rename a node ``n`` to ``n_Q4`` / ``n_Q8`` (MatMulNBits, its ``bits``
+    attribute saying which) or ``n_quant`` (MatMulInteger), or put ``n.cast`` in front
+    (fp16); weights keep ``n.`` as their initializer prefix (an int8 Gather reads
+    ``embed.word.weight_quantized``).
     """
     import onnx
     from onnx import TensorProto
@@ -42,9 +43,14 @@ def applied_formats(quant_path: str | Path, nodes: Sequence[str]) -> dict[str, d
     graph = onnx.load(str(quant_path)).graph
     out = {}
     for n in nodes:
-        ops = sorted({g.op_type for g in graph.node if g.name == n or g.name.startswith((f"{n}_", f"{n}."))})
+        mine = [g for g in graph.node if g.name == n or g.name.startswith((f"{n}_", f"{n}."))]
+        ops = sorted({g.op_type for g in mine})
         types = {i.data_type for i in graph.initializer if i.name.startswith(f"{n}.")}
-        if {"MatMulNBits", "GatherBlockQuantized"} & set(ops):
+        nbits = {a.i for g in mine if g.op_type in ("MatMulNBits", "GatherBlockQuantized")
+                 for a in g.attribute if a.name == "bits"}
+        if nbits:
+            fmt = f"int{max(nbits)}"
+        elif {"MatMulNBits", "GatherBlockQuantized"} & set(ops):
             fmt = "int4"
         elif "MatMulInteger" in ops or types & {TensorProto.INT8, TensorProto.UINT8}:
             fmt = "int8"

@@ -7,7 +7,8 @@ Files a decoder (llama family) export writes in place of the encoder graphs::
                         One graph for both phases: a prefill feeds empty pasts, a decode step one token.
     model.quant.onnx    the same graph, every MatMul at its searched bits (nas.runtime.quantize); the LM
                         head ``lm_head`` and the Gather ``embed.word`` both at ``embed.bits``; int4 nodes
-                        are MatMulNBits at the table's accuracy_level (below; recorded per node in the manifest)
+                        are MatMulNBits at the table's accuracy_level (below; recorded per node in the manifest),
+                        the layers' int8 nodes 8-bit MatMulNBits at level 4 (nas.runtime.decoder_onnx)
     generation.json     what ``nas generate`` reads: the graph's I/O names, KV heads per layer, the context,
                         bos/eos ids, the tokenizer folder and the MatMulNBits accuracy level
     tokenizer/          tokenizer.json, tokenizer_config.json, chat_template.jinja, generation_config.json,
@@ -76,7 +77,7 @@ def write_generation_files(subnet: Any, directory: Path, *, accuracy_level: int 
     from nas.export.artifacts import FP32, QUANT, applied_formats, node_labels
     from nas.models.sources import load_model
     from nas.runtime.decoder_onnx import (LM_HEAD_NODE, LOGITS, decoder_bits_by_node, export_decoder_onnx,
-                                          past_names, present_names)
+                                          int8_nbits_nodes, past_names, present_names)
     from nas.runtime.quantize import quantize_onnx
 
     model = subnet.model
@@ -85,7 +86,8 @@ def write_generation_files(subnet: Any, directory: Path, *, accuracy_level: int 
     bits = decoder_bits_by_node(subnet)
     chosen = {n: b for n, b in bits.items() if b < 32}
     if chosen:
-        quantize_onnx(directory / FP32, directory / QUANT, chosen, accuracy_level=accuracy_level)
+        quantize_onnx(directory / FP32, directory / QUANT, chosen, accuracy_level=accuracy_level,
+                      int8_nbits=int8_nbits_nodes(chosen))
     else:  # every node fp32: the same graph
         shutil.copyfile(directory / FP32, directory / QUANT)
     applied = applied_formats(directory / QUANT, sorted(labels))
@@ -134,7 +136,7 @@ def _accuracy_levels(path: Path) -> dict[str, int]:
     for node in onnx.load(str(path), load_external_data=False).graph.node:
         if node.op_type == "MatMulNBits":
             attrs = {a.name: a.i for a in node.attribute}
-            out[node.name[:-3] if node.name.endswith("_Q4") else node.name] = int(attrs.get("accuracy_level", 0))
+            out[node.name[:-3] if node.name.endswith(("_Q4", "_Q8")) else node.name] = int(attrs.get("accuracy_level", 0))
     return out
 
 

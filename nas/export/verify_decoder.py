@@ -14,11 +14,12 @@
   and the fp32 graph with its KV cache (:class:`~nas.runtime.decoder_session.DecoderSession`);
 * ``metric_quant`` – the task metric of ``model.quant.onnx`` within
   ``metric_tolerance`` points of the subnet at its deployed precision
-  (:func:`nas.quant.fake_quantized`, and the 8-bit LM head computed as
+  (:func:`nas.quant.fake_quantized`: every weight on its grid, the layers'
+  linears weight-only as their ``MatMulNBits`` nodes are up to the
+  activations' per-block rounding, and the 8-bit LM head computed as
   ``MatMulInteger`` computes it); ``forward(ids, mask)`` returns logits (B, T, V).
   Recorded, not gated: the metric of the weight-only fake-quantized subnet (the
-  search's view; on SmolLM2 int8's per-tensor activations cost several points
-  that view does not see);
+  search's view, which differs only in the 8-bit LM head's activations);
 * ``generation_latency`` – report only: time to first token and median ms per
   output token of ``model.quant.onnx`` (1 thread, 16-token prompt, 16 tokens);
 * ``latency`` – with a latency table: one call in the table's phase (a prefill
@@ -110,16 +111,17 @@ def check_greedy(model: Any, sess: Any, prompts: dict[str, list[int]], *, new_to
 class FakeQuantLogits(nn.Module):
     """``forward(ids, mask) -> logits`` of a decoder subnet at the precision ``model.quant.onnx`` runs it.
 
-    :func:`nas.quant.fake_quantized` puts every weight on its grid and runs 8-bit
-    linears as onnxruntime's dynamic int8 does; the tied LM head (``lm_head``, at
-    ``embed.bits``) is computed the same way when it is 8-bit.
+    :func:`nas.quant.fake_quantized` puts every weight on its grid; the layers' 8-bit linears stay
+    weight-only (8-bit ``MatMulNBits``, :func:`nas.runtime.decoder_onnx.int8_nbits_nodes`), and with
+    ``activations`` the tied LM head (``lm_head``, at ``embed.bits``) runs as onnxruntime's dynamic
+    int8 (``MatMulInteger``) does when it is 8-bit.
     """
 
     def __init__(self, subnet: Any, *, activations: bool = True) -> None:
         super().__init__()
         from nas.quant import fake_quantized, int8_pairs_saturate
 
-        self.fq = fake_quantized(subnet, activations=activations)
+        self.fq = fake_quantized(subnet, activations=False)
         self.int8_head = activations and subnet.space.value(subnet.arch, "embed.bits") == 8
         self.saturate = activations and int8_pairs_saturate()
         self.head = nn.Linear(subnet.space.dims.hidden, subnet.space.dims.vocab_size, bias=False)

@@ -17,12 +17,15 @@ Contract of :class:`BaseLatencyBackend` (what the builder and the validator rely
   linears named in ``bits`` at those bit-widths (names are module paths, as in
   :mod:`nas.runtime.onnx`), intra-op threads pinned to ``threads``;
   ``dynamic_axes`` names the axes that stay dynamic (default: axes 0 and 1 of
-  every input and output, batch and sequence). Everything costly (export,
-  quantization, session creation) happens in ``prepare``; the callable does
-  nothing but run.
+  every input and output, batch and sequence); the 8-bit linears named in
+  ``int8_nbits`` run the runtime's blocked weight-only int8 kernel (a decoder's
+  layers, :func:`nas.runtime.decoder_onnx.int8_nbits_nodes`) in place of its
+  dynamic int8 one, and ``kernel(8, nbits=True)`` says what that is. Everything
+  costly (export, quantization, session creation) happens in ``prepare``; the
+  callable does nothing but run.
 * ``prepare_generation(model, inputs, bits=...)`` is ``prepare`` for a decoder's
   whole generation graph (:mod:`nas.runtime.decoder_onnx`: logits and presents
-  out), exported as ``nas export`` exports it.
+  out), exported and quantized as ``nas export`` does.
 
 :func:`get_backend` turns a name (or an instance) into a backend.
 """
@@ -32,7 +35,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,7 @@ class BaseLatencyBackend(ABC):
 
     name: str = ""
     kernels: dict[int, str] = {}
+    int8_nbits_kernel: str = ""
     accuracy_levels: tuple[int, ...] = ()
 
     def __init__(self, *, threads: int = 1, accuracy_level: int | None = None) -> None:
@@ -77,6 +81,7 @@ class BaseLatencyBackend(ABC):
         bits: Mapping[str, int],
         output_names: tuple[str, ...] = ("output",),
         dynamic_axes: Axes | None = None,
+        int8_nbits: Collection[str] = (),
     ) -> Runner:
         """A callable running one inference of ``module`` on ``inputs`` (see module docstring)."""
 
@@ -87,18 +92,19 @@ class BaseLatencyBackend(ABC):
 
         ``bits`` names the graph's nodes (:func:`~nas.runtime.decoder_onnx.decoder_bits_by_node`).
         """
-        from nas.runtime.decoder_onnx import LOGITS, DecoderGraph, generation_axes, present_names
+        from nas.runtime.decoder_onnx import LOGITS, DecoderGraph, generation_axes, int8_nbits_nodes, present_names
 
         n = len(model.layers)  # type: ignore[arg-type]
         return self.prepare(DecoderGraph(model).eval(), inputs, bits=bits,  # type: ignore[arg-type]
-                            output_names=(LOGITS, *present_names(n)), dynamic_axes=generation_axes(n))
+                            output_names=(LOGITS, *present_names(n)), dynamic_axes=generation_axes(n),
+                            int8_nbits=int8_nbits_nodes(bits))
 
     def supports(self, bits: int) -> bool:
         return bits in self.kernels
 
-    def kernel(self, bits: int) -> str:
-        """What runs for ``bits``-bit weights (``""`` if unsupported)."""
-        return self.kernels.get(bits, "")
+    def kernel(self, bits: int, *, nbits: bool = False) -> str:
+        """What runs for ``bits``-bit weights (``""`` if unsupported); ``nbits``: an ``int8_nbits`` linear's."""
+        return self.int8_nbits_kernel if nbits and bits == 8 else self.kernels.get(bits, "")
 
 
 class OnnxRuntimeCPUBackend(BaseLatencyBackend):
@@ -111,6 +117,8 @@ class OnnxRuntimeCPUBackend(BaseLatencyBackend):
         8: "quantize_dynamic int8 per-channel symmetric (DynamicQuantizeLinear + MatMulInteger)",
         4: "MatMulNBitsQuantizer int4 symmetric block 32 (MatMulNBits)",
     }
+    int8_nbits_kernel = ("8-bit MatMulNBits block 32 on the per-channel grid, accuracy_level 4 "
+                         "(activations int8 per block at run time)")
 
     accuracy_levels = ACCURACY_LEVELS
 
@@ -121,8 +129,8 @@ class OnnxRuntimeCPUBackend(BaseLatencyBackend):
         except ImportError:
             raise MissingDependencyError("onnxruntime-cpu: needs onnxruntime (pip install onnxruntime)") from None
 
-    def kernel(self, bits: int) -> str:
-        k = super().kernel(bits)
+    def kernel(self, bits: int, *, nbits: bool = False) -> str:
+        k = super().kernel(bits, nbits=nbits)
         return f"{k}, accuracy_level {self.accuracy_level or 0}" if bits == 4 and k else k
 
     def info(self) -> dict[str, Any]:
@@ -136,7 +144,7 @@ class OnnxRuntimeCPUBackend(BaseLatencyBackend):
 
         return cpu_session(path, threads=self.threads)
 
-    def prepare(self, module, inputs, *, bits, output_names=("output",), dynamic_axes=None):
+    def prepare(self, module, inputs, *, bits, output_names=("output",), dynamic_axes=None, int8_nbits=()):
         from nas.runtime.onnx import export_module
 
         axes = dynamic_axes if dynamic_axes is not None else {n: {0: "batch", 1: "sequence"}
@@ -144,22 +152,24 @@ class OnnxRuntimeCPUBackend(BaseLatencyBackend):
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_module(module, Path(tmp) / "fp32.onnx", inputs=inputs, output_names=output_names,
                                  dynamic_axes=axes)
-            return self.runner_for(self._quantized(fp32, bits, Path(tmp) / "quant.onnx"), inputs)
+            return self.runner_for(self._quantized(fp32, bits, Path(tmp) / "quant.onnx", int8_nbits), inputs)
 
     def prepare_generation(self, model, inputs, *, bits):
         """The generation graph exported by :func:`~nas.runtime.decoder_onnx.export_decoder_onnx` (as ``nas export``
-        does: traced at its own shapes, every axis dynamic), quantized, run on ``inputs``."""
-        from nas.runtime.decoder_onnx import export_decoder_onnx
+        does: traced at its own shapes, every axis dynamic), quantized as export does, run on ``inputs``."""
+        from nas.runtime.decoder_onnx import export_decoder_onnx, int8_nbits_nodes
 
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_decoder_onnx(model, Path(tmp) / "fp32.onnx")
-            return self.runner_for(self._quantized(fp32, bits, Path(tmp) / "quant.onnx"), inputs)
+            quant = self._quantized(fp32, bits, Path(tmp) / "quant.onnx", int8_nbits_nodes(bits))
+            return self.runner_for(quant, inputs)
 
-    def _quantized(self, fp32: Path, bits: Mapping[str, int], out: Path) -> Path:
+    def _quantized(self, fp32: Path, bits: Mapping[str, int], out: Path, int8_nbits: Collection[str]) -> Path:
         from nas.runtime.quantize import quantize_onnx
 
         quant = {k: b for k, b in bits.items() if b < 32}
-        return quantize_onnx(fp32, out, quant, accuracy_level=self.accuracy_level) if quant else fp32
+        return quantize_onnx(fp32, out, quant, accuracy_level=self.accuracy_level,
+                             int8_nbits=int8_nbits) if quant else fp32
 
     def runner_for(self, path: str | Path, inputs: Mapping[str, Tensor]) -> Runner:
         """A runner over an existing ONNX file (used for exported subnets)."""
@@ -184,18 +194,19 @@ class TorchCPUBackend(BaseLatencyBackend):
         8: "int8 per-channel symmetric weights, dynamic int8 activations (quantized::linear_dynamic)",
         4: "int4 weights dequantized to fp32 at load (fp32 nn.Linear)",
     }
+    int8_nbits_kernel = "int8 weights dequantized to fp32 at load (fp32 nn.Linear)"
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": torch.__version__, "provider": "cpu"}
 
-    def prepare(self, module, inputs, *, bits, output_names=("output",), dynamic_axes=None):
+    def prepare(self, module, inputs, *, bits, output_names=("output",), dynamic_axes=None, int8_nbits=()):
         torch.set_num_threads(self.threads)
         m = copy.deepcopy(module).eval()
         mods = dict(m.named_modules())
         packed: dict[int, Any] = {}
         for name, b in bits.items():
             lin = mods.get(name)
-            if b == 8 and isinstance(lin, nn.Linear):
+            if b == 8 and isinstance(lin, nn.Linear) and name not in int8_nbits:
                 w = lin.weight.detach()
                 scale = (w.abs().amax(dim=1).clamp(min=1e-12) / 127).double()
                 qw = torch.quantize_per_channel(w, scale, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)

@@ -51,7 +51,7 @@ Level 4 (int8 compute, activations quantized per block at run time) runs int4 fa
 (fp32 compute, ``nas export``'s default) in both phases: SmolLM2 shapes, 2-core AVX-512 VNNI EPYC,
 onnxruntime 1.32, 1 thread, thread-CPU medians: gated FFN 576→1536 0.067 ms against 0.199 ms at
 one token, 5.59 ms against 6.57 ms at 128; LM head 576×49152 0.77 ms against 2.04 ms at one token,
-59 ms against 71 ms at 128 (int8: 0.061, 1.76, 1.47 and 19.1 ms; fp32: 0.146, 6.34, 5.25 and 67 ms).
+59 ms against 71 ms at 128 (int8 through MatMulInteger: 0.061, 1.76, 1.47 and 19.1 ms; fp32: 0.146, 6.34, 5.25 and 67 ms).
 A table records its level (:func:`~nas.latency.table.table_accuracy_level`) so an export can check
 that it quantizes the same way (:func:`~nas.latency.table.check_accuracy_level`).
 """
@@ -82,7 +82,7 @@ def entry_runners(
     Each runs ``seq`` new tokens; a decoder's attention entries after ``context`` cached ones
     (0: a prefill's empty pasts), as its generation graph runs them.
     """
-    from nas.runtime.decoder_onnx import LM_HEAD_NODE, LOGITS, AttentionStep
+    from nas.runtime.decoder_onnx import LM_HEAD_NODE, LOGITS, AttentionStep, int8_nbits_nodes
     from nas.supernet.derive import derive
 
     space: SearchSpace = net.space  # type: ignore[assignment]
@@ -109,7 +109,7 @@ def entry_runners(
                 past = torch.zeros(batch, step.attn.num_kv, context, dims.head_dim)
                 feeds = {**hidden, "attention_mask": mask, "past_k": past, "past_v": past.clone()}
                 runner = backend.prepare(step, feeds, bits=attn_bits, output_names=AttentionStep.OUTPUTS,
-                                         dynamic_axes=AttentionStep.AXES)
+                                         dynamic_axes=AttentionStep.AXES, int8_nbits=int8_nbits_nodes(attn_bits))
             else:
                 runner = backend.prepare(AttnPart(dims, sub.model.layers[i]),
                                          {**hidden, "attention_mask": ids["attention_mask"]}, bits=attn_bits)
@@ -120,7 +120,8 @@ def entry_runners(
             sub = derive(net, _arch_for(space, i, ffn=w, ffn_bits=b))
             part = FFNPart(sub.model.layers[i])
             names = ("gate", "up", "down") if part.ffn.gated else ("up", "down")
-            runner = backend.prepare(part, hidden, bits={f"ffn.{x}": b for x in names})
+            ffn_bits = {f"ffn.{x}": b for x in names}
+            runner = backend.prepare(part, hidden, bits=ffn_bits, int8_nbits=int8_nbits_nodes(ffn_bits) if decoder else ())
         elif kind in ("embed", "head"):
             arch = space.full()
             arch["embed.bits"] = b
@@ -215,8 +216,15 @@ def model_runner(net: torch.nn.Module, arch: Arch, backend: BaseLatencyBackend, 
 
         return backend.prepare_generation(sub.model, step_inputs(sub.model, batch=batch, new=seq, context=context),
                                           bits=decoder_bits_by_node(sub))
+    bits = bits_by_node(sub)
+    if is_decoder(net.space):  # type: ignore[arg-type]
+        from nas.runtime.decoder_onnx import int8_nbits_nodes
+
+        nbits = int8_nbits_nodes(bits)
+    else:
+        nbits = []
     return backend.prepare(sub.model, model_inputs(net.space, batch, seq),  # type: ignore[arg-type]
-                           bits=bits_by_node(sub), output_names=("last_hidden_state",))
+                           bits=bits, output_names=("last_hidden_state",), int8_nbits=nbits)
 
 
 def runner_options(table: LatencyTable) -> dict[str, Any]:
@@ -357,7 +365,7 @@ def build_table(
               f"({protocol.rounds} interleaved rounds × {protocol.repeats} calls)", file=log, flush=True)
     stats = measure(runners, protocol, clock=clock, log=log)
     level = be.accuracy_level if be.accuracy_levels else None
-    entries = {k: _entry(k, v, be, level) for k, v in stats.items() if not k.startswith("model:")}
+    entries = {k: _entry(k, v, be, level, decoder) for k, v in stats.items() if not k.startswith("model:")}
     table = LatencyTable(
         space_name=space.name, space_hash=space.hash, device=device_info(), runtime=be.info(),
         threads=threads, batch=batch, seq=seq, entries=entries, protocol=protocol.to_dict(),
@@ -382,10 +390,12 @@ def build_table(
     return table
 
 
-def _entry(key: str, stats: dict[str, Any], backend: BaseLatencyBackend, level: int | None) -> dict[str, Any]:
+def _entry(key: str, stats: dict[str, Any], backend: BaseLatencyBackend, level: int | None,
+           decoder: bool) -> dict[str, Any]:
     """A table row: the measured figures, the kernel that ran, and an int4 entry's accuracy level."""
     bits = int(key.rsplit("=", 1)[1]) if "bits=" in key else None
-    row = {**stats, "kernel": backend.kernel(bits) if bits is not None else "fp32"}
+    nbits = decoder and key.startswith(("attn:", "ffn:"))  # as entry_runners quantized it
+    row = {**stats, "kernel": backend.kernel(bits, nbits=nbits) if bits is not None else "fp32"}
     if bits == 4 and level is not None:
         row["accuracy_level"] = level
     return row

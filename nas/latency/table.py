@@ -219,7 +219,8 @@ class LatencyTable:
             raise LatencyTableError(f"{key}: no such entry in latency table {self.id}") from None
 
     def check_space(self, space: SearchSpace) -> None:
-        """Raise unless this table was built for ``space`` and has every entry it needs (the head's, if it has one)."""
+        """Raise unless this table was built for ``space`` and has every entry it needs (the head's, if it has one),
+        a decoder's 8-bit layer entries (onnxruntime) timed with the ``MatMulNBits`` kernel its export writes."""
         if self.space_hash != space.hash:
             raise LatencyTableError(
                 f"space hash: table {self.id} was built for space hash {self.space_hash}, "
@@ -228,6 +229,14 @@ class LatencyTable:
         missing = [k for k in required_keys(space, head=self.has_head) if k not in self.entries]
         if missing:
             raise LatencyTableError(f"{missing[0]}: no such entry in latency table {self.id} ({len(missing)} missing)")
+        if self.has_head and self.runtime.get("name") == "onnxruntime-cpu":
+            stale = [k for k, e in self.entries.items() if k.startswith(("attn:", "ffn:")) and k.endswith(":bits=8")
+                     and e.get("kernel") and "MatMulNBits" not in str(e["kernel"])]  # a hand-made row names none
+            if stale:
+                raise LatencyTableError(
+                    f"{stale[0]}: latency table {self.id} timed a decoder's int8 layers with "
+                    f"{self.entries[stale[0]].get('kernel')!r}, but they export as 8-bit MatMulNBits "
+                    f"(nas.runtime.decoder_onnx.int8_nbits_nodes); rebuild it with nas lut build")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

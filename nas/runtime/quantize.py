@@ -10,8 +10,13 @@ Per node (a MatMul named after its linear, or the ``embed.word`` Gather, see
   of the constant is folded and the MatMul runs in fp32: the file is half the
   size, the latency is fp32's (and that is what the latency table measures);
 * 8 – ``quantize_dynamic``: int8 weights, symmetric, one scale per output
-  channel, activations quantized at run time (``MatMulInteger``); for the
-  embedding Gather, int8 weights read by the Gather and then, in place of the
+  channel, activations quantized per tensor at run time (``MatMulInteger``);
+  or, for the MatMuls named in ``int8_nbits`` (a decoder's layers, see
+  :func:`nas.runtime.decoder_onnx.int8_nbits_nodes`), 8-bit ``MatMulNBits``
+  at :data:`INT8_NBITS_LEVEL` whose blocks of 32 input features all carry
+  their output channel's scale: the same per-channel grid, so the same
+  weights, with activations quantized per block of 32 instead of per tensor
+  (see :data:`INT8_NBITS_LEVEL`); for the embedding Gather, int8 weights read by the Gather and then, in place of the
   per-tensor ``DequantizeLinear`` it writes, one scale per row (the supernet's
   grid, :func:`_embed_int8_onto_supernet_grid`);
 * 4 – ``MatMulNBitsQuantizer``: symmetric int4 in blocks of 32 input features
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,15 @@ from nas.runtime.onnx import EMBED_NODE, save_checked
 from nas.quant import INT4_BLOCK, grid_scales
 
 BITS = (32, 16, 8, 4)
+INT8_NBITS_LEVEL = 4
+"""``MatMulNBits`` accuracy level of 8-bit nodes (int8 compute, activations quantized per block at run time).
+
+Full SmolLM2 on a 2-core AVX-512 VNNI EPYC, onnxruntime 1.32, 1 thread, 128-token prompt, every layer
+linear at int8 (``experiments/reports/generation_latency_int8nb_speed_d929245201f4.md``): level 4 runs
+14.5 ms per token and 242 ms to the first token, level 0 (fp32 compute) 156 and 456 ms; ``MatMulInteger``
+14.6 and 118 ms, but its per-tensor activations leave 52 % of next-token argmaxes equal to fp32's and
+perplexity +74 %, where level 4 keeps 87 % and +1.4 %.
+"""
 _ATTN = ("q", "k", "v", "o")
 _FFN = ("gate", "up", "down")
 
@@ -114,21 +128,23 @@ def _gather_weight(proto: Any) -> Any:
     return numpy_helper.to_array(inits[node.input[0]])
 
 
-def _onto_supernet_grid(proto: Any, weights: Mapping[str, Any]) -> None:
-    """Rewrite each ``MatMulNBits`` node's codes and scales onto :mod:`nas.quant`'s int4 grid.
+def _onto_supernet_grid(proto: Any, weights: Mapping[str, Any], bits: int) -> None:
+    """Rewrite each ``bits``-bit ``MatMulNBits`` node's codes and scales onto :mod:`nas.quant`'s grid.
 
-    ``MatMulNBitsQuantizer`` (symmetric) picks ``scale = absmax/8`` and codes −8..7;
-    the supernet uses −7..7 (:func:`grid_scales` recovers each block's scale). Same
-    node, same kernel (so the same latency), but the graph then computes with exactly
-    the derived subnet's weights: codes ``q + 8`` (the kernel's implied zero point 8),
-    packed two per byte, low nibble first.
+    ``MatMulNBitsQuantizer`` (symmetric) picks ``scale = absmax/2^(bits−1)`` per block and codes
+    ``−2^(bits−1)..2^(bits−1)−1``; the supernet uses ``−qmax..qmax`` (``qmax`` 7 per block of
+    :data:`INT4_BLOCK` at 4 bits, 127 per output channel at 8 bits: every block of a channel then
+    carries the channel's scale), :func:`grid_scales` recovering each scale. Same node, same kernel
+    (so the same latency), but the graph then computes with exactly the derived subnet's weights:
+    codes ``q + 2^(bits−1)`` (the kernel's implied zero point), two per byte (low nibble first) at 4 bits.
     """
     import numpy as np
     from onnx import numpy_helper
 
     inits = {i.name: i for i in proto.graph.initializer}
+    suffix, zero, qmax = f"_Q{bits}", 2 ** (bits - 1), 2 ** (bits - 1) - 1
     for node in proto.graph.node:
-        if node.op_type != "MatMulNBits" or not node.name.endswith("_Q4") or node.name[:-3] not in weights:
+        if node.op_type != "MatMulNBits" or not node.name.endswith(suffix) or node.name[:-3] not in weights:
             continue
         w = weights[node.name[:-3]].T.astype(np.float64)  # (N, K): output channels × input features
         n_out, k = w.shape
@@ -136,10 +152,13 @@ def _onto_supernet_grid(proto: Any, weights: Mapping[str, Any]) -> None:
         padded = np.zeros((n_out, blocks * INT4_BLOCK))
         padded[:, :k] = w
         grouped = padded.reshape(n_out * blocks, INT4_BLOCK)
-        scale = grid_scales(grouped, 7)
-        codes = (np.clip(np.round(grouped / scale[:, None]), -7, 7) + 8).astype(np.uint8)
+        if bits == 4:
+            scale = grid_scales(grouped, qmax)
+        else:
+            scale = np.repeat(grid_scales(w, qmax), blocks)
+        codes = (np.clip(np.round(grouped / scale[:, None]), -qmax, qmax) + zero).astype(np.uint8)
         codes = codes.reshape(n_out, blocks, INT4_BLOCK)
-        packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
+        packed = codes[..., 0::2] | (codes[..., 1::2] << 4) if bits == 4 else codes
         b_init, s_init = inits[node.input[1]], inits[node.input[2]]
         old_b, old_s = numpy_helper.to_array(b_init), numpy_helper.to_array(s_init)
         b_init.CopyFrom(numpy_helper.from_array(packed.reshape(old_b.shape).astype(np.uint8), b_init.name))
@@ -217,6 +236,7 @@ def quantize_onnx(
     bits_by_node: Mapping[str, int],
     *,
     accuracy_level: int | None = None,
+    int8_nbits: Collection[str] = (),
 ) -> Path:
     """Quantize the named nodes of an fp32 ONNX file (see module docstring).
 
@@ -224,21 +244,29 @@ def quantize_onnx(
         fp32_path: the exported fp32 model (:func:`nas.runtime.onnx.export_onnx`).
         out_path: where to write the quantized model (atomically; checked with ``onnx.checker``).
         bits_by_node: ``{node name: bits}``; nodes not listed stay fp32.
-        accuracy_level: ``MatMulNBits`` compute accuracy (None: onnxruntime's default, fp32).
+        accuracy_level: int4 ``MatMulNBits`` compute accuracy (None: onnxruntime's default, fp32).
+        int8_nbits: 8-bit MatMul nodes written as 8-bit ``MatMulNBits`` at :data:`INT8_NBITS_LEVEL`
+            instead of ``MatMulInteger`` (see module docstring).
 
     Returns:
         ``out_path``.
 
     Raises:
-        ExportError: a node is missing, its weight is not constant, or bits are unsupported.
+        ExportError: a node is missing, its weight is not constant, bits are unsupported, or an
+            ``int8_nbits`` node is not an 8-bit MatMul.
     """
     import onnx
 
     proto = onnx.load(str(fp32_path))
     _check(proto, bits_by_node)
+    ops = {n.name: n.op_type for n in proto.graph.node}
+    for name in sorted(int8_nbits):
+        if bits_by_node.get(name) != 8 or ops.get(name) != "MatMul":
+            raise ExportError(f"{name}: int8_nbits names an 8-bit MatMul, got bits {bits_by_node.get(name)!r} "
+                              f"on a {ops.get(name, 'missing')} node")
     logging.disable(logging.WARNING)  # the quantizers log every tensor on the root logger
     try:
-        return _quantize(proto, Path(out_path), bits_by_node, accuracy_level)
+        return _quantize(proto, Path(out_path), bits_by_node, accuracy_level, set(int8_nbits))
     finally:
         logging.disable(logging.NOTSET)
 
@@ -260,17 +288,23 @@ def nbits_quantize(proto: Any, nodes: list[str], *, bits: int, accuracy_level: i
     return q.model.model
 
 
-def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accuracy_level: int | None) -> Path:
+def _quantize(proto: Any, out_path: Path, bits_by_node: Mapping[str, int], accuracy_level: int | None,
+              int8_nbits: set[str]) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    by_bits = {b: sorted(n for n, v in bits_by_node.items() if v == b) for b in BITS}
+    by_bits = {b: sorted(n for n, v in bits_by_node.items() if v == b and n not in int8_nbits) for b in BITS}
     with tempfile.TemporaryDirectory() as tmp:
         if by_bits[4]:
             types = ("MatMul", "Gather") if EMBED_NODE in by_bits[4] else ("MatMul",)
             fp32_weights = _matmul_weights(proto, by_bits[4])
             proto = nbits_quantize(proto, by_bits[4], bits=4, accuracy_level=accuracy_level, op_types=types)
-            _onto_supernet_grid(proto, fp32_weights)
+            _onto_supernet_grid(proto, fp32_weights, 4)
+        if int8_nbits:
+            nodes = sorted(int8_nbits)
+            fp32_weights = _matmul_weights(proto, nodes)
+            proto = nbits_quantize(proto, nodes, bits=8, accuracy_level=INT8_NBITS_LEVEL)
+            _onto_supernet_grid(proto, fp32_weights, 8)
         if by_bits[8]:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "int8.onnx"
             weights = _matmul_weights(proto, by_bits[8])

@@ -74,9 +74,12 @@ def test_nodes_record_the_searched_bits_the_lm_head_and_accuracy_level(mixed):
     assert {nodes[f"layers.0.ffn.{w}"]["applied"] for w in ("gate", "up", "down")} == {"int4"}
     assert {nodes[f"layers.1.ffn.{w}"]["applied"] for w in ("gate", "up", "down")} == {"int8"}
     assert {n["accuracy_level"] for n in nodes.values() if n["applied"] == "int4"} == {1}
-    assert all("accuracy_level" not in n for n in nodes.values() if n["applied"] != "int4")
-    ops = {n.op_type for n in onnx.load(str(out / "model.quant.onnx")).graph.node}
-    assert {"MatMulNBits", "MatMulInteger"} <= ops
+    # the layers' int8 runs 8-bit MatMulNBits at level 4 (nas.runtime.quantize.INT8_NBITS_LEVEL); the head MatMulInteger
+    assert {nodes[f"layers.0.attn.{w}"]["accuracy_level"] for w in "qkvo"} == {4}
+    assert {nodes[f"layers.1.ffn.{w}"]["ops"][0] for w in ("gate", "up", "down")} == {"MatMulNBits"}
+    assert all("accuracy_level" not in n for n in nodes.values() if n["applied"] not in ("int4", "int8"))
+    ops = [n.op_type for n in onnx.load(str(out / "model.quant.onnx")).graph.node]
+    assert ops.count("MatMulNBits") == 14 and ops.count("MatMulInteger") == 1
 
 
 def test_every_decoder_check_passes(mixed):

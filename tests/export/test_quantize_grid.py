@@ -58,6 +58,53 @@ def test_int8_weights_equal_the_subnet(tmp_path):
         assert np.abs(w.T - state[f"{n}.weight"].numpy()).max() < 1e-6, n
 
 
+def test_int8_nbits_weights_equal_the_subnet_and_the_graph_stays_close(tmp_path):
+    """8-bit MatMulNBits (a decoder's int8 layers): every block of a row carries the row's scale, so codes ×
+    scales are the subnet's per-channel int8 weights, sliced rows and a padded last block included."""
+    import onnx
+
+    from nas.runtime.decoder_onnx import int8_nbits_nodes
+
+    space = nas.load_space("tiny-llama")
+    arch = space.full()
+    arch.update({label: 8 for label in arch if label.endswith(".bits") and label != "embed.bits"})
+    arch["layer0.ffn"], arch["layer1.heads"] = space.options("layer0.ffn")[-1], space.options("layer1.heads")[-1]
+    sub = nas.derive(nas.Supernet.build(space), arch)
+    bits = bits_by_node(sub)
+    quant = quantize_onnx(export_onnx(sub, tmp_path / "f.onnx"), tmp_path / "q.onnx", bits,
+                          int8_nbits=int8_nbits_nodes(bits))
+    proto = onnx.load(str(quant))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    nodes = [n for n in proto.graph.node if n.op_type == "MatMulNBits"]
+    assert len(nodes) == 7 * len(sub.model.layer_dims) and not any(n.op_type == "MatMulInteger" for n in proto.graph.node)
+    state = sub.model.state_dict()
+    for node in nodes:
+        attrs = {a.name: a.i for a in node.attribute}
+        assert (attrs["bits"], attrs["block_size"], attrs["accuracy_level"]) == (8, 32, 4)
+        codes = inits[node.input[1]].astype(np.float64) - 128  # (N, blocks, 32), implied zero point 128
+        scales = inits[node.input[2]].reshape(codes.shape[:2])
+        assert np.abs(codes).max() <= 127
+        w = (codes * scales[..., None]).reshape(attrs["N"], -1)[:, : attrs["K"]]
+        assert np.abs(w - state[f"{node.name[:-3]}.weight"].numpy()).max() < 1e-6, node.name
+    ids, mask = batch(128, b=3, t=11)
+    with torch.no_grad():
+        ref = sub(ids, mask).numpy()
+    got = run(session(quant), ids, mask)  # level 4 rounds the activations per block of 32: close, not exact
+    assert 0 < np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_int8_nbits_must_name_8_bit_matmuls(tmp_path):
+    from nas.errors import ExportError
+
+    space = nas.load_space("tiny-llama")
+    sub = nas.derive(nas.Supernet.build(space), space.full())
+    fp32 = export_onnx(sub, tmp_path / "f.onnx")
+    for bits, names in (({"layers.0.attn.q": 4}, ["layers.0.attn.q"]), ({"embed.word": 8}, ["embed.word"])):
+        with pytest.raises(ExportError, match=names[0]):
+            quantize_onnx(fp32, tmp_path / "q.onnx", bits, int8_nbits=names)
+    assert not (tmp_path / "q.onnx").exists()
+
+
 @pytest.mark.parametrize("family", ["tiny-bert", "tiny-llama"])
 def test_int8_embedding_graph_equals_the_subnet(family, tmp_path):
     """quantize_dynamic's per-tensor Gather is put on the subnet's per-row grid: weight-only, so exact."""

@@ -190,3 +190,20 @@ def test_non_utf8_table(tmp_path, hand_table):
     path.write_bytes(path.read_bytes().replace(b"Test CPU", "Tést CPU".encode("latin-1")))
     with pytest.raises(LatencyTableError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(byte \d+: invalid continuation byte\)"):
         load_table(path)
+
+
+def test_a_decoder_table_timing_int8_layers_with_another_kernel_is_refused():
+    """A decoder exports its 8-bit layers as MatMulNBits: a table whose rows say MatMulInteger priced another graph."""
+    import dataclasses
+
+    import nas
+
+    space = nas.load_space("tiny-llama")
+    table = load_table("tiny-llama.onnxruntime-cpu.t1.b1.c32.decode")
+    table.check_space(space)  # the shipped table timed the kernel export writes
+    assert "MatMulNBits" in table.entries["ffn:width=16:bits=8"]["kernel"]
+    assert "MatMulInteger" in table.entries["head:bits=8"]["kernel"]  # the LM head keeps MatMulInteger
+    old = "quantize_dynamic int8 per-channel symmetric (DynamicQuantizeLinear + MatMulInteger)"
+    entries = {k: {**e, "kernel": old} if k.endswith(":bits=8") else e for k, e in table.entries.items()}
+    with pytest.raises(LatencyTableError, match=r"^attn:heads=\d+:bits=8: .*MatMulInteger.*rebuild"):
+        dataclasses.replace(table, entries=entries).check_space(space)

@@ -10,7 +10,8 @@ import torch
 import nas
 from nas.errors import ConfigError, ModelError
 from nas.models import greedy_generate
-from nas.runtime.decoder_onnx import DecoderGraph, decoder_bits_by_node, export_decoder_onnx, past_names, present_names
+from nas.runtime.decoder_onnx import (DecoderGraph, decoder_bits_by_node, export_decoder_onnx, int8_nbits_nodes,
+                                      past_names, present_names)
 from nas.runtime.decoder_session import DecoderSession
 from nas.runtime.quantize import quantize_onnx
 
@@ -122,19 +123,22 @@ def test_quantized_graph_has_the_searched_kinds_and_runs(space, supernet, tmp_pa
     fp32 = export_decoder_onnx(sub, tmp_path / "model.onnx")
     bits = decoder_bits_by_node(sub)
     assert bits["lm_head"] == bits["embed.word"] == 8  # the tied head takes embed.bits
-    quant = quantize_onnx(fp32, tmp_path / "model.quant.onnx", {n: b for n, b in bits.items() if b < 32},
-                          accuracy_level=4)
+    chosen = {n: b for n, b in bits.items() if b < 32}
+    assert int8_nbits_nodes(chosen) == sorted([f"layers.0.attn.{w}" for w in "qkvo"] +
+                                              [f"layers.1.ffn.{w}" for w in ("gate", "up", "down")])
+    quant = quantize_onnx(fp32, tmp_path / "model.quant.onnx", chosen, accuracy_level=1,
+                          int8_nbits=int8_nbits_nodes(chosen))
     ops = {n.name: n for n in onnx.load(str(quant)).graph.node}
+    attrs = {n: {a.name: a.i for a in node.attribute} for n, node in ops.items() if node.op_type == "MatMulNBits"}
     for w in ("q", "k", "v", "o"):
-        assert ops[f"layers.0.attn.{w}_quant"].op_type == "MatMulInteger"
-        assert ops[f"layers.1.attn.{w}_Q4"].op_type == "MatMulNBits"
+        assert attrs[f"layers.0.attn.{w}_Q8"]["bits"] == 8 and attrs[f"layers.0.attn.{w}_Q8"]["accuracy_level"] == 4
+        assert attrs[f"layers.1.attn.{w}_Q4"]["bits"] == 4 and attrs[f"layers.1.attn.{w}_Q4"]["accuracy_level"] == 1
     for w in ("gate", "up", "down"):
-        assert ops[f"layers.0.ffn.{w}_Q4"].op_type == "MatMulNBits"
-        assert ops[f"layers.1.ffn.{w}_quant"].op_type == "MatMulInteger"
-    assert ops["lm_head_quant"].op_type == "MatMulInteger"
-    assert {a.name: a.i for a in ops["layers.0.ffn.up_Q4"].attribute}["accuracy_level"] == 4
-    assert sum(n.op_type == "MatMulNBits" for n in ops.values()) == 7
-    assert sum(n.op_type == "MatMulInteger" for n in ops.values()) == 8  # 4 attention + 3 FFN + the LM head
+        assert attrs[f"layers.0.ffn.{w}_Q4"]["bits"] == 4
+        assert attrs[f"layers.1.ffn.{w}_Q8"]["bits"] == 8
+    assert ops["lm_head_quant"].op_type == "MatMulInteger"  # the head shares the Gather's int8 codes
+    assert len(attrs) == 14
+    assert [n for n, node in ops.items() if node.op_type == "MatMulInteger"] == ["lm_head_quant"]
     sess = DecoderSession(quant, max_positions=64)
     ids = torch.randint(1, 128, (1, 5), generator=torch.Generator().manual_seed(0))
     g = sess.generate(ids, 8)

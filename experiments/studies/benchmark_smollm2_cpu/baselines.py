@@ -1,10 +1,13 @@
 """What a SmolLM2 user would do instead of searching: quantize the full model, or prune it uniformly.
 
 * ``full`` – the pretrained model as is (the distillation teacher), deployed at each precision:
-  ``fp32``; ``int8`` (onnxruntime's dynamic int8, ``MatMulInteger``, every linear, the embedding and
-  the LM head); ``int4`` (every linear ``MatMulNBits`` at the tables' accuracy level, the embedding
-  and LM head int8: the "just run it at 4 bits" path). Each is an architecture of the space
-  (:func:`with_bits`), so the tables predict every baseline too.
+  ``fp32``; ``int8`` as ``nas export`` writes it (the layers 8-bit ``MatMulNBits``, the embedding and
+  LM head ``MatMulInteger``: llama.cpp's Q8_0 layout); ``int8-dynamic`` (onnxruntime's
+  ``quantize_dynamic`` alone: every linear ``MatMulInteger``, activations per tensor; the full model
+  only, :data:`FULL_ONLY`: it is what a user quantizing it with onnxruntime alone runs); ``int4``
+  (every linear ``MatMulNBits`` at the tables' accuracy level, the embedding and LM head int8: the
+  "just run it at 4 bits" path). Each is an architecture of the space (:func:`with_bits`), so the
+  tables predict every baseline too, but ``int8-dynamic``, whose kernel no table prices.
 * ``depth<k>`` – depth pruning as in Shortened-LLaMA: block importance is the perplexity of
   calibration text (train items: prompt + true word) with one layer dropped (:func:`block_importance`);
   the ``k`` skippable layers whose removal hurts least are dropped, then the model is distilled with
@@ -31,7 +34,9 @@ from nas.errors import ConfigError
 from nas.spaces.summary import format_arch
 
 FULL = "full"
-DEPLOY_BITS = {"fp32": (32, 32), "int8": (8, 8), "int4": (4, 8)}  # (linears, embedding + LM head)
+DEPLOY_BITS = {"fp32": (32, 32), "int8": (8, 8), "int8-dynamic": (8, 8), "int4": (4, 8)}  # (linears, embedding + LM head)
+DYNAMIC = "int8-dynamic"  # deployed by onnxruntime's quantize_dynamic alone (measure.export_point)
+FULL_ONLY = (DYNAMIC,)
 
 
 def with_bits(space: Any, arch: Mapping[str, int], deploy: str) -> dict[str, int]:
@@ -159,11 +164,14 @@ def run_baselines(bench: Any, work: Path, say: Callable[[str], None], *, depth_d
         run.compute_s += tr.seconds
         files = bench.save(tr, work / "baselines" / name)
         for deploy in deploys:
+            if deploy in FULL_ONLY and name != FULL:
+                continue
             arch = with_bits(bench.space, s["arch"], deploy)
+            priced = deploy != DYNAMIC
             run.candidates.append({
                 "method": "baselines", "name": f"{name}-{deploy}", "structure": name, "deploy": deploy,
                 "detail": s["detail"], "arch": arch, "arch_summary": format_arch(bench.space, arch),
-                "subnet_dir": files["subnet_dir"], "predicted": bench.predicted(arch),
-                "predicted_ms": bench.predicted_ms(arch), "train_s": tr.seconds})
+                "subnet_dir": files["subnet_dir"], "predicted": bench.predicted(arch) if priced else None,
+                "predicted_ms": bench.predicted_ms(arch) if priced else None, "train_s": tr.seconds})
     run.wall_s, run.cpu_s = time.perf_counter() - t0, cpu_seconds() - c0
     return run

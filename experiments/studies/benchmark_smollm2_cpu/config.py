@@ -15,7 +15,7 @@ from nas.latency.budgets import TPOT, TTFT
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "config.yaml"
 PHASES = (TTFT, TPOT)
-DEPLOYS = ("fp32", "int8", "int4")
+DEPLOYS = ("fp32", "int8", "int8-dynamic", "int4")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class DecoderBenchConfig:
         calibration_items: training items (prompt + word) of the block importance.
         depth_drops: layer counts the depth-pruned baselines drop (least important first).
         width_fractions: the uniform width baselines' fraction of heads and FFN neurons in every layer.
-        deploys: precisions every baseline is deployed at (``fp32``, ``int8``, ``int4``).
+        deploys: precisions every baseline is deployed at (``fp32``, ``int8``, ``int8-dynamic``: the full
+            model only, ``int4``; :mod:`~experiments.studies.benchmark_smollm2_cpu.baselines`).
         threads: intra-op thread counts every point is measured at (1: the tables').
         measure: the measurement protocol.
         prompt, new_tokens: the fixed chat prompt every point answers (greedy) in the JSON.

@@ -2,7 +2,8 @@
 
 * **Artifact**: what ``nas export`` ships for a decoder (:func:`nas.export.generation.write_generation_files`):
   the generation graph with the KV cache (past keys/values in, presents out), every MatMul at the
-  point's bits, int4 ``MatMulNBits`` at the tables' accuracy level, and the tokenizer.
+  point's bits, int4 ``MatMulNBits`` at the tables' accuracy level, and the tokenizer; the
+  ``int8-dynamic`` baseline's graph re-quantized by ``quantize_dynamic`` alone (``MatMulInteger``).
 * **Quality**: the deployed graph run by onnxruntime (:class:`nas.export.generation.ExportedDecoder`)
   scores definition → word multiple choice on the held-out items through its KV cache, as a chat request
   runs: each prompt prefilled alone, its four candidates then one batch after it
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.studies.benchmark_smollm2_cpu.baselines import DYNAMIC
 from experiments.studies.benchmark_smollm2_cpu.config import PHASES, Measure
 from nas.models.dims import synthetic_id_high
 
@@ -53,7 +55,14 @@ def export_point(candidate: Mapping[str, Any], folder: Path, *, accuracy_level: 
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_generation_files(subnet, tmp, accuracy_level=ACCURACY_LEVEL if accuracy_level is None else accuracy_level)
+    level = ACCURACY_LEVEL if accuracy_level is None else accuracy_level
+    write_generation_files(subnet, tmp, accuracy_level=level)
+    if candidate.get("deploy") == DYNAMIC:  # onnxruntime alone: every 8-bit linear MatMulInteger
+        from nas.runtime.decoder_onnx import decoder_bits_by_node
+        from nas.runtime.quantize import quantize_onnx
+
+        quantize_onnx(tmp / FP32, tmp / QUANT, {n: b for n, b in decoder_bits_by_node(subnet).items() if b < 32},
+                      accuracy_level=level)
     if any(b < 32 for label, b in subnet.arch.items() if label.endswith(".bits")):
         (tmp / FP32).unlink()  # model.quant.onnx is the deployed graph; the fp32 one only costs disk
     shutil.rmtree(folder, ignore_errors=True)

@@ -71,8 +71,7 @@ def limits(doc: Mapping[str, Any]) -> list[str]:
                    f"{doc['config']['trainer'].get('finetune_steps')} distillation steps, too few to recover a pruned "
                    f"decoder; quantization alone already costs {100 * (ref - q['accuracy']):.1f} pt ({q['name']}). "
                    f"Points within {100 * drop:g} pt: {', '.join(within) or 'none'}. Change: a longer distillation "
-                   "(or the shared supernet of issue 31, trained once with the sandwich rule) and int4 over int8 "
-                   "where the search must keep accuracy.")
+                   "(or the shared supernet of issue 31, trained once with the sandwich rule).")
     if any(not rows[f"hv_region_{b}_{o}"]["met"] for b in PHASES for o in ("nsga2", "random")):
         region = {b: sum(s["phases"][b]["hypervolume_region"].get(m, 0.0) for m in ("dnas", "random", "nsga2"))
                   for b in PHASES}
@@ -125,7 +124,7 @@ def markdown(doc: Mapping[str, Any]) -> str:
                   [[t["target"], _f(t["value"]), _f(t["goal"]), "yes" if t["met"] else "**no**", t["detail"]]
                    for t in s["targets"]]), "",
         f"Accuracy reference: full fp32, {100 * s['accuracy_reference']['accuracy']:.1f} %. Best quantize-only full "
-        f"model (lower TPOT of int8 / int4): `{q['name']}`, accuracy {100 * q['accuracy']:.1f} %, TTFT "
+        f"model (lowest TPOT of int8 / int8-dynamic / int4): `{q['name']}`, accuracy {100 * q['accuracy']:.1f} %, TTFT "
         f"{q['ttft_ms']:.2f} ms, TPOT {q['tpot_ms']:.2f} ms (1 thread).", "",
         "## What limits it", "", *(f"- {line}" for line in limits(doc)), "",
         "## Hypervolume per phase", "",
