@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from nas.errors import ConfigError, MissingDependencyError
 from nas.latency.table import ACCURACY_LEVELS
+from nas.runtime.quantize import INT8_NBITS_LEVEL
 
 Runner = Callable[[], object]
 Axes = Mapping[str, Mapping[int, str]]
@@ -117,7 +118,7 @@ class OnnxRuntimeCPUBackend(BaseLatencyBackend):
         8: "quantize_dynamic int8 per-channel symmetric (DynamicQuantizeLinear + MatMulInteger)",
         4: "MatMulNBitsQuantizer int4 symmetric block 32 (MatMulNBits)",
     }
-    int8_nbits_kernel = ("8-bit MatMulNBits block 32 on the per-channel grid, accuracy_level 4 "
+    int8_nbits_kernel = (f"8-bit MatMulNBits block 32 on the per-channel grid, accuracy_level {INT8_NBITS_LEVEL} "
                          "(activations int8 per block at run time)")
 
     accuracy_levels = ACCURACY_LEVELS

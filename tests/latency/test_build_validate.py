@@ -109,6 +109,23 @@ def test_torch_backend_builds_a_complete_table():
     assert "quantized::linear_dynamic" in table.entries["attn:heads=2:bits=8"]["kernel"]
 
 
+def test_torch_backend_runs_int8_nbits_linears_on_their_weights_in_fp32():
+    """torch-cpu has no blocked weight-only int8 kernel: such linears run fp32 nn.Linear, the others its dynamic int8."""
+    import torch
+
+    from nas.latency.backends import TorchCPUBackend
+
+    m = torch.nn.Sequential(torch.nn.Linear(64, 32)).eval()
+    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    be = TorchCPUBackend()
+    with torch.no_grad():
+        ref = m(x)
+    assert torch.equal(be.prepare(m, {"x": x}, bits={"0": 8}, int8_nbits=["0"])(), ref)
+    dynamic = be.prepare(m, {"x": x}, bits={"0": 8})()
+    assert not torch.equal(dynamic, ref) and torch.allclose(dynamic, ref, atol=0.05)
+    assert be.kernel(8, nbits=True) == be.int8_nbits_kernel != be.kernel(8)
+
+
 def test_drift_remeasures_the_calibration_models_and_recalibrates(built, tmp_path):
     path, _ = built
     out = tmp_path / "re.json"

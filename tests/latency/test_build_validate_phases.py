@@ -40,6 +40,9 @@ def test_build_writes_a_table_of_the_phase_with_the_head(built, phase):
     e = table.entries["ffn:width=64:bits=4"]
     assert e["accuracy_level"] == 4 and "MatMulNBits" in e["kernel"] and "accuracy_level 4" in e["kernel"]
     assert "accuracy_level" not in table.entries["ffn:width=64:bits=8"]
+    # a decoder's int8 layers run 8-bit MatMulNBits, as export writes them; the LM head MatMulInteger
+    assert all("8-bit MatMulNBits" in table.entries[k]["kernel"] for k in ("ffn:width=64:bits=8", "attn:heads=4:bits=8"))
+    assert "MatMulInteger" in table.entries["head:bits=8"]["kernel"]
     assert table.calibration["samples"] == 4
     full = space.full()
     pred = Predictor(table, space)
