@@ -10,7 +10,7 @@ Files a decoder (llama family) export writes in place of the encoder graphs::
                         are MatMulNBits at the table's accuracy_level (below; recorded per node in the manifest),
                         the layers' int8 nodes 8-bit MatMulNBits at level 4 (nas.runtime.decoder_onnx)
     generation.json     what ``nas generate`` reads: the graph's I/O names, KV heads per layer, the context,
-                        bos/eos ids, the tokenizer folder and the MatMulNBits accuracy level
+                        bos/eos ids, the tokenizer folder and the MatMulNBits accuracy levels (int4's, int8's)
     tokenizer/          tokenizer.json, tokenizer_config.json, chat_template.jinja, generation_config.json,
                         copied from the model source's folder (absent when the source ships none, e.g. tiny-llama:
                         then ``nas generate`` refuses text prompts, with a ModelError, and takes ``--ids``)
@@ -78,7 +78,7 @@ def write_generation_files(subnet: Any, directory: Path, *, accuracy_level: int 
     from nas.models.sources import load_model
     from nas.runtime.decoder_onnx import (LM_HEAD_NODE, LOGITS, decoder_bits_by_node, export_decoder_onnx,
                                           int8_nbits_nodes, past_names, present_names)
-    from nas.runtime.quantize import quantize_onnx
+    from nas.runtime.quantize import INT8_NBITS_LEVEL, quantize_onnx
 
     model = subnet.model
     export_decoder_onnx(subnet, directory / FP32)
@@ -122,7 +122,8 @@ def write_generation_files(subnet: Any, directory: Path, *, accuracy_level: int 
         **_token_ids(source_dir),
         "tokenizer": TOKENIZER_DIR if copied else None,
         "chat_template": "chat_template.jinja" in copied,
-        "quant": {"file": QUANT, "matmulnbits_accuracy_level": accuracy_level},
+        "quant": {"file": QUANT, "matmulnbits_accuracy_level": accuracy_level,  # int4's
+                  "int8_matmulnbits_accuracy_level": INT8_NBITS_LEVEL},  # the layers' int8 (int8_nbits_nodes)
     }
     (directory / GENERATION_JSON).write_text(json.dumps(meta, indent=1))
     return nodes

@@ -61,6 +61,7 @@ def test_folder_holds_generation_graphs_and_generation_json(mixed):
     assert meta["graph"]["inputs"][:4] == ["input_ids", "attention_mask", "past_k_0", "past_v_0"]
     assert meta["graph"]["outputs"][:2] == ["logits", "present_k_0"] and meta["graph"]["merged"]
     assert meta["max_positions"] == 64 and meta["quant"]["matmulnbits_accuracy_level"] == 1
+    assert meta["quant"]["int8_matmulnbits_accuracy_level"] == 4  # the layers' int8 MatMulNBits
     assert meta["tokenizer"] is None and meta["eos_token_id"] is None  # tiny-llama ships no tokenizer
 
 
