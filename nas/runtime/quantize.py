@@ -71,9 +71,13 @@ def bits_by_node(subnet: Any) -> dict[str, int]:
     return out
 
 
-def _check(proto: Any, bits: Mapping[str, int]) -> None:
+def _check(proto: Any, bits: Mapping[str, int], int8_nbits: Collection[str]) -> None:
     nodes = {n.name: n for n in proto.graph.node}
     inits = {i.name for i in proto.graph.initializer}
+    for name in sorted(int8_nbits):
+        op = nodes[name].op_type if name in nodes else "missing"
+        if bits.get(name) != 8 or op != "MatMul":
+            raise ExportError(f"{name}: int8_nbits names an 8-bit MatMul, got bits {bits.get(name)!r} on a {op} node")
     for name, b in bits.items():
         if b not in BITS:
             raise ExportError(f"{name}: unsupported bits {b!r} (supported: {list(BITS)})")
@@ -258,12 +262,7 @@ def quantize_onnx(
     import onnx
 
     proto = onnx.load(str(fp32_path))
-    _check(proto, bits_by_node)
-    ops = {n.name: n.op_type for n in proto.graph.node}
-    for name in sorted(int8_nbits):
-        if bits_by_node.get(name) != 8 or ops.get(name) != "MatMul":
-            raise ExportError(f"{name}: int8_nbits names an 8-bit MatMul, got bits {bits_by_node.get(name)!r} "
-                              f"on a {ops.get(name, 'missing')} node")
+    _check(proto, bits_by_node, int8_nbits)
     logging.disable(logging.WARNING)  # the quantizers log every tensor on the root logger
     try:
         return _quantize(proto, Path(out_path), bits_by_node, accuracy_level, set(int8_nbits))
