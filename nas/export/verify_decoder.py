@@ -17,7 +17,9 @@
   (:func:`nas.quant.fake_quantized`: every weight on its grid, the layers'
   linears weight-only as their ``MatMulNBits`` nodes are up to the
   activations' per-block rounding, and the 8-bit LM head computed as
-  ``MatMulInteger`` computes it); ``forward(ids, mask)`` returns logits (B, T, V).
+  ``MatMulInteger`` computes it; a folder exported before the layers' int8 became
+  8-bit ``MatMulNBits`` runs them as ``MatMulInteger`` too, and they are then
+  emulated as such, :func:`integer_layers`); ``forward(ids, mask)`` returns logits (B, T, V).
   Recorded, not gated: the metric of the weight-only fake-quantized subnet (the
   search's view, which differs only in the 8-bit LM head's activations);
 * ``generation_latency`` – report only: time to first token and median ms per
@@ -114,14 +116,15 @@ class FakeQuantLogits(nn.Module):
     :func:`nas.quant.fake_quantized` puts every weight on its grid; the layers' 8-bit linears stay
     weight-only (8-bit ``MatMulNBits``, :func:`nas.runtime.decoder_onnx.int8_nbits_nodes`), and with
     ``activations`` the tied LM head (``lm_head``, at ``embed.bits``) runs as onnxruntime's dynamic
-    int8 (``MatMulInteger``) does when it is 8-bit.
+    int8 (``MatMulInteger``) does when it is 8-bit. ``integer_layers`` (with ``activations``): the layers'
+    8-bit linears run as ``MatMulInteger`` too, as in a graph from before 8-bit ``MatMulNBits``.
     """
 
-    def __init__(self, subnet: Any, *, activations: bool = True) -> None:
+    def __init__(self, subnet: Any, *, activations: bool = True, integer_layers: bool = False) -> None:
         super().__init__()
         from nas.quant import fake_quantized, int8_pairs_saturate
 
-        self.fq = fake_quantized(subnet, activations=False)
+        self.fq = fake_quantized(subnet, activations=activations and integer_layers)
         self.int8_head = activations and subnet.space.value(subnet.arch, "embed.bits") == 8
         self.saturate = activations and int8_pairs_saturate()
         self.head = nn.Linear(subnet.space.dims.hidden, subnet.space.dims.vocab_size, bias=False)
@@ -135,6 +138,16 @@ class FakeQuantLogits(nn.Module):
         if self.int8_head:
             return int8_linear(hidden, self.head, saturate=self.saturate, cache=self._cache)
         return self.head(hidden)
+
+
+def integer_layers(directory: Path, subnet: Any) -> bool:
+    """Whether the folder's ``model.quant.onnx`` runs 8-bit layer linears as ``MatMulInteger`` (exported before
+    they became 8-bit ``MatMulNBits``), read from the graph as the manifest's ``applied`` is."""
+    from nas.export.artifacts import QUANT, applied_formats, node_labels
+    from nas.runtime.onnx import EMBED_NODE
+
+    layers = sorted(n for n in node_labels(subnet) if n != EMBED_NODE)
+    return any("MatMulInteger" in a["ops"] for a in applied_formats(directory / QUANT, layers).values())
 
 
 def greedy_prompts(exported: Any, vocab: int) -> dict[str, list[int]]:
@@ -201,11 +214,16 @@ def decoder_checks(directory: Path, subnet: Any, *, shapes: Sequence[tuple[int, 
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     quant = ExportedDecoder(directory, quant=True)
     name, metric = task_metric if task_metric is not None else default_task_metric(subnet)
-    c = check_metric(metric, name, FakeQuantLogits(subnet), quant.session, tolerance_points=metric_tolerance)
+    legacy = integer_layers(directory, subnet)
+    c = check_metric(metric, name, FakeQuantLogits(subnet, integer_layers=legacy), quant.session,
+                     tolerance_points=metric_tolerance)
     with torch.no_grad():  # the search's view (weights on their grids, activations fp32), recorded
         weight_only = float(metric(FakeQuantLogits(subnet, activations=False)))
-    checks.append(Check(c.name, c.ok, c.value, c.limit, c.detail + f"; weight-only fake quant, report only: {weight_only:.3f}",
-                        {**c.data, "pytorch_weight_only": weight_only}))
+    detail = c.detail + f"; weight-only fake quant, report only: {weight_only:.3f}"
+    if legacy:
+        detail += "; the graph's 8-bit layers run MatMulInteger (an export before 8-bit MatMulNBits), emulated so"
+    checks.append(Check(c.name, c.ok, c.value, c.limit, detail,
+                        {**c.data, "pytorch_weight_only": weight_only, "integer_layers": legacy}))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")
     checks.append(check_generation_latency(quant, vocab))
     _log(log, f"check {checks[-1].name}: {checks[-1].detail}")

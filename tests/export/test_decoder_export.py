@@ -97,6 +97,25 @@ def test_every_decoder_check_passes(mixed):
     assert by["generation_latency"].data["tpot_ms_median"] > 0
 
 
+def test_a_folder_with_matmulinteger_layers_is_checked_against_their_emulation(mixed, tmp_path):
+    """A folder exported before the layers' int8 became 8-bit MatMulNBits: metric_quant's reference runs them
+    as MatMulInteger too (nas.quant.int8_linear), so re-checking it compares like with like."""
+    from nas.export.verify_decoder import integer_layers
+    from nas.runtime.decoder_onnx import decoder_bits_by_node
+    from nas.runtime.quantize import quantize_onnx
+
+    sub, out, _, checks = mixed
+    assert not integer_layers(out, sub) and checks[3].data["integer_layers"] is False
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    bits = {n: b for n, b in decoder_bits_by_node(sub).items() if b < 32}
+    quantize_onnx(old / "model.onnx", old / "model.quant.onnx", bits, accuracy_level=1)  # no int8_nbits
+    assert integer_layers(old, sub)
+    c = {c.name: c for c in verify_export(old, task_metric=agreement_metric(sub))}["metric_quant"]
+    assert c.ok and c.data["integer_layers"] is True and "run MatMulInteger" in c.detail
+    assert c.data["onnx_quant"] == pytest.approx(c.data["pytorch"], abs=1.0)  # the emulation is the graph's
+
+
 def test_default_task_metric_scores_the_graphs_logits(mixed):
     """Without a plug-in's metric the decoder's own (nas.tasks.metric.task_metric) scores logits of both sides."""
     _, out, _, _ = mixed
