@@ -17,7 +17,11 @@ over every decode step of every round, each with its IQR.
 ``--split-precision`` adds the layers quantized with the embedding / LM head in fp32 (``int8-layers``,
 ``int4-layers``) and the embedding / LM head alone at int8 (``int8-head``). ``--int4-levels 0 1 4`` adds the int4
 graph at other ``MatMulNBits`` accuracy levels (``int4-l<N>``; 0 is onnxruntime's default) to see which one
-this CPU runs fastest. ``--int8-nbits 0 4`` adds the layers at int8 through ``MatMulNBits`` (8-bit codes, one scale per
+this CPU runs fastest. ``--int4-grids sym asym`` adds the int4 layers on onnxruntime's own grid instead of the
+supernet's (``int4-ort-sym``: codes −8..7 with scale absmax/8 per block of 32; ``int4-ort-asym``: min..max per block
+with an integer zero point), at the same level: how much of int4's loss is the grid; ``mse`` adds the supernet's own
+grid (−7..7, no zero point, the same kernel) with each block's scale clipped to the one of ``absmax·α/7``,
+α ∈ 0.50..1.00, that minimises the block's squared error (``int4-mse``). ``--int8-nbits 0 4`` adds the layers at int8 through ``MatMulNBits`` (8-bit codes, one scale per
 block of 32 input features, weight-only at level 0/1, activations quantized per block at level 4) instead of
 ``MatMulInteger`` (one scale per output channel, activations quantized per tensor at run time), the embedding and LM
 head as in ``int8-dynamic``, on onnxruntime's own grid (``int8nb-l<N>``; with ``--split-precision`` also ``int8nb-layers-l<N>``, embedding / LM head
@@ -104,9 +108,11 @@ def position_scores(logits: dict[str, torch.Tensor], ids: torch.Tensor, ref: str
             for k, lg in logits.items()}
 
 
-def int8_nbits_graph(fp32: Path, out: Path, bits: dict[str, int], level: int | None) -> Path:
-    """``fp32`` with its int8 layer MatMuls as 8-bit ``MatMulNBits`` (:func:`nas.runtime.quantize.nbits_quantize`,
-    at accuracy ``level``) and its int8 embedding / LM head as :func:`nas.runtime.quantize.quantize_onnx` writes them."""
+def ort_grid_graph(fp32: Path, out: Path, bits: dict[str, int], level: int | None, *, layer_bits: int = 8,
+                   symmetric: bool = True) -> Path:
+    """``fp32`` with its ``layer_bits`` layer MatMuls as ``MatMulNBits`` on onnxruntime's own grid
+    (:func:`nas.runtime.quantize.nbits_quantize`, at accuracy ``level``, ``symmetric`` or with a zero point per
+    block) and its embedding / LM head as :func:`nas.runtime.quantize.quantize_onnx` writes them."""
     import logging
 
     import onnx
@@ -116,16 +122,36 @@ def int8_nbits_graph(fp32: Path, out: Path, bits: dict[str, int], level: int | N
     from nas.runtime.quantize import nbits_quantize, quantize_onnx
 
     heads = (EMBED_NODE, LM_HEAD_NODE)
-    layers = sorted(n for n, b in bits.items() if b == 8 and n not in heads)
+    layers = sorted(n for n, b in bits.items() if b == layer_bits and n not in heads)
     logging.disable(logging.WARNING)  # the quantizer logs every tensor on the root logger
     try:
-        proto = nbits_quantize(onnx.load(str(fp32)), layers, bits=8, accuracy_level=level)
+        proto = nbits_quantize(onnx.load(str(fp32)), layers, bits=layer_bits, accuracy_level=level,
+                               symmetric=symmetric)
     finally:
         logging.disable(logging.NOTSET)
     rest = {n: b for n, b in bits.items() if n in heads and b < 32}
     if not rest:
         return save_checked(proto, out)
     return quantize_onnx(save_checked(proto, out.with_suffix(".layers.onnx")), out, rest)
+
+
+def mse_clipped_int4(w: torch.Tensor, alphas=np.linspace(0.5, 1.0, 21)) -> torch.Tensor:
+    """``w`` (out × in) on the supernet's int4 grid (codes −7..7, one scale per block of ``INT4_BLOCK`` input
+    features), each block's scale ``absmax·α/7`` at the α of ``alphas`` with the least squared error (α = 1 is
+    :func:`nas.quant.quantize_dequantize`)."""
+    from nas.quant import INT4_BLOCK
+
+    rows, cols = w.shape
+    blocks = w.reshape(rows, cols // INT4_BLOCK, INT4_BLOCK)
+    absmax = blocks.abs().amax(-1, keepdim=True).clamp(min=1e-12)
+    best, best_err = blocks, torch.full_like(absmax, float("inf"))
+    for alpha in sorted(alphas, reverse=True):  # ties keep the larger α (no clipping at 1)
+        scale = absmax * float(alpha) / 7
+        q = torch.clamp(torch.round(blocks / scale), -7, 7) * scale
+        err = (q - blocks).pow(2).sum(-1, keepdim=True)
+        better = err < best_err
+        best, best_err = torch.where(better, q, best), torch.where(better, err, best_err)
+    return best.reshape(rows, cols)
 
 
 def uniform_arch(space, bits: int, embed_bits: int) -> dict:
@@ -147,6 +173,10 @@ def main() -> None:
     ap.add_argument("--int4-levels", nargs="*", type=int, default=[], metavar="N",
                     help="also int4 at these MatMulNBits accuracy levels (0: onnxruntime's default, 1 fp32, "
                          "2 fp16, 3 bf16, 4 int8)")
+    ap.add_argument("--int4-grids", nargs="*", choices=("sym", "asym", "mse"), default=[],
+                    help="also the int4 layers on onnxruntime's own grid: sym (codes -8..7, scale absmax/8 per "
+                         "block), asym (min..max per block, integer zero point); mse: the supernet's grid with "
+                         "each block's scale clipped to its least squared error")
     ap.add_argument("--int8-nbits", nargs="*", type=int, default=[], metavar="N",
                     help="also the int8 layers as 8-bit MatMulNBits at these accuracy levels (0-4)")
     ap.add_argument("--split-precision", action="store_true",
@@ -191,6 +221,19 @@ def main() -> None:
             fp32, work / f"{name}.onnx", node_bits, accuracy_level=level, int8_nbits=nbits)
         print(f"exported {name}: {graphs[name].stat().st_size / 1e6:.0f} MB", flush=True)
         if name == "int4":
+            for grid in dict.fromkeys(a.int4_grids):  # the layers on onnxruntime's own int4 grid instead
+                if grid == "mse":  # fp32 weights moved onto the clipped grid; quantize_onnx recovers it exactly
+                    full = nas.derive(net, uniform_arch(space, 32, 32))
+                    with torch.no_grad():
+                        for block in full.model.layers:
+                            for lin in (*block.attn.children(), *block.ffn.children()):
+                                if isinstance(lin, torch.nn.Linear):
+                                    lin.weight.copy_(mse_clipped_int4(lin.weight))
+                    graphs["int4-mse"] = quantize_onnx(export_decoder_onnx(full.model, work / "int4-mse.fp32.onnx"),
+                                                       work / "int4-mse.onnx", node_bits, accuracy_level=level)
+                    continue
+                graphs[f"int4-ort-{grid}"] = ort_grid_graph(fp32, work / f"int4-ort-{grid}.onnx", node_bits, level,
+                                                            layer_bits=4, symmetric=grid == "sym")
             for lv in dict.fromkeys(a.int4_levels):
                 if lv != (level or 0):
                     graphs[f"int4-l{lv}"] = quantize_onnx(fp32, work / f"int4-l{lv}.onnx", decoder_bits_by_node(sub),
@@ -198,8 +241,8 @@ def main() -> None:
         if name in ("int8-dynamic", "int8-layers"):
             stem = "int8nb" if name == "int8-dynamic" else "int8nb-layers"
             for lv in dict.fromkeys(a.int8_nbits):
-                graphs[f"{stem}-l{lv}"] = int8_nbits_graph(fp32, work / f"{stem}-l{lv}.onnx",
-                                                          decoder_bits_by_node(sub), lv or None)
+                graphs[f"{stem}-l{lv}"] = ort_grid_graph(fp32, work / f"{stem}-l{lv}.onnx",
+                                                        decoder_bits_by_node(sub), lv or None)
     del net
     graphs.update(exports)
     sessions = {k: DecoderSession(p, threads=a.threads) for k, p in graphs.items()}
@@ -232,7 +275,7 @@ def main() -> None:
            "loadavg": Path("/proc/loadavg").read_text().split()[:3], "threads": a.threads, "rounds": a.rounds,
            "prompt_tokens": a.prompt_tokens, "agreement_glosses": a.glosses, "mc_items": a.mc_items,
            "new_tokens": a.new_tokens,
-           "int4_accuracy_level": level, "int8_nbits_levels": a.int8_nbits,
+           "int4_accuracy_level": level, "int8_nbits_levels": a.int8_nbits, "int4_grids": a.int4_grids,
            "exports": {k: str(v.parent) for k, v in exports.items()},
            "results": rows}
     base = rows["fp32"]
@@ -258,6 +301,10 @@ def main() -> None:
           "LM head `MatMulInteger`; `int8-dynamic`: onnxruntime's `quantize_dynamic` alone (every linear "
           "`MatMulInteger`, activations per tensor). `int8nb-l<N>`: the int8 layers as 8-bit `MatMulNBits` on "
           "onnxruntime's own grid (one scale per block of 32 input features) at accuracy level N. "
+          "`int4-ort-sym` / `int4-ort-asym`: the int4 layers on onnxruntime's own grid (`MatMulNBitsQuantizer`: "
+          "codes −8..7 at absmax/8 per block of 32 / min..max per block with an integer zero point) instead of "
+          "the supernet's (codes −7..7 at absmax/7). `int4-mse`: the supernet's grid with each block's scale clipped to "
+          "`absmax·α/7`, α ∈ 0.50..1.00 the least squared error (same kernel). "
           "`top-1 = fp32`: the "
           "share of next-token positions over the first "
           f"{a.glosses} held-out WordNet glosses whose argmax equals fp32's; perplexity: of those glosses' own "

@@ -271,14 +271,16 @@ def quantize_onnx(
 
 
 def nbits_quantize(proto: Any, nodes: list[str], *, bits: int, accuracy_level: int | None,
-                   op_types: tuple[str, ...] = ("MatMul",)) -> Any:
+                   op_types: tuple[str, ...] = ("MatMul",), symmetric: bool = True) -> Any:
     """``proto`` with exactly the named ``nodes`` as ``MatMulNBits`` (``GatherBlockQuantized`` for a Gather):
     symmetric ``bits``-bit codes, one scale per block of ``INT4_BLOCK`` input features, at ``accuracy_level``
-    (onnxruntime's own grid; :func:`quantize_onnx` then moves int4 onto the supernet's)."""
+    (onnxruntime's own grid; :func:`quantize_onnx` then moves int4 onto the supernet's). ``symmetric=False``:
+    onnxruntime's asymmetric grid (min..max of each block over the codes, an integer zero point per block;
+    studies only, export writes the symmetric one)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     q = MatMulNBitsQuantizer(
-        proto, bits=bits, block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=accuracy_level,
+        proto, bits=bits, block_size=INT4_BLOCK, is_symmetric=symmetric, accuracy_level=accuracy_level,
         nodes_to_include=nodes, op_types_to_quantize=op_types,
         # ``nodes_to_include`` adds to the op types; excluding the rest restricts to the list.
         nodes_to_exclude=[n.name for n in proto.graph.node if n.name not in set(nodes)],

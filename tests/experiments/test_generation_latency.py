@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nas
-from experiments.studies.generation_latency import int8_nbits_graph, position_scores, uniform_arch
+from experiments.studies.generation_latency import mse_clipped_int4, ort_grid_graph, position_scores, uniform_arch
 from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx
 from nas.runtime.decoder_session import DecoderSession
 
@@ -20,7 +20,7 @@ def space():
 def test_int8_nbits_graph_runs_the_layers_as_8_bit_matmulnbits_and_keeps_the_heads_int8(space, tmp_path, embed_bits):
     sub = nas.derive(nas.Supernet.build(space), uniform_arch(space, 8, embed_bits))
     fp32 = export_decoder_onnx(sub.model, tmp_path / "fp32.onnx")
-    out = int8_nbits_graph(fp32, tmp_path / "int8nb.onnx", decoder_bits_by_node(sub), 4)
+    out = ort_grid_graph(fp32, tmp_path / "int8nb.onnx", decoder_bits_by_node(sub), 4)
     nodes = onnx.load(str(out)).graph.node
     nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
     assert len(nbits) == 7 * len(sub.model.layer_dims)  # q, k, v, o, gate, up, down of every kept layer
@@ -34,6 +34,43 @@ def test_int8_nbits_graph_runs_the_layers_as_8_bit_matmulnbits_and_keeps_the_hea
     sess = DecoderSession(out)
     got, _ = sess.step(ids.numpy(), mask, sess.empty_past(1))
     assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()  # 8-bit codes in blocks of 32: close to fp32
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_ort_grid_graph_puts_int4_layers_on_onnxruntimes_grid_with_zero_points_when_asymmetric(space, tmp_path,
+                                                                                               symmetric):
+    sub = nas.derive(nas.Supernet.build(space), uniform_arch(space, 4, 8))
+    fp32 = export_decoder_onnx(sub.model, tmp_path / "fp32.onnx")
+    out = ort_grid_graph(fp32, tmp_path / "int4.onnx", decoder_bits_by_node(sub), 1, layer_bits=4,
+                         symmetric=symmetric)
+    nodes = onnx.load(str(out)).graph.node
+    nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 7 * len(sub.model.layer_dims)
+    assert all({a.name: a.i for a in n.attribute}["bits"] == 4 for n in nbits)
+    assert all(len(n.input) >= 4 and n.input[3] for n in nbits) != symmetric  # zero points only when asymmetric
+    assert [n.name for n in nodes if n.op_type == "MatMulInteger"] == ["lm_head_quant"]
+    ids = torch.randint(1, space.dims.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
+    mask = np.ones_like(ids.numpy())
+    ref, _ = DecoderSession(fp32).step(ids.numpy(), mask, DecoderSession(fp32).empty_past(1))
+    sess = DecoderSession(out)
+    got, _ = sess.step(ids.numpy(), mask, sess.empty_past(1))
+    assert np.abs(got - ref).max() < 0.3 * np.abs(ref).max()
+
+
+def test_mse_clipped_int4_stays_on_the_supernet_grid_and_never_errs_more_than_absmax_scales():
+    from nas.quant import grid_scales, quantize_dequantize
+
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
+    got = mse_clipped_int4(w)
+    blocks = got.reshape(-1, 32).double().numpy()
+    scales = grid_scales(blocks, 7)
+    codes = blocks / scales[:, None]
+    assert np.abs(codes - np.round(codes)).max() < 1e-4 and np.abs(codes).max() <= 7 + 1e-6
+    plain = quantize_dequantize(w, 4)
+    assert torch.equal(mse_clipped_int4(w, alphas=[1.0]), plain)
+    per_block = lambda q: (q - w).pow(2).reshape(-1, 32).sum(-1)  # noqa: E731
+    assert bool((per_block(got) <= per_block(plain) + 1e-9).all())
+    assert float(per_block(got).sum()) < 0.95 * float(per_block(plain).sum())  # 0.886 on this draw
 
 
 def test_position_scores_count_argmax_matches_and_sum_the_next_tokens_nll():
