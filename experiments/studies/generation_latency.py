@@ -222,8 +222,8 @@ def main() -> None:
         print(f"exported {name}: {graphs[name].stat().st_size / 1e6:.0f} MB", flush=True)
         if name == "int4":
             for grid in dict.fromkeys(a.int4_grids):  # the layers on onnxruntime's own int4 grid instead
-                if grid == "mse":  # fp32 weights moved onto the clipped grid; quantize_onnx recovers it exactly
-                    full = nas.derive(net, uniform_arch(space, 32, 32))
+                if grid == "mse":  # fp32 layer weights moved onto the clipped grid; quantize_onnx recovers it exactly
+                    full = nas.derive(net, uniform_arch(space, 32, embed_bits))  # embedding already on its grid
                     with torch.no_grad():
                         for block in full.model.layers:
                             for lin in (*block.attn.children(), *block.ffn.children()):
