@@ -21,7 +21,12 @@ this CPU runs fastest. ``--int4-grids sym asym`` adds the int4 layers on onnxrun
 supernet's (``int4-ort-sym``: codes −8..7 with scale absmax/8 per block of 32; ``int4-ort-asym``: min..max per block
 with an integer zero point), at the same level: how much of int4's loss is the grid; ``mse`` adds the supernet's own
 grid (−7..7, no zero point, the same kernel) with each block's scale clipped to the one of ``absmax·α/7``,
-α ∈ 0.50..1.00, that minimises the block's squared error (``int4-mse``). ``--int8-nbits 0 4`` adds the layers at int8 through ``MatMulNBits`` (8-bit codes, one scale per
+α ∈ 0.50..1.00, that minimises the block's squared error (``int4-mse``); ``wmse`` the same with each input feature's
+error weighted by its mean square on calibration text (``int4-wmse``, AWQ's clipping search); ``gptq`` the supernet's
+grid reached by GPTQ (``int4-gptq``: input features rounded in order, each error spread over the rest through the
+inverse Hessian of 128 × 64 tokens of training glosses); ``offset`` the grid of the GGUF file itself (``Q4_1``:
+16 levels from each block's minimum to its maximum, a float scale and offset), exact for SmolLM2's layers, its
+offsets added beside the kernel (:func:`nbits_graph`). ``--int8-nbits 0 4`` adds the layers at int8 through ``MatMulNBits`` (8-bit codes, one scale per
 block of 32 input features, weight-only at level 0/1, activations quantized per block at level 4) instead of
 ``MatMulInteger`` (one scale per output channel, activations quantized per tensor at run time), the embedding and LM
 head as in ``int8-dynamic``, on onnxruntime's own grid (``int8nb-l<N>``; with ``--split-precision`` also ``int8nb-layers-l<N>``, embedding / LM head
@@ -154,6 +159,178 @@ def mse_clipped_int4(w: torch.Tensor, alphas=np.linspace(0.5, 1.0, 21)) -> torch
     return best.reshape(rows, cols)
 
 
+def offset_int4(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``w`` (N × K) on the grid of the GGUF source (``Q4_1``): per block of ``INT4_BLOCK`` input features, 16
+    levels from the block's minimum to its maximum, ``w = d·c + m`` (codes ``c`` 0..15, a float scale ``d`` and
+    offset ``m``); weights already on that grid (SmolLM2's layers in the file's own order) come back exactly.
+    Returns the codes (N, blocks, INT4_BLOCK), ``d`` and ``m + 8·d`` (N, blocks): ``w = d·(c − 8) + (m + 8·d)``,
+    the form :func:`nbits_graph` writes."""
+    from nas.quant import INT4_BLOCK
+
+    n_out, k = w.shape
+    blocks = w.astype(np.float64).reshape(n_out, k // INT4_BLOCK, INT4_BLOCK)
+    lo, hi = blocks.min(-1), blocks.max(-1)
+    d = np.where(hi > lo, (hi - lo) / 15, 1.0)
+    codes = np.clip(np.round((blocks - lo[..., None]) / d[..., None]), 0, 15).astype(np.uint8)
+    return codes, d, lo + 8 * d
+
+
+def gptq_int4(w: np.ndarray, hessian: np.ndarray, *, damp: float = 0.01, lazy: int = 128
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """GPTQ (Frantar et al. 2023) onto the supernet's int4 grid: input features quantized in order, each
+    one's rounding error spread over the features not yet quantized through the inverse of ``hessian``
+    (``Σ x xᵀ`` of the linear's inputs on calibration text, damped by ``damp`` × its mean diagonal); each block of
+    ``INT4_BLOCK`` features takes its scale ``absmax/7`` from the weights as updated when the block starts.
+    ``w`` is N × K; returns codes −7..7 (N, blocks, INT4_BLOCK) and scales (N, blocks)."""
+    from nas.quant import INT4_BLOCK
+
+    w = torch.tensor(w, dtype=torch.float64)
+    h = torch.tensor(hessian, dtype=torch.float64).clone()
+    n_out, k = w.shape
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1
+    w[:, dead] = 0
+    h += damp * torch.mean(torch.diag(h)) * torch.eye(k, dtype=h.dtype)
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    codes = torch.zeros(n_out, k, dtype=torch.int8)
+    scales = torch.zeros(n_out, k // INT4_BLOCK, dtype=torch.float64)
+    for i1 in range(0, k, lazy):
+        i2 = min(i1 + lazy, k)
+        w1, err1, h1 = w[:, i1:i2].clone(), torch.zeros(n_out, i2 - i1, dtype=w.dtype), hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = i1 + i
+            if col % INT4_BLOCK == 0:
+                scale = w1[:, i:i + INT4_BLOCK].abs().amax(-1).clamp(min=1e-12) / 7
+                scales[:, col // INT4_BLOCK] = scale
+            q = torch.clamp(torch.round(w1[:, i] / scale), -7, 7)
+            codes[:, col] = q.to(torch.int8)
+            e = (w1[:, i] - q * scale) / h1[i, i]
+            w1[:, i:] -= e[:, None] * h1[i, i:][None, :]
+            err1[:, i] = e
+        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+    return codes.reshape(n_out, -1, INT4_BLOCK).numpy(), scales.numpy()
+
+
+def weighted_clipped_int4(w: np.ndarray, importance: np.ndarray, alphas=np.linspace(0.5, 1.0, 21)
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """``w`` (N × K) on the supernet's int4 grid, each block's scale ``absmax·α/7`` at the α of ``alphas`` with the
+    least error weighted by ``importance`` (K: each input feature's mean square on calibration text, so the
+    output's expected squared error per feature, as AWQ's clipping search). Returns codes −7..7 and scales."""
+    from nas.quant import INT4_BLOCK
+
+    n_out, k = w.shape
+    blocks = w.astype(np.float64).reshape(n_out, k // INT4_BLOCK, INT4_BLOCK)
+    imp = importance.astype(np.float64).reshape(1, k // INT4_BLOCK, INT4_BLOCK)
+    absmax = np.maximum(np.abs(blocks).max(-1), 1e-12)
+    best_err = np.full(absmax.shape, np.inf)
+    best_scale = absmax / 7
+    for alpha in sorted(alphas, reverse=True):  # ties keep the larger α
+        scale = absmax * float(alpha) / 7
+        q = np.clip(np.round(blocks / scale[..., None]), -7, 7) * scale[..., None]
+        err = ((q - blocks) ** 2 * imp).sum(-1)
+        better = err < best_err
+        best_err, best_scale = np.where(better, err, best_err), np.where(better, scale, best_scale)
+    codes = np.clip(np.round(blocks / best_scale[..., None]), -7, 7).astype(np.int8)
+    return codes, best_scale
+
+
+def calibration_inputs(model, space, *, sequences: int = 128, tokens: int = 64) -> dict[str, np.ndarray]:
+    """``{node: Σ x xᵀ}`` (K × K) of every layer linear's inputs over ``sequences`` × ``tokens`` tokens of
+    training glosses (concatenated, one after another), the fp32 ``model`` run on them."""
+    from nas.models import load_model
+    from nas.tasks.batches import tokenizer_for
+    from nas.tasks.definitions import load_definitions
+
+    tok = tokenizer_for(load_model(space.model), tokens)
+    train = load_definitions().train
+    stream: list[int] = []
+    for at in range(0, len(train), 64):
+        ids, mask = tok([d.gloss for d in train[at:at + 64]])
+        stream += ids[mask.bool()].tolist()
+        if len(stream) >= sequences * tokens:
+            break
+    ids = torch.tensor(stream[:sequences * tokens]).reshape(sequences, tokens)
+    sums: dict[str, torch.Tensor] = {}
+    names = {}
+    for k, block in enumerate(model.layers):
+        for part in ("attn", "ffn"):
+            mod = getattr(block, part)
+            for child, lin in mod.named_children():
+                if isinstance(lin, torch.nn.Linear):
+                    names[id(lin)] = f"layers.{k}.{part}.{child}"
+
+            def record(x, lin, weight_fn=None, _orig=mod.linear):
+                flat = x.detach().reshape(-1, x.shape[-1]).double()
+                key = names[id(lin)]
+                sums[key] = sums.get(key, 0) + flat.T @ flat
+                return _orig(x, lin, weight_fn)
+
+            mod.linear = record
+    with torch.no_grad():
+        for b in range(0, sequences, 16):
+            model(ids[b:b + 16])
+    for block in model.layers:
+        for part in ("attn", "ffn"):
+            del getattr(block, part).linear  # back to the class's method
+    return {k: v.numpy() for k, v in sums.items()}
+
+
+def nbits_graph(proto, quantized: dict, level: int | None):
+    """``proto`` with each named fp32 MatMul replaced by 4-bit ``MatMulNBits`` (blocks of ``INT4_BLOCK``) holding
+    exactly the given ``(codes, scales, offsets)``: codes 0..15 (N, blocks, INT4_BLOCK) read with the kernel's
+    implied zero point 8, scales (N, blocks), and ``offsets`` (N, blocks) or None. onnxruntime's ``MatMulNBits``
+    has only an integer zero point on its fast path (a float one falls back to dequantizing on every call), so
+    float offsets are added exactly beside it: ``Σ_b offset_b·Σ_{j∈b} x_j`` — the input summed per block
+    (``Reshape`` + ``ReduceSum``, once per input tensor), times the ``blocks × N`` offsets (``MatMul``), added
+    to the kernel's output."""
+    from onnx import helper, numpy_helper
+
+    from nas.quant import INT4_BLOCK
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    sums: dict[str, str] = {}
+    for node in [n for n in graph.node if n.name in quantized and n.op_type == "MatMul"]:
+        codes, scales, offsets = quantized[node.name]
+        x, out, name = node.input[0], node.output[0], node.name
+        n_out, nb = scales.shape
+        graph.initializer.remove(inits[node.input[1]])
+        packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
+        graph.initializer.extend([numpy_helper.from_array(packed.astype(np.uint8), f"{name}.q4"),
+                                  numpy_helper.from_array(scales.astype(np.float32).reshape(-1), f"{name}.q4_scales")])
+        y = out if offsets is None else f"{out}.codes"
+        new = [helper.make_node("MatMulNBits", [x, f"{name}.q4", f"{name}.q4_scales"], [y], name=f"{name}_Q4",
+                                domain="com.microsoft", K=nb * INT4_BLOCK, N=n_out, bits=4, block_size=INT4_BLOCK,
+                                **({"accuracy_level": level} if level else {}))]
+        if offsets is not None:
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(offsets.T.astype(np.float32)),
+                                                             f"{name}.q4_offsets"))
+            if x not in sums:
+                shape, axis = f"{x}.block_shape", f"{x}.block_axis"
+                graph.initializer.extend([numpy_helper.from_array(np.array([0, 0, nb, INT4_BLOCK], np.int64), shape),
+                                          numpy_helper.from_array(np.array([-1], np.int64), axis)])
+                sums[x] = f"{x}.block_sums"
+                new += [helper.make_node("Reshape", [x, shape], [f"{x}.blocks"], name=f"{name}.blocks"),
+                        helper.make_node("ReduceSum", [f"{x}.blocks", axis], [sums[x]], name=f"{name}.block_sums",
+                                         keepdims=0)]
+            new += [helper.make_node("MatMul", [sums[x], f"{name}.q4_offsets"], [f"{out}.offsets"],
+                                     name=f"{name}.offsets"),
+                    helper.make_node("Add", [y, f"{out}.offsets"], [out], name=f"{name}.add")]
+        at = list(graph.node).index(node)
+        graph.node.remove(node)
+        for j, nd in enumerate(new):
+            graph.node.insert(at + j, nd)
+    if not any(o.domain == "com.microsoft" for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return proto
+
+
+def _linear(model, node: str) -> torch.nn.Linear:
+    """The linear of graph node ``layers.{k}.{attn|ffn}.{name}``."""
+    _, k, part, name = node.split(".")
+    return getattr(getattr(model.layers[int(k)], part), name)
+
+
 def uniform_arch(space, bits: int, embed_bits: int) -> dict:
     arch = dict(space.full())
     for label in arch:
@@ -173,7 +350,7 @@ def main() -> None:
     ap.add_argument("--int4-levels", nargs="*", type=int, default=[], metavar="N",
                     help="also int4 at these MatMulNBits accuracy levels (0: onnxruntime's default, 1 fp32, "
                          "2 fp16, 3 bf16, 4 int8)")
-    ap.add_argument("--int4-grids", nargs="*", choices=("sym", "asym", "mse"), default=[],
+    ap.add_argument("--int4-grids", nargs="*", choices=("sym", "asym", "mse", "offset", "gptq", "wmse"), default=[],
                     help="also the int4 layers on onnxruntime's own grid: sym (codes -8..7, scale absmax/8 per "
                          "block), asym (min..max per block, integer zero point); mse: the supernet's grid with "
                          "each block's scale clipped to its least squared error")
@@ -231,6 +408,33 @@ def main() -> None:
                                     lin.weight.copy_(mse_clipped_int4(lin.weight))
                     graphs["int4-mse"] = quantize_onnx(export_decoder_onnx(full.model, work / "int4-mse.fp32.onnx"),
                                                        work / "int4-mse.onnx", node_bits, accuracy_level=level)
+                    continue
+                if grid in ("offset", "gptq", "wmse"):  # codes and scales written straight into MatMulNBits
+                    import onnx
+
+                    from nas.runtime.onnx import save_checked
+
+                    # offset: the file's own neuron order (the importance order permutes down_proj's input
+                    # features across the file's blocks of 32)
+                    src = nas.Supernet.build(space, reorder=False) if grid == "offset" else net
+                    full = nas.derive(src, uniform_arch(space, 32, embed_bits))
+                    layers = sorted(n for n, b in node_bits.items() if b == 4)
+                    weights = {n: _linear(full.model, n).weight.detach().numpy() for n in layers}
+                    if grid == "offset":
+                        quantized = {n: offset_int4(w) for n, w in weights.items()}
+                    else:
+                        xx = calibration_inputs(full.model, space)
+                        print(f"{grid}: quantizing {len(layers)} linears", flush=True)
+                        quantized = {}
+                        for n, w in weights.items():
+                            codes, scales = (gptq_int4(w, xx[n]) if grid == "gptq"
+                                             else weighted_clipped_int4(w, np.diag(xx[n])))
+                            quantized[n] = ((codes + 8).astype(np.uint8), scales, None)
+                    heads = {n: b for n, b in node_bits.items() if b != 4}
+                    base = quantize_onnx(export_decoder_onnx(full.model, work / f"int4-{grid}.fp32.onnx"),
+                                         work / f"int4-{grid}.heads.onnx", heads)
+                    graphs[f"int4-{grid}"] = save_checked(nbits_graph(onnx.load(str(base)), quantized, level),
+                                                          work / f"int4-{grid}.onnx")
                     continue
                 graphs[f"int4-ort-{grid}"] = ort_grid_graph(fp32, work / f"int4-ort-{grid}.onnx", node_bits, level,
                                                             layer_bits=4, symmetric=grid == "sym")
@@ -304,7 +508,12 @@ def main() -> None:
           "`int4-ort-sym` / `int4-ort-asym`: the int4 layers on onnxruntime's own grid (`MatMulNBitsQuantizer`: "
           "codes −8..7 at absmax/8 per block of 32 / min..max per block with an integer zero point) instead of "
           "the supernet's (codes −7..7 at absmax/7). `int4-mse`: the supernet's grid with each block's scale clipped to "
-          "`absmax·α/7`, α ∈ 0.50..1.00 the least squared error (same kernel). "
+          "`absmax·α/7`, α ∈ 0.50..1.00 the least squared error (same kernel); `int4-wmse` the same with each input "
+          "feature's error weighted by its mean square on 128 × 64 tokens of training glosses (AWQ's clipping search); "
+          "`int4-gptq`: the supernet's grid reached by GPTQ on those tokens' Hessians (damping 0.01, blocks of 32 "
+          "scaled as they start); `int4-offset`: the GGUF file's own `Q4_1` grid (16 levels from each block's "
+          "minimum to its maximum), exact for SmolLM2's layers, written as `MatMulNBits` (scale, zero point 8) plus "
+          "the offsets times the input's block sums (`Reshape`, `ReduceSum`, `MatMul`, `Add` beside each kernel). "
           "`top-1 = fp32`: the "
           "share of next-token positions over the first "
           f"{a.glosses} held-out WordNet glosses whose argmax equals fp32's; perplexity: of those glosses' own "

@@ -6,7 +6,18 @@ import pytest
 import torch
 
 import nas
-from experiments.studies.generation_latency import mse_clipped_int4, ort_grid_graph, position_scores, uniform_arch
+from experiments.studies.generation_latency import (
+    _linear,
+    calibration_inputs,
+    gptq_int4,
+    mse_clipped_int4,
+    nbits_graph,
+    offset_int4,
+    ort_grid_graph,
+    position_scores,
+    uniform_arch,
+    weighted_clipped_int4,
+)
 from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx
 from nas.runtime.decoder_session import DecoderSession
 
@@ -82,3 +93,97 @@ def test_position_scores_count_argmax_matches_and_sum_the_next_tokens_nll():
     # next tokens 0 then 1: -log p(0 | pos 0) - log p(1 | pos 1)
     assert got["fp32"][1] == pytest.approx(-np.log(0.1) - np.log(0.25), rel=1e-6)
     assert got["q"][1] == pytest.approx(-np.log(0.8) - np.log(0.25), rel=1e-6)
+
+
+def _logits(path, ids):
+    sess = DecoderSession(path)
+    got, _ = sess.step(ids.numpy(), np.ones_like(ids.numpy()), sess.empty_past(1))
+    return got
+
+
+@pytest.mark.parametrize("with_offsets", [True, False])
+def test_nbits_graph_computes_with_exactly_the_given_codes_scales_and_offsets(space, tmp_path, with_offsets):
+    import onnx as onnx_
+
+    from nas.runtime.decoder_onnx import decoder_bits_by_node
+
+    sub = nas.derive(nas.Supernet.build(space), uniform_arch(space, 32, 32))
+    layers = sorted(n for n in decoder_bits_by_node(sub) if n.startswith("layers."))
+    quantized = {}
+    with torch.no_grad():  # put every layer linear on a grid, then the fp32 graph of those weights is the reference
+        for n in layers:
+            lin = _linear(sub.model, n)
+            w = lin.weight.numpy()
+            if with_offsets:
+                codes, d, off = offset_int4(w)
+                quantized[n] = (codes, d, off)
+                lin.weight.copy_(torch.tensor((d[..., None] * (codes - 8.0) + off[..., None]).reshape(w.shape)))
+            else:
+                codes, scales = weighted_clipped_int4(w, np.ones(w.shape[1]))
+                quantized[n] = ((codes + 8).astype(np.uint8), scales, None)
+                lin.weight.copy_(torch.tensor((codes * scales[..., None]).reshape(w.shape)))
+    fp32 = export_decoder_onnx(sub.model, tmp_path / "fp32.onnx")
+    out = tmp_path / "q.onnx"
+    onnx_.save(nbits_graph(onnx_.load(str(fp32)), quantized, 1), str(out))  # level 1: fp32 compute, no act. rounding
+    kinds = [n.op_type for n in onnx_.load(str(out)).graph.node]
+    assert kinds.count("MatMulNBits") == len(layers) and "MatMulInteger" not in kinds
+    assert kinds.count("ReduceSum") == (4 * len(sub.model.layer_dims) if with_offsets else 0)  # one per input tensor
+    ids = torch.randint(1, space.dims.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
+    ref, got = _logits(fp32, ids), _logits(out, ids)
+    assert np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
+
+
+def test_offset_int4_is_exact_on_a_q4_1_grid_and_close_elsewhere():
+    rng = np.random.default_rng(0)
+    d, m = rng.uniform(0.01, 0.1, (8, 2)), rng.normal(0, 0.3, (8, 2))
+    c = rng.integers(0, 16, (8, 2, 32))
+    c[..., 0], c[..., 1] = 0, 15  # Q4_1 blocks span their levels
+    w = (d[..., None] * c + m[..., None]).reshape(8, 64)
+    codes, scale, offset = offset_int4(w)
+    assert np.array_equal(codes, c) and np.allclose(scale, d) and np.allclose(offset, m + 8 * d)
+    other = rng.normal(size=(8, 64))
+    codes, scale, offset = offset_int4(other)
+    back = (scale[..., None] * (codes - 8.0) + offset[..., None]).reshape(8, 64)
+    assert np.abs(back - other).max() <= scale.max() / 2 + 1e-12
+
+
+def test_gptq_int4_is_round_to_nearest_without_correlations_and_cuts_the_output_error_with_them():
+    from nas.quant import quantize_dequantize
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(32, 128))
+    codes, scales = gptq_int4(w, np.eye(128), damp=0.0)
+    assert np.abs(codes).max() <= 7
+    rtn = quantize_dequantize(torch.tensor(w), 4).numpy()
+    assert np.allclose((codes * scales[..., None]).reshape(w.shape), rtn)
+    x = rng.normal(size=(4000, 16)) @ rng.normal(size=(16, 128)) + 0.1 * rng.normal(size=(4000, 128))
+    codes, scales = gptq_int4(w, x.T @ x)
+    err = lambda q: np.linalg.norm(x @ (w - q).T)  # noqa: E731
+    assert err((codes * scales[..., None]).reshape(w.shape)) < 0.5 * err(rtn)  # 0.28 on this draw
+
+
+def test_weighted_clipping_with_equal_importance_is_the_unweighted_one_and_follows_heavy_features():
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
+    codes, scales = weighted_clipped_int4(w.numpy(), np.ones(64))
+    assert np.allclose((codes * scales[..., None]).reshape(16, 64), mse_clipped_int4(w).double().numpy())
+    imp = np.ones(64)
+    imp[::32] = 1e6  # the first feature of each block dominates: its weight must come back almost exactly
+    codes, scales = weighted_clipped_int4(w.numpy(), imp)
+    back = (codes * scales[..., None]).reshape(16, 64)
+    plain = mse_clipped_int4(w).double().numpy()
+    assert np.abs(back - w.numpy())[:, ::32].sum() <= np.abs(plain - w.numpy())[:, ::32].sum()
+
+
+def test_calibration_inputs_sum_each_linears_input_outer_products(space):
+    sub = nas.derive(nas.Supernet.build(space), uniform_arch(space, 32, 32))
+    xx = calibration_inputs(sub.model, space, sequences=4, tokens=16)
+    n_layers = len(sub.model.layer_dims)
+    assert len(xx) == 7 * n_layers
+    for k in range(n_layers):
+        q, kk, v = (xx[f"layers.{k}.attn.{p}"] for p in "qkv")
+        assert np.array_equal(q, kk) and np.array_equal(q, v)  # one input tensor, one sum
+        assert np.array_equal(xx[f"layers.{k}.ffn.gate"], xx[f"layers.{k}.ffn.up"])
+        down = xx[f"layers.{k}.ffn.down"]
+        assert down.shape == (sub.model.layers[k].ffn.down.in_features,) * 2
+        assert np.allclose(down, down.T) and np.linalg.eigvalsh(down).min() > -1e-6 * np.trace(down)
+    assert "linear" not in vars(sub.model.layers[0].attn)  # the recording hooks are gone
