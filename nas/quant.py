@@ -14,7 +14,8 @@ For embedding tables "output channel" is a row (one token's vector).
 This module is the one place of the quantization numerics: the supernet's
 fake quantization (:func:`fake_quant`, :func:`mixed_weight`), storage sizes
 (:func:`weight_bytes`), the grid an exported weight is written on
-(:func:`grid_scales`), and onnxruntime's dynamic int8 arithmetic emulated in
+(:func:`grid_scales`), int4 scales clipped for a layer's output error on calibration text
+(:func:`clip_int4`), and onnxruntime's dynamic int8 arithmetic emulated in
 PyTorch (:func:`dynamic_uint8`, :func:`int8_matmul`, :func:`int8_linear`,
 :func:`fake_quantized`) that export's checks compare the quantized graph with.
 """
@@ -46,6 +47,46 @@ def quantize_dequantize(w: Tensor, bits: int) -> Tensor:
         return (torch.clamp(torch.round(blocks / scale), -qmax, qmax) * scale).reshape(rows, cols)
     scale = w.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / qmax
     return torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
+
+
+CLIP_ALPHAS = tuple(round(0.5 + 0.025 * i, 3) for i in range(21))
+"""Scale factors :func:`clip_int4` tries per block: ``absmax·α/7`` for α = 0.500, 0.525, …, 1.000."""
+
+
+def clip_int4(w: Tensor, importance: Tensor, alphas: tuple[float, ...] = CLIP_ALPHAS) -> Tensor:
+    """``w`` (out × in) on the int4 grid with each block's scale clipped for its layer's output error.
+
+    Each block of :data:`INT4_BLOCK` input features (each row where the features are not a multiple of it,
+    as in :func:`quantize_dequantize`) takes the scale ``absmax·α/7`` (α in ``alphas``) with the
+    least squared error weighted by ``importance`` (in: each input feature's mean square on calibration text,
+    so the error the block adds to the layer's output), ties to the larger α; AWQ's clipping search. The result
+    stays on :func:`quantize_dequantize`'s grid: a clipped block's largest weight lands on code ±7, so
+    ``quantize_dequantize(clip_int4(w, ·), 4)`` is ``clip_int4(w, ·)`` (to float rounding) and export recovers
+    every scale. With
+    ``alphas=(1.0,)`` it is ``quantize_dequantize(w, 4)``. Measured on SmolLM2 (all layers int4, 8 k tokens of
+    training glosses): perplexity −15 %, multiple choice +6.3 pt over absmax scales
+    (``experiments/reports/generation_latency_int4_calibrated_d929245201f4.md``).
+    """
+    rows, cols = w.shape
+    if importance.shape != (cols,):
+        raise ValueError(f"clip_int4: weight {tuple(w.shape)} needs importance of shape ({cols},), "
+                         f"got {tuple(importance.shape)}")
+    block = INT4_BLOCK if cols % INT4_BLOCK == 0 else cols  # quantize_dequantize's per-row fallback
+    blocks = w.detach().reshape(rows, cols // block, block)
+    imp = importance.detach().double().reshape(1, cols // block, block)
+    absmax = blocks.abs().amax(-1, keepdim=True).clamp(min=1e-12)
+    best, best_err = None, None
+    for alpha in sorted(alphas, reverse=True):
+        scale = absmax * float(alpha) / 7  # α = 1: quantize_dequantize's own arithmetic
+        q = torch.clamp(torch.round(blocks / scale), -7, 7) * scale
+        err = ((q - blocks).double() ** 2 * imp).sum(-1, keepdim=True)
+        if best is None:
+            best, best_err = q, err
+        else:
+            better = err < best_err
+            best, best_err = torch.where(better, q, best), torch.where(better, err, best_err)
+    assert best is not None
+    return best.reshape(rows, cols)
 
 
 def fake_quant(w: Tensor, bits: int) -> Tensor:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas.errors import ConfigError
+from nas.supernet.calibrate import INT4_SCALES
 from nas.latency.budgets import LATENCY, LATENCY_OBJECTIVES, REQUEST, TABLE_PHASES, TPOT, TTFT, check_table_budgets
 
 LOSSES = ("hinge", "fbnet", "linear", "band")
@@ -127,6 +128,11 @@ class SearchConfig:
         shared_supernet: the sha256 of a study's shared supernet (:mod:`trainers.shared`) the trial starts
             from instead of the pretrained weights (set by the search service; ``search_once`` then needs
             its folder, ``shared_dir``); None: the pretrained model.
+        int4_scales: how the derived subnet's int4 linears get their block scales
+            (:data:`nas.supernet.calibrate.INT4_SCALES`): ``absmax`` (``absmax/7``, as the supernet trains) or
+            ``calibrated`` (each block's scale clipped for its linear's output error on the first
+            :data:`trainers.pipeline.CALIBRATION_ROWS` training texts, at derive and again when fine-tuning
+            snaps the weights back onto their grid; :func:`nas.quant.clip_int4`). Same grid, graph and latency.
         freeze_weights: skip the search's weight steps (the architecture steps alone, on the weights the
             trial started from: a shared supernet's already serve every architecture).
     """
@@ -178,6 +184,7 @@ class SearchConfig:
     autocast: str = "bf16"
     shared_supernet: str | None = None
     freeze_weights: bool = False
+    int4_scales: str = "absmax"
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -192,6 +199,8 @@ class SearchConfig:
             raise bad("autocast", f"unknown autocast {self.autocast!r}; known: {', '.join(AUTOCASTS)}")
         if self.tau_schedule not in TAU_SCHEDULES:
             raise bad("tau_schedule", f"unknown schedule {self.tau_schedule!r}; known: {', '.join(TAU_SCHEDULES)}")
+        if self.int4_scales not in INT4_SCALES:
+            raise bad("int4_scales", f"unknown scales {self.int4_scales!r}; known: {', '.join(INT4_SCALES)}")
         if self.finetune_schedule not in FINETUNE_SCHEDULES:
             raise bad("finetune_schedule", f"unknown schedule {self.finetune_schedule!r}; "
                       f"known: {', '.join(FINETUNE_SCHEDULES)}")

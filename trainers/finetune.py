@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from nas.models.transformer import LayerControl, ModelControl
 from nas.supernet.derive import Subnet
-from nas.quant import fake_quant, quantize_dequantize
+from nas.quant import clip_int4, fake_quant, quantize_dequantize
+from nas.supernet.calibrate import linear_inputs
 from nas.tasks.batches import Encoded, batch_indices, length_ordered_chunks
 from trainers.devices import module_device, to_device, train_autocast
 
@@ -40,15 +41,20 @@ def qat_control(subnet: Subnet) -> ModelControl:
 
 
 @torch.no_grad()
-def snap_to_grid(subnet: Subnet) -> None:
-    """Round every attention and FFN weight onto its chosen bit grid (in place)."""
+def snap_to_grid(subnet: Subnet, int4_importance: Mapping[str, Tensor] | None = None) -> None:
+    """Round every attention and FFN weight onto its chosen bit grid (in place); int4 linears named in
+    ``int4_importance`` (``{node: input mean squares}`` of the subnet's own model,
+    :func:`nas.supernet.calibrate.linear_inputs`) take scales clipped for their output error."""
     for k, ld in enumerate(subnet.model.layer_dims):
         block = subnet.model.layers[k]
         for group, mod in (("attn", block.attn), ("ffn", block.ffn)):
             b = subnet.bits(ld.index, group)
-            for lin in mod.modules():
-                if isinstance(lin, nn.Linear):
-                    lin.weight.copy_(quantize_dequantize(lin.weight, b))
+            for name, lin in mod.named_children():
+                if not isinstance(lin, nn.Linear):
+                    continue
+                imp = (int4_importance or {}).get(f"layers.{k}.{group}.{name}") if b == 4 else None
+                lin.weight.copy_(quantize_dequantize(lin.weight, b) if imp is None
+                                 else clip_int4(lin.weight, imp.to(lin.weight.device)))
 
 
 def lr_factor(schedule: str, step: int, steps: int) -> float:
@@ -73,11 +79,14 @@ def lr_factor(schedule: str, step: int, steps: int) -> float:
 
 def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: float, batch_size: int, seed: int,
              log_every: int = 25, progress: Callable[[str], None] | None = None,
-             autocast: str = "none", schedule: str = "constant") -> list[float]:
+             autocast: str = "none", schedule: str = "constant",
+             calibration: tuple[Tensor, Tensor] | None = None) -> list[float]:
     """Distil into ``subnet`` (and the task head) for ``steps`` steps on the device ``subnet`` is on (``task`` is
     moved there); ``autocast="bf16"`` runs the steps under bf16 autocast where the device computes bf16 natively
     (:func:`trainers.devices.train_autocast`); ``schedule`` shapes the
-    learning rate over the steps (:func:`lr_factor`). Returns the loss per step."""
+    learning rate over the steps (:func:`lr_factor`); ``calibration`` (ids, mask): texts whose inputs to each
+    linear calibrate the int4 scales when the weights are snapped back onto their grid (None: ``absmax/7``).
+    Returns the loss per step."""
     model = subnet.model
     device = module_device(model)
     task.to(device)
@@ -101,8 +110,11 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
         losses.append(loss.item())
         if progress and (step % log_every == 0 or step == steps - 1):
             progress(f"finetune step {step + 1}/{steps} loss {losses[-1]:.4f} ({time.perf_counter() - t0:.0f}s)")
-    snap_to_grid(subnet)
     model.eval()
+    importance = None
+    if calibration is not None:
+        importance = linear_inputs(model, *(t.to(device) for t in calibration))
+    snap_to_grid(subnet, importance)
     return losses
 
 

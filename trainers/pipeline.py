@@ -48,6 +48,7 @@ from nas.search.devices import trial_device
 from nas.spaces.loader import load_space
 from nas.spaces.space import SearchSpace
 from nas.spaces.summary import format_arch
+from nas.supernet.calibrate import linear_inputs
 from nas.supernet.derive import derive
 from nas.supernet.supernet import Supernet
 from trainers.config import SearchConfig
@@ -61,6 +62,9 @@ from trainers.devices import train_dtype
 from trainers.search import DNASSearch
 from trainers.size import size_table
 from trainers.teacher import backbone
+
+CALIBRATION_ROWS = 128
+"""Training texts (the first ones) whose inputs to each linear calibrate int4 scales (``int4_scales: calibrated``)."""
 
 
 def _stderr(line: str) -> None:
@@ -317,7 +321,14 @@ def search_once(
                          f"{config.band_low * goal:.4g} {unit}; grew it toward the band in {len(up)} move(s): "
                          + "; ".join(up))
             say(f"derive: {notes[-1]}")
-    subnet = derive(net, arch)
+    calibration = None
+    int4_importance = None
+    if config.int4_scales == "calibrated":
+        rows = torch.arange(min(len(train), CALIBRATION_ROWS))
+        calibration = (train.ids[rows], train.mask[rows])
+        int4_importance = linear_inputs(net.model, *(t.to(device) for t in calibration))
+        say(f"derive: int4 scales calibrated on {len(rows)} training texts ({int(calibration[1].sum())} tokens)")
+    subnet = derive(net, arch, int4_importance=int4_importance)
     subnet.to(device)
     phases["derive"] = time.perf_counter() - t
 
@@ -331,7 +342,7 @@ def search_once(
     if config.finetune_steps > 0:
         finetune(subnet, ft_task, train, steps=config.finetune_steps, lr=config.finetune_lr,
                  batch_size=config.batch_size, seed=config.seed, progress=say, autocast=config.autocast,
-                 schedule=config.finetune_schedule)
+                 schedule=config.finetune_schedule, calibration=calibration)
     phases["finetune"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -22,7 +22,8 @@ supernet's (``int4-ort-sym``: codes −8..7 with scale absmax/8 per block of 32;
 with an integer zero point), at the same level: how much of int4's loss is the grid; ``mse`` adds the supernet's own
 grid (−7..7, no zero point, the same kernel) with each block's scale clipped to the one of ``absmax·α/7``,
 α ∈ 0.50..1.00, that minimises the block's squared error (``int4-mse``); ``wmse`` the same with each input feature's
-error weighted by its mean square on calibration text (``int4-wmse``, AWQ's clipping search); ``gptq`` the supernet's
+error weighted by its mean square on calibration text (``int4-wmse``, AWQ's clipping search: ``derive`` with
+``int4_importance``, :func:`nas.quant.clip_int4`, then export's writer); ``gptq`` the supernet's
 grid reached by GPTQ (``int4-gptq``: input features rounded in order, each error spread over the rest through the
 inverse Hessian of 128 × 64 tokens of training glosses); ``offset`` the grid of the GGUF file itself (``Q4_1``:
 16 levels from each block's minimum to its maximum, a float scale and offset), exact for SmolLM2's layers, its
@@ -211,32 +212,9 @@ def gptq_int4(w: np.ndarray, hessian: np.ndarray, *, damp: float = 0.01, lazy: i
     return codes.reshape(n_out, -1, INT4_BLOCK).numpy(), scales.numpy()
 
 
-def weighted_clipped_int4(w: np.ndarray, importance: np.ndarray, alphas=np.linspace(0.5, 1.0, 21)
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """``w`` (N × K) on the supernet's int4 grid, each block's scale ``absmax·α/7`` at the α of ``alphas`` with the
-    least error weighted by ``importance`` (K: each input feature's mean square on calibration text, so the
-    output's expected squared error per feature, as AWQ's clipping search). Returns codes −7..7 and scales."""
-    from nas.quant import INT4_BLOCK
-
-    n_out, k = w.shape
-    blocks = w.astype(np.float64).reshape(n_out, k // INT4_BLOCK, INT4_BLOCK)
-    imp = importance.astype(np.float64).reshape(1, k // INT4_BLOCK, INT4_BLOCK)
-    absmax = np.maximum(np.abs(blocks).max(-1), 1e-12)
-    best_err = np.full(absmax.shape, np.inf)
-    best_scale = absmax / 7
-    for alpha in sorted(alphas, reverse=True):  # ties keep the larger α
-        scale = absmax * float(alpha) / 7
-        q = np.clip(np.round(blocks / scale[..., None]), -7, 7) * scale[..., None]
-        err = ((q - blocks) ** 2 * imp).sum(-1)
-        better = err < best_err
-        best_err, best_scale = np.where(better, err, best_err), np.where(better, scale, best_scale)
-    codes = np.clip(np.round(blocks / best_scale[..., None]), -7, 7).astype(np.int8)
-    return codes, best_scale
-
-
-def calibration_inputs(model, space, *, sequences: int = 128, tokens: int = 64) -> dict[str, np.ndarray]:
-    """``{node: Σ x xᵀ}`` (K × K) of every layer linear's inputs over ``sequences`` × ``tokens`` tokens of
-    training glosses (concatenated, one after another), the fp32 ``model`` run on them."""
+def gloss_ids(space, *, sequences: int = 128, tokens: int = 64) -> torch.Tensor:
+    """``sequences × tokens`` token ids of the WordNet definitions' training glosses, concatenated one after
+    another: the calibration text of ``int4-wmse`` and ``int4-gptq``."""
     from nas.models import load_model
     from nas.tasks.batches import tokenizer_for
     from nas.tasks.definitions import load_definitions
@@ -249,30 +227,7 @@ def calibration_inputs(model, space, *, sequences: int = 128, tokens: int = 64) 
         stream += ids[mask.bool()].tolist()
         if len(stream) >= sequences * tokens:
             break
-    ids = torch.tensor(stream[:sequences * tokens]).reshape(sequences, tokens)
-    sums: dict[str, torch.Tensor] = {}
-    names = {}
-    for k, block in enumerate(model.layers):
-        for part in ("attn", "ffn"):
-            mod = getattr(block, part)
-            for child, lin in mod.named_children():
-                if isinstance(lin, torch.nn.Linear):
-                    names[id(lin)] = f"layers.{k}.{part}.{child}"
-
-            def record(x, lin, weight_fn=None, _orig=mod.linear):
-                flat = x.detach().reshape(-1, x.shape[-1]).double()
-                key = names[id(lin)]
-                sums[key] = sums.get(key, 0) + flat.T @ flat
-                return _orig(x, lin, weight_fn)
-
-            mod.linear = record
-    with torch.no_grad():
-        for b in range(0, sequences, 16):
-            model(ids[b:b + 16])
-    for block in model.layers:
-        for part in ("attn", "ffn"):
-            del getattr(block, part).linear  # back to the class's method
-    return {k: v.numpy() for k, v in sums.items()}
+    return torch.tensor(stream[:sequences * tokens]).reshape(sequences, tokens)
 
 
 def nbits_graph(proto, quantized: dict, level: int | None):
@@ -409,10 +364,20 @@ def main() -> None:
                     graphs["int4-mse"] = quantize_onnx(export_decoder_onnx(full.model, work / "int4-mse.fp32.onnx"),
                                                        work / "int4-mse.onnx", node_bits, accuracy_level=level)
                     continue
-                if grid in ("offset", "gptq", "wmse"):  # codes and scales written straight into MatMulNBits
+                if grid == "wmse":  # the product's path: derive with calibrated int4 scales, then export's writer
+                    from nas.supernet.calibrate import linear_inputs
+
+                    stats = linear_inputs(net.model, gloss_ids(space))
+                    cal = nas.derive(net, uniform_arch(space, 4, embed_bits), int4_importance=stats)
+                    graphs["int4-wmse"] = quantize_onnx(export_decoder_onnx(cal.model, work / "int4-wmse.fp32.onnx"),
+                                                        work / "int4-wmse.onnx", decoder_bits_by_node(cal),
+                                                        accuracy_level=level)
+                    continue
+                if grid in ("offset", "gptq"):  # codes and scales written straight into MatMulNBits
                     import onnx
 
                     from nas.runtime.onnx import save_checked
+                    from nas.supernet.calibrate import linear_inputs
 
                     # offset: the file's own neuron order (the importance order permutes down_proj's input
                     # features across the file's blocks of 32)
@@ -423,12 +388,11 @@ def main() -> None:
                     if grid == "offset":
                         quantized = {n: offset_int4(w) for n, w in weights.items()}
                     else:
-                        xx = calibration_inputs(full.model, space)
+                        xx = linear_inputs(full.model, gloss_ids(space), outer=True)
                         print(f"{grid}: quantizing {len(layers)} linears", flush=True)
                         quantized = {}
                         for n, w in weights.items():
-                            codes, scales = (gptq_int4(w, xx[n]) if grid == "gptq"
-                                             else weighted_clipped_int4(w, np.diag(xx[n])))
+                            codes, scales = gptq_int4(w, xx[n].numpy())
                             quantized[n] = ((codes + 8).astype(np.uint8), scales, None)
                     heads = {n: b for n, b in node_bits.items() if b != 4}
                     base = quantize_onnx(export_decoder_onnx(full.model, work / f"int4-{grid}.fp32.onnx"),

@@ -4,7 +4,12 @@
 prefix, drops skipped layers, and replaces each weight by its value on the
 chosen bit grid (:func:`~nas.quant.quantize_dequantize`, applied to the
 whole pretrained matrix before slicing, as in the supernet), so the subnet's
-output equals the supernet's at that one-hot architecture.
+output equals the supernet's at that one-hot architecture. Given
+``int4_importance`` (each linear's input mean squares on calibration text,
+:func:`nas.supernet.calibrate.linear_inputs` of the supernet's model), int4
+linears take calibrated scales instead (:func:`~nas.quant.clip_int4`): still
+the int4 grid, so export, its checks and the latency tables are unchanged,
+but no longer the supernet's absmax scales.
 
 A saved subnet is a folder with ``model.safetensors`` (the weights),
 ``subnet.json`` (space, architecture, per-layer shapes) and, when a trial
@@ -30,7 +35,7 @@ from nas.models.transformer import TransformerModel
 from nas.spaces.choice import layer_label
 from nas.spaces.space import Arch, SearchSpace
 from nas.supernet.head import HEAD_FILE, TaskHead, load_head
-from nas.quant import quantize_dequantize, weight_bytes
+from nas.quant import clip_int4, quantize_dequantize, weight_bytes
 
 SUBNET_SCHEMA = 1
 _ATTN = ("q", "k", "v", "o")
@@ -138,10 +143,14 @@ def load_subnet(directory: str | Path) -> Subnet:
     return Subnet(space, space.validate(meta["arch"]), model.eval(), head)
 
 
-def _slice_linear(src: nn.Linear, dst: nn.Linear, rows: slice | None, cols: slice | None, bits: int) -> None:
+def _slice_linear(src: nn.Linear, dst: nn.Linear, rows: slice | None, cols: slice | None, bits: int,
+                  importance: Tensor | None = None) -> None:
     # Quantize the whole pretrained matrix, then slice: the grid (per-row scales) is the
     # one the supernet trained against, so the subnet equals the supernet exactly.
-    w = quantize_dequantize(src.weight.detach(), bits)
+    if bits == 4 and importance is not None:
+        w = clip_int4(src.weight.detach(), importance.to(src.weight.device))
+    else:
+        w = quantize_dequantize(src.weight.detach(), bits)
     if rows is not None:
         w = w[rows]
     if cols is not None:
@@ -153,8 +162,13 @@ def _slice_linear(src: nn.Linear, dst: nn.Linear, rows: slice | None, cols: slic
 
 
 @torch.no_grad()
-def derive(supernet: "torch.nn.Module", arch: Mapping[str, int]) -> Subnet:
+def derive(supernet: "torch.nn.Module", arch: Mapping[str, int], *,
+           int4_importance: Mapping[str, Tensor] | None = None) -> Subnet:
     """The physically smaller model that ``supernet`` computes at the one-hot ``arch``.
+
+    ``int4_importance``: ``{node: input mean squares}`` of the supernet's model's linears (keys
+    ``layers.{i}.attn.q`` …, ``i`` the supernet's layer; :func:`nas.supernet.calibrate.linear_inputs`);
+    the int4 linears it names get scales clipped for their output error (:func:`~nas.quant.clip_int4`).
 
     Raises:
         ArchError: ``arch`` does not fit the supernet's space.
@@ -184,15 +198,17 @@ def derive(supernet: "torch.nn.Module", arch: Mapping[str, int]) -> Subnet:
         f_bits = space.value(arch, layer_label(ld.index, "ffn.bits"))
         q_rows = slice(0, ld.num_heads * d)
         kv_rows = slice(0, ld.num_kv_heads(dims) * d)
-        _slice_linear(src.attn.q, dst.attn.q, q_rows, None, a_bits)
-        _slice_linear(src.attn.k, dst.attn.k, kv_rows, None, a_bits)
-        _slice_linear(src.attn.v, dst.attn.v, kv_rows, None, a_bits)
-        _slice_linear(src.attn.o, dst.attn.o, None, q_rows, a_bits)
+        imp = {name: (int4_importance or {}).get(f"layers.{ld.index}.{name}") for name in (
+            "attn.q", "attn.k", "attn.v", "attn.o", "ffn.gate", "ffn.up", "ffn.down")}
+        _slice_linear(src.attn.q, dst.attn.q, q_rows, None, a_bits, imp["attn.q"])
+        _slice_linear(src.attn.k, dst.attn.k, kv_rows, None, a_bits, imp["attn.k"])
+        _slice_linear(src.attn.v, dst.attn.v, kv_rows, None, a_bits, imp["attn.v"])
+        _slice_linear(src.attn.o, dst.attn.o, None, q_rows, a_bits, imp["attn.o"])
         n = slice(0, ld.intermediate)
-        _slice_linear(src.ffn.up, dst.ffn.up, n, None, f_bits)
+        _slice_linear(src.ffn.up, dst.ffn.up, n, None, f_bits, imp["ffn.up"])
         if src.ffn.gated:
-            _slice_linear(src.ffn.gate, dst.ffn.gate, n, None, f_bits)
-        _slice_linear(src.ffn.down, dst.ffn.down, None, n, f_bits)
+            _slice_linear(src.ffn.gate, dst.ffn.gate, n, None, f_bits, imp["ffn.gate"])
+        _slice_linear(src.ffn.down, dst.ffn.down, None, n, f_bits, imp["ffn.down"])
         for norm in ("attn_norm", "ffn_norm"):
             getattr(dst, norm).load_state_dict(getattr(src, norm).state_dict())
     return Subnet(space, arch, sub.eval())

@@ -93,3 +93,20 @@ def test_fast_control_quantizes_the_whole_table_for_the_tied_head(mode):
     assert torch.allclose(net.model.logits(net.model(ids, mask, ctl), ctl), ref, atol=1e-5)
     rows_only = fast_control(net, w, ids, mode=mode)  # the lookup's rows alone: the head would be off the grid
     assert not torch.allclose(net.model.logits(net.model(ids, mask, rows_only), rows_only), ref, atol=1e-5)
+
+
+def test_calibrated_int4_scales_run_through_the_trial_and_keep_every_weight_on_its_grid(tiny_table, definitions):
+    from nas.quant import quantize_dequantize
+    from nas.supernet.calibrate import linear_nodes
+
+    lines = []
+    cfg = SearchConfig(latency_table=tiny_table("tiny-llama"), target_fraction=0.4, int4_scales="calibrated",
+                       **FAST)
+    r = search_once(cfg, progress=lines.append)
+    assert any(line.startswith("derive: int4 scales calibrated on ") for line in lines)
+    sub = r.subnet
+    for k, ld in enumerate(sub.model.layer_dims):
+        for node, lin in linear_nodes(sub.model).items():
+            if node.startswith(f"layers.{k}."):
+                b = sub.bits(ld.index, node.split(".")[2])
+                assert torch.equal(quantize_dequantize(lin.weight, b), lin.weight)  # export recovers every grid

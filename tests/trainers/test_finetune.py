@@ -21,3 +21,43 @@ def test_constant_is_the_peak_throughout_and_an_unknown_schedule_is_refused():
     assert {lr_factor("constant", s, 50) for s in range(50)} == {1.0}
     with pytest.raises(ValueError, match="finetune_schedule"):
         lr_factor("linear", 0, 10)
+
+
+def _int4_attention_subnet(space):
+    import nas
+
+    arch = dict(space.full())
+    for label in arch:
+        if label.endswith(".bits") and label != "embed.bits":
+            arch[label] = 4 if "attn" in label else 32
+    return nas.derive(nas.Supernet.build(space), space.validate(arch))
+
+
+def test_calibrated_finetune_snaps_int4_linears_onto_clipped_scales_and_leaves_the_rest():
+    import torch
+
+    from nas.quant import quantize_dequantize
+    from nas.spaces import load_space
+    from nas.supernet.calibrate import linear_nodes
+    from nas.tasks.batches import Encoded
+    from trainers.finetune import snap_to_grid
+    from nas.supernet.calibrate import linear_inputs
+
+    space = load_space("tiny-llama")
+    sub = _int4_attention_subnet(space)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # latent weights off the grid, as after fine-tuning steps
+        for lin in linear_nodes(sub.model).values():
+            lin.weight.add_(0.01 * torch.randn(lin.weight.shape, generator=g))
+    latent = {n: lin.weight.clone() for n, lin in linear_nodes(sub.model).items()}
+    ids = torch.randint(1, space.dims.vocab_size, (16, 12), generator=g)
+    data = Encoded(ids, torch.ones_like(ids), torch.zeros(16, dtype=torch.long))
+    snap_to_grid(sub, linear_inputs(sub.model, data.ids, data.mask))
+    differ = 0
+    for node, lin in linear_nodes(sub.model).items():
+        if ".attn." in node:
+            assert torch.equal(quantize_dequantize(lin.weight, 4), lin.weight)  # on the int4 grid
+            differ += not torch.equal(lin.weight, quantize_dequantize(latent[node], 4))
+        else:
+            assert torch.equal(lin.weight, latent[node])  # fp32 linears untouched
+    assert differ > 0  # some blocks found a clipped scale
