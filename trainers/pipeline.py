@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -65,6 +66,23 @@ from trainers.teacher import backbone
 
 CALIBRATION_ROWS = 128
 """Training texts (the first ones) whose inputs to each linear calibrate int4 scales (``int4_scales: calibrated``)."""
+
+
+def int4_calibration(config: SearchConfig, train: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(ids, mask)`` of the first :data:`CALIBRATION_ROWS` texts of ``train`` (an ``Encoded``) when
+    ``config.int4_scales`` is ``calibrated`` (derive and fine-tuning then clip int4 scales on them), else None."""
+    if config.int4_scales != "calibrated":
+        return None
+    rows = torch.arange(min(len(train), CALIBRATION_ROWS))
+    return train.ids[rows], train.mask[rows]
+
+
+def calibrated_derive(net: Supernet, arch: Mapping[str, int], calibration: tuple[torch.Tensor, torch.Tensor] | None):
+    """``derive(net, arch)``, its int4 linears on scales calibrated on ``calibration`` (None: ``absmax/7``)."""
+    if calibration is None:
+        return derive(net, arch)
+    device = next(net.model.parameters()).device
+    return derive(net, arch, int4_importance=linear_inputs(net.model, *(t.to(device) for t in calibration)))
 
 
 def _stderr(line: str) -> None:
@@ -321,14 +339,11 @@ def search_once(
                          f"{config.band_low * goal:.4g} {unit}; grew it toward the band in {len(up)} move(s): "
                          + "; ".join(up))
             say(f"derive: {notes[-1]}")
-    calibration = None
-    int4_importance = None
-    if config.int4_scales == "calibrated":
-        rows = torch.arange(min(len(train), CALIBRATION_ROWS))
-        calibration = (train.ids[rows], train.mask[rows])
-        int4_importance = linear_inputs(net.model, *(t.to(device) for t in calibration))
-        say(f"derive: int4 scales calibrated on {len(rows)} training texts ({int(calibration[1].sum())} tokens)")
-    subnet = derive(net, arch, int4_importance=int4_importance)
+    calibration = int4_calibration(config, train)
+    if calibration is not None:
+        say(f"derive: int4 scales calibrated on {len(calibration[0])} training texts "
+            f"({int(calibration[1].sum())} tokens)")
+    subnet = calibrated_derive(net, arch, calibration)
     subnet.to(device)
     phases["derive"] = time.perf_counter() - t
 

@@ -20,12 +20,13 @@ from nas.latency.predictor import Predictor
 from nas.latency.table import load_table
 from nas.models.sources import load_model
 from nas.spaces.loader import load_space
-from nas.supernet.derive import Subnet, derive
+from nas.supernet.derive import Subnet
 from nas.supernet.supernet import Supernet
 from nas.tasks.batches import Encoded, encode, tokenizer_for
 from trainers.config import SearchConfig
 from nas.tasks.wordnet import CLASSES, file_fingerprint, load_wordnet_nouns
 from trainers.finetune import evaluate, finetune
+from trainers.pipeline import calibrated_derive, int4_calibration
 from trainers.search import make_task
 from trainers.teacher import load_or_train_teacher
 
@@ -144,12 +145,14 @@ class Bench:
         """Derive ``arch`` from the pretrained supernet and distil it with the shared fine-tuning budget."""
         t0 = time.perf_counter()
         c = self.config
-        subnet = derive(self.net, self.space.validate(dict(arch)))
+        calibration = int4_calibration(c, self.train)
+        subnet = calibrated_derive(self.net, self.space.validate(dict(arch)), calibration)
         task = copy.deepcopy(self.task)
         if c.finetune_steps > 0:
             finetune(subnet, task, self.train, steps=c.finetune_steps, lr=c.finetune_lr, batch_size=c.batch_size,
                      seed=c.seed if seed is None else seed, schedule=c.finetune_schedule,
-                     autocast=c.autocast)  # the trials' training precision: equal cost per step
+                     autocast=c.autocast,  # the trials' training precision: equal cost per step
+                     calibration=calibration)
         return Trained(dict(arch), subnet, task, time.perf_counter() - t0)
 
     def val_accuracy(self, trained: Trained) -> float:

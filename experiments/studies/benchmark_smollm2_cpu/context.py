@@ -19,7 +19,6 @@ from nas.latency.predictor import Predictor
 from nas.latency.table import load_table
 from nas.models.sources import load_model
 from nas.spaces.loader import load_space
-from nas.supernet.derive import derive
 from nas.supernet.supernet import Supernet
 from nas.tasks.batches import tokenizer_for
 from nas.tasks.lm_eval import choice_accuracy, encode_choices, lm_forward
@@ -27,6 +26,7 @@ from nas.tasks.metric import CHOICE_MAX_TOKENS
 from trainers.config import SearchConfig
 from trainers.definitions import DefinitionsRecipe
 from trainers.finetune import finetune
+from trainers.pipeline import calibrated_derive, int4_calibration
 
 TASK = "wordnet-definitions"
 PPL_TOKENS = 64  # the perplexity's glosses are cut at 64 tokens (as the task's own perplexity)
@@ -84,12 +84,14 @@ class DecoderBench:
         """Derive ``arch`` from the pretrained supernet and distil it with the shared budget (the DNAS trials')."""
         t0 = time.perf_counter()
         c = self.config
-        subnet = derive(self.net, self.space.validate(dict(arch)))
+        calibration = int4_calibration(c, self.train)
+        subnet = calibrated_derive(self.net, self.space.validate(dict(arch)), calibration)
         task = self.recipe.task()
         if c.finetune_steps > 0:
             finetune(subnet, task, self.train, steps=c.finetune_steps, lr=c.finetune_lr, batch_size=c.batch_size,
                      seed=c.seed if seed is None else seed, schedule=c.finetune_schedule,
-                     autocast=c.autocast)  # the trials' training precision: equal cost per step
+                     autocast=c.autocast,  # the trials' training precision: equal cost per step
+                     calibration=calibration)
         return Trained(dict(arch), subnet, task, time.perf_counter() - t0)
 
     def val_accuracy(self, trained: Trained) -> float:

@@ -38,11 +38,13 @@ SCORE_THREADS = 2
 SCORER = "kv-cached: each prompt prefilled alone, its candidates one batch after it (lm_eval.choice_scores_cached)"
 
 
-def export_point(candidate: Mapping[str, Any], folder: Path, *, accuracy_level: int | None) -> Path:
+def export_point(candidate: Mapping[str, Any], folder: Path, *, accuracy_level: int | None,
+                 calibration: tuple[Any, Any] | None = None) -> Path:
     """Write the point's deployed folder (fp32 graph dropped once quantized); returns the folder.
 
     The point's ``arch`` may differ from its saved subnet's in bits only (a baseline deployed at another
-    precision): the saved weights are quantized at the point's bits.
+    precision): the saved weights are quantized at the point's bits, int4 ones on scales calibrated on
+    ``calibration`` (ids, mask) when given (``int4_scales: calibrated``, as a trial's fine-tuning snaps them).
     """
     from nas.export.artifacts import FP32, QUANT
     from nas.export.generation import ACCURACY_LEVEL, write_generation_files
@@ -52,6 +54,11 @@ def export_point(candidate: Mapping[str, Any], folder: Path, *, accuracy_level: 
         return folder
     saved = load_subnet(candidate["subnet_dir"])
     subnet = Subnet(saved.space, dict(candidate["arch"]), saved.model)
+    if calibration is not None and subnet.arch != saved.arch:  # a saved subnet is already on its own grid
+        from nas.supernet.calibrate import linear_inputs
+        from trainers.finetune import snap_to_grid
+
+        snap_to_grid(subnet, linear_inputs(subnet.model, *calibration))
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

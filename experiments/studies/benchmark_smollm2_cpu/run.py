@@ -137,13 +137,16 @@ def evaluate(bench: Any, runs: dict[str, Any], cfg: DecoderBenchConfig, work: Pa
     from nas.export.latency import accuracy_level
 
     from experiments.studies.benchmark_smollm2_cpu.measure import export_point, measure_phases, score_point
+    from trainers.pipeline import int4_calibration
 
     level = accuracy_level(bench.tables)
+    calibration = int4_calibration(bench.config, bench.train)
     points, paths = [], {}
     for run in runs.values():
         for c in run.candidates:
             key = f"{c['method']}/{c['name']}"
-            folder = export_point(c, work / "artifacts" / c["method"] / c["name"], accuracy_level=level)
+            folder = export_point(c, work / "artifacts" / c["method"] / c["name"], accuracy_level=level,
+                                  calibration=calibration)
             scores = score_point(folder, bench, prompt=cfg.prompt, new_tokens=cfg.new_tokens)
             p = {k: v for k, v in c.items() if k not in ("subnet_dir", "head")}
             p.update(scores, key=key, artifact_dir=str(folder.relative_to(work)))
