@@ -142,22 +142,12 @@ def ort_grid_graph(fp32: Path, out: Path, bits: dict[str, int], level: int | Non
 
 
 def mse_clipped_int4(w: torch.Tensor, alphas=np.linspace(0.5, 1.0, 21)) -> torch.Tensor:
-    """``w`` (out × in) on the supernet's int4 grid (codes −7..7, one scale per block of ``INT4_BLOCK`` input
-    features), each block's scale ``absmax·α/7`` at the α of ``alphas`` with the least squared error (α = 1 is
-    :func:`nas.quant.quantize_dequantize`)."""
-    from nas.quant import INT4_BLOCK
+    """``w`` (out × in) on the supernet's int4 grid, each block's scale ``absmax·α/7`` at the α of ``alphas`` with
+    the least squared error (α = 1 is :func:`nas.quant.quantize_dequantize`): :func:`nas.quant.clip_int4` with
+    every input feature weighted alike."""
+    from nas.quant import clip_int4
 
-    rows, cols = w.shape
-    blocks = w.reshape(rows, cols // INT4_BLOCK, INT4_BLOCK)
-    absmax = blocks.abs().amax(-1, keepdim=True).clamp(min=1e-12)
-    best, best_err = blocks, torch.full_like(absmax, float("inf"))
-    for alpha in sorted(alphas, reverse=True):  # ties keep the larger α (no clipping at 1)
-        scale = absmax * float(alpha) / 7
-        q = torch.clamp(torch.round(blocks / scale), -7, 7) * scale
-        err = (q - blocks).pow(2).sum(-1, keepdim=True)
-        better = err < best_err
-        best, best_err = torch.where(better, q, best), torch.where(better, err, best_err)
-    return best.reshape(rows, cols)
+    return clip_int4(w, torch.ones(w.shape[1]), tuple(float(a) for a in alphas))
 
 
 def offset_int4(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -280,12 +270,6 @@ def nbits_graph(proto, quantized: dict, level: int | None):
     return proto
 
 
-def _linear(model, node: str) -> torch.nn.Linear:
-    """The linear of graph node ``layers.{k}.{attn|ffn}.{name}``."""
-    _, k, part, name = node.split(".")
-    return getattr(getattr(model.layers[int(k)], part), name)
-
-
 def uniform_arch(space, bits: int, embed_bits: int) -> dict:
     arch = dict(space.full())
     for label in arch:
@@ -377,14 +361,15 @@ def main() -> None:
                     import onnx
 
                     from nas.runtime.onnx import save_checked
-                    from nas.supernet.calibrate import linear_inputs
+                    from nas.supernet.calibrate import linear_inputs, linear_nodes
 
                     # offset: the file's own neuron order (the importance order permutes down_proj's input
                     # features across the file's blocks of 32)
                     src = nas.Supernet.build(space, reorder=False) if grid == "offset" else net
                     full = nas.derive(src, uniform_arch(space, 32, embed_bits))
                     layers = sorted(n for n, b in node_bits.items() if b == 4)
-                    weights = {n: _linear(full.model, n).weight.detach().numpy() for n in layers}
+                    linears = linear_nodes(full.model)
+                    weights = {n: linears[n].weight.detach().numpy() for n in layers}
                     if grid == "offset":
                         quantized = {n: offset_int4(w) for n, w in weights.items()}
                     else:

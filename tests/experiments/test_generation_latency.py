@@ -7,7 +7,6 @@ import torch
 
 import nas
 from experiments.studies.generation_latency import (
-    _linear,
     gloss_ids,
     gptq_int4,
     mse_clipped_int4,
@@ -18,6 +17,7 @@ from experiments.studies.generation_latency import (
     uniform_arch,
 )
 from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx
+from nas.supernet.calibrate import linear_nodes
 from nas.runtime.decoder_session import DecoderSession
 
 
@@ -111,7 +111,7 @@ def test_nbits_graph_computes_with_exactly_the_given_codes_scales_and_offsets(sp
     quantized = {}
     with torch.no_grad():  # put every layer linear on a grid, then the fp32 graph of those weights is the reference
         for n in layers:
-            lin = _linear(sub.model, n)
+            lin = linear_nodes(sub.model)[n]
             w = lin.weight.numpy()
             if with_offsets:
                 codes, d, off = offset_int4(w)
