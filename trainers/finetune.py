@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 
 import torch
@@ -80,12 +80,16 @@ def lr_factor(schedule: str, step: int, steps: int) -> float:
 def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: float, batch_size: int, seed: int,
              log_every: int = 25, progress: Callable[[str], None] | None = None,
              autocast: str = "none", schedule: str = "constant",
-             calibration: tuple[Tensor, Tensor] | None = None) -> list[float]:
+             calibration: tuple[Tensor, Tensor] | None = None,
+             checkpoints: Collection[int] = (), on_checkpoint: Callable[[int], None] | None = None) -> list[float]:
     """Distil into ``subnet`` (and the task head) for ``steps`` steps on the device ``subnet`` is on (``task`` is
     moved there); ``autocast="bf16"`` runs the steps under bf16 autocast where the device computes bf16 natively
     (:func:`trainers.devices.train_autocast`); ``schedule`` shapes the
     learning rate over the steps (:func:`lr_factor`); ``calibration`` (ids, mask): texts whose inputs to each
     linear calibrate the int4 scales when the weights are snapped back onto their grid (None: ``absmax/7``).
+    ``on_checkpoint(n)`` runs after the ``n``-th step for each ``n`` in ``checkpoints`` (0 included: before any),
+    with the model in eval mode and its weights as trained so far (not yet snapped onto their grid); the
+    steps go on afterwards as if it had not run (a budget ladder in one run, under a constant schedule).
     Returns the loss per step."""
     model = subnet.model
     device = module_device(model)
@@ -98,6 +102,15 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
     ctl = qat_control(subnet)
     losses = []
     t0 = time.perf_counter()
+
+    def checkpoint(done: int) -> None:
+        if on_checkpoint is not None and done in checkpoints:
+            model.eval()
+            with torch.no_grad():
+                on_checkpoint(done)
+            model.train()
+
+    checkpoint(0)
     for step in range(steps):
         batch = to_device(data.batch(batch_indices(len(data), batch_size, seed=seed, step=step, salt=3)), device)
         opt.zero_grad(set_to_none=True)
@@ -110,6 +123,7 @@ def finetune(subnet: Subnet, task: nn.Module, data: Encoded, *, steps: int, lr: 
         losses.append(loss.item())
         if progress and (step % log_every == 0 or step == steps - 1):
             progress(f"finetune step {step + 1}/{steps} loss {losses[-1]:.4f} ({time.perf_counter() - t0:.0f}s)")
+        checkpoint(step + 1)
     model.eval()
     importance = None
     if calibration is not None:

@@ -1,0 +1,247 @@
+"""How far does a longer distillation take a depth-pruned SmolLM2?  (issue 32's TPOT target)
+
+    PYTHONPATH=. .venv/bin/python -m experiments.studies.distill_budget_smollm2 [--quick] \
+        [--depth-drops 8 12] [--steps 0 24 96 384] [--out DIR] [--name STEM]
+
+The SmolLM2 benchmark's TPOT target asks for a point within 1 point of the full model's multiple-choice
+accuracy that decodes ≥ 1.5× faster than the full model at int4; on this CPU every pruned or searched
+point gets 24 distillation steps and stays far below. This study measures what more steps buy: the
+benchmark's depth-pruned baselines (Shortened-LLaMA block importance on the same calibration items, the
+same teacher, data, learning rate and batch as ``experiments/studies/benchmark_smollm2_cpu/config.yaml``)
+distilled once for the longest budget, scored on the benchmark's held-out items and glosses after each
+budget of the ladder (one run per structure: the schedule is constant, so the point after ``n`` steps is
+the ``n``-step run's). PyTorch fp32 scores every rung; the last rung is also exported at int4 with
+calibrated scales and scored as the deployed ONNX graph, as the benchmark scores its points. Each
+structure's predicted TPOT speedup over the full model at int4 comes from the benchmark's decode table.
+
+Writes ``<out>/<name>.{md,json}`` (default ``distill_budget_smollm2_<host fingerprint>``), the JSON after
+every rung, so a run cut short keeps what it measured. ``--quick``: the tiny random Llama (tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from experiments.studies.report_files import md_table, write_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORTS = ROOT / "experiments" / "reports"
+MODULE = "experiments.studies.distill_budget_smollm2"
+
+_T0 = time.perf_counter()
+
+
+def say(line: str) -> None:
+    print(f"[distill {time.perf_counter() - _T0:7.1f}s] {line}", file=sys.stderr, flush=True)
+
+
+def steps_to_close(rungs: list[dict[str, Any]], goal: float) -> dict[str, Any] | None:
+    """Accuracy against log2(steps) fitted on the rungs after the first distilled one (least squares):
+    ``{"per_doubling", "steps"}`` where ``steps`` is where the line reaches ``goal`` (None: it never does).
+
+    Example:
+        >>> steps_to_close([{"steps": 24, "accuracy": 0.40}, {"steps": 96, "accuracy": 0.44}], 0.48)
+        {'per_doubling': 0.02, 'steps': 384}
+    """
+    pts = [(math.log2(r["steps"]), r["accuracy"]) for r in rungs if r["steps"] > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+    slope = round(slope, 6)
+    if slope <= 0:
+        return {"per_doubling": slope, "steps": None}
+    return {"per_doubling": slope, "steps": int(round(2 ** (mx + (goal - my) / slope)))}
+
+
+def score_torch(model: Any, bench: Any) -> dict[str, float]:
+    """Multiple-choice accuracy and perplexity of ``model`` (PyTorch fp32) on the benchmark's held-out sets."""
+    from nas.tasks.lm_eval import choice_accuracy, lm_forward, perplexity
+
+    fwd = lm_forward(model)
+    return {"accuracy": choice_accuracy(fwd, bench.test), "perplexity": perplexity(fwd, bench.ppl_ids, bench.ppl_mask)}
+
+
+def score_int4(bench: Any, subnet: Any, arch: dict[str, int], folder: Path, calibration: Any) -> dict[str, Any]:
+    """``subnet`` saved, exported at int4 (calibrated scales) and scored as the deployed graph (the benchmark's way)."""
+    from experiments.studies.benchmark_smollm2_cpu.baselines import with_bits
+    from experiments.studies.benchmark_smollm2_cpu.measure import export_point, score_point
+
+    subnet.save(folder / "subnet")
+    cand = {"subnet_dir": str(folder / "subnet"), "arch": with_bits(bench.space, arch, "int4"), "deploy": "int4"}
+    out = export_point(cand, folder / "int4", accuracy_level=None, calibration=calibration)
+    cfg = bench.bench_config
+    return score_point(out, bench, prompt=cfg.prompt, new_tokens=cfg.new_tokens)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from experiments.studies.benchmark_minilm_cpu.config import load_config
+    from experiments.studies.benchmark_minilm_cpu.run import host, loadavg
+    from experiments.studies.benchmark_smollm2_cpu.baselines import calibration_importance, depth_arch, with_bits
+    from experiments.studies.benchmark_smollm2_cpu.config import DEFAULT_CONFIG, DecoderBenchConfig
+    from experiments.studies.benchmark_smollm2_cpu.context import DecoderBench
+    from nas.latency.device import device_info
+    from nas.supernet.derive import derive
+    from trainers.finetune import finetune
+    from trainers.pipeline import int4_calibration
+
+    cfg = load_config(args.config or DEFAULT_CONFIG, quick=args.quick, cls=DecoderBenchConfig)
+    if args.test_items or args.ppl_glosses:
+        cfg = dataclasses.replace(cfg, test_items=args.test_items or cfg.test_items,
+                                  ppl_glosses=args.ppl_glosses or cfg.ppl_glosses)
+    ladder = sorted(set(args.steps))
+    if not ladder or ladder[0] < 0:
+        raise SystemExit("--steps: non-negative step counts")
+    fp = device_info()["fingerprint"]
+    name = args.name or ("distill_budget_smollm2_quick" if args.quick else f"distill_budget_smollm2_{fp}")
+    out = Path(args.out) if args.out else REPORTS
+    work = Path(tempfile.mkdtemp(prefix="distill-budget-"))
+    bench = DecoderBench(cfg, progress=say)
+    c = bench.config
+    calibration = int4_calibration(dataclasses.replace(c, int4_scales="calibrated"), bench.train)
+    doc: dict[str, Any] = {
+        "command": shlex.join(["python", "-m", MODULE, *args.argv]),
+        "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "machine": {**host(), "cores": os.cpu_count(), "loadavg_before": loadavg(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "space": cfg.space, "ladder": ladder, "test_items": len(bench.test), "ppl_glosses": len(bench.ppl_ids),
+        "recipe": {"lr": c.finetune_lr, "batch_size": c.batch_size, "max_length": c.max_length,
+                   "train_glosses": len(bench.train), "schedule": c.finetune_schedule, "autocast": c.autocast,
+                   "benchmark_steps": c.finetune_steps},
+        "structures": {},
+    }
+
+    def save() -> None:
+        doc["finished"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        doc["machine"]["loadavg_after"] = loadavg()
+        write_report(out / name, doc, markdown(doc))
+
+    full_arch = dict(bench.space.full())
+    full_int4 = with_bits(bench.space, full_arch, "int4")
+    say("full model: scoring (PyTorch fp32), then at int4 (ONNX)")
+    full = derive(bench.net, full_arch)
+    full.model.eval()
+    with torch.no_grad():
+        doc["full"] = {"fp32": score_torch(full.model, bench),
+                       "int4": score_int4(bench, full, full_arch, work / "full", calibration),
+                       "tpot_int4_predicted_ms": bench.predicted(full_int4)["tpot_ms"]}
+    say(f"full: fp32 {doc['full']['fp32']['accuracy']:.1%} ppl {doc['full']['fp32']['perplexity']:.1f}; "
+        f"int4 {doc['full']['int4']['accuracy']:.1%}")
+    del full
+    save()
+    imp = calibration_importance(bench, cfg.calibration_items)
+    for k in args.depth_drops:
+        arch, dropped = depth_arch(bench.space, imp["dropped"], int(k))
+        key = f"depth{k}"
+        pred = bench.predicted(with_bits(bench.space, arch, "int4"))["tpot_ms"]
+        entry = doc["structures"][key] = {"dropped": dropped, "tpot_int4_predicted_ms": pred,
+                                          "tpot_speedup_vs_full_int4": doc["full"]["tpot_int4_predicted_ms"] / pred,
+                                          "rungs": []}
+        subnet = derive(bench.net, arch)
+        task = bench.recipe.task()
+        t_train = [time.perf_counter(), 0.0]  # start of the current training stretch, seconds trained
+
+        def rung(n: int, subnet=subnet, entry=entry, key=key, t_train=t_train) -> None:
+            t_train[1] += time.perf_counter() - t_train[0]
+            s = score_torch(subnet.model, bench)
+            entry["rungs"].append({"steps": n, "train_s": round(t_train[1], 1), **s})
+            say(f"{key} after {n} steps ({t_train[1] / 60:.1f} min): accuracy {s['accuracy']:.1%}, "
+                f"perplexity {s['perplexity']:.1f}")
+            save()
+            t_train[0] = time.perf_counter()
+
+        say(f"{key}: layers {dropped} dropped; distilling {ladder[-1]} steps, scored after {ladder}")
+        finetune(subnet, task, bench.train, steps=ladder[-1], lr=c.finetune_lr, batch_size=c.batch_size,
+                 seed=c.seed, schedule=c.finetune_schedule, autocast=c.autocast,
+                 progress=say, log_every=max(ladder[-1] // 8, 1), checkpoints=ladder, on_checkpoint=rung)
+        entry["int4_last"] = {"steps": ladder[-1], **score_int4(bench, subnet, arch, work / key, calibration)}
+        say(f"{key} at int4 after {ladder[-1]} steps: accuracy {entry['int4_last']['accuracy']:.1%}")
+        save()
+    return 0
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    r = doc["recipe"]
+    lines = [
+        "# How far a longer distillation takes a depth-pruned SmolLM2", "",
+        f"`{doc['command']}` — {doc['started']} to {doc.get('finished', '…')} UTC, {m.get('cpu', '?')} "
+        f"(fingerprint {m['fingerprint']}), {m['cores']} cores, torch {m['torch']} ({m['threads']} threads), "
+        f"load average {m['loadavg_before']} before, {m.get('loadavg_after', '?')} after.", "",
+        f"Space `{doc['space']}`. Recipe: the SmolLM2 benchmark's (distillation from the full model, lr "
+        f"{r['lr']:g} {r['schedule']}, batch {r['batch_size']} × {r['max_length']} tokens, {r['train_glosses']} "
+        f"training glosses, training precision per `autocast: {r['autocast']}`); the benchmark gives every point "
+        f"{r['benchmark_steps']} steps. Each structure is distilled once for {doc['ladder'][-1]} steps and scored "
+        f"after each of {doc['ladder']} (constant schedule: a rung is the run of that length). Scores: "
+        f"multiple choice on {doc['test_items']} held-out items (4 parts of speech), perplexity of "
+        f"{doc['ppl_glosses']} held-out glosses; PyTorch fp32 at every rung, the deployed int4 ONNX graph "
+        "(calibrated scales, as the benchmark scores) at the last.", "",
+    ]
+    full = doc.get("full")
+    if not full:
+        return "\n".join(lines + ["Nothing measured yet."]) + "\n"
+    goal = full["fp32"]["accuracy"] - 0.01
+    lines += [f"**Full model**: fp32 {full['fp32']['accuracy']:.1%} (perplexity {full['fp32']['perplexity']:.1f}); "
+              f"int4 deployed {full['int4']['accuracy']:.1%} (perplexity {full['int4']['perplexity']:.1f}), "
+              f"predicted TPOT {full['tpot_int4_predicted_ms']:.2f} ms. The target's accuracy bar (fp32 − 1 pt): "
+              f"**{goal:.1%}**; its speed bar: TPOT ≥ 1.5× below full int4.", ""]
+    rows = []
+    for key, e in doc["structures"].items():
+        for g in e["rungs"]:
+            rows.append([key, g["steps"], f"{g['train_s'] / 60:.1f}", f"{g['accuracy']:.1%}",
+                         f"{g['accuracy'] - full['fp32']['accuracy']:+.1%}".replace("%", " pt"), f"{g['perplexity']:.1f}"])
+        if "int4_last" in e:
+            g = e["int4_last"]
+            rows.append([f"{key} int4", g["steps"], "", f"{g['accuracy']:.1%}",
+                         f"{g['accuracy'] - full['fp32']['accuracy']:+.1%}".replace("%", " pt"), f"{g['perplexity']:.1f}"])
+    lines += md_table(["structure", "steps", "train min", "multiple choice", "vs full fp32", "perplexity"], rows)
+    lines += ["", "| structure | layers dropped | predicted int4 TPOT ms | speedup vs full int4 | gain per doubling "
+              "of steps | steps to reach the bar (log-linear) |", "| --- | --- | --- | --- | --- | --- |"]
+    for key, e in doc["structures"].items():
+        fit = steps_to_close(e["rungs"], goal)
+        per = f"{fit['per_doubling'] * 100:+.2f} pt" if fit else "–"
+        need = ("never (no gain)" if fit and fit["steps"] is None else f"{fit['steps']:,}" if fit else "–")
+        lines.append(f"| {key} | {e['dropped']} | {e['tpot_int4_predicted_ms']:.2f} | "
+                     f"{e['tpot_speedup_vs_full_int4']:.2f}× | {per} | {need} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny-llama with the benchmark's quick settings (tests)")
+    ap.add_argument("--config", default=None, help="a benchmark config (default: the SmolLM2 benchmark's)")
+    ap.add_argument("--depth-drops", type=int, nargs="+", default=[8, 12])
+    ap.add_argument("--steps", type=int, nargs="+", default=[0, 24, 96, 384], help="the ladder of step counts")
+    ap.add_argument("--test-items", type=int, default=None, help="held-out items (default: the config's)")
+    ap.add_argument("--ppl-glosses", type=int, default=None, help="perplexity glosses (default: the config's)")
+    ap.add_argument("--out", default=None, help=f"report folder (default {REPORTS.relative_to(ROOT)})")
+    ap.add_argument("--name", default=None, help="report file stem")
+    ap.add_argument("--report-only", metavar="JSON", help="rewrite the Markdown from a run's JSON")
+    args = ap.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    if args.report_only:
+        import json
+
+        src = Path(args.report_only)
+        doc = json.loads(src.read_text())
+        write_report(src.with_suffix(""), doc, markdown(doc))
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
