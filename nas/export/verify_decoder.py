@@ -183,14 +183,19 @@ def check_phase_latency(directory: Path, subnet: Any, table: Any, *, tolerance: 
     from nas.export.artifacts import QUANT
     from nas.export.verify import check_latency
     from nas.latency import latency_ms
-    from nas.runtime.decoder_onnx import step_inputs
+    from nas.runtime.decoder_onnx import decoder_bits_by_node, int8_nbits_nodes, step_inputs
 
     feeds = step_inputs(subnet.model, batch=table.batch, new=table.seq, context=table.context)
     c = check_latency(directory / QUANT, table, latency_ms(table, subnet.space, subnet.arch), subnet.space,
                       tolerance=tolerance, inputs=feeds, references=references)
     what = (f"a {table.phase} call of the generation graph ({table.seq} new tokens after {table.context})"
             + ("" if table.has_head else "; this table prices no LM head, which the graph runs"))
-    return Check(c.name, c.ok, c.value, c.limit, f"{c.detail}; {what}", {**c.data, "phase": table.phase})
+    ok, data = c.ok, {**c.data, "phase": table.phase}
+    if int8_nbits_nodes(decoder_bits_by_node(subnet)) and integer_layers(directory, subnet):
+        ok, data["comparable"] = None, False  # measured, but against another kernel's prices: not gated
+        what += ("; not compared: the graph's 8-bit layers run MatMulInteger (exported before 8-bit MatMulNBits) "
+                 "and the table prices 8-bit MatMulNBits; export the subnet again to compare")
+    return Check(c.name, ok, c.value, c.limit, f"{c.detail}; {what}", data)
 
 
 def decoder_checks(directory: Path, subnet: Any, *, shapes: Sequence[tuple[int, int]], tolerance: float,

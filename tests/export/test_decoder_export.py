@@ -120,6 +120,26 @@ def test_a_folder_with_matmulinteger_layers_is_checked_against_their_emulation(m
     assert "linear" not in vars(FakeQuantLogits(sub).fq.model.layers[0].attn)
 
 
+@pytest.mark.slow
+def test_a_matmulinteger_folder_is_measured_but_not_gated_against_tables_pricing_8bit_matmulnbits(mixed, tmp_path):
+    from nas.export.verify_decoder import check_phase_latency
+    from nas.latency.table import load_table
+    from nas.runtime.decoder_onnx import decoder_bits_by_node
+    from nas.runtime.quantize import quantize_onnx
+
+    sub, out, _, _ = mixed
+    table = load_table("tiny-llama.onnxruntime-cpu.t1.b1.c32.decode")
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    bits = {n: b for n, b in decoder_bits_by_node(sub).items() if b < 32}
+    quantize_onnx(old / "model.onnx", old / "model.quant.onnx", bits, accuracy_level=1)  # no int8_nbits
+    tight = 1e-12  # no measurement lands this close: a gated check fails
+    now, then = (check_phase_latency(d, sub, table, tolerance=tight) for d in (out, old))
+    assert now.ok is False and "comparable" not in now.data and "not compared" not in now.detail
+    assert then.ok is None and then.data["comparable"] is False and then.data["median_ms"] > 0
+    assert "not compared: the graph's 8-bit layers run MatMulInteger" in then.detail
+
+
 def test_default_task_metric_scores_the_graphs_logits(mixed):
     """Without a plug-in's metric the decoder's own (nas.tasks.metric.task_metric) scores logits of both sides."""
     _, out, _, _ = mixed

@@ -61,3 +61,52 @@ def test_calibrated_finetune_snaps_int4_linears_onto_clipped_scales_and_leaves_t
         else:
             assert torch.equal(lin.weight, latent[node])  # fp32 linears untouched
     assert differ > 0  # some blocks found a clipped scale
+
+
+def _tiny_decoder_distillation():
+    import torch
+
+    import nas
+    from nas.spaces import load_space
+    from nas.tasks.batches import Encoded
+    from trainers.tasks import NextTokenTask
+
+    space = load_space("tiny-llama")
+    net = nas.Supernet.build(space)
+    arch = dict(space.full())
+    arch["layer1.keep"] = 0
+    teacher = nas.derive(net, space.full()).model.eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, space.dims.vocab_size, (16, 10), generator=g)
+    data = Encoded(ids, torch.ones_like(ids), torch.zeros(16, dtype=torch.long))
+    return (lambda: nas.derive(net, space.validate(arch))), NextTokenTask(teacher), data
+
+
+def test_checkpoints_see_the_run_of_that_length_and_leave_the_training_unchanged():
+    import torch
+
+    from trainers.finetune import finetune
+
+    make, task, data = _tiny_decoder_distillation()
+    kw = dict(lr=1e-3, batch_size=4, seed=0, autocast="none")
+    seen = {}
+
+    def look(n: int) -> None:
+        seen[n] = (sub.model.training, torch.is_grad_enabled(),
+                   {k: v.clone() for k, v in sub.model.state_dict().items()})
+
+    sub = make()
+    before = {k: v.clone() for k, v in sub.model.state_dict().items()}
+    finetune(sub, task, data, steps=4, checkpoints=(0, 2, 4, 9), on_checkpoint=look, **kw)
+    assert sorted(seen) == [0, 2, 4]  # a checkpoint past the last step never comes
+    assert all(not training and not grad for training, grad, _ in seen.values())  # eval mode, no autograd
+    assert all(torch.equal(seen[0][2][k], before[k]) for k in before)
+
+    short = make()  # the 2-step run (constant schedule, same batches) is what the ladder saw after 2 steps
+    finetune(short, task, data, steps=2, **kw)
+    assert all(torch.equal(seen[2][2][k], v) for k, v in short.model.state_dict().items())
+    assert any(not torch.equal(seen[2][2][k], seen[4][2][k]) for k in before)  # and training went on from there
+
+    plain = make()  # watching changes nothing
+    finetune(plain, task, data, steps=4, **kw)
+    assert all(torch.equal(v, sub.model.state_dict()[k]) for k, v in plain.model.state_dict().items())
