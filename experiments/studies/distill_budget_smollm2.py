@@ -68,10 +68,11 @@ def steps_to_close(rungs: list[dict[str, Any]], goal: float) -> dict[str, Any] |
 
 def score_torch(model: Any, bench: Any) -> dict[str, float]:
     """Multiple-choice accuracy and perplexity of ``model`` (PyTorch fp32) on the benchmark's held-out sets."""
-    from nas.tasks.lm_eval import choice_accuracy, lm_forward, perplexity
+    from nas.tasks.lm_eval import TorchCachedDecoder, choice_scores_cached, correct_of, lm_forward, perplexity
 
-    fwd = lm_forward(model)
-    return {"accuracy": choice_accuracy(fwd, bench.test), "perplexity": perplexity(fwd, bench.ppl_ids, bench.ppl_mask)}
+    correct = correct_of(choice_scores_cached(TorchCachedDecoder(model), bench.test), bench.test)
+    return {"accuracy": float(correct.float().mean()),
+            "perplexity": perplexity(lm_forward(model), bench.ppl_ids, bench.ppl_mask)}
 
 
 def score_int4(bench: Any, subnet: Any, arch: dict[str, int], folder: Path, calibration: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nas.errors import ModelError
 from nas.models import TransformerModel, load_model
 from nas.tasks.batches import HashTokenizer, tokenizer_for
 from nas.tasks.definitions import ChoiceItem, load_definitions
@@ -78,6 +79,19 @@ def test_cached_choice_scores_of_an_exported_graph_equal_the_reference(tmp_path)
     assert torch.allclose(cached, ref, atol=1e-4)
     assert torch.allclose(cached, choice_scores(session.forward, enc), atol=1e-4)
     assert correct_of(cached, enc).tolist() == (ref.argmax(1) == torch.tensor([1, 0, 3, 1])).tolist()
+
+
+def test_cached_choice_scores_of_a_pytorch_decoder_equal_the_reference():
+    from nas.tasks.lm_eval import TorchCachedDecoder, choice_scores_cached
+
+    _, model = model_of("tiny-llama")
+    tok = HashTokenizer(model.dims.vocab_size, 64)
+    items = (*ITEMS, ChoiceItem("d", "Definition: a long word.\nWord:", ("x", "antidisestablishment", "y z", "w"), 1))
+    enc = encode_choices(tok, items)
+    cached = choice_scores_cached(TorchCachedDecoder(model), enc)
+    assert torch.allclose(cached, reference_scores(model, tok, items), atol=1e-5)
+    with pytest.raises(ModelError):  # an encoder has no cache to extend
+        choice_scores_cached(TorchCachedDecoder(model_of("tiny-bert")[1]), enc)
 
 
 def test_long_prompts_keep_their_end():
