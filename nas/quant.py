@@ -53,6 +53,9 @@ CLIP_ALPHAS = tuple(round(0.5 + 0.025 * i, 3) for i in range(21))
 """Scale factors :func:`clip_int4` tries per block: ``absmax·α/7`` for α = 0.500, 0.525, …, 1.000."""
 
 
+_CLIP_CHUNK = 1 << 22  # elements of one (α × rows × inputs) slice of clip_int4's search
+
+
 def clip_int4(w: Tensor, importance: Tensor, alphas: tuple[float, ...] = CLIP_ALPHAS) -> Tensor:
     """``w`` (out × in) on the int4 grid with each block's scale clipped for its layer's output error.
 
@@ -73,20 +76,18 @@ def clip_int4(w: Tensor, importance: Tensor, alphas: tuple[float, ...] = CLIP_AL
                          f"got {tuple(importance.shape)}")
     block = INT4_BLOCK if cols % INT4_BLOCK == 0 else cols  # quantize_dequantize's per-row fallback
     blocks = w.detach().reshape(rows, cols // block, block)
-    imp = importance.detach().double().reshape(1, cols // block, block)
+    imp = importance.detach().to(blocks.dtype).reshape(1, cols // block, block)
     absmax = blocks.abs().amax(-1, keepdim=True).clamp(min=1e-12)
-    best, best_err = None, None
-    for alpha in sorted(alphas, reverse=True):
-        scale = absmax * float(alpha) / 7  # α = 1: quantize_dequantize's own arithmetic
-        q = torch.clamp(torch.round(blocks / scale), -7, 7) * scale
-        err = ((q - blocks).double() ** 2 * imp).sum(-1, keepdim=True)
-        if best is None:
-            best, best_err = q, err
-        else:
-            better = err < best_err
-            best, best_err = torch.where(better, q, best), torch.where(better, err, best_err)
-    assert best is not None
-    return best.reshape(rows, cols)
+    a = torch.tensor(sorted(alphas, reverse=True), dtype=blocks.dtype, device=blocks.device).view(-1, 1, 1, 1)
+    out = torch.empty_like(blocks)
+    step = max(1, _CLIP_CHUNK // (len(alphas) * cols))  # every α at once, a slice of rows at a time
+    for r in range(0, rows, step):
+        b, m = blocks[r:r + step], absmax[r:r + step]
+        scale = m * a / 7  # (α, rows, blocks, 1); α = 1: quantize_dequantize's own arithmetic
+        q = torch.clamp(torch.round(b / scale), -7, 7) * scale
+        best = ((q - b) ** 2 * imp).sum(-1).argmin(0)  # the first minimum: the larger α on ties
+        out[r:r + step] = q.gather(0, best[None, ..., None].expand(1, *b.shape))[0]
+    return out.reshape(rows, cols)
 
 
 def fake_quant(w: Tensor, bits: int) -> Tensor:
