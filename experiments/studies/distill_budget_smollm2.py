@@ -14,6 +14,10 @@ the ``n``-step run's). PyTorch fp32 scores every rung; the last rung is also exp
 calibrated scales and scored as the deployed ONNX graph, as the benchmark scores its points. Each
 structure's predicted TPOT speedup over the full model at int4 comes from the benchmark's decode table.
 
+``--text items`` distils on the task's own format instead of the benchmark's gloss text: the training
+split's definitions as the multiple choice asks them, ``Definition: {gloss}.\nWord: {word}`` (the true
+word; held-out synsets stay unseen), still against the full model's next-token distribution.
+
 Writes ``<out>/<name>.{md,json}`` (default ``distill_budget_smollm2_<host fingerprint>``), the JSON after
 every rung, so a run cut short keeps what it measured. ``--quick``: the tiny random Llama (tests).
 """
@@ -66,6 +70,24 @@ def steps_to_close(rungs: list[dict[str, Any]], goal: float) -> dict[str, Any] |
     return {"per_doubling": slope, "steps": int(round(2 ** (mx + (goal - my) / slope)))}
 
 
+TEXTS = ("glosses", "items")
+
+
+def item_texts(bench: Any, n: int) -> list[str]:
+    """The first ``n`` training items as the multiple choice scores them: the prompt, then its true word."""
+    return [f"{it.prompt} {it.choices[it.answer]}" for it in bench.recipe.data.choice_items("train", n)]
+
+
+def training_text(bench: Any, text: str) -> Any:
+    """The ``Encoded`` texts a structure is distilled on: the benchmark's glosses, or as many training items."""
+    if text == "glosses":
+        return bench.train
+    from nas.tasks.batches import encode, tokenizer_for
+
+    texts = item_texts(bench, len(bench.train))
+    return encode(tokenizer_for(bench.loaded, bench.config.max_length), texts, [0] * len(texts))
+
+
 def score_torch(model: Any, bench: Any) -> dict[str, float]:
     """Multiple-choice accuracy and perplexity of ``model`` (PyTorch fp32) on the benchmark's held-out sets."""
     from nas.tasks.lm_eval import TorchCachedDecoder, choice_scores_cached, correct_of, lm_forward, perplexity
@@ -97,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from experiments.studies.benchmark_smollm2_cpu.context import DecoderBench
     from nas.latency.device import device_info
     from nas.supernet.derive import derive
+    from trainers.devices import train_dtype
     from trainers.finetune import finetune
     from trainers.pipeline import int4_calibration
 
@@ -108,20 +131,23 @@ def run(args: argparse.Namespace) -> int:
     if not ladder or ladder[0] < 0:
         raise SystemExit("--steps: non-negative step counts")
     fp = device_info()["fingerprint"]
-    name = args.name or ("distill_budget_smollm2_quick" if args.quick else f"distill_budget_smollm2_{fp}")
+    stem = "distill_budget_smollm2" + ("" if args.text == "glosses" else f"_{args.text}")
+    name = args.name or (f"{stem}_quick" if args.quick else f"{stem}_{fp}")
     out = Path(args.out) if args.out else REPORTS
     work = Path(tempfile.mkdtemp(prefix="distill-budget-"))
     bench = DecoderBench(cfg, progress=say)
     c = bench.config
     calibration = int4_calibration(dataclasses.replace(c, int4_scales="calibrated"), bench.train)
+    train = training_text(bench, args.text)
     doc: dict[str, Any] = {
         "command": shlex.join(["python", "-m", MODULE, *args.argv]),
         "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "machine": {**host(), "cores": os.cpu_count(), "loadavg_before": loadavg(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "space": cfg.space, "ladder": ladder, "test_items": len(bench.test), "ppl_glosses": len(bench.ppl_ids),
-        "recipe": {"lr": c.finetune_lr, "batch_size": c.batch_size, "max_length": c.max_length,
-                   "train_glosses": len(bench.train), "schedule": c.finetune_schedule, "autocast": c.autocast,
+        "recipe": {"text": args.text, "lr": c.finetune_lr, "batch_size": c.batch_size, "max_length": c.max_length,
+                   "train_texts": len(train), "schedule": c.finetune_schedule, "autocast": c.autocast,
+                   "train_dtype": train_dtype("cpu", c.autocast),
                    "benchmark_steps": c.finetune_steps},
         "structures": {},
     }
@@ -166,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
             t_train[0] = time.perf_counter()
 
         say(f"{key}: layers {dropped} dropped; distilling {ladder[-1]} steps, scored after {ladder}")
-        finetune(subnet, task, bench.train, steps=ladder[-1], lr=c.finetune_lr, batch_size=c.batch_size,
+        finetune(subnet, task, train, steps=ladder[-1], lr=c.finetune_lr, batch_size=c.batch_size,
                  seed=c.seed, schedule=c.finetune_schedule, autocast=c.autocast,
                  progress=say, log_every=max(ladder[-1] // 8, 1), checkpoints=ladder, on_checkpoint=rung)
         entry["int4_last"] = {"steps": ladder[-1], **score_int4(bench, subnet, arch, work / key, calibration)}
@@ -184,8 +210,11 @@ def markdown(doc: dict[str, Any]) -> str:
         f"(fingerprint {m['fingerprint']}), {m['cores']} cores, torch {m['torch']} ({m['threads']} threads), "
         f"load average {m['loadavg_before']} before, {m.get('loadavg_after', '?')} after.", "",
         f"Space `{doc['space']}`. Recipe: the SmolLM2 benchmark's (distillation from the full model, lr "
-        f"{r['lr']:g} {r['schedule']}, batch {r['batch_size']} × {r['max_length']} tokens, {r['train_glosses']} "
-        f"training glosses, training precision per `autocast: {r['autocast']}`); the benchmark gives every point "
+        f"{r['lr']:g} {r['schedule']}, batch {r['batch_size']} × {r['max_length']} tokens, training in "
+        f"{r.get('train_dtype', '?')}) on {r.get('train_texts', r.get('train_glosses'))} training "
+        + ("glosses (the benchmark's text)" if r.get("text", "glosses") == "glosses" else
+           "items in the task's format (`Definition: … Word: <true word>`; the benchmark distils on glosses)")
+        + f"; the benchmark gives every point "
         f"{r['benchmark_steps']} steps. Each structure is distilled once for {doc['ladder'][-1]} steps and scored "
         f"after each of {doc['ladder']} (constant schedule: a rung is the run of that length). Scores: "
         f"multiple choice on {doc['test_items']} held-out items (4 parts of speech), perplexity of "
@@ -227,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None, help="a benchmark config (default: the SmolLM2 benchmark's)")
     ap.add_argument("--depth-drops", type=int, nargs="+", default=[8, 12])
     ap.add_argument("--steps", type=int, nargs="+", default=[0, 24, 96, 384], help="the ladder of step counts")
+    ap.add_argument("--text", choices=TEXTS, default="glosses",
+                    help="distil on the benchmark's glosses or on training items in the task's format")
     ap.add_argument("--test-items", type=int, default=None, help="held-out items (default: the config's)")
     ap.add_argument("--ppl-glosses", type=int, default=None, help="perplexity glosses (default: the config's)")
     ap.add_argument("--out", default=None, help=f"report folder (default {REPORTS.relative_to(ROOT)})")

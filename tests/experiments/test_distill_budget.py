@@ -20,9 +20,12 @@ def test_steps_to_close_fits_accuracy_against_doublings_of_the_distilled_rungs()
 
 
 @pytest.mark.slow
-def test_quick_run_scores_every_rung_and_the_last_at_int4(tmp_path):
-    assert main(["--quick", "--depth-drops", "1", "--steps", "0", "2", "4", "--out", str(tmp_path), "--name", "q"]) == 0
+@pytest.mark.parametrize("text", ["glosses", "items"])
+def test_quick_run_scores_every_rung_and_the_last_at_int4(tmp_path, text):
+    assert main(["--quick", "--text", text, "--depth-drops", "1", "--steps", "0", "2", "4",
+                 "--out", str(tmp_path), "--name", "q"]) == 0
     doc = json.loads((tmp_path / "q.json").read_text())
+    assert doc["recipe"]["text"] == text and doc["recipe"]["train_dtype"] in ("fp32", "bf16")
     rungs = doc["structures"]["depth1"]["rungs"]
     assert [r["steps"] for r in rungs] == [0, 2, 4]
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["perplexity"] > 1.0 for r in rungs)
@@ -35,3 +38,18 @@ def test_quick_run_scores_every_rung_and_the_last_at_int4(tmp_path):
     assert e["tpot_speedup_vs_full_int4"] > 1.0  # a layer fewer decodes faster, by the table
     md = (tmp_path / "q.md").read_text()
     assert "| depth1 int4 | 4 |" in md
+    assert ("task's format" in md) == (text == "items")
+
+
+def test_item_texts_are_the_training_prompts_with_their_true_word():
+    from types import SimpleNamespace
+
+    from nas.tasks.definitions import ChoiceItem
+    from experiments.studies.distill_budget_smollm2 import item_texts
+
+    items = (ChoiceItem("a", "Definition: a cat.\nWord:", ("dog", "cat"), 1),
+             ChoiceItem("b", "Definition: a dog.\nWord:", ("dog", "cat"), 0))
+    data = SimpleNamespace(choice_items=lambda split, n: items[:n] if split == "train" else ())
+    bench = SimpleNamespace(recipe=SimpleNamespace(data=data))
+    assert item_texts(bench, 2) == ["Definition: a cat.\nWord: cat", "Definition: a dog.\nWord: dog"]
+    assert item_texts(bench, 1) == ["Definition: a cat.\nWord: cat"]
