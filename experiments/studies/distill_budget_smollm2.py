@@ -159,16 +159,24 @@ def run(args: argparse.Namespace) -> int:
 
     full_arch = dict(bench.space.full())
     full_int4 = with_bits(bench.space, full_arch, "int4")
-    say("full model: scoring (PyTorch fp32), then at int4 (ONNX)")
-    full = derive(bench.net, full_arch)
-    full.model.eval()
-    with torch.no_grad():
-        doc["full"] = {"fp32": score_torch(full.model, bench),
-                       "int4": score_int4(bench, full, full_arch, work / "full", calibration),
-                       "tpot_int4_predicted_ms": bench.predicted(full_int4)["tpot_ms"]}
+    if args.full_from:  # the full model's scores from an earlier run on the same sets
+        import json
+
+        prev = json.loads(Path(args.full_from).read_text())
+        if (prev["test_items"], prev["ppl_glosses"], prev["space"]) != (len(bench.test), len(bench.ppl_ids), cfg.space):
+            raise SystemExit(f"--full-from: {args.full_from} scored other sets or another space")
+        doc["full"] = {**prev["full"], "from": args.full_from}
+    else:
+        say("full model: scoring (PyTorch fp32), then at int4 (ONNX)")
+        full = derive(bench.net, full_arch)
+        full.model.eval()
+        with torch.no_grad():
+            doc["full"] = {"fp32": score_torch(full.model, bench),
+                           "int4": score_int4(bench, full, full_arch, work / "full", calibration),
+                           "tpot_int4_predicted_ms": bench.predicted(full_int4)["tpot_ms"]}
+        del full
     say(f"full: fp32 {doc['full']['fp32']['accuracy']:.1%} ppl {doc['full']['fp32']['perplexity']:.1f}; "
         f"int4 {doc['full']['int4']['accuracy']:.1%}")
-    del full
     save()
     imp = calibration_importance(bench, cfg.calibration_items)
     for k in args.depth_drops:
@@ -227,7 +235,9 @@ def markdown(doc: dict[str, Any]) -> str:
     goal = full["fp32"]["accuracy"] - 0.01
     lines += [f"**Full model**: fp32 {full['fp32']['accuracy']:.1%} (perplexity {full['fp32']['perplexity']:.1f}); "
               f"int4 deployed {full['int4']['accuracy']:.1%} (perplexity {full['int4']['perplexity']:.1f}), "
-              f"predicted TPOT {full['tpot_int4_predicted_ms']:.2f} ms. The target's accuracy bar (fp32 − 1 pt): "
+              f"predicted TPOT {full['tpot_int4_predicted_ms']:.2f} ms"
+              + (f" (scored by the run in `{Path(full['from']).name}`)" if full.get("from") else "")
+              + ". The target's accuracy bar (fp32 − 1 pt): "
               f"**{goal:.1%}**; its speed bar: TPOT ≥ 1.5× below full int4.", ""]
     rows = []
     for key, e in doc["structures"].items():
@@ -258,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, nargs="+", default=[0, 24, 96, 384], help="the ladder of step counts")
     ap.add_argument("--text", choices=TEXTS, default="glosses",
                     help="distil on the benchmark's glosses or on training items in the task's format")
+    ap.add_argument("--full-from", metavar="JSON", help="reuse the full model's scores from an earlier run's JSON")
     ap.add_argument("--test-items", type=int, default=None, help="held-out items (default: the config's)")
     ap.add_argument("--ppl-glosses", type=int, default=None, help="perplexity glosses (default: the config's)")
     ap.add_argument("--out", default=None, help=f"report folder (default {REPORTS.relative_to(ROOT)})")
