@@ -29,6 +29,7 @@ import dataclasses
 import math
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -110,18 +111,9 @@ def score_int4(bench: Any, subnet: Any, arch: dict[str, int], folder: Path, cali
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from experiments.studies.benchmark_minilm_cpu.config import load_config
-    from experiments.studies.benchmark_minilm_cpu.run import host, loadavg
-    from experiments.studies.benchmark_smollm2_cpu.baselines import calibration_importance, depth_arch, with_bits
     from experiments.studies.benchmark_smollm2_cpu.config import DEFAULT_CONFIG, DecoderBenchConfig
-    from experiments.studies.benchmark_smollm2_cpu.context import DecoderBench
     from nas.latency.device import device_info
-    from nas.supernet.derive import derive
-    from trainers.devices import train_dtype
-    from trainers.finetune import finetune
-    from trainers.pipeline import int4_calibration
 
     cfg = load_config(args.config or DEFAULT_CONFIG, quick=args.quick, cls=DecoderBenchConfig)
     if args.test_items or args.ppl_glosses:
@@ -134,7 +126,27 @@ def run(args: argparse.Namespace) -> int:
     stem = "distill_budget_smollm2" + ("" if args.text == "glosses" else f"_{args.text}")
     name = args.name or (f"{stem}_quick" if args.quick else f"{stem}_{fp}")
     out = Path(args.out) if args.out else REPORTS
-    work = Path(tempfile.mkdtemp(prefix="distill-budget-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="distill-budget-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(args, cfg, ladder, name, out, work)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, cfg: Any, ladder: list[int], name: str, out: Path, work: Path) -> int:
+    import torch
+
+    from experiments.studies.benchmark_minilm_cpu.run import host, loadavg
+    from experiments.studies.benchmark_smollm2_cpu.baselines import calibration_importance, depth_arch, with_bits
+    from experiments.studies.benchmark_smollm2_cpu.context import DecoderBench
+    from nas.latency.device import device_info
+    from nas.supernet.derive import derive
+    from trainers.devices import train_dtype
+    from trainers.finetune import finetune
+    from trainers.pipeline import int4_calibration
+
     bench = DecoderBench(cfg, progress=say)
     c = bench.config
     calibration = int4_calibration(dataclasses.replace(c, int4_scales="calibrated"), bench.train)
@@ -229,6 +241,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['ppl_glosses']} held-out glosses; PyTorch fp32 at every rung, the deployed int4 ONNX graph "
         "(calibrated scales, as the benchmark scores) at the last.", "",
     ]
+    if doc.get("note"):
+        lines += [f"Note: {doc['note']}.", ""]
     full = doc.get("full")
     if not full:
         return "\n".join(lines + ["Nothing measured yet."]) + "\n"
@@ -271,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-from", metavar="JSON", help="reuse the full model's scores from an earlier run's JSON")
     ap.add_argument("--test-items", type=int, default=None, help="held-out items (default: the config's)")
     ap.add_argument("--ppl-glosses", type=int, default=None, help="perplexity glosses (default: the config's)")
+    ap.add_argument("--work", default=None, help="keep the subnets and int4 export folders here (default: a temp folder)")
     ap.add_argument("--out", default=None, help=f"report folder (default {REPORTS.relative_to(ROOT)})")
     ap.add_argument("--name", default=None, help="report file stem")
     ap.add_argument("--report-only", metavar="JSON", help="rewrite the Markdown from a run's JSON")
