@@ -31,6 +31,7 @@ from typing import Any
 
 from nas.errors import ConfigError
 from nas.supernet.calibrate import INT4_SCALES
+from nas.tasks.definitions import DISTILL_TEXTS
 from nas.latency.budgets import LATENCY, LATENCY_OBJECTIVES, REQUEST, TABLE_PHASES, TPOT, TTFT, check_table_budgets
 
 LOSSES = ("hinge", "fbnet", "linear", "band")
@@ -135,6 +136,11 @@ class SearchConfig:
             snaps the weights back onto their grid; :func:`nas.quant.clip_int4`). Same grid, graph and latency.
         freeze_weights: skip the search's weight steps (the architecture steps alone, on the weights the
             trial started from: a shared supernet's already serve every architecture).
+        distill_text: what ``wordnet-definitions`` distils on (:data:`nas.tasks.definitions.DISTILL_TEXTS`):
+            ``glosses`` (the training synsets' gloss text) or ``items`` (the same synsets as the multiple
+            choice asks them, answered: ``Definition: … Word: <word>``, :func:`nas.tasks.definitions.answered`;
+            a depth-pruned SmolLM2 keeps its accuracy instead of losing 5 pt,
+            ``experiments/reports/distill_budget_smollm2_items_d929245201f4.md``). Other tasks ignore it.
     """
 
     space: str = "minilm-l6"
@@ -185,6 +191,7 @@ class SearchConfig:
     shared_supernet: str | None = None
     freeze_weights: bool = False
     int4_scales: str = "absmax"
+    distill_text: str = "glosses"
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -199,6 +206,8 @@ class SearchConfig:
             raise bad("autocast", f"unknown autocast {self.autocast!r}; known: {', '.join(AUTOCASTS)}")
         if self.tau_schedule not in TAU_SCHEDULES:
             raise bad("tau_schedule", f"unknown schedule {self.tau_schedule!r}; known: {', '.join(TAU_SCHEDULES)}")
+        if self.distill_text not in DISTILL_TEXTS:
+            raise bad("distill_text", f"unknown text {self.distill_text!r}; known: {', '.join(DISTILL_TEXTS)}")
         if self.int4_scales not in INT4_SCALES:
             raise bad("int4_scales", f"unknown scales {self.int4_scales!r}; known: {', '.join(INT4_SCALES)}")
         if self.finetune_schedule not in FINETUNE_SCHEDULES:

@@ -1,8 +1,9 @@
 """The ``wordnet-definitions`` recipe: a decoder distilled on WordNet gloss text, scored by definition → word.
 
 * **Data** (:mod:`nas.tasks.definitions`, all four parts of speech): the
-  glosses of the first ``max_train`` train synsets (hash order), tokenized at
-  ``max_length``, split into the search's weight and architecture parts by key;
+  glosses of the first ``max_train`` train synsets (hash order), or with
+  ``distill_text: items`` the same synsets as multiple-choice items answered
+  (``Definition: … Word: <word>``), tokenized at ``max_length``, split into the search's weight and architecture parts by key;
   for evaluation the first ``max_eval`` multiple-choice items of the test split
   and the glosses of the first ``max_eval`` test synsets.
 * **Teacher**: the full pretrained model, frozen; :class:`~trainers.tasks.NextTokenTask`
@@ -30,7 +31,7 @@ from nas.files import atomic_dir
 from nas.models.sources import LoadedModel
 from nas.spaces.space import SearchSpace
 from nas.tasks.batches import encode, tokenizer_for
-from nas.tasks.definitions import POS_FILES, load_definitions
+from nas.tasks.definitions import POS_FILES, distill_texts, load_definitions
 from nas.tasks.lm_eval import lm_forward, perplexity
 from nas.tasks.metric import definition_accuracy
 from nas.tasks.wordnet import file_fingerprint, is_arch_example
@@ -58,7 +59,8 @@ class DefinitionsRecipe(BaseRecipe):
     def prepare(self, loaded: LoadedModel, progress: Progress, device: str = "cpu") -> None:
         c, space = self.config, self.space
         tok = tokenizer_for(loaded, c.max_length)
-        self.train = encode(tok, [d.gloss for d in self.train_defs], [0] * len(self.train_defs))
+        texts = distill_texts(self.train_defs, self.data.pools, c.distill_text)
+        self.train = encode(tok, texts, [0] * len(texts))
         self.is_arch = torch.tensor([is_arch_example(d.key, c.arch_fraction) for d in self.train_defs])
         name, self.choice_metric = definition_accuracy(space, n=self.n_eval, loaded=loaded)
         self.ppl_ids, self.ppl_mask = tok([d.gloss for d in self.data.test[: self.n_eval]])

@@ -76,7 +76,9 @@ TEXTS = ("glosses", "items")
 
 def item_texts(bench: Any, n: int) -> list[str]:
     """The first ``n`` training items as the multiple choice scores them: the prompt, then its true word."""
-    return [f"{it.prompt} {it.choices[it.answer]}" for it in bench.recipe.data.choice_items("train", n)]
+    from nas.tasks.definitions import answered
+
+    return [answered(it) for it in bench.recipe.data.choice_items("train", n)]
 
 
 def training_text(bench: Any, text: str) -> Any:

@@ -37,7 +37,7 @@ from nas.models.sources import load_model
 from nas.models.transformer import TransformerModel
 from nas.spaces import load_space
 from nas.tasks.batches import tokenizer_for
-from nas.tasks.definitions import load_definitions
+from nas.tasks.definitions import answered, load_definitions
 from nas.tasks.lm_eval import choice_correct, encode_choices, lm_forward, perplexity
 from nas.tasks.metric import CHOICE_MAX_TOKENS
 
@@ -92,7 +92,7 @@ def measure(items: int, glosses: int, calib: int, threads: int) -> dict:
     print(f"perplexity of {glosses} test glosses: {ppl:.1f}", flush=True)
 
     train = data.choice_items("train", calib)
-    c_ids, c_mask = tok([f"{it.prompt} {it.choices[it.answer]}" for it in train])
+    c_ids, c_mask = tok([answered(it) for it in train])
     imp = block_importance(model, forward, c_ids, c_mask)  # the benchmark's depth-pruning rule
     calib_ppl, dropped = imp["full"], imp["dropped"]
     print("layer dropped: perplexity " + ", ".join(f"{i}: {v:.1f}" for i, v in enumerate(dropped)), flush=True)

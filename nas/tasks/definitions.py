@@ -43,6 +43,8 @@ from nas.tasks.wordnet import HINT, find_data_file, hash_order, parse_synset, sp
 
 POS_FILES = ("noun", "verb", "adj", "adv")
 PROMPT = "Definition: {definition}.\nWord:"
+DISTILL_TEXTS = ("glosses", "items")
+"""What a decoder distils on: the synsets' ``glosses``, or their ``items`` answered (:func:`answered`)."""
 NUM_CHOICES = 4
 
 
@@ -176,3 +178,22 @@ def load_definitions(folder: str | Path | None = None) -> Definitions:
         pools={lex: tuple(sorted(words)) for lex, words in pools.items()},
         source=str(paths[0].parent),
     )
+
+
+def answered(item: ChoiceItem) -> str:
+    """``item`` as its multiple choice scores the true answer: the prompt, a space, the true word."""
+    return f"{item.prompt} {item.choices[item.answer]}"
+
+
+def distill_texts(defs: Sequence[Definition], pools: Mapping[int, Sequence[str]], text: str) -> list[str]:
+    """One training text per definition of ``defs`` (:data:`DISTILL_TEXTS`): its gloss, or its item
+    :func:`answered` (the gloss where it makes no item: no definition, too few distractors).
+
+    Raises:
+        ValueError: an unknown ``text``.
+    """
+    if text not in DISTILL_TEXTS:
+        raise ValueError(f"distill_text: unknown text {text!r}; known: {', '.join(DISTILL_TEXTS)}")
+    if text == "glosses":
+        return [d.gloss for d in defs]
+    return [answered(it) if (it := choice_item(d, pools[d.lex])) is not None else d.gloss for d in defs]

@@ -3,7 +3,7 @@
 import pytest
 
 from nas.errors import DataError
-from nas.tasks.definitions import PROMPT, Definition, choice_item, load_definitions
+from nas.tasks.definitions import PROMPT, Definition, answered, choice_item, distill_texts, load_definitions
 from nas.tasks.wordnet import parse_synset, split_of
 from tests.tasks.fixtures import SNIPPET
 
@@ -83,6 +83,23 @@ def test_choice_items_cap_and_order(definitions_dir):
     items = data.choice_items("train", 3)
     assert len(items) == min(3, len(data.train))
     assert [i.key for i in items] == [d.key for d in data.train[: len(items)]]
+
+
+def test_distill_texts_are_glosses_or_the_items_answered_one_per_definition(definitions_dir):
+    data = load_definitions()
+    defs = (*data.train, *data.val, *data.test)
+    assert distill_texts(defs, data.pools, "glosses") == [d.gloss for d in defs]
+    items = distill_texts(defs, data.pools, "items")
+    assert len(items) == len(defs)  # aligned with the definitions (the search splits them by key)
+    dog = items[defs.index(by_key(data)["1001"])]
+    assert dog == PROMPT.format(definition=by_key(data)["1001"].definition) + " dog"
+    for d, text in zip(defs, items):
+        item = choice_item(d, data.pools[d.lex])
+        assert text == (d.gloss if item is None else answered(item))
+    lone = Definition("x", "noun", 5, ("dog",), "a member of the genus Canis")
+    assert distill_texts([lone], {5: ("cat", "cow")}, "items") == [lone.gloss]  # no item: its gloss
+    with pytest.raises(ValueError, match="distill_text"):
+        distill_texts(defs, data.pools, "prompts")
 
 
 def test_missing_file_names_it_and_the_install_hint(tmp_path, monkeypatch):

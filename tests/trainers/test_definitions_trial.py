@@ -45,6 +45,25 @@ def test_decoder_trial_distils_and_scores_definitions(tiny_table, definitions, t
     assert r2.arch == r.arch and r2.teacher_quality == r.teacher_quality
 
 
+def test_distill_text_items_trains_on_the_answered_items_of_the_same_synsets(tiny_table, definitions):
+    from nas.models import load_model
+    from nas.tasks.batches import tokenizer_for
+    from nas.tasks.definitions import distill_texts
+    from trainers.definitions import DefinitionsRecipe
+
+    space, loaded = load_space("tiny-llama"), load_model("tiny-llama")
+    recipes = {}
+    for text in ("glosses", "items"):
+        cfg = SearchConfig(latency_table=tiny_table("tiny-llama"), distill_text=text, **FAST)
+        recipes[text] = r = DefinitionsRecipe(cfg, space)
+        r.prepare(loaded, lambda _s: None)
+        ids, _ = tokenizer_for(loaded, cfg.max_length)(distill_texts(r.train_defs, r.data.pools, text))
+        assert torch.equal(r.train.ids, ids)
+    g, i = recipes["glosses"], recipes["items"]
+    assert g.train_defs == i.train_defs and torch.equal(g.is_arch, i.is_arch)  # same synsets, same split
+    assert not torch.equal(g.train.ids, i.train.ids)
+
+
 def test_next_token_task_shares_the_teacher_when_copied(tiny_table, definitions):
     import copy
 

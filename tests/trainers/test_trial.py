@@ -86,7 +86,7 @@ def test_missing_wordnet_is_a_data_error(tiny_table, tmp_path, monkeypatch):
     ({"target_ms": -3.0, "target_fraction": None}, "target_ms"), ({"kd_weight": 1.5}, "kd_weight"),
     ({"size_weight": 1.0}, "size_target_mb"), ({"max_train": 0}, "max_train"), ({"band_fill": "yes"}, "band_fill"),
     ({"autocast": "fp16"}, "autocast"), ({"finetune_schedule": "linear"}, "finetune_schedule"),
-    ({"int4_scales": "gptq"}, "int4_scales"),
+    ({"int4_scales": "gptq"}, "int4_scales"), ({"distill_text": "prompts"}, "distill_text"),
 ])
 def test_bad_config_is_a_config_error_naming_the_field(change, field):
     with pytest.raises(ConfigError, match=field):

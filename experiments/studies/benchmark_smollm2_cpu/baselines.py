@@ -123,10 +123,11 @@ def calibration_importance(bench: Any, n_items: int) -> dict[str, Any]:
     """:func:`block_importance` of the pretrained model on ``n_items`` train items (prompt + true word)."""
     from nas.supernet.derive import derive
     from nas.tasks.batches import tokenizer_for
+    from nas.tasks.definitions import answered
     from nas.tasks.lm_eval import lm_forward
 
     items = bench.recipe.data.choice_items("train", n_items)
-    ids, mask = tokenizer_for(bench.loaded, 64)([f"{it.prompt} {it.choices[it.answer]}" for it in items])
+    ids, mask = tokenizer_for(bench.loaded, 64)([answered(it) for it in items])
     model = derive(bench.net, bench.space.full()).model
     model.eval()
     return {**block_importance(model, lm_forward(model), ids, mask), "items": len(items)}
