@@ -101,15 +101,53 @@ def score_torch(model: Any, bench: Any) -> dict[str, float]:
 
 
 def score_int4(bench: Any, subnet: Any, arch: dict[str, int], folder: Path, calibration: Any) -> dict[str, Any]:
-    """``subnet`` saved, exported at int4 (calibrated scales) and scored as the deployed graph (the benchmark's way)."""
+    """``subnet`` saved (unless it is there), exported at int4 (calibrated scales, ``MatMulNBits`` at the tables'
+    accuracy level, as the benchmark deploys its points) and scored as the deployed graph."""
     from experiments.studies.benchmark_smollm2_cpu.baselines import with_bits
     from experiments.studies.benchmark_smollm2_cpu.measure import export_point, score_point
+    from nas.export.latency import accuracy_level
 
-    subnet.save(folder / "subnet")
+    if not (folder / "subnet" / "subnet.json").is_file():
+        subnet.save(folder / "subnet")
+    level = accuracy_level(bench.tables)
     cand = {"subnet_dir": str(folder / "subnet"), "arch": with_bits(bench.space, arch, "int4"), "deploy": "int4"}
-    out = export_point(cand, folder / "int4", accuracy_level=None, calibration=calibration)
+    out = export_point(cand, folder / f"int4.level{level}", accuracy_level=level, calibration=calibration)
     cfg = bench.bench_config
-    return score_point(out, bench, prompt=cfg.prompt, new_tokens=cfg.new_tokens)
+    return {**score_point(out, bench, prompt=cfg.prompt, new_tokens=cfg.new_tokens), "accuracy_level": level,
+            "folder": str(out)}
+
+
+def rescore(args: argparse.Namespace) -> int:
+    """``--rescore JSON --work DIR``: the int4 rows of a run again from the subnets it kept in ``DIR`` (the full
+    model's too when ``DIR/full`` holds it, else from the run its scores came from, rescored first)."""
+    import json
+
+    from experiments.studies.benchmark_minilm_cpu.config import load_config
+    from experiments.studies.benchmark_smollm2_cpu.config import DEFAULT_CONFIG, DecoderBenchConfig
+    from experiments.studies.benchmark_smollm2_cpu.context import DecoderBench
+    from nas.supernet.derive import load_subnet
+    from trainers.pipeline import int4_calibration
+
+    src, work = Path(args.rescore), Path(args.work)
+    doc = json.loads(src.read_text())
+    cfg = load_config(args.config or DEFAULT_CONFIG, quick=args.quick, cls=DecoderBenchConfig)
+    cfg = dataclasses.replace(cfg, test_items=doc["test_items"], ppl_glosses=doc["ppl_glosses"])
+    bench = DecoderBench(cfg, progress=say)
+    calibration = int4_calibration(dataclasses.replace(bench.config, int4_scales="calibrated"), bench.train)
+    if (work / "full" / "subnet").is_dir():
+        saved = load_subnet(work / "full" / "subnet")
+        doc["full"]["int4"] = score_int4(bench, saved, dict(saved.arch), work / "full", calibration)
+    elif doc["full"].get("from"):
+        doc["full"] = {**json.loads(Path(doc["full"]["from"]).read_text())["full"], "from": doc["full"]["from"]}
+    say(f"full int4: {doc['full']['int4']['accuracy']:.1%}")
+    for key, e in doc["structures"].items():
+        saved = load_subnet(work / key / "subnet")
+        e["int4_last"] = {"steps": e["int4_last"]["steps"],
+                          **score_int4(bench, saved, dict(saved.arch), work / key, calibration)}
+        say(f"{key} int4: {e['int4_last']['accuracy']:.1%}")
+    doc["rescored"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    write_report(src.with_suffix(""), doc, markdown(doc))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -241,10 +279,14 @@ def markdown(doc: dict[str, Any]) -> str:
         f"after each of {doc['ladder']} (constant schedule: a rung is the run of that length). Scores: "
         f"multiple choice on {doc['test_items']} held-out items (4 parts of speech), perplexity of "
         f"{doc['ppl_glosses']} held-out glosses; PyTorch fp32 at every rung, the deployed int4 ONNX graph "
-        "(calibrated scales, as the benchmark scores) at the last.", "",
+        "(calibrated scales, `MatMulNBits` at the tables' accuracy level, as the benchmark deploys and scores its "
+        "points) at the last.", "",
     ]
     if doc.get("note"):
         lines += [f"Note: {doc['note']}.", ""]
+    if doc.get("rescored"):
+        lines += [f"The int4 rows were scored again on {doc['rescored']} UTC from the run's saved subnets "
+                  f"(`--rescore`), exported at the tables' accuracy level.", ""]
     full = doc.get("full")
     if not full:
         return "\n".join(lines + ["Nothing measured yet."]) + "\n"
@@ -290,9 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=None, help="keep the subnets and int4 export folders here (default: a temp folder)")
     ap.add_argument("--out", default=None, help=f"report folder (default {REPORTS.relative_to(ROOT)})")
     ap.add_argument("--name", default=None, help="report file stem")
+    ap.add_argument("--rescore", metavar="JSON", help="score a run's int4 rows again from the subnets in --work")
     ap.add_argument("--report-only", metavar="JSON", help="rewrite the Markdown from a run's JSON")
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
+    if args.rescore:
+        if not args.work:
+            raise SystemExit("--rescore: give the run's --work folder")
+        return rescore(args)
     if args.report_only:
         import json
 

@@ -23,7 +23,7 @@ def test_steps_to_close_fits_accuracy_against_doublings_of_the_distilled_rungs()
 @pytest.mark.parametrize("text", ["glosses", "items"])
 def test_quick_run_scores_every_rung_and_the_last_at_int4(tmp_path, text):
     assert main(["--quick", "--text", text, "--depth-drops", "1", "--steps", "0", "2", "4",
-                 "--out", str(tmp_path), "--name", "q"]) == 0
+                 "--out", str(tmp_path), "--name", "q", "--work", str(tmp_path / "w")]) == 0
     doc = json.loads((tmp_path / "q.json").read_text())
     assert doc["recipe"]["text"] == text and doc["recipe"]["train_dtype"] in ("fp32", "bf16")
     rungs = doc["structures"]["depth1"]["rungs"]
@@ -39,6 +39,14 @@ def test_quick_run_scores_every_rung_and_the_last_at_int4(tmp_path, text):
     md = (tmp_path / "q.md").read_text()
     assert "| depth1 int4 | 4 |" in md
     assert ("task's format" in md) == (text == "items")
+    assert (tmp_path / "w" / "depth1" / "subnet" / "subnet.json").is_file()  # kept with --work
+    exported = last["folder"]
+    (tmp_path / "q.md").unlink()
+    assert main(["--quick", "--rescore", str(tmp_path / "q.json"), "--work", str(tmp_path / "w")]) == 0
+    again = json.loads((tmp_path / "q.json").read_text())
+    assert again["rescored"] and again["structures"]["depth1"]["int4_last"]["folder"] == exported
+    assert again["structures"]["depth1"]["rungs"] == rungs  # the PyTorch rungs stay as measured
+    assert "scored again" in (tmp_path / "q.md").read_text()
 
 
 def test_item_texts_are_the_training_prompts_with_their_true_word():
