@@ -14,9 +14,11 @@ the ``n``-step run's). PyTorch fp32 scores every rung; the last rung is also exp
 calibrated scales and scored as the deployed ONNX graph, as the benchmark scores its points. Each
 structure's predicted TPOT speedup over the full model at int4 comes from the benchmark's decode table.
 
-``--text items`` distils on the task's own format instead of the benchmark's gloss text: the training
-split's definitions as the multiple choice asks them, ``Definition: {gloss}.\nWord: {word}`` (the true
-word; held-out synsets stay unseen), still against the full model's next-token distribution.
+``--text items`` distils on the task's own format instead of gloss text (the trial option
+``distill_text``, whatever the config says: :func:`nas.tasks.definitions.distill_texts`): the training
+synsets as the multiple choice asks them, ``Definition: {gloss}.\nWord: {word}`` (the true word;
+held-out synsets stay unseen), still against the full model's next-token distribution. The int4 scales
+are calibrated on the first training texts, as a trial's.
 
 Writes ``<out>/<name>.{md,json}`` (default ``distill_budget_smollm2_<host fingerprint>``), the JSON after
 every rung, so a run cut short keeps what it measured. ``--quick``: the tiny random Llama (tests).
@@ -39,6 +41,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from experiments.studies.report_files import md_table, write_report  # noqa: E402
+from nas.tasks.definitions import DISTILL_TEXTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "experiments" / "reports"
@@ -69,26 +72,6 @@ def steps_to_close(rungs: list[dict[str, Any]], goal: float) -> dict[str, Any] |
     if slope <= 0:
         return {"per_doubling": slope, "steps": None}
     return {"per_doubling": slope, "steps": int(round(2 ** (mx + (goal - my) / slope)))}
-
-
-TEXTS = ("glosses", "items")
-
-
-def item_texts(bench: Any, n: int) -> list[str]:
-    """The first ``n`` training items as the multiple choice scores them: the prompt, then its true word."""
-    from nas.tasks.definitions import answered
-
-    return [answered(it) for it in bench.recipe.data.choice_items("train", n)]
-
-
-def training_text(bench: Any, text: str) -> Any:
-    """The ``Encoded`` texts a structure is distilled on: the benchmark's glosses, or as many training items."""
-    if text == "glosses":
-        return bench.train
-    from nas.tasks.batches import encode, tokenizer_for
-
-    texts = item_texts(bench, len(bench.train))
-    return encode(tokenizer_for(bench.loaded, bench.config.max_length), texts, [0] * len(texts))
 
 
 def score_torch(model: Any, bench: Any) -> dict[str, float]:
@@ -131,7 +114,9 @@ def rescore(args: argparse.Namespace) -> int:
     src, work = Path(args.rescore), Path(args.work)
     doc = json.loads(src.read_text())
     cfg = load_config(args.config or DEFAULT_CONFIG, quick=args.quick, cls=DecoderBenchConfig)
-    cfg = dataclasses.replace(cfg, test_items=doc["test_items"], ppl_glosses=doc["ppl_glosses"])
+    text = doc["recipe"].get("calibration_text", "glosses")  # the texts the run calibrated int4 on
+    cfg = dataclasses.replace(cfg, test_items=doc["test_items"], ppl_glosses=doc["ppl_glosses"],
+                              trainer={**dict(cfg.trainer), "distill_text": text})
     bench = DecoderBench(cfg, progress=say)
     calibration = int4_calibration(dataclasses.replace(bench.config, int4_scales="calibrated"), bench.train)
     if (work / "full" / "subnet").is_dir():
@@ -156,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from nas.latency.device import device_info
 
     cfg = load_config(args.config or DEFAULT_CONFIG, quick=args.quick, cls=DecoderBenchConfig)
+    cfg = dataclasses.replace(cfg, trainer={**dict(cfg.trainer), "distill_text": args.text})
     if args.test_items or args.ppl_glosses:
         cfg = dataclasses.replace(cfg, test_items=args.test_items or cfg.test_items,
                                   ppl_glosses=args.ppl_glosses or cfg.ppl_glosses)
@@ -190,14 +176,14 @@ def _run(args: argparse.Namespace, cfg: Any, ladder: list[int], name: str, out: 
     bench = DecoderBench(cfg, progress=say)
     c = bench.config
     calibration = int4_calibration(dataclasses.replace(c, int4_scales="calibrated"), bench.train)
-    train = training_text(bench, args.text)
+    train = bench.train
     doc: dict[str, Any] = {
         "command": shlex.join(["python", "-m", MODULE, *args.argv]),
         "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "machine": {**host(), "cores": os.cpu_count(), "loadavg_before": loadavg(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "space": cfg.space, "ladder": ladder, "test_items": len(bench.test), "ppl_glosses": len(bench.ppl_ids),
-        "recipe": {"text": args.text, "lr": c.finetune_lr, "batch_size": c.batch_size, "max_length": c.max_length,
+        "recipe": {"text": args.text, "calibration_text": args.text, "lr": c.finetune_lr, "batch_size": c.batch_size, "max_length": c.max_length,
                    "train_texts": len(train), "schedule": c.finetune_schedule, "autocast": c.autocast,
                    "train_dtype": train_dtype("cpu", c.autocast),
                    "benchmark_steps": c.finetune_steps},
@@ -324,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None, help="a benchmark config (default: the SmolLM2 benchmark's)")
     ap.add_argument("--depth-drops", type=int, nargs="+", default=[8, 12])
     ap.add_argument("--steps", type=int, nargs="+", default=[0, 24, 96, 384], help="the ladder of step counts")
-    ap.add_argument("--text", choices=TEXTS, default="glosses",
+    ap.add_argument("--text", choices=DISTILL_TEXTS, default="glosses",
                     help="distil on the benchmark's glosses or on training items in the task's format")
     ap.add_argument("--full-from", metavar="JSON", help="reuse the full model's scores from an earlier run's JSON")
     ap.add_argument("--test-items", type=int, default=None, help="held-out items (default: the config's)")

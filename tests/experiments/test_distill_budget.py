@@ -26,6 +26,7 @@ def test_quick_run_scores_every_rung_and_the_last_at_int4(tmp_path, text):
                  "--out", str(tmp_path), "--name", "q", "--work", str(tmp_path / "w")]) == 0
     doc = json.loads((tmp_path / "q.json").read_text())
     assert doc["recipe"]["text"] == text and doc["recipe"]["train_dtype"] in ("fp32", "bf16")
+    assert doc["recipe"]["calibration_text"] == text  # int4 scales calibrated on the training texts, as a trial's
     rungs = doc["structures"]["depth1"]["rungs"]
     assert [r["steps"] for r in rungs] == [0, 2, 4]
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["perplexity"] > 1.0 for r in rungs)
@@ -48,16 +49,3 @@ def test_quick_run_scores_every_rung_and_the_last_at_int4(tmp_path, text):
     assert again["structures"]["depth1"]["rungs"] == rungs  # the PyTorch rungs stay as measured
     assert "scored again" in (tmp_path / "q.md").read_text()
 
-
-def test_item_texts_are_the_training_prompts_with_their_true_word():
-    from types import SimpleNamespace
-
-    from nas.tasks.definitions import ChoiceItem
-    from experiments.studies.distill_budget_smollm2 import item_texts
-
-    items = (ChoiceItem("a", "Definition: a cat.\nWord:", ("dog", "cat"), 1),
-             ChoiceItem("b", "Definition: a dog.\nWord:", ("dog", "cat"), 0))
-    data = SimpleNamespace(choice_items=lambda split, n: items[:n] if split == "train" else ())
-    bench = SimpleNamespace(recipe=SimpleNamespace(data=data))
-    assert item_texts(bench, 2) == ["Definition: a cat.\nWord: cat", "Definition: a dog.\nWord: dog"]
-    assert item_texts(bench, 1) == ["Definition: a cat.\nWord: cat"]
