@@ -1,9 +1,10 @@
-"""The ``wordnet-definitions`` recipe: a decoder distilled on WordNet gloss text, scored by definition → word.
+"""The ``wordnet-definitions`` recipe: a decoder distilled on WordNet text, scored by definition → word.
 
 * **Data** (:mod:`nas.tasks.definitions`, all four parts of speech): the
   glosses of the first ``max_train`` train synsets (hash order), or with
   ``distill_text: items`` the same synsets as multiple-choice items answered
-  (``Definition: … Word: <word>``), tokenized at ``max_length``, split into the search's weight and architecture parts by key;
+  (``Definition: … Word: <word>``), tokenized at ``max_length``, split into
+  the search's weight and architecture parts by key;
   for evaluation the first ``max_eval`` multiple-choice items of the test split
   and the glosses of the first ``max_eval`` test synsets.
 * **Teacher**: the full pretrained model, frozen; :class:`~trainers.tasks.NextTokenTask`

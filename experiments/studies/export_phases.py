@@ -7,8 +7,9 @@ Each folder's deployed graph (``model.quant.onnx``, else ``model.onnx``) runs a 
 prompt (128 tokens, TTFT) and one decode step after its context (256 cached tokens, TPOT), every graph and
 phase interleaved in the same rounds (:func:`experiments.studies.benchmark_smollm2_cpu.measure.measure_phases`,
 the benchmark's protocol and clock), with each table's calibration models alongside at 1 thread; each
-folder's speedup over ``--baseline`` is the ratio of medians from the same rounds, and each folder's
-prediction by the benchmark's tables sits beside its measurement (raw and reference-normalised error).
+folder's speedup over ``--baseline`` is the ratio of medians from the same rounds, and where the folder
+carries its subnet (a ``nas export`` folder) the benchmark's tables' prediction sits beside its measurement
+(raw and reference-normalised error).
 
 Writes ``STEM.{md,json}`` (default ``experiments/reports/export_phases``).
 """
