@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import shlex
@@ -103,8 +104,6 @@ def score_int4(bench: Any, subnet: Any, arch: dict[str, int], folder: Path, cali
 def rescore(args: argparse.Namespace) -> int:
     """``--rescore JSON --work DIR``: the int4 rows of a run again from the subnets it kept in ``DIR`` (the full
     model's too when ``DIR/full`` holds it, else from the run its scores came from, rescored first)."""
-    import json
-
     from experiments.studies.benchmark_minilm_cpu.config import load_config
     from experiments.studies.benchmark_smollm2_cpu.config import DEFAULT_CONFIG, DecoderBenchConfig
     from experiments.studies.benchmark_smollm2_cpu.context import DecoderBench
@@ -148,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
     ladder = sorted(set(args.steps))
     if not ladder or ladder[0] < 0:
         raise SystemExit("--steps: non-negative step counts")
+    prev = json.loads(Path(args.full_from).read_text()) if args.full_from else None
+    if prev is not None and prev.get("space") != cfg.space:
+        raise SystemExit(f"--full-from: {args.full_from} scored space {prev.get('space')!r}, not {cfg.space!r}")
     fp = device_info()["fingerprint"]
     stem = "distill_budget_smollm2" + ("" if args.text == "glosses" else f"_{args.text}")
     name = args.name or (f"{stem}_quick" if args.quick else f"{stem}_{fp}")
@@ -155,19 +157,19 @@ def run(args: argparse.Namespace) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="distill-budget-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(args, cfg, ladder, name, out, work)
+        return _run(args, cfg, ladder, name, out, work, prev)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(args: argparse.Namespace, cfg: Any, ladder: list[int], name: str, out: Path, work: Path) -> int:
+def _run(args: argparse.Namespace, cfg: Any, ladder: list[int], name: str, out: Path, work: Path,
+         prev: dict[str, Any] | None) -> int:
     import torch
 
     from experiments.studies.benchmark_minilm_cpu.run import host, loadavg
     from experiments.studies.benchmark_smollm2_cpu.baselines import calibration_importance, depth_arch, with_bits
     from experiments.studies.benchmark_smollm2_cpu.context import DecoderBench
-    from nas.latency.device import device_info
     from nas.supernet.derive import derive
     from trainers.devices import train_dtype
     from trainers.finetune import finetune
@@ -198,12 +200,9 @@ def _run(args: argparse.Namespace, cfg: Any, ladder: list[int], name: str, out: 
 
     full_arch = dict(bench.space.full())
     full_int4 = with_bits(bench.space, full_arch, "int4")
-    if args.full_from:  # the full model's scores from an earlier run on the same sets
-        import json
-
-        prev = json.loads(Path(args.full_from).read_text())
-        if (prev["test_items"], prev["ppl_glosses"], prev["space"]) != (len(bench.test), len(bench.ppl_ids), cfg.space):
-            raise SystemExit(f"--full-from: {args.full_from} scored other sets or another space")
+    if prev is not None:  # the full model's scores from an earlier run on the same sets
+        if (prev["test_items"], prev["ppl_glosses"]) != (len(bench.test), len(bench.ppl_ids)):
+            raise SystemExit(f"--full-from: {args.full_from} scored other sets")
         doc["full"] = {**prev["full"], "from": args.full_from}
     else:
         say("full model: scoring (PyTorch fp32), then at int4 (ONNX)")
@@ -284,15 +283,15 @@ def markdown(doc: dict[str, Any]) -> str:
               + (f" (scored by the run in `{Path(full['from']).name}`)" if full.get("from") else "")
               + ". The target's accuracy bar (fp32 − 1 pt): "
               f"**{goal:.1%}**; its speed bar: TPOT ≥ 1.5× below full int4.", ""]
+    def row(name: str, g: dict[str, Any], minutes: str) -> list[Any]:
+        drop = f"{100 * (g['accuracy'] - full['fp32']['accuracy']):+.1f} pt"
+        return [name, g["steps"], minutes, f"{g['accuracy']:.1%}", drop, f"{g['perplexity']:.1f}"]
+
     rows = []
     for key, e in doc["structures"].items():
-        for g in e["rungs"]:
-            rows.append([key, g["steps"], f"{g['train_s'] / 60:.1f}", f"{g['accuracy']:.1%}",
-                         f"{g['accuracy'] - full['fp32']['accuracy']:+.1%}".replace("%", " pt"), f"{g['perplexity']:.1f}"])
+        rows += [row(key, g, f"{g['train_s'] / 60:.1f}") for g in e["rungs"]]
         if "int4_last" in e:
-            g = e["int4_last"]
-            rows.append([f"{key} int4", g["steps"], "", f"{g['accuracy']:.1%}",
-                         f"{g['accuracy'] - full['fp32']['accuracy']:+.1%}".replace("%", " pt"), f"{g['perplexity']:.1f}"])
+            rows.append(row(f"{key} int4", e["int4_last"], ""))
     lines += md_table(["structure", "steps", "train min", "multiple choice", "vs full fp32", "perplexity"], rows)
     lines += ["", "| structure | layers dropped | predicted int4 TPOT ms | speedup vs full int4 | gain per doubling "
               "of steps | steps to reach the bar (log-linear) |", "| --- | --- | --- | --- | --- | --- |"]
@@ -328,8 +327,6 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--rescore: give the run's --work folder")
         return rescore(args)
     if args.report_only:
-        import json
-
         src = Path(args.report_only)
         doc = json.loads(src.read_text())
         write_report(src.with_suffix(""), doc, markdown(doc))
