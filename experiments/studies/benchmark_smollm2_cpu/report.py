@@ -64,15 +64,15 @@ def limits(doc: Mapping[str, Any]) -> list[str]:
             for m in ("dnas", "random", "nsga2")}
     within = [p["key"] for p in pts if p["accuracy"] >= ref - drop - 1e-12 and p["key"] != "baselines/full-fp32"]
     if not rows["tpot_speedup"]["met"]:
-        q = s["best_quantized"]
+        q, trainer = s["best_quantized"], doc["config"]["trainer"]
         text = ", ".join(f"{m} {100 * p['accuracy']:.1f} % (`{p['name']}`)" for m, p in best.items() if p)
         cost = 100 * (ref - q["accuracy"])
         quant = (f"quantization alone already costs {cost:.1f} pt ({q['name']})" if cost >= 0 else
                  f"quantization alone ({q['name']}) scores {-cost:.1f} pt above full fp32 on these items")
         out.append(f"**Accuracy, not speed.** No searched point comes within {100 * drop:g} pt of full fp32 "
                    f"({100 * ref:.1f} %): the most accurate are {text}. Every point but the full model gets the same "
-                   f"{doc['config']['trainer'].get('finetune_steps')} distillation steps, too few to recover a pruned "
-                   f"decoder; {quant}. "
+                   f"{trainer.get('finetune_steps')} distillation steps (`distill_text: "
+                   f"{trainer.get('distill_text', 'glosses')}`), too few to recover a pruned decoder; {quant}. "
                    f"Points within {100 * drop:g} pt: {', '.join(within) or 'none'}. Change: a longer distillation "
                    "(or the shared supernet of issue 31, trained once with the sandwich rule).")
     if any(not rows[f"hv_region_{b}_{o}"]["met"] for b in PHASES for o in ("nsga2", "random")):
