@@ -69,12 +69,18 @@ def limits(doc: Mapping[str, Any]) -> list[str]:
         cost = 100 * (ref - q["accuracy"])
         quant = (f"quantization alone already costs {cost:.1f} pt ({q['name']})" if cost >= 0 else
                  f"quantization alone ({q['name']}) scores {-cost:.1f} pt above full fp32 on these items")
+        pruned = [k for k in within if k.startswith("baselines/") and not k.startswith("baselines/full-")]
+        steps = (f"{trainer.get('finetune_steps')} distillation steps (`distill_text: "
+                 f"{trainer.get('distill_text', 'glosses')}`)")
+        why = (f"enough for the pruned baselines {', '.join(pruned)} to stay within {100 * drop:g} pt but not for "
+               "any searched architecture" if pruned else "too few to recover a pruned decoder")
+        change = ("more trials per method at this distillation budget (see Budget), or a search seeded with the "
+                  "pruned structures that recovered" if pruned else
+                  "a longer distillation (or the shared supernet of issue 31, trained once with the sandwich rule)")
         out.append(f"**Accuracy, not speed.** No searched point comes within {100 * drop:g} pt of full fp32 "
                    f"({100 * ref:.1f} %): the most accurate are {text}. Every point but the full model gets the same "
-                   f"{trainer.get('finetune_steps')} distillation steps (`distill_text: "
-                   f"{trainer.get('distill_text', 'glosses')}`), too few to recover a pruned decoder; {quant}. "
-                   f"Points within {100 * drop:g} pt: {', '.join(within) or 'none'}. Change: a longer distillation "
-                   "(or the shared supernet of issue 31, trained once with the sandwich rule).")
+                   f"{steps}, {why}; {quant}. "
+                   f"Points within {100 * drop:g} pt: {', '.join(within) or 'none'}. Change: {change}.")
     if any(not rows[f"hv_region_{b}_{o}"]["met"] for b in PHASES for o in ("nsga2", "random")):
         region = {b: sum(s["phases"][b]["hypervolume_region"].get(m, 0.0) for m in ("dnas", "random", "nsga2"))
                   for b in PHASES}
