@@ -16,6 +16,7 @@ from experiments.studies.generation_latency import (
     position_scores,
     uniform_arch,
 )
+from nas.quant import int8_pairs_saturate
 from nas.runtime.decoder_onnx import decoder_bits_by_node, export_decoder_onnx
 from nas.supernet.calibrate import linear_nodes
 from nas.runtime.decoder_session import DecoderSession
@@ -43,7 +44,10 @@ def test_int8_nbits_graph_runs_the_layers_as_8_bit_matmulnbits_and_keeps_the_hea
     ref, _ = DecoderSession(fp32).step(ids.numpy(), mask, DecoderSession(fp32).empty_past(1))
     sess = DecoderSession(out)
     got, _ = sess.step(ids.numpy(), mask, sess.empty_past(1))
-    assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()  # 8-bit codes in blocks of 32: close to fp32
+    # 8-bit codes in blocks of 32: close to fp32. An int8 LM head runs MatMulInteger, whose int16 pair sums
+    # saturate on x86 CPUs without VNNI (nas.quant.int8_pairs_saturate): 0.13 of the largest logit on the AVX2 EPYC.
+    tol = 0.2 if embed_bits == 8 and int8_pairs_saturate() else 0.1
+    assert np.abs(got - ref).max() < tol * np.abs(ref).max()
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
