@@ -122,7 +122,12 @@ def test_torch_backend_runs_int8_nbits_linears_on_their_weights_in_fp32():
         ref = m(x)
     assert torch.equal(be.prepare(m, {"x": x}, bits={"0": 8}, int8_nbits=["0"])(), ref)
     dynamic = be.prepare(m, {"x": x}, bits={"0": 8})()
-    assert not torch.equal(dynamic, ref) and torch.allclose(dynamic, ref, atol=0.05)
+    # x86 CPUs without VNNI multiply u8 x s8 with int16 pair sums that saturate (nas.quant.int8_pairs_saturate
+    # probes onnxruntime's kernel; torch's uses the same instruction): 0.38 off a 1.79 output on the AVX2 EPYC.
+    from nas.quant import int8_pairs_saturate
+
+    atol = 0.5 if int8_pairs_saturate() else 0.05
+    assert not torch.equal(dynamic, ref) and torch.allclose(dynamic, ref, atol=atol)
     assert be.kernel(8, nbits=True) == be.int8_nbits_kernel != be.kernel(8)
 
 
